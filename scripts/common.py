@@ -1,0 +1,109 @@
+"""Flags shared by every training script, and the one-line error wrapper.
+
+Each flag means the same in question1, question2, question3, resnet_vs_plain
+and colorize. A flag left unset (None) takes the script's own default from its
+DEFAULTS dict, the one visible place for an experiment's settings.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_tensorflow_quietly():
+    """TF 2.2x prints start-up notices from C++ (oneDNN, missing CUDA) that
+    TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury the one-line
+    answers the scripts give. RESNET_KERAS_TF_LOGS=1 shows them."""
+    if os.environ.get("RESNET_KERAS_TF_LOGS"):
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device discovery logs once, here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_integer("n", None, "Blocks per stage: depth 6n+2 (3 -> ResNet-20).")
+flags.DEFINE_string("dataset", None, "cifar10 or cifar100.")
+flags.DEFINE_string("label_mode", None, "CIFAR-100 labels: fine (100) or coarse (20).")
+flags.DEFINE_string("data_dir", None, "Offline data: CIFAR python-format folder/tarball, or image "
+                    "folder with train/<class>/ and test/<class>/. Unset: keras.datasets download.")
+flags.DEFINE_integer("epochs", None, "Training epochs.")
+flags.DEFINE_integer("batch_size", None, "Global batch size.")
+flags.DEFINE_string("opt", None, "Optimizer: adam, rmsprop or sgd (momentum 0.9).")
+flags.DEFINE_float("lr", None, "Base learning rate (unset: adam/rmsprop 1e-3, sgd 0.1).")
+flags.DEFINE_string("schedule", None, "Learning-rate schedule: constant, step (/10 at 50% and "
+                    "75% of epochs) or paper (/10 at 32k and 48k iterations).")
+flags.DEFINE_float("weight_decay", None, "Paper-style L2 weight decay (gradient wd * w).")
+flags.DEFINE_string("shortcut", None, "projection (1x1 conv) or identity (paper's option A).")
+flags.DEFINE_string("normalization", None, "per_channel (mean/std) or per_pixel (mean image).")
+flags.DEFINE_integer("seed", None, "Random seed (weights, split, shuffling, augmentation).")
+flags.DEFINE_integer("train_limit", None, "Use a class-balanced subset of N training images.")
+flags.DEFINE_integer("test_limit", None, "Use a class-balanced subset of N test images.")
+flags.DEFINE_integer("val_size", None, "Validation images held out of the training split.")
+flags.DEFINE_string("output_dir", None, "Where saved_models/, plots/, results/ and runs/ go.")
+flags.DEFINE_string("run_name", None, "Folder name under runs/ (default: from the experiment).")
+flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
+flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<run_name>/.")
+flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA.")
+flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
+flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
+flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmodel.")
+
+FLAGS = flags.FLAGS
+SHARED = [
+    "n", "dataset", "label_mode", "data_dir", "epochs", "batch_size", "opt", "lr", "schedule",
+    "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
+    "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile", "augment",
+    "skip_bad_images", "formats",
+]  # fmt: skip
+
+
+def resolve(defaults, names=SHARED):
+    """The script's defaults, overridden by every flag the user set."""
+    out = dict(defaults)
+    for name in names:
+        value = getattr(FLAGS, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def fail(message):
+    """One line on stderr, exit status 2: the answer to every bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(main):
+    """absl's app.run, with bad input answered by one line instead of a traceback.
+
+    RESNET_KERAS_TRACEBACK=1 shows the traceback, for debugging the project.
+    """
+
+    def wrapped(argv):
+        if len(argv) > 1:
+            fail(f"unexpected arguments {' '.join(argv[1:])!r}; see --helpshort")
+        try:
+            return main(argv)
+        except (ValueError, OSError, FloatingPointError) as e:
+            if os.environ.get("RESNET_KERAS_TRACEBACK"):
+                raise
+            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except KeyboardInterrupt:
+            print("interrupted: run the same command again to resume from the last finished "
+                  "epoch", file=sys.stderr)
+            sys.exit(130)
+
+    app.run(wrapped)

@@ -1,0 +1,97 @@
+"""scripts.question1 end to end, as a user runs it (a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import tensorflow as tf
+
+from tests import fixtures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(module, *args, cwd=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+@unittest.skipUnless(os.path.isdir(fixtures.REAL_CIFAR10),
+                     "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10")  # fmt: skip
+class Question1EndToEndTest(tf.test.TestCase):
+    def test_few_hundred_real_images(self):
+        out = tempfile.mkdtemp()
+        r = run_script("scripts.question1", f"--data_dir={fixtures.REAL_CIFAR10}", "--epochs=2",
+                       "--train_limit=400", "--val_size=100", "--test_limit=200", "--n=1",
+                       f"--output_dir={out}", "--verbose=0", "--formats=h5,keras")  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertRegex(r.stdout, r"Test accuracy: 0\.\d{4}")
+        h5 = os.path.join(out, "saved_models", "resnet_cifar10.h5")
+        self.assertTrue(os.path.isfile(h5))
+        self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet_cifar10.keras")))
+        self.assertTrue(os.path.isfile(os.path.join(out, "plots", "question1_resnet8_cifar10.png")))
+        run = os.path.join(out, "runs", "question1_resnet8_cifar10")
+        with open(os.path.join(run, "flags.json")) as f:
+            flags = json.load(f)
+        self.assertEqual((flags["opt"], flags["epochs"], flags["train_images"]), ("adam", 2, 300))
+        with open(os.path.join(run, "history.json")) as f:
+            history = json.load(f)
+        self.assertLen(history["loss"], 2)
+        self.assertLen(history["val_accuracy"], 2)
+        with open(os.path.join(run, "metrics.json")) as f:
+            metrics = json.load(f)
+        printed = float(r.stdout.split("Test accuracy: ")[1].split()[0])
+        self.assertAlmostEqual(metrics["test_accuracy"], printed, places=4)
+        self.assertGreater(metrics["img_per_s"], 0)
+        # The saved model takes raw 0-255 images and gives the logged accuracy.
+        import keras
+
+        from resnet_keras import data
+
+        model = keras.models.load_model(h5)
+        (_, _), (xt, yt) = data.load_cifar("cifar10", fixtures.REAL_CIFAR10)
+        xt, yt = data.limit(xt, yt, 200, seed=0)
+        acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
+        self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
+
+
+class BadInputTest(tf.test.TestCase):
+    def test_bad_flags_get_one_line_and_exit_2(self):
+        out = tempfile.mkdtemp()
+        keep = os.path.join(out, "saved_models", "resnet_cifar10.h5")
+        os.makedirs(os.path.dirname(keep))
+        with open(keep, "w") as f:
+            f.write("an earlier result")
+        cases = [
+            (["--opt=adagrad"], "Unknown optimizer 'adagrad'; expected one of adam, rmsprop, sgd"),
+            (["--n=0"], "--n must be at least 1"),
+            (["--epochs=0"], "--epochs must be at least 1"),
+            (["--dataset=mnist"], "Unknown dataset 'mnist'"),
+            ([f"--data_dir={os.path.join(out, 'missing')}"], "no such file or folder"),
+        ]
+        for args, message in cases:
+            r = run_script("scripts.question1", *args, f"--output_dir={out}")
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(message, r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+        with open(keep) as f:
+            self.assertEqual(f.read(), "an earlier result")
+
+    def test_python_format_data_through_the_script(self):
+        root = tempfile.mkdtemp()
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=1",
+                       "--val_size=20", "--batch_size=16", f"--output_dir={root}/out",
+                       "--verbose=0")  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("python format", r.stdout)
+
+
+if __name__ == "__main__":
+    tf.test.main()

@@ -1,0 +1,75 @@
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from resnet_keras import training
+
+
+class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
+    def test_step_schedule_switches_at_epochs_50_and_75_of_100(self):
+        spe = 391  # 50k images at batch 128
+        lr = lambda epoch, i=0: training.learning_rate(epoch * spe + i, "step", 0.1, spe, 100)  # noqa: E731
+        self.assertAlmostEqual(lr(0), 0.1)
+        self.assertAlmostEqual(lr(49, spe - 1), 0.1)
+        self.assertAlmostEqual(lr(50), 0.01)
+        self.assertAlmostEqual(lr(74, spe - 1), 0.01)
+        self.assertAlmostEqual(lr(75), 0.001)
+        self.assertAlmostEqual(lr(99, spe - 1), 0.001)
+
+    def test_paper_schedule_switches_at_32k_and_48k(self):
+        lr = lambda s: training.learning_rate(s, "paper", 0.1, 352, 182)  # noqa: E731
+        self.assertEqual([lr(0), lr(31_999), lr(32_000), lr(47_999), lr(48_000), lr(63_999)],
+                         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])  # fmt: skip
+
+    def test_resnet110_warmup(self):
+        lr = lambda s: training.learning_rate(s, "paper", 0.1, 352, 182, warmup_steps=400)  # noqa: E731
+        self.assertEqual([lr(0), lr(399), lr(400), lr(32_000)], [0.01, 0.01, 0.1, 0.01])
+
+    def test_constant(self):
+        self.assertEqual(training.learning_rate(10_000, "constant", 1e-3, 10, 20), 1e-3)
+        self.assertEqual(training.keras_schedule("constant", 1e-3, 10, 20), 1e-3)
+
+    @parameterized.parameters(
+        ("step", 0.1, 10, 20, 0), ("paper", 0.1, 352, 182, 0), ("paper", 0.1, 352, 182, 400)
+    )
+    def test_keras_schedule_equals_pure_function_at_every_boundary(self, name, lr, spe, epochs, warm):
+        sched = training.keras_schedule(name, lr, spe, epochs, warm)
+        bounds, _ = training.schedule_boundaries(name, lr, spe, epochs, warm)
+        steps = sorted({0, 1} | {b + d for b in bounds for d in (-1, 0, 1)})
+        for s in steps:
+            self.assertAllClose(float(sched(s)), training.learning_rate(s, name, lr, spe, epochs, warm),
+                                msg=f"step {s}")  # fmt: skip
+
+    def test_unknown_names(self):
+        with self.assertRaisesRegex(ValueError, "Unknown schedule 'cosine'; expected one of constant"):
+            training.schedule_boundaries("cosine", 0.1, 1, 1)
+        with self.assertRaisesRegex(ValueError, "Unknown optimizer 'adagrad'; expected one of adam, rmsprop, sgd"):
+            training.make_optimizer("adagrad", 0.1)
+
+    def test_optimizers_by_name(self):
+        sgd = training.make_optimizer("sgd", 0.1)
+        self.assertIsInstance(sgd, keras.optimizers.SGD)
+        self.assertAllClose(sgd.momentum, 0.9)
+        self.assertIsInstance(training.make_optimizer("adam", 1e-3), keras.optimizers.Adam)
+        self.assertIsInstance(training.make_optimizer("rmsprop", 1e-3), keras.optimizers.RMSprop)
+
+
+class FilesTest(tf.test.TestCase):
+    def test_csv_history_and_atomic_json(self):
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "log.csv")
+        with open(path, "w") as f:
+            f.write("epoch,accuracy,loss\n0,0.5,1.5\n1,0.6,1.2\n")
+        self.assertEqual(training.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]})
+        training.write_json(os.path.join(d, "h.json"), {"a": np.float32(1.5), "b": np.arange(2)})
+        self.assertEqual(sorted(os.listdir(d)), ["h.json", "log.csv"])
+        with open(os.path.join(d, "h.json")) as f:
+            self.assertIn('"a": 1.5', f.read())
+
+
+if __name__ == "__main__":
+    tf.test.main()
