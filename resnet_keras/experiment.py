@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from resnet_keras import data as data_lib
-from resnet_keras import models, plotting, saving, training
+from resnet_keras import models, plotting, results, saving, training
 from resnet_keras.checks import check_choice
 
 MODELS = ("resnet", "plain")
@@ -200,20 +200,22 @@ def run_classification(config, log=print):
     best = os.path.join(config.run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):
         model.load_weights(best)
-    results = model.evaluate(data_lib.eval_dataset(xt, yt, 1000), verbose=0, return_dict=True)
+    test = evaluate_predictions(model.predict(xt, batch_size=1000, verbose=0), yt)
+    save_test_predictions(os.path.join(config.run_dir, "test_predictions.npz"), test, xt)
     epoch_times = history.get("epoch_time_s", [])
     metrics = {
-        "test_loss": float(results["loss"]),
-        "test_accuracy": float(results["accuracy"]),
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
         "params": int(model.count_params()),
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "epochs": len(history.get("loss", [])),
         # Summed per-epoch times survive a resume; this process's time does not.
         "train_time_s": float(sum(epoch_times)) if epoch_times else train_time,
         "img_per_s": float(np.mean(history["img_per_s"])) if "img_per_s" in history else None,
+        "hardware": results.hardware(),
     }
-    if "top5_accuracy" in results:
-        metrics["test_top5_accuracy"] = float(results["top5_accuracy"])
+    if ds.num_classes > 10:
+        metrics["test_top5_accuracy"] = test["top5_accuracy"]
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
@@ -224,6 +226,49 @@ def run_classification(config, log=print):
         f"({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
     )
     return model, metrics, history
+
+
+def evaluate_predictions(probs, y):
+    """Test metrics from softmax outputs (B, K) and labels (B,) or (B, 1).
+
+    The loss is the plain cross-entropy: `model.evaluate` would add the L2
+    weight-decay term, which is not a property of the predictions.
+    """
+    y = np.asarray(y).reshape(-1).astype("int64")
+    probs = np.asarray(probs, "float64")
+    pred = probs.argmax(axis=1)
+    top5 = np.argsort(-probs, axis=1)[:, :5]
+    return {
+        "loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)))),
+        "accuracy": float(np.mean(pred == y)),
+        "top5_accuracy": float(np.mean((top5 == y[:, None]).any(axis=1))),
+        "y_true": y,
+        "y_pred": pred,
+        "confidence": probs.max(axis=1),
+    }
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    """Rows: true class, columns: predicted class."""
+    cm = np.zeros((num_classes, num_classes), "int64")
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def save_test_predictions(path, test, x_test, keep_wrong=64):
+    """Labels, predictions and the first misclassified images, so that confusion
+    matrices and misclassified grids can be redrawn without the model or data."""
+    wrong = np.flatnonzero(test["y_pred"] != test["y_true"])[:keep_wrong]
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    np.savez_compressed(
+        tmp,
+        y_true=test["y_true"],
+        y_pred=test["y_pred"],
+        confidence=test["confidence"],
+        wrong_index=wrong,
+        wrong_images=x_test[wrong],
+    )
+    os.replace(tmp, path)
 
 
 def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
