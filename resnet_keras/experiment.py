@@ -11,7 +11,9 @@ Every run writes `runs/<run_name>/` under the output folder:
 """
 
 import dataclasses
+import json
 import os
+import shutil
 import time
 
 import keras
@@ -276,3 +278,34 @@ def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
     paths = [saving.save_model(model, saving.model_path(stem, f)) for f in formats]
     paths.append(plotting.plot_history(history, plot_path, title))
     return paths
+
+
+def load_run(run_dir):
+    """(history, metrics, flags, test predictions) of a finished run, or None."""
+    try:
+        loaded = []
+        for name in ("history.json", "metrics.json", "flags.json"):
+            with open(os.path.join(run_dir, name)) as f:
+                loaded.append(json.load(f))
+    except (OSError, ValueError):
+        return None
+    preds_path = os.path.join(run_dir, "test_predictions.npz")
+    preds = dict(np.load(preds_path)) if os.path.isfile(preds_path) else None
+    return (*loaded, preds)
+
+
+def train_or_reuse(config, model_stem, formats=("h5",), retrain=False, log=print):
+    """Trains and saves unless runs/ already holds this finished run.
+
+    Study scripts call this per configuration, so an interrupted study picks up
+    where it stopped and a finished one can be re-reported without retraining.
+    """
+    if retrain and os.path.isdir(config.run_dir):
+        shutil.rmtree(config.run_dir)
+    elif load_run(config.run_dir) is not None:
+        log(f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)")
+        return
+    log(f"{config.run_name}: training ({config.epochs} epochs)")
+    model, _, _ = run_classification(config, log=log)
+    for fmt in formats:
+        log(f"wrote {saving.save_model(model, saving.model_path(model_stem, fmt))}")

@@ -60,6 +60,10 @@ flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA.")
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
 flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmodel.")
+# Study scripts (question2, question3, resnet_vs_plain) share these.
+flags.DEFINE_bool("all", False, "Run every configuration of the original study.")
+flags.DEFINE_bool("retrain", False, "Train again even if runs/ holds a finished run.")
+flags.DEFINE_bool("report_only", False, "Only redraw the table and figures from saved runs.")
 
 FLAGS = flags.FLAGS
 SHARED = [
@@ -86,14 +90,18 @@ def fail(message):
     sys.exit(2)
 
 
-def run(main):
+def run(main, positional=False):
     """absl's app.run, with bad input answered by one line instead of a traceback.
+
+    Args:
+        main: called with argv (argv[0] is the program).
+        positional: whether the script takes positional arguments (model files).
 
     RESNET_KERAS_TRACEBACK=1 shows the traceback, for debugging the project.
     """
 
     def wrapped(argv):
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}; see --helpshort")
         try:
             return main(argv)

@@ -14,24 +14,18 @@ Writes saved_models/<model>-<depth>.h5, plots/resnet/*.png,
 plots/resnet_architecture.png and results/resnet_vs_plain.{md,json}.
 """
 
-import json
 import math
 import os
-import shutil
-
-import numpy as np
 
 from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import experiment, models, plotting, results, saving, training
+from resnet_keras import experiment, models, plotting, results, training
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
 flags.DEFINE_bool("paper", False, "The paper's exact recipe instead of the original write-up's.")
-flags.DEFINE_bool("retrain", False, "Train pairs again even if runs/ holds a finished run.")
-flags.DEFINE_bool("report_only", False, "Only redraw the table and figures from saved runs.")
 FLAGS = flags.FLAGS
 
 DEFAULTS = dict(
@@ -96,42 +90,13 @@ def explicit_flags():
     return {name for name in common.SHARED if getattr(FLAGS, name) is not None}
 
 
-def load_run(run_dir):
-    """history, metrics and test predictions of a finished run, or None."""
-    try:
-        with open(os.path.join(run_dir, "history.json")) as f:
-            history = json.load(f)
-        with open(os.path.join(run_dir, "metrics.json")) as f:
-            metrics = json.load(f)
-        with open(os.path.join(run_dir, "flags.json")) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return None
-    preds_path = os.path.join(run_dir, "test_predictions.npz")
-    preds = dict(np.load(preds_path)) if os.path.isfile(preds_path) else None
-    return history, metrics, config, preds
-
-
-def train_pair(config, formats, retrain):
-    if retrain and os.path.isdir(config.run_dir):
-        shutil.rmtree(config.run_dir)
-    elif load_run(config.run_dir) is not None:
-        print(f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)")
-        return
-    print(f"{config.run_name}: training ({config.epochs} epochs)")
-    model, metrics, _ = experiment.run_classification(config)
-    stem = os.path.join(config.output_dir, "saved_models", config.run_name)
-    for fmt in formats:
-        print(f"wrote {saving.save_model(model, saving.model_path(stem, fmt))}")
-
-
 def report(pairs, output_dir, settings):
     """Redraws every figure and the table from runs/ alone (no training, no data)."""
     plots = os.path.join(output_dir, "plots", "resnet")
     histories, rows = {}, []
     for model, depth in pairs:
         name = f"{FILE_STEM[model]}-{depth}"
-        run = load_run(os.path.join(output_dir, "runs", name))
+        run = experiment.load_run(os.path.join(output_dir, "runs", name))
         if run is None:
             print(f"{name}: no finished run in runs/{name}; left out of the report")
             continue
@@ -201,7 +166,8 @@ def main(argv):
     if not FLAGS.report_only:
         experiment.check_writable(settings["output_dir"])
         for c in configs:
-            train_pair(c, formats, FLAGS.retrain)
+            stem = os.path.join(c.output_dir, "saved_models", c.run_name)
+            experiment.train_or_reuse(c, stem, formats, FLAGS.retrain)
     report(pairs, settings["output_dir"], settings)
 
 
