@@ -18,9 +18,10 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import models, plotting, results, saving, training
+from resnet_keras import distribute, models, plotting, results, saving, training
 from resnet_keras.checks import check_choice
 
 MODELS = ("resnet", "plain")
@@ -55,6 +56,8 @@ class TrainConfig:
     tensorboard: bool = False
     jit_compile: bool = False
     skip_bad_images: bool = False
+    strategy: str = "auto"
+    deterministic: bool = False
 
     def validate(self):
         """Refuses bad values before any data is read or any file written."""
@@ -65,6 +68,7 @@ class TrainConfig:
         check_choice("schedule", self.schedule, training.SCHEDULES)
         check_choice("shortcut", self.shortcut, models.SHORTCUTS)
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
+        check_choice("strategy", self.strategy, distribute.STRATEGIES)
         minimums = [("n", 1), ("epochs", 1), ("batch_size", 1), ("weight_decay", 0),
                     ("train_limit", 0), ("test_limit", 0), ("val_size", 0)]  # fmt: skip
         for name, low in minimums:
@@ -119,7 +123,7 @@ def prepare_data(config):
     return ds, (x, y), val, (xt, yt)
 
 
-def build_model(config, num_classes, x_train):
+def build_model(config, num_classes, x_train, sync_bn=False):
     """The model the config names, normalised with the training images' statistics."""
     if config.normalization == "per_channel":
         mean, std = data_lib.channel_stats(x_train)
@@ -132,6 +136,7 @@ def build_model(config, num_classes, x_train):
         normalization=config.normalization,
         mean=mean,
         std=std,
+        sync_bn=sync_bn,
     )
     if config.model == "plain":
         return models.build_plainnet(config.n, **kwargs)
@@ -145,8 +150,16 @@ def run_classification(config, log=print):
     best on the validation split (the last weights when `val_size` is 0).
     """
     config.validate()
-    check_writable(config.run_dir)
+    # Workers other than the chief keep their resume state in a folder of
+    # their own and write nothing under the final names.
+    run_dir = config.run_dir
+    if not distribute.is_chief():
+        run_dir = os.path.join(run_dir, f"worker{distribute.task()[1]}")
+    check_writable(run_dir)
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = distribute.make_strategy(config.strategy)
     ds, (x, y), val, (xt, yt) = prepare_data(config)
     for note in ds.notes:
         log(f"data: {note}")
@@ -154,18 +167,19 @@ def run_classification(config, log=print):
         f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
         f"{len(xt)} test images, {ds.num_classes} classes"
     )
-    model = build_model(config, ds.num_classes, x)
     steps_per_epoch = int(np.ceil(len(x) / config.batch_size))
     lr = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
     schedule = training.keras_schedule(
         config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
     )
-    training.compile_classifier(
-        model,
-        training.make_optimizer(config.opt, schedule),
-        jit_compile=config.jit_compile,
-        top5=ds.num_classes > 10,
-    )
+    with strategy.scope():
+        model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
+        training.compile_classifier(
+            model,
+            training.make_optimizer(config.opt, schedule),
+            jit_compile=config.jit_compile,
+            top5=ds.num_classes > 10,
+        )
     resolved = dataclasses.asdict(config) | {
         "lr": lr,
         "depth": config.depth,
@@ -176,13 +190,14 @@ def run_classification(config, log=print):
         "val_images": len(val[0]) if val else 0,
         "test_images": len(xt),
         "data_source": ds.source,
+        "replicas": strategy.num_replicas_in_sync,
     }
     log(f"config: {resolved}")
-    training.write_json(os.path.join(config.run_dir, "flags.json"), resolved)
+    training.write_json(os.path.join(run_dir, "flags.json"), resolved)
 
     train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, config.augment)
     val_ds = data_lib.eval_dataset(*val, batch_size=1000) if val else None
-    callbacks = training.callbacks_for_run(config.run_dir, len(x), val is not None, config.tensorboard)
+    callbacks = training.callbacks_for_run(run_dir, len(x), val is not None, config.tensorboard)
     t0 = time.perf_counter()
     model.fit(
         train_ds,
@@ -193,17 +208,22 @@ def run_classification(config, log=print):
         shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
     )
     train_time = time.perf_counter() - t0
-    history = training.read_csv_history(os.path.join(config.run_dir, "log.csv"))
-    if any(np.isnan(v) for v in history.get("loss", [])) or len(history.get("loss", [])) < config.epochs:
+    nan = next(c for c in callbacks if isinstance(c, training.StopOnNaN))
+    if nan.stopped_at:
+        epoch, batch, rate = nan.stopped_at
         raise FloatingPointError(
-            f"training stopped early at epoch {len(history.get('loss', []))}: the loss became NaN "
-            f"(learning rate {lr}); try a smaller --lr"
+            f"the loss became NaN at epoch {epoch}, batch {batch} (learning rate {rate:g}); "
+            "no model was saved: try a smaller --lr"
         )
-    best = os.path.join(config.run_dir, "best.weights.h5")
+    history = training.read_csv_history(os.path.join(run_dir, "log.csv"))
+    best = os.path.join(run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):
-        model.load_weights(best)
+        try:
+            model.load_weights(best)
+        except OSError as e:  # killed while ModelCheckpoint wrote it
+            log(f"warning: {best} is unreadable ({e}); testing the last weights instead")
     test = evaluate_predictions(model.predict(xt, batch_size=1000, verbose=0), yt)
-    save_test_predictions(os.path.join(config.run_dir, "test_predictions.npz"), test, xt)
+    save_test_predictions(os.path.join(run_dir, "test_predictions.npz"), test, xt)
     epoch_times = history.get("epoch_time_s", [])
     metrics = {
         "test_loss": test["loss"],
@@ -221,8 +241,8 @@ def run_classification(config, log=print):
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
-    training.write_json(os.path.join(config.run_dir, "history.json"), history)
-    training.write_json(os.path.join(config.run_dir, "metrics.json"), metrics)
+    training.write_json(os.path.join(run_dir, "history.json"), history)
+    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
         f"({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
@@ -274,7 +294,12 @@ def save_test_predictions(path, test, x_test, keep_wrong=64):
 
 
 def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
-    """Writes the model in each format and the history plot; returns the paths."""
+    """Writes the model in each format and the history plot; returns the paths.
+
+    Only the chief writes; other workers of a multi-worker run return [].
+    """
+    if not distribute.is_chief():
+        return []
     paths = [saving.save_model(model, saving.model_path(stem, f)) for f in formats]
     paths.append(plotting.plot_history(history, plot_path, title))
     return paths
@@ -307,5 +332,5 @@ def train_or_reuse(config, model_stem, formats=("h5",), retrain=False, log=print
         return
     log(f"{config.run_name}: training ({config.epochs} epochs)")
     model, _, _ = run_classification(config, log=log)
-    for fmt in formats:
+    for fmt in formats if distribute.is_chief() else ():
         log(f"wrote {saving.save_model(model, saving.model_path(model_stem, fmt))}")

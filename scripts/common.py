@@ -61,6 +61,9 @@ flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<
 flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA.")
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
+flags.DEFINE_string("strategy", None, "tf.distribute strategy: auto, one_device, mirrored, "
+                    "multi_worker (TF_CONFIG) or tpu. --batch_size is the global batch.")
+flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: same --seed, same weights.")
 flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmodel.")
 # Study scripts (question2, question3, resnet_vs_plain) share these.
 flags.DEFINE_bool("all", False, "Run every configuration of the original study.")
@@ -72,7 +75,7 @@ SHARED = [
     "n", "dataset", "label_mode", "data_dir", "epochs", "batch_size", "opt", "lr", "schedule",
     "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
     "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile", "augment",
-    "skip_bad_images", "formats",
+    "skip_bad_images", "strategy", "deterministic", "formats",
 ]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import experiment, plotting, results
+from resnet_keras import distribute, experiment, plotting, results
 
 FLAGS = flags.FLAGS
 
@@ -120,7 +120,8 @@ def main(argv):
     # The figure and table cover every configuration with a finished run.
     others = [make_config(n, opt, settings, explicit - {"run_name"}) for n, opt in ALL
               if (n, opt) not in pairs and "run_name" not in explicit]  # fmt: skip
-    report(configs + others, settings["output_dir"], settings["dataset"])
+    if distribute.is_chief():  # other workers of a cluster write nothing final
+        report(configs + others, settings["output_dir"], settings["dataset"])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import experiment, models, plotting, results, training
+from resnet_keras import distribute, experiment, models, plotting, results, training
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
@@ -168,7 +168,8 @@ def main(argv):
         for c in configs:
             stem = os.path.join(c.output_dir, "saved_models", c.run_name)
             experiment.train_or_reuse(c, stem, formats, FLAGS.retrain)
-    report(pairs, settings["output_dir"], settings)
+    if distribute.is_chief():  # other workers of a cluster write nothing final
+        report(pairs, settings["output_dir"], settings)
 
 
 if __name__ == "__main__":
