@@ -19,7 +19,7 @@ import numpy as np
 
 from resnet_keras import data as data_lib
 from resnet_keras import models, plotting, saving, training
-from resnet_keras.checks import check_choice
+from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
 
@@ -63,11 +63,8 @@ class TrainConfig:
         check_choice("schedule", self.schedule, training.SCHEDULES)
         check_choice("shortcut", self.shortcut, models.SHORTCUTS)
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
-        minimums = [("n", 1), ("epochs", 1), ("batch_size", 1), ("weight_decay", 0),
-                    ("train_limit", 0), ("test_limit", 0), ("val_size", 0)]  # fmt: skip
-        for name, low in minimums:
-            if getattr(self, name) < low:
-                raise ValueError(f"--{name} must be at least {low}; got {getattr(self, name)}")
+        check_minimums(self, [("n", 1), ("epochs", 1), ("batch_size", 1), ("weight_decay", 0),
+                              ("train_limit", 0), ("test_limit", 0), ("val_size", 0)])  # fmt: skip
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
 
@@ -92,10 +89,14 @@ def check_writable(folder):
         raise ValueError(f"--output_dir {folder}: not writable ({e.strerror})") from None
 
 
-def prepare_data(config):
-    """Loads, limits and splits the data as the config says."""
+def prepare_data(config, image_size=32):
+    """Loads, limits and splits the data as the config says.
+
+    `image_size` is the side an image folder's pictures are resized to; CIFAR
+    arrays come at 32 whatever it says.
+    """
     ds = data_lib.load_dataset(
-        config.dataset, config.data_dir, config.label_mode,
+        config.dataset, config.data_dir, config.label_mode, image_size=image_size,
         skip_bad_images=config.skip_bad_images,
     )  # fmt: skip
     x, y = ds.x_train, ds.y_train
@@ -192,11 +193,7 @@ def run_classification(config, log=print):
     )
     train_time = time.perf_counter() - t0
     history = training.read_csv_history(os.path.join(config.run_dir, "log.csv"))
-    if any(np.isnan(v) for v in history.get("loss", [])) or len(history.get("loss", [])) < config.epochs:
-        raise FloatingPointError(
-            f"training stopped early at epoch {len(history.get('loss', []))}: the loss became NaN "
-            f"(learning rate {lr}); try a smaller --lr"
-        )
+    training.check_history(history, config.epochs, lr)
     best = os.path.join(config.run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):
         model.load_weights(best)

@@ -132,12 +132,14 @@ def read_csv_history(path):
     return history
 
 
-def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=False):
+def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=False,
+                      monitor="val_accuracy", mode="max"):  # fmt: skip
     """Keras' own callbacks, set up so that a killed run resumes cleanly.
 
     BackupAndRestore saves after every epoch and is picked up by the same
-    command; the CSV log then appends, and best-model selection starts from the
-    best validation accuracy already logged rather than from scratch.
+    command; the CSV log then appends, and best-model selection (on `monitor`,
+    "max" or "min" by `mode`) starts from the best value already logged rather
+    than from scratch.
     """
     backup_dir = os.path.join(run_dir, "backup")
     log_path = os.path.join(run_dir, "log.csv")
@@ -150,15 +152,16 @@ def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=Fal
         keras.callbacks.TerminateOnNaN(),
     ]
     if has_validation:
-        logged = read_csv_history(log_path).get("val_accuracy", [])
+        logged = read_csv_history(log_path).get(monitor, [])
+        best = max if mode == "max" else min
         cbs.append(
             keras.callbacks.ModelCheckpoint(
                 os.path.join(run_dir, "best.weights.h5"),
-                monitor="val_accuracy",
-                mode="max",
+                monitor=monitor,
+                mode=mode,
                 save_best_only=True,
                 save_weights_only=True,
-                initial_value_threshold=max(logged) if logged else None,
+                initial_value_threshold=best(logged) if logged else None,
             )
         )
     if tensorboard:
@@ -168,13 +171,27 @@ def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=Fal
     return cbs
 
 
-def write_json(path, obj):
-    """Atomic JSON write: a temporary name, then a rename."""
+def check_history(history, epochs, lr):
+    """FloatingPointError if the run stopped short: TerminateOnNaN ends it early."""
+    losses = history.get("loss", [])
+    if any(np.isnan(v) for v in losses) or len(losses) < epochs:
+        raise FloatingPointError(
+            f"training stopped early at epoch {len(losses)}: the loss became NaN "
+            f"(learning rate {lr}); try a smaller --lr"
+        )
+
+
+def write_text(path, text):
+    """Atomic text write: a temporary name in the same folder, then a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    """Atomic JSON write: a temporary name, then a rename."""
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
 def _jsonable(obj):

@@ -86,14 +86,16 @@ def fail(message):
     sys.exit(2)
 
 
-def run(main):
+def run(main, positional=False):
     """absl's app.run, with bad input answered by one line instead of a traceback.
 
-    RESNET_KERAS_TRACEBACK=1 shows the traceback, for debugging the project.
+    `positional=True` hands positional arguments (a subcommand, file names)
+    to `main` in `argv`; otherwise any is refused. RESNET_KERAS_TRACEBACK=1
+    shows the traceback, for debugging the project.
     """
 
     def wrapped(argv):
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}; see --helpshort")
         try:
             return main(argv)
