@@ -272,7 +272,7 @@ def image_metrics(predicted, target):
     }
 
 
-def evaluate(model, images, color_space, batch_size=500):
+def evaluate(model, images, color_space, batch_size=500, keep=8):
     """Per-image metrics of a colorizer and of the gray baseline on uint8 images.
 
     Args:
@@ -280,11 +280,13 @@ def evaluate(model, images, color_space, batch_size=500):
         images: uint8 sRGB images (N, H, W, 3), the ground truth.
         color_space: the model's space (`describe(model)[1]`).
         batch_size: images per prediction batch.
+        keep: how many predicted images to return (the first ones); all of a
+            large test set at a large size would not fit in memory.
 
     Returns:
         {"model": metrics, "gray": metrics}, each {"mse", "psnr", "ssim"} of
-        shape (N,), plus "predicted": the model's sRGB images (N, H, W, 3)
-        in [0, 1] as float16 (for example figures).
+        shape (N,), plus "predicted": the model's sRGB images (keep, H, W, 3)
+        in [0, 1] (for example figures).
     """
     out = {"model": [], "gray": [], "predicted": []}
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
@@ -294,7 +296,8 @@ def evaluate(model, images, color_space, batch_size=500):
         predicted = to_rgb(model(gray, training=False), gray, color_space)
         out["model"].append(image_metrics(predicted, truth))
         out["gray"].append(image_metrics(gray_as_color(gray), truth))
-        out["predicted"].append(predicted.numpy().astype("float16"))
+        kept = sum(len(p) for p in out["predicted"])
+        out["predicted"].append(predicted[: max(keep - kept, 0)].numpy())
     join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # noqa: E731
     return {
         "model": join(out["model"]),

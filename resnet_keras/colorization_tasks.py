@@ -148,7 +148,7 @@ def train(config, log=print):
     best = os.path.join(config.run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):
         model.load_weights(best)
-    result = col.evaluate(model, xt, config.color_space)
+    result = col.evaluate(model, xt, config.color_space, keep=EXAMPLES)
     epoch_times = history.get("epoch_time_s", [])
     metrics = {
         "test": col.summarize(result["model"]),
@@ -171,7 +171,7 @@ def train(config, log=print):
     n = min(EXAMPLES, len(xt))
     gray = col.training_pair(xt[:n], config.color_space)[0].numpy()
     paths.append(plotting.plot_colorization_examples(
-        gray[..., 0], result["predicted"][:n].astype("float32"), xt[:n],
+        gray[..., 0], result["predicted"], xt[:n],
         os.path.join(plots, f"{config.name}_examples.png"), title,
     ))  # fmt: skip
     t, g = metrics["test"], metrics["gray_baseline"]
