@@ -22,22 +22,45 @@ import tensorflow as tf
 
 from resnet_keras import data as data_lib
 from resnet_keras import distribute, models, plotting, results, saving, training
-from resnet_keras.checks import check_choice
+from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class RunConfig:
+    """What every experiment's config holds: the data (the fields
+    `prepare_data` reads), the run's length and where its outputs go."""
+
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    label_mode: str = "fine"
+    skip_bad_images: bool = False
+    seed: int = 0
+    train_limit: int = 0
+    test_limit: int = 0
+    val_size: int = 5000
+    epochs: int = 20
+    batch_size: int = 128
+    output_dir: str = "."
+    verbose: int = 1
+    tensorboard: bool = False
+    jit_compile: bool = False
+
+    def validate(self):
+        """Refuses bad values before any data is read or any file written."""
+        check_choice("dataset", self.dataset, data_lib.DATASETS)
+        check_choice("label_mode", self.label_mode, data_lib.LABEL_MODES)
+        check_minimums(self, [("epochs", 1), ("batch_size", 1), ("train_limit", 0),
+                              ("test_limit", 0), ("val_size", 0)])  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(RunConfig):
     """Everything a classification run depends on; scripts fill it from flags."""
 
     model: str = "resnet"
     n: int = 3
-    dataset: str = "cifar10"
-    data_dir: str | None = None
-    label_mode: str = "fine"
-    epochs: int = 20
-    batch_size: int = 128
     opt: str = "adam"
     lr: float | None = None  # None: the optimizer's default (training.DEFAULT_LR)
     schedule: str = "constant"
@@ -46,34 +69,19 @@ class TrainConfig:
     shortcut: str = "projection"
     normalization: str = "per_channel"
     augment: bool = True
-    seed: int = 0
-    train_limit: int = 0
-    test_limit: int = 0
-    val_size: int = 5000
-    output_dir: str = "."
     run_name: str = "run"
-    verbose: int = 1
-    tensorboard: bool = False
-    jit_compile: bool = False
-    skip_bad_images: bool = False
     strategy: str = "auto"
     deterministic: bool = False
 
     def validate(self):
-        """Refuses bad values before any data is read or any file written."""
+        super().validate()
         check_choice("model", self.model, MODELS)
-        check_choice("dataset", self.dataset, data_lib.DATASETS)
-        check_choice("label_mode", self.label_mode, data_lib.LABEL_MODES)
         check_choice("optimizer", self.opt, training.OPTIMIZERS)
         check_choice("schedule", self.schedule, training.SCHEDULES)
         check_choice("shortcut", self.shortcut, models.SHORTCUTS)
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
         check_choice("strategy", self.strategy, distribute.STRATEGIES)
-        minimums = [("n", 1), ("epochs", 1), ("batch_size", 1), ("weight_decay", 0),
-                    ("train_limit", 0), ("test_limit", 0), ("val_size", 0)]  # fmt: skip
-        for name, low in minimums:
-            if getattr(self, name) < low:
-                raise ValueError(f"--{name} must be at least {low}; got {getattr(self, name)}")
+        check_minimums(self, [("n", 1), ("weight_decay", 0)])
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
 
@@ -86,8 +94,11 @@ class TrainConfig:
         return os.path.join(self.output_dir, "runs", self.run_name)
 
 
-def check_writable(folder):
-    """Fails before training, not after hours of it, if outputs cannot be written."""
+def check_writable(folder, flag="output_dir"):
+    """Fails before training, not after hours of it, if outputs cannot be written.
+
+    `flag` names the option the folder came from, for the error message.
+    """
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f".write-test-{os.getpid()}")
@@ -95,13 +106,17 @@ def check_writable(folder):
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ValueError(f"--output_dir {folder}: not writable ({e.strerror})") from None
+        raise ValueError(f"--{flag} {folder}: not writable ({e.strerror})") from None
 
 
-def prepare_data(config):
-    """Loads, limits and splits the data as the config says."""
+def prepare_data(config, image_size=32):
+    """Loads, limits and splits the data as the config says.
+
+    `image_size` is the side an image folder's pictures are resized to; CIFAR
+    arrays come at 32 whatever it says.
+    """
     ds = data_lib.load_dataset(
-        config.dataset, config.data_dir, config.label_mode,
+        config.dataset, config.data_dir, config.label_mode, image_size=image_size,
         skip_bad_images=config.skip_bad_images,
     )  # fmt: skip
     x, y = ds.x_train, ds.y_train
@@ -143,6 +158,26 @@ def build_model(config, num_classes, x_train, sync_bn=False):
     return models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
 
 
+def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
+    """Logs the data and the resolved configuration, and saves the latter as
+    <run_dir>/flags.json; returns it. `extra`: values resolved at run time."""
+    for note in ds.notes:
+        log(f"data: {note}")
+    log(
+        f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
+        f"{len(xt)} test images of {x.shape[1]}x{x.shape[2]}, {ds.num_classes} classes"
+    )
+    resolved = dataclasses.asdict(config) | extra | {
+        "train_images": len(x),
+        "val_images": len(val[0]) if val else 0,
+        "test_images": len(xt),
+        "data_source": ds.source,
+    }
+    log(f"config: {resolved}")
+    training.write_json(os.path.join(run_dir or config.run_dir, "flags.json"), resolved)
+    return resolved
+
+
 def run_classification(config, log=print):
     """Trains and tests one classifier; returns (model, metrics, history).
 
@@ -161,12 +196,6 @@ def run_classification(config, log=print):
         tf.config.experimental.enable_op_determinism()
     strategy = distribute.make_strategy(config.strategy)
     ds, (x, y), val, (xt, yt) = prepare_data(config)
-    for note in ds.notes:
-        log(f"data: {note}")
-    log(
-        f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
-        f"{len(xt)} test images, {ds.num_classes} classes"
-    )
     steps_per_epoch = int(np.ceil(len(x) / config.batch_size))
     lr = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
     schedule = training.keras_schedule(
@@ -180,20 +209,15 @@ def run_classification(config, log=print):
             jit_compile=config.jit_compile,
             top5=ds.num_classes > 10,
         )
-    resolved = dataclasses.asdict(config) | {
-        "lr": lr,
-        "depth": config.depth,
-        "steps_per_epoch": steps_per_epoch,
-        "num_classes": ds.num_classes,
-        "class_names": list(ds.class_names),
-        "train_images": len(x),
-        "val_images": len(val[0]) if val else 0,
-        "test_images": len(xt),
-        "data_source": ds.source,
-        "replicas": strategy.num_replicas_in_sync,
-    }
-    log(f"config: {resolved}")
-    training.write_json(os.path.join(run_dir, "flags.json"), resolved)
+    start_run(
+        config, ds, x, val, xt, log, run_dir,
+        lr=lr,
+        depth=config.depth,
+        steps_per_epoch=steps_per_epoch,
+        num_classes=ds.num_classes,
+        class_names=list(ds.class_names),
+        replicas=strategy.num_replicas_in_sync,
+    )  # fmt: skip
 
     train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, config.augment)
     val_ds = data_lib.eval_dataset(*val, batch_size=1000) if val else None
@@ -208,13 +232,7 @@ def run_classification(config, log=print):
         shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
     )
     train_time = time.perf_counter() - t0
-    nan = next(c for c in callbacks if isinstance(c, training.StopOnNaN))
-    if nan.stopped_at:
-        epoch, batch, rate = nan.stopped_at
-        raise FloatingPointError(
-            f"the loss became NaN at epoch {epoch}, batch {batch} (learning rate {rate:g}); "
-            "no model was saved: try a smaller --lr"
-        )
+    training.raise_if_nan(callbacks)
     history = training.read_csv_history(os.path.join(run_dir, "log.csv"))
     best = os.path.join(run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):

@@ -177,14 +177,16 @@ def _truncate_csv(path, epochs):
     os.replace(tmp, path)
 
 
-def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=False):
+def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=False,
+                      monitor="val_accuracy", mode="max"):  # fmt: skip
     """Keras' own callbacks, set up so that a killed run resumes cleanly.
 
     BackupAndRestore saves after every epoch and the same command picks it up.
     It comes last, after CSVLogger: a kill between the two leaves a logged
     epoch that the backup does not hold yet, and the log is cut back to the
     backup's epoch before training goes on, so every epoch is logged once.
-    Best-model selection resumes from the best validation accuracy logged.
+    Best-model selection (on `monitor`, "max" or "min" by `mode`) resumes
+    from the best value already logged.
     """
     start = resume_epoch(run_dir)
     log_path = os.path.join(run_dir, "log.csv")
@@ -196,15 +198,16 @@ def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=Fal
         _truncate_csv(log_path, start)
     cbs = [EpochTimer(num_train_images), StopOnNaN()]
     if has_validation:
-        logged = read_csv_history(log_path).get("val_accuracy", [])
+        logged = read_csv_history(log_path).get(monitor, [])
+        best = max if mode == "max" else min
         cbs.append(
             keras.callbacks.ModelCheckpoint(
                 os.path.join(run_dir, "best.weights.h5"),
-                monitor="val_accuracy",
-                mode="max",
+                monitor=monitor,
+                mode=mode,
                 save_best_only=True,
                 save_weights_only=True,
-                initial_value_threshold=max(logged) if logged else None,
+                initial_value_threshold=best(logged) if logged else None,
             )
         )
     if tensorboard:
@@ -217,13 +220,29 @@ def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=Fal
     return cbs
 
 
-def write_json(path, obj):
-    """Atomic JSON write: a temporary name, then a rename."""
+def raise_if_nan(callbacks):
+    """FloatingPointError naming epoch, batch and learning rate if the run's
+    StopOnNaN ended it: a NaN run must never save a model."""
+    for c in callbacks:
+        if isinstance(c, StopOnNaN) and c.stopped_at:
+            epoch, batch, rate = c.stopped_at
+            raise FloatingPointError(
+                f"the loss became NaN at epoch {epoch}, batch {batch} (learning rate {rate:g}); "
+                "no model was saved: try a smaller --lr"
+            )
+
+
+def write_text(path, text):
+    """Atomic text write: a temporary name in the same folder, then a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    """Atomic JSON write: a temporary name, then a rename."""
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
 def _jsonable(obj):
