@@ -11,6 +11,7 @@ Every run writes `runs/<run_name>/` under the output folder:
 """
 
 import dataclasses
+import json
 import os
 import time
 
@@ -136,6 +137,32 @@ def build_model(config, num_classes, x_train):
     return models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
 
 
+def log_data(ds, x, val, xt, log=print):
+    """The data lines every run's log starts with."""
+    for note in ds.notes:
+        log(f"data: {note}")
+    log(
+        f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
+        f"{len(xt)} test images, {ds.num_classes} classes"
+    )
+
+
+def compile_for_run(model, config, num_train, top5):
+    """Compiles `model` with the config's optimizer and schedule; returns (lr, steps/epoch)."""
+    steps_per_epoch = int(np.ceil(num_train / config.batch_size))
+    lr = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
+    schedule = training.keras_schedule(
+        config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
+    )
+    training.compile_classifier(
+        model,
+        training.make_optimizer(config.opt, schedule),
+        jit_compile=config.jit_compile,
+        top5=top5,
+    )
+    return lr, steps_per_epoch
+
+
 def run_classification(config, log=print):
     """Trains and tests one classifier; returns (model, metrics, history).
 
@@ -146,24 +173,9 @@ def run_classification(config, log=print):
     check_writable(config.run_dir)
     keras.utils.set_random_seed(config.seed)
     ds, (x, y), val, (xt, yt) = prepare_data(config)
-    for note in ds.notes:
-        log(f"data: {note}")
-    log(
-        f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
-        f"{len(xt)} test images, {ds.num_classes} classes"
-    )
+    log_data(ds, x, val, xt, log)
     model = build_model(config, ds.num_classes, x)
-    steps_per_epoch = int(np.ceil(len(x) / config.batch_size))
-    lr = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
-    schedule = training.keras_schedule(
-        config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
-    )
-    training.compile_classifier(
-        model,
-        training.make_optimizer(config.opt, schedule),
-        jit_compile=config.jit_compile,
-        top5=ds.num_classes > 10,
-    )
+    lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
     resolved = dataclasses.asdict(config) | {
         "lr": lr,
         "depth": config.depth,
@@ -177,27 +189,51 @@ def run_classification(config, log=print):
     }
     log(f"config: {resolved}")
     training.write_json(os.path.join(config.run_dir, "flags.json"), resolved)
+    metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), lr=lr, log=log)
+    return model, metrics, history
 
-    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, config.augment)
+
+def fit_and_test(model, config, train, val, test, lr, run_dir=None, epochs=None, augment=None,
+                 log=print):  # fmt: skip
+    """Fits a compiled model with the run's callbacks, then tests its best weights.
+
+    Args:
+        model: a compiled classifier.
+        config: the run's `TrainConfig` (batch size, seed, verbosity, ...).
+        train, val, test: `(x, y)` arrays; `val` may be None. `x` may be images
+            or anything else the model takes (e.g. cached features).
+        lr: the base learning rate, for the message if the loss turns NaN.
+        run_dir, epochs, augment: override the config's (e.g. for a second
+            training phase in its own folder).
+
+    Returns:
+        `(metrics, history)`, both also written to `run_dir` as JSON.
+    """
+    run_dir = run_dir or config.run_dir
+    epochs = epochs or config.epochs
+    augment = config.augment if augment is None else augment
+    (x, y), (xt, yt) = train, test
+    os.makedirs(run_dir, exist_ok=True)
+    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, augment)
     val_ds = data_lib.eval_dataset(*val, batch_size=1000) if val else None
-    callbacks = training.callbacks_for_run(config.run_dir, len(x), val is not None, config.tensorboard)
+    callbacks = training.callbacks_for_run(run_dir, len(x), val is not None, config.tensorboard)
     t0 = time.perf_counter()
     model.fit(
         train_ds,
-        epochs=config.epochs,
+        epochs=epochs,
         validation_data=val_ds,
         callbacks=callbacks,
         verbose=config.verbose,
         shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
     )
     train_time = time.perf_counter() - t0
-    history = training.read_csv_history(os.path.join(config.run_dir, "log.csv"))
-    if any(np.isnan(v) for v in history.get("loss", [])) or len(history.get("loss", [])) < config.epochs:
+    history = training.read_csv_history(os.path.join(run_dir, "log.csv"))
+    if any(np.isnan(v) for v in history.get("loss", [])) or len(history.get("loss", [])) < epochs:
         raise FloatingPointError(
             f"training stopped early at epoch {len(history.get('loss', []))}: the loss became NaN "
             f"(learning rate {lr}); try a smaller --lr"
         )
-    best = os.path.join(config.run_dir, "best.weights.h5")
+    best = os.path.join(run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):
         model.load_weights(best)
     results = model.evaluate(data_lib.eval_dataset(xt, yt, 1000), verbose=0, return_dict=True)
@@ -217,13 +253,13 @@ def run_classification(config, log=print):
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
-    training.write_json(os.path.join(config.run_dir, "history.json"), history)
-    training.write_json(os.path.join(config.run_dir, "metrics.json"), metrics)
+    training.write_json(os.path.join(run_dir, "history.json"), history)
+    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
         f"({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
     )
-    return model, metrics, history
+    return metrics, history
 
 
 def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
@@ -231,3 +267,50 @@ def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
     paths = [saving.save_model(model, saving.model_path(stem, f)) for f in formats]
     paths.append(plotting.plot_history(history, plot_path, title))
     return paths
+
+
+def merge_results(stem, row, key, columns):
+    """Adds one run's row to a results table kept as `<stem>.json` and `<stem>.md`.
+
+    A row whose `key` fields equal the new row's is replaced in place; every
+    other row is kept, so runs made one at a time build up one table. Both
+    files are written atomically.
+
+    Args:
+        stem: e.g. `results/question3`.
+        row: {field: value}; JSON-serialisable.
+        key: the fields that identify a run (e.g. base, dataset, optimizer).
+        columns: `(field, title, format)` triples for the Markdown table, with
+            `format` a str.format spec such as "{:.4f}" (missing values: "").
+
+    Returns:
+        All rows, in table order.
+    """
+    json_path = f"{stem}.json"
+    rows = []
+    if os.path.isfile(json_path):
+        try:
+            with open(json_path) as f:
+                rows = json.load(f)
+            if not isinstance(rows, list):
+                raise ValueError(f"a list of rows, found {type(rows).__name__}")
+        except ValueError as e:
+            raise ValueError(f"{json_path}: not a results table ({e}); move it aside") from None
+    same = [i for i, r in enumerate(rows) if all(r.get(k) == row.get(k) for k in key)]
+    if same:
+        rows = [r for i, r in enumerate(rows) if i not in same[1:]]
+        rows[same[0]] = row
+    else:
+        rows.append(row)
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    training.write_json(json_path, rows)
+    lines = [
+        "| " + " | ".join(title for _, title, _ in columns) + " |",
+        "|" + "---|" * len(columns),
+    ] + ["| " + " | ".join(_cell(r.get(f), spec) for f, _, spec in columns) + " |" for r in rows]
+    training.write_text(f"{stem}.md", "\n".join(lines) + "\n")
+    return rows
+
+
+def _cell(value, spec):
+    return "" if value is None else spec.format(value)

@@ -170,10 +170,14 @@ def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=Fal
 
 def write_json(path, obj):
     """Atomic JSON write: a temporary name, then a rename."""
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path, text):
+    """Atomic text write: a temporary name in the same folder, then a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
 
 
