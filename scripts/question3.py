@@ -1,0 +1,120 @@
+"""Question 3: transfer learning with ResNet-50, or from the project's own models.
+
+    python -m scripts.question3                      # ResNet-50, ImageNet weights, adam
+    python -m scripts.question3 --all                # rmsprop, adam and sgd (the original)
+    python -m scripts.question3 --image_size 128 --fine_tune_epochs 5
+    python -m scripts.question3 --weights ~/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
+    python -m scripts.question3 --base saved_models/resnet_cifar10.h5 --dataset cifar100
+
+Writes saved_models/<base>_<mode>_<dataset>_<opt>.h5 (e.g.
+resnet50_transfer_cifar10_adam.h5), plots/question3_transfer_learning.png
+(curves of every run with the same base, data set and training images, drawn
+from their history.json), results/question3.{md,json} (one row per run,
+merged) and runs/<run_name>/ under --output_dir.
+"""
+
+import dataclasses
+import os
+
+from scripts import common  # defines the shared flags  # noqa: I001
+
+from absl import flags
+
+from resnet_keras import experiment, saving
+from resnet_keras import transfer_experiment as te
+
+flags.DEFINE_string("base", None, "resnet50, resnet101, densenet121, efficientnet_b0, or a "
+                    "model file of this project (e.g. saved_models/resnet_cifar10.h5).")
+flags.DEFINE_string("weights", None, "imagenet (Keras' download), PATH of a local notop weights "
+                    "file, or none (random). Unset: imagenet, or a model file's own weights.")
+flags.DEFINE_integer("image_size", None, "Size the base sees (images are resized in the model).")
+flags.DEFINE_integer("head_units", None, "Units of the Dense(relu) layer of the head.")
+flags.DEFINE_bool("train_base", None, "Train every layer from the start, BatchNorm included "
+                  "(with --weights none: the same network from scratch, a baseline).")
+flags.DEFINE_integer("fine_tune_epochs", None, "After the head: epochs with the top of the base "
+                     "unfrozen, at a smaller learning rate.")
+flags.DEFINE_integer("unfreeze", None, "Stages to unfreeze for fine-tuning, from the top "
+                     "(1: ResNet-50's conv5).")
+flags.DEFINE_float("fine_tune_lr", None, "Fine-tuning learning rate (unset: the head's / 10).")
+flags.DEFINE_bool("cache_features", None, "Train the head on features computed once (unset: "
+                  "whenever the base is frozen and --augment is off).")
+flags.DEFINE_bool("all", None, "Run the original three optimizers: rmsprop, adam and sgd.")
+
+DEFAULTS = dict(
+    dataset="cifar10",
+    epochs=20,
+    batch_size=128,
+    opt="adam",
+    schedule="constant",
+    # The original trains on the images as they are; fixed images also let
+    # the head train on cached features.
+    augment=False,
+    val_size=5000,
+    output_dir=".",
+    formats=["h5"],
+    base="resnet50",
+    weights=None,
+    image_size=32,
+    head_units=256,
+    train_base=False,
+    fine_tune_epochs=0,
+    unfreeze=1,
+    fine_tune_lr=None,
+    cache_features=None,
+    all=False,
+)
+SCRIPT_FLAGS = [
+    "base", "weights", "image_size", "head_units", "train_base", "fine_tune_epochs", "unfreeze",
+    "fine_tune_lr", "cache_features", "all",
+]  # fmt: skip
+# The base network comes from --base: the CIFAR ResNet's settings do not apply.
+NOT_APPLICABLE = ["n", "shortcut", "normalization", "weight_decay"]
+ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
+
+
+def configure():
+    """(options, [TrainConfig per optimizer], formats), all checked before any work."""
+    for name in NOT_APPLICABLE:
+        if getattr(common.FLAGS, name) is not None:
+            raise ValueError(f"--{name} does not apply to question3; the base network is --base")
+    settings = common.resolve(DEFAULTS, common.SHARED + SCRIPT_FLAGS)
+    formats, run_all = settings.pop("formats"), settings.pop("all")
+    fields = [f.name for f in dataclasses.fields(te.TransferOptions)]
+    options = te.TransferOptions(**{name: settings.pop(name) for name in fields})
+    if run_all and common.FLAGS.opt is not None:
+        raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
+    for fmt in formats:
+        saving.model_path("check", fmt)
+    configs = []
+    for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
+        name = settings.get("run_name")
+        if name is None:
+            name = f"question3_{options.stem(settings['dataset'], opt)}"
+        elif run_all:
+            name = f"{name}_{opt}"
+        config = experiment.TrainConfig(**(settings | {"opt": opt, "run_name": name}))
+        config.validate()
+        options.validate(config.augment)
+        configs.append(config)
+    return options, configs, formats
+
+
+def main(argv):
+    options, configs, formats = configure()
+    features = {}  # runs that differ only in optimizer extract features once
+    for config in configs:
+        model, metrics, _ = te.run_transfer(config, options, feature_cache=features)
+        out = config.output_dir
+        stem = os.path.join(out, "saved_models", options.stem(config.dataset, config.opt))
+        paths = [saving.save_model(model, saving.model_path(stem, f)) for f in formats]
+        rows = te.record(out, te.result_row(config, options, metrics, paths[0]))
+        paths += [os.path.join(out, "results", f"question3.{ext}") for ext in ("md", "json")]
+        for p in paths:
+            print(f"wrote {p}")
+        print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({os.path.basename(stem)})")
+    for p in te.plot_results(rows, out, options.base, config.dataset, metrics["train_images"]):
+        print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    common.run(main)
