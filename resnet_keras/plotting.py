@@ -40,17 +40,15 @@ def plot_history(history, path, title=""):
 def plot_histories(histories, path, title="", single=False, marks=None):
     """Overlays several runs: {label: history}. Solid = training, dashed = validation.
 
-    `marks` ({label: epoch}) draws a dotted line after that epoch of the run,
-    e.g. where fine-tuning began after the head's epochs.
+    `marks` ({text: epoch}) draws a dotted grey line after each epoch, e.g.
+    {"fine-tuning starts": 20} where fine-tuning followed 20 head epochs.
     """
-    marks = marks or {}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, metric in zip(axes, ("accuracy", "loss")):
+        for text, epoch in (marks or {}).items():
+            ax.axvline(epoch + 0.5, color="0.4", linestyle=":", label=text)
         for i, (label, h) in enumerate(histories.items()):
             color = f"C{i}"
-            if label in marks:
-                ax.axvline(marks[label] + 0.5, color=color, linestyle=":",
-                           label=f"{label} fine-tuning starts")  # fmt: skip
             epochs = range(1, len(h.get(metric, [])) + 1)
             name = "" if single else f"{label} "
             if metric in h:
