@@ -137,14 +137,31 @@ def build_model(config, num_classes, x_train):
     return models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
 
 
-def log_data(ds, x, val, xt, log=print):
-    """The data lines every run's log starts with."""
+def start_run(config, log=print):
+    """Checks, seeds and loads what every run starts with; returns (ds, train, val, test)."""
+    config.validate()
+    check_writable(config.run_dir)
+    keras.utils.set_random_seed(config.seed)
+    ds, (x, y), val, (xt, yt) = prepare_data(config)
     for note in ds.notes:
         log(f"data: {note}")
     log(
         f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
         f"{len(xt)} test images, {ds.num_classes} classes"
     )
+    return ds, (x, y), val, (xt, yt)
+
+
+def data_facts(ds, x, val, xt):
+    """What a run's flags.json records about its data."""
+    return {
+        "num_classes": ds.num_classes,
+        "class_names": list(ds.class_names),
+        "train_images": len(x),
+        "val_images": len(val[0]) if val else 0,
+        "test_images": len(xt),
+        "data_source": ds.source,
+    }
 
 
 def compile_for_run(model, config, num_train, top5):
@@ -169,24 +186,14 @@ def run_classification(config, log=print):
     The test split is evaluated once, at the end, with the weights that did
     best on the validation split (the last weights when `val_size` is 0).
     """
-    config.validate()
-    check_writable(config.run_dir)
-    keras.utils.set_random_seed(config.seed)
-    ds, (x, y), val, (xt, yt) = prepare_data(config)
-    log_data(ds, x, val, xt, log)
+    ds, (x, y), val, (xt, yt) = start_run(config, log)
     model = build_model(config, ds.num_classes, x)
     lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
     resolved = dataclasses.asdict(config) | {
         "lr": lr,
         "depth": config.depth,
         "steps_per_epoch": steps_per_epoch,
-        "num_classes": ds.num_classes,
-        "class_names": list(ds.class_names),
-        "train_images": len(x),
-        "val_images": len(val[0]) if val else 0,
-        "test_images": len(xt),
-        "data_source": ds.source,
-    }
+    } | data_facts(ds, x, val, xt)
     log(f"config: {resolved}")
     training.write_json(os.path.join(config.run_dir, "flags.json"), resolved)
     metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), lr=lr, log=log)

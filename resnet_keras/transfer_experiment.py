@@ -19,7 +19,6 @@ import json
 import os
 import time
 
-import keras
 import numpy as np
 
 from resnet_keras import experiment, plotting, training
@@ -167,27 +166,17 @@ def run_transfer(config, options, log=print, feature_cache=None):
         `(model, metrics, history)`; the history runs over the head's epochs,
         then the fine-tuning epochs (`metrics["fine_tune_start_epoch"]`).
     """
-    config.validate()
     options.validate(config.augment)
-    experiment.check_writable(config.run_dir)
-    keras.utils.set_random_seed(config.seed)
-    ds, (x, y), val, (xt, yt) = experiment.prepare_data(config)
-    experiment.log_data(ds, x, val, xt, log)
+    ds, (x, y), val, (xt, yt) = experiment.start_run(config, log)
     t_start = time.perf_counter()
     model = build_model(options, ds.num_classes, x.shape[1:])
     top5 = ds.num_classes > 10
     cached = options.caches(config.augment)
     resolved = dataclasses.asdict(config) | dataclasses.asdict(options) | {
-        "num_classes": ds.num_classes,
-        "class_names": list(ds.class_names),
-        "train_images": len(x),
-        "val_images": len(val[0]) if val else 0,
-        "test_images": len(xt),
-        "data_source": ds.source,
         "cache_features": cached,
         "params": model.count_params(),
         "trainable_params": count_weights(model.trainable_weights),
-    }
+    } | experiment.data_facts(ds, x, val, xt)
     feature_time = 0.0
     if cached:
         key = _features_key(config, options)
