@@ -13,29 +13,54 @@ Every run writes `runs/<run_name>/` under the output folder:
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import models, plotting, saving, training
-from resnet_keras.checks import check_choice
+from resnet_keras import distribute, models, plotting, results, saving, training
+from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class RunConfig:
+    """What every experiment's config holds: the data (the fields
+    `prepare_data` reads), the run's length and where its outputs go."""
+
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    label_mode: str = "fine"
+    skip_bad_images: bool = False
+    seed: int = 0
+    train_limit: int = 0
+    test_limit: int = 0
+    val_size: int = 5000
+    epochs: int = 20
+    batch_size: int = 128
+    output_dir: str = "."
+    verbose: int = 1
+    tensorboard: bool = False
+    jit_compile: bool = False
+
+    def validate(self):
+        """Refuses bad values before any data is read or any file written."""
+        check_choice("dataset", self.dataset, data_lib.DATASETS)
+        check_choice("label_mode", self.label_mode, data_lib.LABEL_MODES)
+        check_minimums(self, [("epochs", 1), ("batch_size", 1), ("train_limit", 0),
+                              ("test_limit", 0), ("val_size", 0)])  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(RunConfig):
     """Everything a classification run depends on; scripts fill it from flags."""
 
     model: str = "resnet"
     n: int = 3
-    dataset: str = "cifar10"
-    data_dir: str | None = None
-    label_mode: str = "fine"
-    epochs: int = 20
-    batch_size: int = 128
     opt: str = "adam"
     lr: float | None = None  # None: the optimizer's default (training.DEFAULT_LR)
     schedule: str = "constant"
@@ -44,31 +69,19 @@ class TrainConfig:
     shortcut: str = "projection"
     normalization: str = "per_channel"
     augment: bool = True
-    seed: int = 0
-    train_limit: int = 0
-    test_limit: int = 0
-    val_size: int = 5000
-    output_dir: str = "."
     run_name: str = "run"
-    verbose: int = 1
-    tensorboard: bool = False
-    jit_compile: bool = False
-    skip_bad_images: bool = False
+    strategy: str = "auto"
+    deterministic: bool = False
 
     def validate(self):
-        """Refuses bad values before any data is read or any file written."""
+        super().validate()
         check_choice("model", self.model, MODELS)
-        check_choice("dataset", self.dataset, data_lib.DATASETS)
-        check_choice("label_mode", self.label_mode, data_lib.LABEL_MODES)
         check_choice("optimizer", self.opt, training.OPTIMIZERS)
         check_choice("schedule", self.schedule, training.SCHEDULES)
         check_choice("shortcut", self.shortcut, models.SHORTCUTS)
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
-        minimums = [("n", 1), ("epochs", 1), ("batch_size", 1), ("weight_decay", 0),
-                    ("train_limit", 0), ("test_limit", 0), ("val_size", 0)]  # fmt: skip
-        for name, low in minimums:
-            if getattr(self, name) < low:
-                raise ValueError(f"--{name} must be at least {low}; got {getattr(self, name)}")
+        check_choice("strategy", self.strategy, distribute.STRATEGIES)
+        check_minimums(self, [("n", 1), ("weight_decay", 0)])
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
 
@@ -81,8 +94,11 @@ class TrainConfig:
         return os.path.join(self.output_dir, "runs", self.run_name)
 
 
-def check_writable(folder):
-    """Fails before training, not after hours of it, if outputs cannot be written."""
+def check_writable(folder, flag="output_dir"):
+    """Fails before training, not after hours of it, if outputs cannot be written.
+
+    `flag` names the option the folder came from, for the error message.
+    """
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f".write-test-{os.getpid()}")
@@ -90,13 +106,17 @@ def check_writable(folder):
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ValueError(f"--output_dir {folder}: not writable ({e.strerror})") from None
+        raise ValueError(f"--{flag} {folder}: not writable ({e.strerror})") from None
 
 
-def prepare_data(config):
-    """Loads, limits and splits the data as the config says."""
+def prepare_data(config, image_size=32):
+    """Loads, limits and splits the data as the config says.
+
+    `image_size` is the side an image folder's pictures are resized to; CIFAR
+    arrays come at 32 whatever it says.
+    """
     ds = data_lib.load_dataset(
-        config.dataset, config.data_dir, config.label_mode,
+        config.dataset, config.data_dir, config.label_mode, image_size=image_size,
         skip_bad_images=config.skip_bad_images,
     )  # fmt: skip
     x, y = ds.x_train, ds.y_train
@@ -118,7 +138,7 @@ def prepare_data(config):
     return ds, (x, y), val, (xt, yt)
 
 
-def build_model(config, num_classes, x_train):
+def build_model(config, num_classes, x_train, sync_bn=False):
     """The model the config names, normalised with the training images' statistics."""
     if config.normalization == "per_channel":
         mean, std = data_lib.channel_stats(x_train)
@@ -131,37 +151,65 @@ def build_model(config, num_classes, x_train):
         normalization=config.normalization,
         mean=mean,
         std=std,
+        sync_bn=sync_bn,
     )
     if config.model == "plain":
         return models.build_plainnet(config.n, **kwargs)
     return models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
 
 
-def start_run(config, log=print):
-    """Checks, seeds and loads what every run starts with; returns (ds, train, val, test)."""
-    config.validate()
-    check_writable(config.run_dir)
-    keras.utils.set_random_seed(config.seed)
-    ds, (x, y), val, (xt, yt) = prepare_data(config)
+def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
+    """Logs the data and the resolved configuration, and saves the latter as
+    <run_dir>/flags.json; returns it. `extra`: values resolved at run time."""
     for note in ds.notes:
         log(f"data: {note}")
     log(
         f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
-        f"{len(xt)} test images, {ds.num_classes} classes"
+        f"{len(xt)} test images of {x.shape[1]}x{x.shape[2]}, {ds.num_classes} classes"
     )
-    return ds, (x, y), val, (xt, yt)
-
-
-def data_facts(ds, x, val, xt):
-    """What a run's flags.json records about its data."""
-    return {
-        "num_classes": ds.num_classes,
-        "class_names": list(ds.class_names),
+    resolved = dataclasses.asdict(config) | extra | {
         "train_images": len(x),
         "val_images": len(val[0]) if val else 0,
         "test_images": len(xt),
         "data_source": ds.source,
     }
+    log(f"config: {resolved}")
+    training.write_json(os.path.join(run_dir or config.run_dir, "flags.json"), resolved)
+    return resolved
+
+
+def run_classification(config, log=print):
+    """Trains and tests one classifier; returns (model, metrics, history).
+
+    The test split is evaluated once, at the end, with the weights that did
+    best on the validation split (the last weights when `val_size` is 0).
+    """
+    config.validate()
+    # Workers other than the chief keep their resume state in a folder of
+    # their own and write nothing under the final names.
+    run_dir = config.run_dir
+    if not distribute.is_chief():
+        run_dir = os.path.join(run_dir, f"worker{distribute.task()[1]}")
+    check_writable(run_dir)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = distribute.make_strategy(config.strategy)
+    ds, (x, y), val, (xt, yt) = prepare_data(config)
+    with strategy.scope():
+        model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
+        lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
+    start_run(
+        config, ds, x, val, xt, log, run_dir,
+        lr=lr,
+        depth=config.depth,
+        steps_per_epoch=steps_per_epoch,
+        num_classes=ds.num_classes,
+        class_names=list(ds.class_names),
+        replicas=strategy.num_replicas_in_sync,
+    )  # fmt: skip
+    metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
+    return model, metrics, history
 
 
 def compile_for_run(model, config, num_train, top5):
@@ -172,36 +220,14 @@ def compile_for_run(model, config, num_train, top5):
         config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
     )
     training.compile_classifier(
-        model,
-        training.make_optimizer(config.opt, schedule),
-        jit_compile=config.jit_compile,
-        top5=top5,
-    )
+        model, training.make_optimizer(config.opt, schedule),
+        jit_compile=config.jit_compile, top5=top5,
+    )  # fmt: skip
     return lr, steps_per_epoch
 
 
-def run_classification(config, log=print):
-    """Trains and tests one classifier; returns (model, metrics, history).
-
-    The test split is evaluated once, at the end, with the weights that did
-    best on the validation split (the last weights when `val_size` is 0).
-    """
-    ds, (x, y), val, (xt, yt) = start_run(config, log)
-    model = build_model(config, ds.num_classes, x)
-    lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
-    resolved = dataclasses.asdict(config) | {
-        "lr": lr,
-        "depth": config.depth,
-        "steps_per_epoch": steps_per_epoch,
-    } | data_facts(ds, x, val, xt)
-    log(f"config: {resolved}")
-    training.write_json(os.path.join(config.run_dir, "flags.json"), resolved)
-    metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), lr=lr, log=log)
-    return model, metrics, history
-
-
-def fit_and_test(model, config, train, val, test, lr, run_dir=None, epochs=None, augment=None,
-                 log=print):  # fmt: skip
+def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, augment=None,
+                 test_images=None, log=print):  # fmt: skip
     """Fits a compiled model with the run's callbacks, then tests its best weights.
 
     Args:
@@ -209,9 +235,10 @@ def fit_and_test(model, config, train, val, test, lr, run_dir=None, epochs=None,
         config: the run's `TrainConfig` (batch size, seed, verbosity, ...).
         train, val, test: `(x, y)` arrays; `val` may be None. `x` may be images
             or anything else the model takes (e.g. cached features).
-        lr: the base learning rate, for the message if the loss turns NaN.
         run_dir, epochs, augment: override the config's (e.g. for a second
-            training phase in its own folder).
+            training phase in a folder of its own).
+        test_images: the test images, where `test`'s inputs are not images
+            (test_predictions.npz keeps the misclassified ones).
 
     Returns:
         `(metrics, history)`, both also written to `run_dir` as JSON.
@@ -234,29 +261,31 @@ def fit_and_test(model, config, train, val, test, lr, run_dir=None, epochs=None,
         shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
     )
     train_time = time.perf_counter() - t0
+    training.raise_if_nan(callbacks)
     history = training.read_csv_history(os.path.join(run_dir, "log.csv"))
-    if any(np.isnan(v) for v in history.get("loss", [])) or len(history.get("loss", [])) < epochs:
-        raise FloatingPointError(
-            f"training stopped early at epoch {len(history.get('loss', []))}: the loss became NaN "
-            f"(learning rate {lr}); try a smaller --lr"
-        )
     best = os.path.join(run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):
-        model.load_weights(best)
-    results = model.evaluate(data_lib.eval_dataset(xt, yt, 1000), verbose=0, return_dict=True)
+        try:
+            model.load_weights(best)
+        except OSError as e:  # killed while ModelCheckpoint wrote it
+            log(f"warning: {best} is unreadable ({e}); testing the last weights instead")
+    scores = evaluate_predictions(model.predict(xt, batch_size=1000, verbose=0), yt)
+    path = os.path.join(run_dir, "test_predictions.npz")
+    save_test_predictions(path, scores, xt if test_images is None else test_images)
     epoch_times = history.get("epoch_time_s", [])
     metrics = {
-        "test_loss": float(results["loss"]),
-        "test_accuracy": float(results["accuracy"]),
+        "test_loss": scores["loss"],
+        "test_accuracy": scores["accuracy"],
         "params": int(model.count_params()),
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "epochs": len(history.get("loss", [])),
         # Summed per-epoch times survive a resume; this process's time does not.
         "train_time_s": float(sum(epoch_times)) if epoch_times else train_time,
         "img_per_s": float(np.mean(history["img_per_s"])) if "img_per_s" in history else None,
+        "hardware": results.hardware(),
     }
-    if "top5_accuracy" in results:
-        metrics["test_top5_accuracy"] = float(results["top5_accuracy"])
+    if model.output.shape[-1] > 10:
+        metrics["test_top5_accuracy"] = scores["top5_accuracy"]
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
@@ -269,55 +298,87 @@ def fit_and_test(model, config, train, val, test, lr, run_dir=None, epochs=None,
     return metrics, history
 
 
+def evaluate_predictions(probs, y):
+    """Test metrics from softmax outputs (B, K) and labels (B,) or (B, 1).
+
+    The loss is the plain cross-entropy: `model.evaluate` would add the L2
+    weight-decay term, which is not a property of the predictions.
+    """
+    y = np.asarray(y).reshape(-1).astype("int64")
+    probs = np.asarray(probs, "float64")
+    pred = probs.argmax(axis=1)
+    top5 = np.argsort(-probs, axis=1)[:, :5]
+    return {
+        "loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)))),
+        "accuracy": float(np.mean(pred == y)),
+        "top5_accuracy": float(np.mean((top5 == y[:, None]).any(axis=1))),
+        "y_true": y,
+        "y_pred": pred,
+        "confidence": probs.max(axis=1),
+    }
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    """Rows: true class, columns: predicted class."""
+    cm = np.zeros((num_classes, num_classes), "int64")
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def save_test_predictions(path, test, x_test, keep_wrong=64):
+    """Labels, predictions and the first misclassified images, so that confusion
+    matrices and misclassified grids can be redrawn without the model or data."""
+    wrong = np.flatnonzero(test["y_pred"] != test["y_true"])[:keep_wrong]
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    np.savez_compressed(
+        tmp,
+        y_true=test["y_true"],
+        y_pred=test["y_pred"],
+        confidence=test["confidence"],
+        wrong_index=wrong,
+        wrong_images=x_test[wrong],
+    )
+    os.replace(tmp, path)
+
+
 def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
-    """Writes the model in each format and the history plot; returns the paths."""
+    """Writes the model in each format and the history plot; returns the paths.
+
+    Only the chief writes; other workers of a multi-worker run return [].
+    """
+    if not distribute.is_chief():
+        return []
     paths = [saving.save_model(model, saving.model_path(stem, f)) for f in formats]
     paths.append(plotting.plot_history(history, plot_path, title))
     return paths
 
 
-def merge_results(stem, row, key, columns):
-    """Adds one run's row to a results table kept as `<stem>.json` and `<stem>.md`.
+def load_run(run_dir):
+    """(history, metrics, flags, test predictions) of a finished run, or None."""
+    try:
+        loaded = []
+        for name in ("history.json", "metrics.json", "flags.json"):
+            with open(os.path.join(run_dir, name)) as f:
+                loaded.append(json.load(f))
+    except (OSError, ValueError):
+        return None
+    preds_path = os.path.join(run_dir, "test_predictions.npz")
+    preds = dict(np.load(preds_path)) if os.path.isfile(preds_path) else None
+    return (*loaded, preds)
 
-    A row whose `key` fields equal the new row's is replaced in place; every
-    other row is kept, so runs made one at a time build up one table. Both
-    files are written atomically.
 
-    Args:
-        stem: e.g. `results/question3`.
-        row: {field: value}; JSON-serialisable.
-        key: the fields that identify a run (e.g. base, dataset, optimizer).
-        columns: `(field, title, format)` triples for the Markdown table, with
-            `format` a str.format spec such as "{:.4f}" (missing values: "").
+def train_or_reuse(config, model_stem, formats=("h5",), retrain=False, log=print):
+    """Trains and saves unless runs/ already holds this finished run.
 
-    Returns:
-        All rows, in table order.
+    Study scripts call this per configuration, so an interrupted study picks up
+    where it stopped and a finished one can be re-reported without retraining.
     """
-    json_path = f"{stem}.json"
-    rows = []
-    if os.path.isfile(json_path):
-        try:
-            with open(json_path) as f:
-                rows = json.load(f)
-            if not isinstance(rows, list):
-                raise ValueError(f"a list of rows, found {type(rows).__name__}")
-        except ValueError as e:
-            raise ValueError(f"{json_path}: not a results table ({e}); move it aside") from None
-    same = [i for i, r in enumerate(rows) if all(r.get(k) == row.get(k) for k in key)]
-    if same:
-        rows = [r for i, r in enumerate(rows) if i not in same[1:]]
-        rows[same[0]] = row
-    else:
-        rows.append(row)
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    training.write_json(json_path, rows)
-    lines = [
-        "| " + " | ".join(title for _, title, _ in columns) + " |",
-        "|" + "---|" * len(columns),
-    ] + ["| " + " | ".join(_cell(r.get(f), spec) for f, _, spec in columns) + " |" for r in rows]
-    training.write_text(f"{stem}.md", "\n".join(lines) + "\n")
-    return rows
-
-
-def _cell(value, spec):
-    return "" if value is None else spec.format(value)
+    if retrain and os.path.isdir(config.run_dir):
+        shutil.rmtree(config.run_dir)
+    elif load_run(config.run_dir) is not None:
+        log(f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)")
+        return
+    log(f"{config.run_name}: training ({config.epochs} epochs)")
+    model, _, _ = run_classification(config, log=log)
+    for fmt in formats if distribute.is_chief() else ():
+        log(f"wrote {saving.save_model(model, saving.model_path(model_stem, fmt))}")

@@ -55,8 +55,10 @@ def _conv(filters, kernel_size, strides, weight_decay, name):
     )
 
 
-def _bn(name):
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+def _bn(name, synchronized=False):
+    # Synchronized BN averages batch statistics over replicas, so N replicas
+    # compute what one device does with the same global batch.
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name)
 
 
 def _identity_shortcut(x, filters, name):
@@ -80,6 +82,7 @@ def residual_block(
     shortcut="projection",
     weight_decay=PAPER_WEIGHT_DECAY,
     residual=True,
+    sync_bn=False,
     name="block",
 ):
     """Basic residual block: conv-BN-ReLU, conv-BN, add shortcut, ReLU.
@@ -92,6 +95,7 @@ def residual_block(
             "identity" (the paper's option A, parameter-free).
         weight_decay: paper-style decay (gradient `weight_decay * w`).
         residual: False drops the shortcut, giving a PlainNet block.
+        sync_bn: synchronized batch normalisation (for several replicas).
         name: prefix of every layer name in the block.
 
     Returns:
@@ -100,15 +104,15 @@ def residual_block(
     check_choice("shortcut", shortcut, SHORTCUTS)
     stride = 2 if downsample else 1
     y = _conv(filters, 3, stride, weight_decay, f"{name}_conv1")(x)
-    y = _bn(f"{name}_bn1")(y)
+    y = _bn(f"{name}_bn1", sync_bn)(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = _conv(filters, 3, 1, weight_decay, f"{name}_conv2")(y)
-    y = _bn(f"{name}_bn2")(y)
+    y = _bn(f"{name}_bn2", sync_bn)(y)
     if residual:
         if downsample or x.shape[-1] != filters:
             if shortcut == "projection":
                 s = _conv(filters, 1, stride, weight_decay, f"{name}_proj_conv")(x)
-                s = _bn(f"{name}_proj_bn")(s)
+                s = _bn(f"{name}_proj_bn", sync_bn)(s)
             else:
                 s = _identity_shortcut(x, filters, f"{name}_shortcut")
         else:
@@ -163,6 +167,7 @@ def _cifar_net(
     mean,
     std,
     name,
+    sync_bn=False,
 ):
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer (depth 6n+2); got {n!r}")
@@ -172,7 +177,7 @@ def _cifar_net(
     inputs = keras.Input(shape=input_shape, name="image")
     x = normalization_layer(normalization, mean, std)(inputs)
     x = _conv(16, 3, 1, weight_decay, "stem_conv")(x)
-    x = _bn("stem_bn")(x)
+    x = _bn("stem_bn", sync_bn)(x)
     x = layers.ReLU(name="stem_relu")(x)
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(n):
@@ -183,6 +188,7 @@ def _cifar_net(
                 shortcut=shortcut,
                 weight_decay=weight_decay,
                 residual=residual,
+                sync_bn=sync_bn,
                 name=f"stage{stage + 1}_block{block + 1}",
             )
     x = layers.GlobalAveragePooling2D(name="pool")(x)
@@ -206,6 +212,7 @@ def build_resnet(
     normalization="per_channel",
     mean=None,
     std=None,
+    sync_bn=False,
 ):
     """CIFAR ResNet-(6n+2).
 
@@ -217,13 +224,14 @@ def build_resnet(
         weight_decay: paper-style L2 decay; 0 turns it off.
         normalization: "per_channel" or "per_pixel" (see `normalization_layer`).
         mean, std: statistics of the training images, 0-255 units.
+        sync_bn: synchronized BatchNorm, for training on several replicas.
 
     Returns:
         An uncompiled `keras.Model` named e.g. "resnet20".
     """
     return _cifar_net(
         n, num_classes, input_shape, shortcut, True, weight_decay,
-        normalization, mean, std, "resnet",
+        normalization, mean, std, "resnet", sync_bn,
     )  # fmt: skip
 
 
@@ -235,6 +243,7 @@ def build_plainnet(
     normalization="per_channel",
     mean=None,
     std=None,
+    sync_bn=False,
 ):
     """The same 6n+2 network as `build_resnet` with every shortcut removed.
 
@@ -242,7 +251,7 @@ def build_plainnet(
     """
     return _cifar_net(
         n, num_classes, input_shape, "projection", False, weight_decay,
-        normalization, mean, std, "plainnet",
+        normalization, mean, std, "plainnet", sync_bn,
     )  # fmt: skip
 
 

@@ -5,6 +5,7 @@ import os
 import tempfile
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
@@ -60,5 +61,160 @@ def plot_histories(histories, path, title="", single=False, marks=None):
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_error_vs_depth(histories, path, title="Training (thin) and validation (bold) error"):
+    """He et al. Figure 6: per-epoch error of every (model, depth) pair.
+
+    Args:
+        histories: {(model, depth): history}; model "plain" on the left panel,
+            "resnet" on the right, one colour per depth.
+        path: the PNG to write.
+    """
+    kinds = [k for k in ("plain", "resnet") if any(m == k for m, _ in histories)]
+    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(6.5 * max(1, len(kinds)), 4.5),
+                             sharey=True, squeeze=False)  # fmt: skip
+    depths = sorted({d for _, d in histories})
+    for ax, kind in zip(axes[0], kinds):
+        for (model, depth), h in sorted(histories.items()):
+            if model != kind:
+                continue
+            color = f"C{depths.index(depth)}"
+            epochs = range(1, len(h["accuracy"]) + 1)
+            name = "ResNet" if kind == "resnet" else "plain"
+            marker = "o" if len(epochs) < 15 else None  # short runs: show the points
+            ax.plot(epochs, [100 * (1 - a) for a in h["accuracy"]], "-", lw=0.8, color=color,
+                    marker=marker, ms=2)  # fmt: skip
+            if "val_accuracy" in h:
+                ax.plot(epochs, [100 * (1 - a) for a in h["val_accuracy"]], "-", lw=2.2,
+                        color=color, label=f"{name}-{depth}", marker=marker, ms=4)  # fmt: skip
+        ax.set_title("plain networks" if kind == "plain" else "residual networks")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_misclassified(images, y_true, y_pred, class_names, path, title="", cols=6, rows=4):
+    """A grid of misclassified test images labelled 'true -> predicted'."""
+    k = min(len(images), cols * rows)
+    rows = max(1, -(-k // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            ax.imshow(images[i])
+            ax.set_title(f"{class_names[y_true[i]]}\n-> {class_names[y_pred[i]]}", fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_confusion(cm, class_names, path, title=""):
+    """The confusion matrix, rows true and columns predicted, as row percentages."""
+    pct = 100 * cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    k = len(class_names)
+    size = max(5, 0.45 * k)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+    if k <= 20:
+        ax.set_xticks(range(k), class_names, rotation=90, fontsize=8)
+        ax.set_yticks(range(k), class_names, fontsize=8)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if pct[i, j] > 50 else "black")  # fmt: skip
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, label="% of the true class")
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_architecture(model, path):
+    """keras.utils.plot_model; returns None with a reason if pydot/graphviz is missing."""
+    import shutil
+
+    import keras
+
+    if shutil.which("dot") is None:
+        return "skipped plots/resnet_architecture.png: graphviz is missing (apt-get install graphviz, or brew install graphviz)"
+    try:
+        import pydot  # noqa: F401
+    except ImportError:
+        return "skipped the architecture diagram: pydot is missing (pip install pydot)"
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".arch-", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        keras.utils.plot_model(model, to_file=tmp, show_shapes=True, dpi=60)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return None
+
+
+def plot_colorization_eval(history, per_image, path, title=""):
+    """The original's autoencoder_eval.png: loss curves and the test MSE spread.
+
+    Args:
+        history: {"loss": [...], "val_loss": [...]} per epoch (MSE in the
+            model's target space).
+        per_image: {"model_mse": [...], "gray_mse": [...]}: each test image's
+            MSE of the sRGB image in [0, 1], for the model and the gray baseline.
+        path: the PNG to write.
+        title: figure title.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    epochs = range(1, len(history.get("loss", [])) + 1)
+    left.plot(epochs, history.get("loss", []), "-", label="training")
+    if "val_loss" in history:
+        left.plot(epochs, history["val_loss"], "--", label="validation")
+    left.set_xlabel("epoch")
+    left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    left.set_ylabel("MSE (model target)")
+    left.set_yscale("log")
+    model_mse = np.asarray(per_image["model_mse"])
+    gray_mse = np.asarray(per_image["gray_mse"])
+    top = max(np.percentile(model_mse, 99), np.percentile(gray_mse, 99))
+    bins = np.linspace(0, top, 50)
+    right.hist(gray_mse, bins, alpha=0.5, color="C7",
+               label=f"gray input as colour (mean {gray_mse.mean():.4f})")  # fmt: skip
+    right.hist(model_mse, bins, alpha=0.7, color="C0",
+               label=f"model (mean {model_mse.mean():.4f})")  # fmt: skip
+    right.set_xlabel("per-image test MSE (sRGB in [0, 1])")
+    right.set_ylabel("test images")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_colorization_examples(gray, predicted, truth, path, title=""):
+    """Rows: the gray input, the prediction, the ground truth; one column per image.
+
+    Args:
+        gray: (N, H, W) gray inputs, 0-255.
+        predicted: (N, H, W, 3) sRGB in [0, 1].
+        truth: (N, H, W, 3) uint8 sRGB.
+        path: the PNG to write.
+        title: figure title.
+    """
+    n = len(gray)
+    fig, axes = plt.subplots(3, n, figsize=(1.5 * n, 4.8), squeeze=False)
+    rows = (("gray input", gray / 255.0), ("prediction", predicted), ("ground truth", truth))
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(images[c], cmap="gray" if images[c].ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label)
     fig.suptitle(title)
     return save_figure(fig, path)

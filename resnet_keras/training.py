@@ -132,45 +132,104 @@ def read_csv_history(path):
     return history
 
 
-def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=False):
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' TerminateOnNaN, remembering where it stopped for the error message."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.stopped_at = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)) and self.stopped_at is None:
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            self.stopped_at = (self.epoch + 1, batch + 1, lr)
+        super().on_batch_end(batch, logs)
+
+
+# What a run folder holds besides its configuration; a fresh run removes them.
+RUN_OUTPUTS = ("log.csv", "history.json", "metrics.json", "test_predictions.npz", "best.weights.h5")
+
+
+def resume_epoch(run_dir):
+    """Epochs an interrupted run finished (BackupAndRestore's own record), or 0."""
+    path = os.path.join(run_dir, "backup", "training_metadata.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _truncate_csv(path, epochs):
+    """Keeps the header and the rows of the first `epochs` epochs."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=False,
+                      monitor="val_accuracy", mode="max"):  # fmt: skip
     """Keras' own callbacks, set up so that a killed run resumes cleanly.
 
-    BackupAndRestore saves after every epoch and is picked up by the same
-    command; the CSV log then appends, and best-model selection starts from the
-    best validation accuracy already logged rather than from scratch.
+    BackupAndRestore saves after every epoch and the same command picks it up.
+    It comes last, after CSVLogger: a kill between the two leaves a logged
+    epoch that the backup does not hold yet, and the log is cut back to the
+    backup's epoch before training goes on, so every epoch is logged once.
+    Best-model selection (on `monitor`, "max" or "min" by `mode`) resumes
+    from the best value already logged.
     """
-    backup_dir = os.path.join(run_dir, "backup")
+    start = resume_epoch(run_dir)
     log_path = os.path.join(run_dir, "log.csv")
-    resuming = os.path.isdir(backup_dir) and os.listdir(backup_dir)
-    if not resuming and os.path.exists(log_path):
-        os.remove(log_path)  # a fresh run: do not append to an old log
-    cbs = [
-        keras.callbacks.BackupAndRestore(backup_dir),
-        EpochTimer(num_train_images),
-        keras.callbacks.TerminateOnNaN(),
-    ]
+    if start == 0:
+        for name in RUN_OUTPUTS:  # a fresh run: nothing stale may survive it
+            if os.path.exists(os.path.join(run_dir, name)):
+                os.remove(os.path.join(run_dir, name))
+    else:
+        _truncate_csv(log_path, start)
+    cbs = [EpochTimer(num_train_images), StopOnNaN()]
     if has_validation:
-        logged = read_csv_history(log_path).get("val_accuracy", [])
+        logged = read_csv_history(log_path).get(monitor, [])
+        best = max if mode == "max" else min
         cbs.append(
             keras.callbacks.ModelCheckpoint(
                 os.path.join(run_dir, "best.weights.h5"),
-                monitor="val_accuracy",
-                mode="max",
+                monitor=monitor,
+                mode=mode,
                 save_best_only=True,
                 save_weights_only=True,
-                initial_value_threshold=max(logged) if logged else None,
+                initial_value_threshold=best(logged) if logged else None,
             )
         )
     if tensorboard:
         cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
-    # Last, so that it sees the timing keys the callbacks above add.
     cbs.append(keras.callbacks.CSVLogger(log_path, append=True))
+    # double_checkpoint: a kill while the weights are written falls back to the
+    # previous epoch's copy instead of failing to resume.
+    cbs.append(keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"),
+                                                double_checkpoint=True))  # fmt: skip
     return cbs
 
 
-def write_json(path, obj):
-    """Atomic JSON write: a temporary name, then a rename."""
-    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+def raise_if_nan(callbacks):
+    """FloatingPointError naming epoch, batch and learning rate if the run's
+    StopOnNaN ended it: a NaN run must never save a model."""
+    for c in callbacks:
+        if isinstance(c, StopOnNaN) and c.stopped_at:
+            epoch, batch, rate = c.stopped_at
+            raise FloatingPointError(
+                f"the loss became NaN at epoch {epoch}, batch {batch} (learning rate {rate:g}); "
+                "no model was saved: try a smaller --lr"
+            )
 
 
 def write_text(path, text):
@@ -179,6 +238,11 @@ def write_text(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    """Atomic JSON write: a temporary name, then a rename."""
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
 def _jsonable(obj):

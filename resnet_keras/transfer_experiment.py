@@ -19,9 +19,12 @@ import json
 import os
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from resnet_keras import experiment, plotting, training
+from resnet_keras import experiment, plotting, results, training
+from resnet_keras.checks import check_minimums
 from resnet_keras.transfer import (
     APPLICATIONS,
     MIN_IMAGE_SIZE,
@@ -66,10 +69,8 @@ class TransferOptions:
                 f"Unknown base {self.base!r}; expected one of {', '.join(APPLICATIONS)}, "
                 "or a saved model file (.h5 or .keras)"
             )
-        for name, low in (("image_size", MIN_IMAGE_SIZE), ("head_units", 1),
-                          ("fine_tune_epochs", 0), ("unfreeze", 1)):  # fmt: skip
-            if getattr(self, name) < low:
-                raise ValueError(f"--{name} must be at least {low}; got {getattr(self, name)}")
+        check_minimums(self, [("image_size", MIN_IMAGE_SIZE), ("head_units", 1),
+                              ("fine_tune_epochs", 0), ("unfreeze", 1)])  # fmt: skip
         if self.unfreeze > len(stages_of(self.base)):
             raise ValueError(
                 f"--unfreeze must be at most {len(stages_of(self.base))} "
@@ -166,17 +167,17 @@ def run_transfer(config, options, log=print, feature_cache=None):
         `(model, metrics, history)`; the history runs over the head's epochs,
         then the fine-tuning epochs (`metrics["fine_tune_start_epoch"]`).
     """
+    config.validate()
     options.validate(config.augment)
-    ds, (x, y), val, (xt, yt) = experiment.start_run(config, log)
+    experiment.check_writable(config.run_dir)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    ds, (x, y), val, (xt, yt) = experiment.prepare_data(config)
     t_start = time.perf_counter()
     model = build_model(options, ds.num_classes, x.shape[1:])
     top5 = ds.num_classes > 10
     cached = options.caches(config.augment)
-    resolved = dataclasses.asdict(config) | dataclasses.asdict(options) | {
-        "cache_features": cached,
-        "params": model.count_params(),
-        "trainable_params": count_weights(model.trainable_weights),
-    } | experiment.data_facts(ds, x, val, xt)
     feature_time = 0.0
     if cached:
         key = _features_key(config, options)
@@ -195,11 +196,18 @@ def run_transfer(config, options, log=print, feature_cache=None):
     else:
         trained, train, val_in, test = model, (x, y), val, (xt, yt)
     lr, steps_per_epoch = experiment.compile_for_run(trained, config, len(x), top5)
-    resolved |= {"lr": lr, "steps_per_epoch": steps_per_epoch}
-    log(f"config: {resolved}")
-    training.write_json(os.path.join(config.run_dir, "flags.json"), resolved)
+    experiment.start_run(
+        config, ds, x, val, xt, log,
+        **(dataclasses.asdict(options) | {"cache_features": cached}),
+        lr=lr,
+        steps_per_epoch=steps_per_epoch,
+        num_classes=ds.num_classes,
+        class_names=list(ds.class_names),
+        params=model.count_params(),
+        trainable_params=count_weights(model.trainable_weights),
+    )  # fmt: skip
     metrics, history = experiment.fit_and_test(
-        trained, config, train, val_in, test, lr=lr, log=log
+        trained, config, train, val_in, test, test_images=xt, log=log
     )
     # The counts of the whole model, not of the head that trained on features.
     metrics |= {"params": model.count_params(),
@@ -213,7 +221,7 @@ def run_transfer(config, options, log=print, feature_cache=None):
         training.compile_classifier(model, training.make_optimizer(config.opt, ft_lr),
                                     jit_compile=config.jit_compile, top5=top5)  # fmt: skip
         ft_metrics, ft_history = experiment.fit_and_test(
-            model, config, (x, y), val, (xt, yt), lr=ft_lr, log=log,
+            model, config, (x, y), val, (xt, yt), log=log,
             run_dir=os.path.join(config.run_dir, "fine_tune"), epochs=options.fine_tune_epochs,
         )  # fmt: skip
         head = {f"head_{k}": metrics[k] for k in ("test_accuracy", "test_loss")}
@@ -238,19 +246,42 @@ def run_transfer(config, options, log=print, feature_cache=None):
     return model, metrics, history
 
 
+def finished_run(config, options):
+    """The metrics of a finished run in `config.run_dir` made with these very
+    settings, or None: a study picks up where it stopped, and a changed flag
+    (say --epochs) never reuses a run made without it."""
+    run = experiment.load_run(config.run_dir)
+    if run is None:
+        return None
+    _, metrics, flags_json, _ = run
+    wanted = dataclasses.asdict(config) | dataclasses.asdict(options)
+    wanted["lr"] = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
+    ignored = {"verbose", "tensorboard", "cache_features"}  # cannot change the result
+    same = all(flags_json.get(k) == v for k, v in wanted.items() if k not in ignored)
+    return metrics if same and "wall_time_s" in metrics else None
+
+
 # --- results ----------------------------------------------------------------
 
 RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
 RESULT_COLUMNS = [
-    ("base", "base", "{}"), ("weights", "weights", "{}"), ("mode", "mode", "{}"),
-    ("dataset", "dataset", "{}"), ("opt", "optimizer", "{}"),
-    ("train_images", "train images", "{:,}"), ("cache_features", "cached features", "{}"),
-    ("params", "params", "{:,}"),
-    ("trainable_params", "trainable", "{:,}"), ("test_accuracy", "test accuracy", "{:.4f}"),
-    ("test_loss", "test loss", "{:.4f}"), ("epochs", "epochs", "{}"),
-    ("feature_time_s", "features s", "{:.1f}"), ("train_time_s", "training s", "{:.1f}"),
-    ("wall_time_s", "wall s", "{:.1f}"),
+    ("base", "base"), ("weights", "weights"), ("mode", "mode"), ("dataset", "data set"),
+    ("opt", "optimizer"), ("train_images", "training images"),
+    ("cache_features", "cached features"), ("params", "parameters"),
+    ("trainable_params", "trainable"), ("test_accuracy", "test accuracy"),
+    ("test_loss", "test loss"), ("epochs", "epochs"), ("feature_time_s", "features (s)"),
+    ("train_time_s", "training (s)"), ("wall_time_s", "wall (s)"),
 ]  # fmt: skip
+RESULT_NOTES = """
+mode: transfer (frozen base, head only), transfer_ft<K> (then K epochs with the
+top of the base unfrozen), scratch (random weights, every layer trained), full
+(pre-trained weights, every layer trained). Test accuracy is measured once, on
+the test split, with the weights that did best on the validation split.
+features (s): one pass of the base over training, validation and test images
+(0 where an earlier run of the same invocation had extracted them); training
+(s): the summed epoch times; wall (s): from building the model to the test.
+Each row's settings are in its run's flags.json, its machine in the JSON rows.
+"""
 
 
 def result_row(config, options, metrics, model_path=None):
@@ -268,7 +299,7 @@ def result_row(config, options, metrics, model_path=None):
     keep = (
         "train_images", "cache_features", "params", "trainable_params", "test_accuracy",
         "test_loss", "epochs", "feature_time_s", "train_time_s", "wall_time_s",
-        "fine_tune_start_epoch", "fine_tune_trainable_params", "head_test_accuracy",
+        "fine_tune_start_epoch", "fine_tune_trainable_params", "head_test_accuracy", "hardware",
     )  # fmt: skip
     return row | {k: metrics[k] for k in keep if k in metrics}
 
@@ -276,7 +307,8 @@ def result_row(config, options, metrics, model_path=None):
 def record(output_dir, row):
     """Merges `row` into results/question3.{json,md}; returns all rows."""
     stem = os.path.join(output_dir, "results", "question3")
-    return experiment.merge_results(stem, row, RESULT_KEY, RESULT_COLUMNS)
+    title = "Question 3: transfer learning"
+    return results.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
 
 
 def run_label(row):

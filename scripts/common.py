@@ -34,6 +34,8 @@ _import_tensorflow_quietly()
 
 from absl import app, flags  # noqa: E402
 
+flags.DEFINE_string("model", None, "Network: resnet or plain (classifiers); the colorize and "
+                    "benchmark scripts list their own choices.")
 flags.DEFINE_integer("n", None, "Blocks per stage: depth 6n+2 (3 -> ResNet-20).")
 flags.DEFINE_string("dataset", None, "cifar10 or cifar100.")
 flags.DEFINE_string("label_mode", None, "CIFAR-100 labels: fine (100) or coarse (20).")
@@ -59,14 +61,21 @@ flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<
 flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA.")
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
+flags.DEFINE_string("strategy", None, "tf.distribute strategy: auto, one_device, mirrored, "
+                    "multi_worker (TF_CONFIG) or tpu. --batch_size is the global batch.")
+flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: same --seed, same weights.")
 flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmodel.")
+# Study scripts (question2, question3, resnet_vs_plain) share these.
+flags.DEFINE_bool("all", False, "Run every configuration of the original study.")
+flags.DEFINE_bool("retrain", False, "Train again even if runs/ holds a finished run.")
+flags.DEFINE_bool("report_only", False, "Only redraw the table and figures from saved runs.")
 
 FLAGS = flags.FLAGS
 SHARED = [
     "n", "dataset", "label_mode", "data_dir", "epochs", "batch_size", "opt", "lr", "schedule",
     "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
     "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile", "augment",
-    "skip_bad_images", "formats",
+    "skip_bad_images", "strategy", "deterministic", "formats",
 ]  # fmt: skip
 
 
@@ -86,14 +95,18 @@ def fail(message):
     sys.exit(2)
 
 
-def run(main):
+def run(main, positional=False):
     """absl's app.run, with bad input answered by one line instead of a traceback.
+
+    Args:
+        main: called with argv (argv[0] is the program).
+        positional: whether the script takes positional arguments (model files).
 
     RESNET_KERAS_TRACEBACK=1 shows the traceback, for debugging the project.
     """
 
     def wrapped(argv):
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}; see --helpshort")
         try:
             return main(argv)

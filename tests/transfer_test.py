@@ -4,6 +4,7 @@ No ImageNet weights exist on the test machines: bases use weights=None, or a
 notop weights file the test writes itself, or a tiny model of the project.
 """
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -332,6 +333,13 @@ class RunTest(tf.test.TestCase):
         self.assertLen([l for l in lines if l.startswith("features:")], 1)
         self.assertLen(cache, 1)
         self.assertEqual(metrics["feature_time_s"], 0.0)
+        # A finished run is found again only with the settings it was made with.
+        config = self.config(opt="sgd", run_name="sgd", epochs=1)
+        opts = te.TransferOptions(base=self.base)
+        self.assertEqual(te.finished_run(config, opts), metrics)
+        self.assertIsNone(te.finished_run(dataclasses.replace(config, epochs=2), opts))
+        other = te.TransferOptions(base=self.base, head_units=8)
+        self.assertIsNone(te.finished_run(config, other))
 
 
 class ResultsTest(tf.test.TestCase):
@@ -344,15 +352,16 @@ class ResultsTest(tf.test.TestCase):
         te.record(out, row | {"opt": "sgd", "run": "runs/b", "mode": "transfer_ft5",
                               "fine_tune_start_epoch": 20})  # fmt: skip
         rows = te.record(out, row | {"test_accuracy": 0.75})
+        # A rerun replaces its row (and moves it last); other rows stay.
         self.assertEqual([(r["opt"], r["test_accuracy"]) for r in rows],
-                         [("adam", 0.75), ("sgd", 0.5)])  # fmt: skip
+                         [("sgd", 0.5), ("adam", 0.75)])  # fmt: skip
         self.assertEqual(sorted(os.listdir(os.path.join(out, "results"))),
                          ["question3.json", "question3.md"])  # fmt: skip
         with open(os.path.join(out, "results", "question3.md")) as f:
-            lines = f.read().splitlines()
+            lines = [l for l in f.read().splitlines() if l.startswith("|")]
         self.assertLen(lines, 4)
-        cells = "| resnet50 | imagenet | transfer | cifar10 | adam | 45,000 | True | 24,114,838 |"
-        self.assertIn(cells, lines[2])
+        cells = "| resnet50 | imagenet | transfer | cifar10 | adam | 45000 | True | 24114838 |"
+        self.assertIn(cells, lines[3])
         for name, n in (("a", 20), ("b", 25)):
             os.makedirs(os.path.join(out, "runs", name))
             training_history = {"accuracy": list(np.linspace(0.1, 0.6, n)), "loss": [1.0] * n}
@@ -362,7 +371,7 @@ class ResultsTest(tf.test.TestCase):
         names = ["question3_transfer_learning.png", "question3_resnet50_cifar10_45000.png"]
         self.assertEqual([os.path.basename(p) for p in paths], names)
         self.assertTrue(all(os.path.getsize(p) > 0 for p in paths))
-        self.assertEqual(te.run_label(rows[1]), "sgd, frozen base + fine-tuning")
+        self.assertEqual(te.run_label(rows[0]), "sgd, frozen base + fine-tuning")
         with open(os.path.join(out, "results", "question3.json"), "w") as f:
             f.write("{not json")
         with self.assertRaisesRegex(ValueError, "question3.json: not a results table"):
@@ -401,11 +410,15 @@ class ScriptTest(tf.test.TestCase):
         r = run_script("scripts.question3", *common, *scratch)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         with open(os.path.join(out, "results", "question3.json")) as f:
-            rows = json.load(f)
+            rows = json.load(f)["rows"]
         self.assertEqual([(r["mode"], r["train_images"]) for r in rows],
                          [("transfer_ft1", 300), ("scratch", 300)])  # fmt: skip
         plot = os.path.join(out, "plots", "question3_transfer_learning.png")
         self.assertTrue(os.path.isfile(plot))
+        # The same command again reuses the finished run instead of training.
+        r = run_script("scripts.question3", *common, *scratch)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("finished run reused", r.stdout)
 
     def test_failed_imagenet_download_is_one_line(self):
         root = tempfile.mkdtemp()

@@ -1,0 +1,425 @@
+"""The colorization runs: train, eval, apply and probe (`scripts/colorize.py`).
+
+    python -m scripts.colorize train --model unet --color_space lab \
+        --data_dir ../shared/datasets/cifar10
+    python -m scripts.colorize eval saved_models/colorizer_unet_lab.h5
+    python -m scripts.colorize apply saved_models/colorizer_unet_lab.h5 photo.jpg --out colorized
+    python -m scripts.colorize probe saved_models/colorizer_unet_lab.h5 --train_limit 10000
+
+Under the output folder, `train` writes saved_models/colorizer_<model>_<space>.h5,
+plots/colorization/<name>_eval.png and _examples.png, and runs/<run_name>/
+(flags, log, history, metrics, the per-image test MSEs the plots are drawn
+from); `eval` and `probe` merge their rows into results/colorization.md and
+.json, keyed by model file name, so other models' rows stay.
+
+Metrics are means over test images of per-image MSE, PSNR and SSIM of the
+sRGB image in [0, 1], for both colour spaces, so their rows compare. The loss
+curves are in the model's own target space (sRGB, or a*b* / 128).
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import colorization as col
+from resnet_keras import experiment, plotting, saving, training
+from resnet_keras.checks import check_choice, check_minimums
+
+EXAMPLES = 8  # test images in the examples figure: the first ones of the test split
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorizeConfig(experiment.RunConfig):
+    """Everything a colorization run depends on; the script fills it from flags.
+
+    The data fields come from `experiment.RunConfig`, so
+    `experiment.prepare_data` loads, limits and splits as for classification.
+    """
+
+    model: str = "autoencoder"
+    color_space: str = "rgb"
+    image_size: int = 32
+    lr: float = 1e-3  # Adam, the original's optimizer
+    run_name: str | None = None  # None: the model's name
+    formats: tuple = ("h5",)
+
+    def validate(self):
+        super().validate()
+        check_choice("model", self.model, col.MODELS)
+        check_choice("color space", self.color_space, col.COLOR_SPACES)
+        for fmt in self.formats:
+            check_choice("format", fmt, saving.FORMATS)
+        check_minimums(self, [("image_size", 8)])
+        step = 2 ** len(col.DEFAULT_FILTERS)
+        if self.image_size % step:
+            raise ValueError(
+                f"--image_size must be a multiple of {step} (the models halve it "
+                f"{len(col.DEFAULT_FILTERS)} times); got {self.image_size}"
+            )
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be positive; got {self.lr}")
+
+    @property
+    def name(self):
+        return f"colorizer_{self.model}_{self.color_space}"
+
+    @property
+    def run_dir(self):
+        return os.path.join(self.output_dir, "runs", self.run_name or self.name)
+
+
+def load_data(config, image_size):
+    """`experiment.prepare_data` with every split at `image_size` x `image_size`."""
+    ds, train, val, test = experiment.prepare_data(config, image_size=image_size)
+    resize = lambda xy: (resize_images(xy[0], image_size), xy[1]) if xy else xy  # noqa: E731
+    return ds, resize(train), resize(val), resize(test)
+
+
+def resize_images(images, size):
+    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3); CIFAR arrays are always 32."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = [
+        tf.image.resize(images[i : i + 1000], (size, size), antialias=True)
+        for i in range(0, len(images), 1000)  # chunks keep float copies small
+    ]
+    return np.clip(np.round(np.concatenate(out)), 0, 255).astype("uint8")
+
+
+def pairs_dataset(images, color_space, batch_size, shuffle=False, seed=0):
+    """(gray 0-255, target) batches made in the pipeline from uint8 images.
+
+    The conversions run in tf.data on whole batches, in parallel with the
+    training step; nothing is augmented (the original did not, and flips or
+    crops would not change what colour a gray pixel should get).
+    """
+    ds = tf.data.Dataset.from_tensor_slices(images)
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda b: col.training_pair(b, color_space), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --- train ------------------------------------------------------------------
+
+
+def train(config, log=print):
+    """Trains one colorizer, tests it and writes its model, figures and run files.
+
+    Returns:
+        (model, metrics, paths): metrics holds the test means of the model
+        and of the gray baseline; paths are the files written.
+    """
+    config.validate()
+    experiment.check_writable(config.run_dir)
+    keras.utils.set_random_seed(config.seed)
+    ds, (x, _), val, (xt, _) = load_data(config, config.image_size)
+    size = config.image_size
+    model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
+    model.compile(
+        optimizer=training.make_optimizer("adam", config.lr),
+        loss="mse",
+        jit_compile=config.jit_compile,
+    )
+    experiment.start_run(config, ds, x, val, xt, log, name=config.name,
+                         params=model.count_params())  # fmt: skip
+    callbacks = training.callbacks_for_run(
+        config.run_dir, len(x), val is not None, config.tensorboard, "val_loss", "min"
+    )
+    t0 = time.perf_counter()
+    model.fit(
+        pairs_dataset(x, config.color_space, config.batch_size, shuffle=True, seed=config.seed),
+        epochs=config.epochs,
+        validation_data=pairs_dataset(val[0], config.color_space, 500) if val else None,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
+    )
+    train_time = time.perf_counter() - t0
+    training.raise_if_nan(callbacks)
+    history = training.read_csv_history(os.path.join(config.run_dir, "log.csv"))
+    best = os.path.join(config.run_dir, "best.weights.h5")
+    if val is not None and os.path.isfile(best):
+        model.load_weights(best)
+    result = col.evaluate(model, xt, config.color_space, keep=EXAMPLES)
+    epoch_times = history.get("epoch_time_s", [])
+    metrics = {
+        "test": col.summarize(result["model"]),
+        "gray_baseline": col.summarize(result["gray"]),
+        "epochs": len(history.get("loss", [])),
+        "train_time_s": float(sum(epoch_times)) if epoch_times else train_time,
+    }
+    per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
+    training.write_json(os.path.join(config.run_dir, "history.json"), history)
+    training.write_json(os.path.join(config.run_dir, "metrics.json"), metrics)
+    training.write_json(os.path.join(config.run_dir, "test_mse.json"), per_image)
+    out = config.output_dir
+    stem = os.path.join(out, "saved_models", config.name)
+    paths = [saving.save_model(model, saving.model_path(stem, f)) for f in config.formats]
+    plots = os.path.join(out, "plots", "colorization")
+    title = f"{config.name} on {_data_name(config)}"
+    paths.append(plotting.plot_colorization_eval(
+        history, per_image, os.path.join(plots, f"{config.name}_eval.png"), title
+    ))  # fmt: skip
+    n = min(EXAMPLES, len(xt))
+    gray = col.training_pair(xt[:n], config.color_space)[0].numpy()
+    paths.append(plotting.plot_colorization_examples(
+        gray[..., 0], result["predicted"], xt[:n],
+        os.path.join(plots, f"{config.name}_examples.png"), title,
+    ))  # fmt: skip
+    t, g = metrics["test"], metrics["gray_baseline"]
+    log(f"test MSE {t['mse']:.5f}, PSNR {t['psnr']:.2f} dB, SSIM {t['ssim']:.4f} "
+        f"(gray input: MSE {g['mse']:.5f}, PSNR {g['psnr']:.2f} dB, SSIM {g['ssim']:.4f}; "
+        f"{metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)")  # fmt: skip
+    return model, metrics, paths
+
+
+# --- eval and probe: rows in results/colorization.md and .json ----------------
+
+
+def load_colorizer(path):
+    """(model, kind, color space) of a saved colorizer; one-line errors name the file."""
+    model = saving.load_model(path, compile=False)
+    try:
+        kind, space = col.describe(model)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return model, kind, space
+
+
+def evaluate_file(path, config, results_dir, log=print):
+    """Tests a saved colorizer against the gray baseline and records both rows.
+
+    The test images are the config's test split (`test_limit` of it), resized
+    to the model's input size. Returns the model's row.
+    """
+    model, kind, space = load_colorizer(path)
+    size = model.input_shape[1]
+    ds, _, _, (xt, _) = load_data(dataclasses.replace(config, val_size=0), size)
+    result = col.evaluate(model, xt, space)
+    data_name = _data_name(config)
+    row = {"model": kind, "color_space": space, "test_images": len(xt), "data": data_name,
+           "image_size": size, "params": model.count_params(),
+           **col.summarize(result["model"])}  # fmt: skip
+    gray_kind = "luma" if space == "rgb" else "luminance"
+    gray = {"model": f"gray input as colour ({gray_kind} gray)", "color_space": space,
+            "test_images": len(xt), "data": data_name, "image_size": size,
+            **col.summarize(result["gray"])}  # fmt: skip
+    # One baseline row per gray conversion and test set, however many models share it.
+    baseline_key = f"gray_{space}_{data_name}_{len(xt)}_{size}px"
+    _update_results(results_dir, {
+        "colorizers": {os.path.basename(path): row}, "baselines": {baseline_key: gray},
+    })  # fmt: skip
+    log(f"{os.path.basename(path)}: test MSE {row['mse']:.5f}, PSNR {row['psnr']:.2f} dB, "
+        f"SSIM {row['ssim']:.4f}; gray input as colour: MSE {gray['mse']:.5f}, "
+        f"PSNR {gray['psnr']:.2f} dB, SSIM {gray['ssim']:.4f}")  # fmt: skip
+    return row
+
+
+def linear_probe(model, color_space, train, test, num_classes, epochs=10, batch_size=256,
+                 lr=1e-3, seed=0):  # fmt: skip
+    """Accuracy of a linear classifier on a colorizer's frozen encoder features.
+
+    The features are the bottleneck's output averaged over space; the
+    classifier is a standardisation and one softmax Dense layer (linear). The
+    same probe on a fresh copy of the model with random weights shows how
+    much of the accuracy colorization training gave.
+
+    Args:
+        model: a colorizer; its weights are not changed.
+        color_space: the model's space (it decides the gray conversion).
+        train, test: (uint8 images (N, H, W, 3), labels (N, 1)).
+        num_classes: softmax outputs.
+        epochs, batch_size, lr: the classifier's Adam training.
+        seed: the random encoder's weights and the classifier's.
+
+    Returns:
+        {"trained_accuracy", "random_accuracy", "feature_dim"}.
+    """
+    keras.utils.set_random_seed(seed)
+    random_model = keras.models.clone_model(model)  # same layers, fresh initial weights
+    out = {}
+    for label, m in (("trained", model), ("random", random_model)):
+        bottleneck = m.get_layer("bottleneck").output
+        pooled = keras.layers.GlobalAveragePooling2D(name="probe_pool")(bottleneck)
+        encoder = keras.Model(m.inputs, pooled, name=f"{label}_encoder")
+        # Features computed once: the same as a frozen encoder, and one pass, not `epochs`.
+        feats = [
+            encoder.predict(pairs_dataset(x, color_space, 500).map(lambda g, _: g), verbose=0)
+            for x, _ in (train, test)
+        ]
+        norm = keras.layers.Normalization(name="standardize")
+        norm.adapt(feats[0])
+        probe = keras.Sequential(
+            [keras.Input((feats[0].shape[1],)), norm,
+             keras.layers.Dense(num_classes, activation="softmax", name="linear")],
+            name=f"{label}_probe",
+        )  # fmt: skip
+        training.compile_classifier(probe, keras.optimizers.Adam(lr))
+        keras.utils.set_random_seed(seed)
+        probe.fit(feats[0], train[1].reshape(-1), epochs=epochs, batch_size=batch_size, verbose=0)
+        _, acc = probe.evaluate(feats[1], test[1].reshape(-1), verbose=0)
+        out[f"{label}_accuracy"] = float(acc)
+        out["feature_dim"] = int(feats[0].shape[1])
+    return out
+
+
+def probe_file(path, config, results_dir, epochs=10, log=print):
+    """`linear_probe` of a saved colorizer on the config's data; records its row."""
+    model, _, space = load_colorizer(path)
+    size = model.input_shape[1]
+    ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size)
+    keras.utils.set_random_seed(config.seed)
+    result = linear_probe(model, space, train, test, ds.num_classes, epochs,
+                          seed=config.seed)  # fmt: skip
+    row = {"train_images": len(train[0]), "test_images": len(test[0]), "epochs": epochs,
+           "data": _data_name(config), "classes": ds.num_classes, **result}  # fmt: skip
+    _update_results(results_dir, {"probes": {os.path.basename(path): row}})
+    log(f"{os.path.basename(path)}: linear probe accuracy {result['trained_accuracy']:.4f} "
+        f"(random encoder: {result['random_accuracy']:.4f}; {row['classes']} classes, "
+        f"{row['train_images']} train / {row['test_images']} test images)")  # fmt: skip
+    return row
+
+
+def _data_name(config):
+    if config.data_dir is None:
+        return config.dataset
+    return os.path.basename(os.path.normpath(config.data_dir))
+
+
+def _update_results(results_dir, sections):
+    """Merges {section: {key: row}} into colorization.json and rewrites the .md.
+
+    Rows of other models stay; an unreadable JSON file is refused, not replaced.
+    """
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, "colorization.json")
+    results = {}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                results = json.load(f)
+            if not isinstance(results, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            raise ValueError(f"{path}: unreadable results ({e}); move it away to start a new "
+                             "table") from None  # fmt: skip
+    for section, rows in sections.items():
+        results.setdefault(section, {}).update(rows)
+    training.write_json(path, results)
+    training.write_text(os.path.join(results_dir, "colorization.md"), results_markdown(results))
+
+
+def results_markdown(results):
+    """The results JSON as Markdown tables (test metrics, then linear probes)."""
+    lines = ["# Colorization results", "",
+             "Written by `python -m scripts.colorize eval` and `probe`; means over test "
+             "images of per-image MSE, PSNR and SSIM of the sRGB image in [0, 1].", "",
+             "| Model file | Model | Colour space | Test images | MSE | PSNR (dB) | SSIM |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = sorted(results.get("colorizers", {}).items()) + [
+        ("(baseline)", r) for _, r in sorted(results.get("baselines", {}).items())
+    ]
+    for key, r in rows:
+        lines.append(
+            f"| {key} | {r['model']} | {r['color_space']} | {r['test_images']} {r['data']} | "
+            f"{r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
+        )
+    probes = results.get("probes", {})
+    if probes:
+        lines += ["", "## Linear probe (colorization as a pretext task)", "",
+                  "A linear classifier on the frozen encoder's pooled bottleneck features, "
+                  "against the same probe on a randomly initialised encoder.", "",
+                  "| Model file | Classes | Train / test images | Epochs | Trained encoder | "
+                  "Random encoder |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for key, r in sorted(probes.items()):
+            lines.append(
+                f"| {key} | {r['classes']} ({r['data']}) | {r['train_images']} / "
+                f"{r['test_images']} | {r['epochs']} | {r['trained_accuracy']:.4f} | "
+                f"{r['random_accuracy']:.4f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# --- apply: users' own pictures -------------------------------------------------
+
+
+def read_gray(path, color_space):
+    """Any picture Pillow reads -> (H, W, 1) float32 gray in 0-255.
+
+    Gray files are used as they are; colour ones are converted as the
+    model's training images were (`colorization.to_gray`). Raises OSError
+    with the file's name for anything unreadable.
+    """
+    from PIL import Image, ImageOps
+
+    if not os.path.isfile(path):
+        raise OSError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)  # phone photos are stored rotated
+            if im.mode in ("1", "L", "LA"):
+                return np.asarray(im.convert("L"), "float32")[..., None]
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit gray scans
+                g = np.asarray(im, "float32")
+                return np.clip(g / 257.0 if g.max() > 255 else g, 0, 255)[..., None]
+            rgb = np.asarray(im.convert("RGB"), "float32") / 255.0
+    except Exception as e:  # PIL raises many types for broken files
+        raise OSError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+    return col.to_gray(rgb, color_space).numpy() * 255.0
+
+
+def colorize_image(model, gray, color_space):
+    """(H, W, 1) gray 0-255 of any size -> uint8 sRGB (H, W, 3).
+
+    The model sees a copy resized to its input size; its output is resized
+    back. In Lab mode the full-resolution L* of `gray` is kept, so only the
+    colour is at the model's resolution; in RGB mode the whole picture is.
+    """
+    h, w = gray.shape[:2]
+    size = tuple(model.input_shape[1:3])
+    small = tf.image.resize(gray[None], size, antialias=True)
+    prediction = tf.image.resize(model(small, training=False), (h, w))
+    rgb = col.to_rgb(prediction, gray[None], color_space)[0]
+    return np.round(rgb.numpy() * 255).astype("uint8")
+
+
+def colorize_files(path, files, out_dir, log=print, warn=print):
+    """Colorizes each picture into out_dir/<name>_colorized.png.
+
+    Returns:
+        (written paths, failed files). A bad file gets one `warn` line and
+        the others are still done.
+    """
+    from PIL import Image
+
+    model, _, space = load_colorizer(path)
+    experiment.check_writable(out_dir, flag="out")
+    written, failed, used = [], [], set()
+    for f in files:
+        try:
+            rgb = colorize_image(model, read_gray(f, space), space)
+        except OSError as e:
+            warn(str(e).splitlines()[0])
+            failed.append(f)
+            continue
+        stem = os.path.splitext(os.path.basename(f))[0] + "_colorized"
+        name, k = stem, 1
+        while name in used:  # a.jpg and a.png, or two folders' a.jpg
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        target = os.path.join(out_dir, f"{name}.png")
+        tmp = f"{target}.tmp-{os.getpid()}"
+        Image.fromarray(rgb).save(tmp, format="PNG")
+        os.replace(tmp, target)
+        written.append(target)
+        log(f"{f} -> {target} ({rgb.shape[1]}x{rgb.shape[0]})")
+    return written, failed

@@ -1,0 +1,107 @@
+"""Image colorization: train, eval, apply and probe gray-to-colour models.
+
+    python -m scripts.colorize train --model autoencoder|unet [--color_space rgb|lab] \\
+        [--data_dir ../shared/datasets/cifar10] [--image_size 32]
+    python -m scripts.colorize eval saved_models/colorizer_unet_lab.h5 [more models]
+    python -m scripts.colorize apply saved_models/colorizer_unet_lab.h5 photo.jpg [...] --out DIR
+    python -m scripts.colorize probe saved_models/colorizer_unet_lab.h5 --train_limit 10000
+
+train writes saved_models/colorizer_<model>_<space>.h5, plots/colorization/
+<name>_eval.png and <name>_examples.png, and runs/<name>/ under --output_dir;
+eval and probe add their rows to results/colorization.md and .json there.
+apply exits with status 1 when it skipped a file (each gets one line on
+stderr) and 2 on bad input, as every script here.
+
+--epochs is the colorizer's training epochs for train and the linear
+classifier's for probe (defaults 20 and 10 below).
+"""
+
+import os
+import sys
+
+from scripts import common  # defines the shared flags  # noqa: I001
+
+from absl import flags
+
+from resnet_keras import colorization_tasks as tasks
+from resnet_keras import experiment
+from resnet_keras.checks import check_choice
+
+flags.DEFINE_string("color_space", None, "train: rgb (predict sRGB from luma gray) or lab "
+                    "(predict a*b* from L*).")  # fmt: skip
+flags.DEFINE_integer("image_size", None, "train: the side images are resized to (a multiple "
+                     "of 8); an image folder's pictures are read at this size.")  # fmt: skip
+flags.DEFINE_string("out", None, "apply: folder the colorized pictures are written to.")
+
+DEFAULTS = dict(
+    model="autoencoder",
+    color_space="rgb",
+    image_size=32,
+    dataset="cifar10",
+    epochs=20,
+    probe_epochs=10,
+    batch_size=128,
+    lr=1e-3,
+    val_size=5000,
+    output_dir=".",
+    formats=["h5"],
+    out="colorized",
+    verbose=1,
+)
+COMMANDS = ("train", "eval", "apply", "probe")
+USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
+# The shared flags colorization uses; any other one set is refused, not ignored.
+USED = [
+    "dataset", "label_mode", "data_dir", "epochs", "batch_size", "lr", "seed", "train_limit",
+    "test_limit", "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
+    "skip_bad_images", "formats",
+]  # fmt: skip
+OWN = ["model", "color_space", "image_size", "out"]
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise ValueError(f"missing command; usage: python -m scripts.colorize {USAGE}")
+    command, args = argv[1], argv[2:]
+    check_choice("command", command, COMMANDS)
+    for name in common.SHARED:
+        if name not in USED and getattr(common.FLAGS, name) is not None:
+            raise ValueError(f"--{name} does not apply to colorization")
+    settings = common.resolve(DEFAULTS, USED + OWN)
+    out, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
+    if command == "probe" and common.FLAGS.epochs is not None:
+        probe_epochs = settings["epochs"]
+    settings["formats"] = tuple(settings["formats"])
+    config = tasks.ColorizeConfig(**settings)
+    config.validate()
+    results = os.path.join(config.output_dir, "results")
+    if command == "train":
+        if args:
+            raise ValueError(f"train takes no file arguments; got {' '.join(args)!r}")
+        _, _, paths = tasks.train(config)
+        for p in paths:
+            print(f"wrote {p}")
+        return
+    if not args:
+        raise ValueError(f"{command} needs a model file; usage: scripts.colorize {USAGE}")
+    if command in ("eval", "probe"):
+        experiment.check_writable(results)  # before any model runs, not after
+    if command == "eval":
+        for path in args:
+            tasks.evaluate_file(path, config, results)
+        print(f"wrote {os.path.join(results, 'colorization.md')} and .json")
+    elif command == "probe":
+        for path in args:
+            tasks.probe_file(path, config, results, epochs=probe_epochs)
+        print(f"wrote {os.path.join(results, 'colorization.md')} and .json")
+    else:
+        if len(args) < 2:
+            raise ValueError("apply needs pictures after the model file")
+        warn = lambda line: print(f"error: {line}", file=sys.stderr)  # noqa: E731
+        _, failed = tasks.colorize_files(args[0], args[1:], out, warn=warn)
+        if failed:
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    common.run(main, positional=True)

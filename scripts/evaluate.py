@@ -1,0 +1,73 @@
+"""Evaluates saved classifiers on a data set's test split, alone and as an ensemble.
+
+    python -m scripts.evaluate saved_models/resnet_cifar10.h5 --data_dir ../shared/datasets/cifar10
+    python -m scripts.evaluate saved_models/resnet_n7_Adam.h5 saved_models/resnet_n5_SGD.h5
+
+Prints test accuracy, loss (plain cross-entropy), top-5 accuracy when there are
+more than 10 classes, and per-class accuracy; given several models, also their
+ensemble (the mean of their softmax outputs). Models load in Keras' safe mode.
+"""
+
+import numpy as np
+
+from scripts import common  # defines the shared flags  # noqa: I001
+
+from absl import flags
+
+from resnet_keras import data, experiment, saving
+
+FLAGS = flags.FLAGS
+DEFAULTS = dict(dataset="cifar10", label_mode="fine", test_limit=0, seed=0, batch_size=500)
+
+
+def check_classifier(model, path, num_classes, image_shape):
+    out = model.output_shape
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ValueError(f"{path}: output shape {out} is not a classifier's (batch, classes)")
+    if out[1] != num_classes:
+        raise ValueError(
+            f"{path}: the model predicts {out[1]} classes but the data set has {num_classes}; "
+            "pick the matching --dataset / --label_mode"
+        )
+    want = tuple(model.input_shape[1:])
+    if want[-1] != image_shape[-1] or (None not in want and want != tuple(image_shape)):
+        raise ValueError(f"{path}: the model takes inputs {want}, the data set has images {image_shape}")
+
+
+def report(name, test, class_names, top5):
+    print(f"{name}: test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}"
+          + (f", top-5 accuracy {test['top5_accuracy']:.4f}" if top5 else ""))  # fmt: skip
+    per_class = []
+    for k, c in enumerate(class_names):
+        mask = test["y_true"] == k
+        if mask.any():
+            per_class.append(f"{c} {np.mean(test['y_pred'][mask] == k):.3f}")
+    print("  per class: " + ", ".join(per_class))
+
+
+def main(argv):
+    paths = argv[1:]
+    if not paths:
+        raise ValueError("give one or more model files: python -m scripts.evaluate MODEL.h5 [...]")
+    s = common.resolve(DEFAULTS, ["dataset", "label_mode", "data_dir", "test_limit", "seed",
+                                  "batch_size", "skip_bad_images"])  # fmt: skip
+    loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
+    ds = data.load_dataset(s["dataset"], s.get("data_dir"), s["label_mode"],
+                           skip_bad_images=s.get("skip_bad_images", False))  # fmt: skip
+    xt, yt = data.limit(ds.x_test, ds.y_test, s["test_limit"], s["seed"])
+    for path, model in zip(paths, loaded):
+        check_classifier(model, path, ds.num_classes, xt.shape[1:])
+    print(f"data: {ds.source}: {len(xt)} test images, {ds.num_classes} classes")
+    top5 = ds.num_classes > 10
+    probs = []
+    for path, model in zip(paths, loaded):
+        p = model.predict(xt, batch_size=s["batch_size"], verbose=0)
+        probs.append(p)
+        report(path, experiment.evaluate_predictions(p, yt), ds.class_names, top5)
+    if len(paths) > 1:
+        report(f"ensemble of {len(paths)}", experiment.evaluate_predictions(np.mean(probs, 0), yt),
+               ds.class_names, top5)  # fmt: skip
+
+
+if __name__ == "__main__":
+    common.run(main, positional=True)

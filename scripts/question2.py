@@ -1,0 +1,128 @@
+"""Question 2: the multi-configuration study on CIFAR-10 and CIFAR-100.
+
+    python -m scripts.question2 --n 7 --opt rmsprop                 # one configuration
+    python -m scripts.question2 --all --dataset cifar100            # the original three
+    python -m scripts.question2 --all --report_only                 # redraw plot and table
+
+The original three: n=7 + RMSprop (batch 128), n=7 + Adam (batch 64), n=5 + SGD
+(momentum 0.9, batch 256), 20 epochs each. Each optimizer brings its batch size
+unless --batch_size is given. Writes saved_models/resnet_n<n>_<Opt>[_cifar100].h5,
+plots/question2_multi_config_comparison[_cifar100].png and results/question2.{md,json}.
+"""
+
+import os
+
+from scripts import common  # defines the shared flags  # noqa: I001
+
+from absl import flags
+
+from resnet_keras import distribute, experiment, plotting, results
+
+FLAGS = flags.FLAGS
+
+DEFAULTS = dict(
+    model="resnet",
+    n=7,
+    dataset="cifar10",
+    opt="rmsprop",
+    epochs=20,
+    schedule="constant",
+    val_size=5000,
+    output_dir=".",
+    formats=["h5"],
+)
+# The original's batch size per optimizer, and Keras' default learning rates
+# (the original builds its optimizers with default arguments: SGD lr 0.01).
+BATCH_SIZE = {"rmsprop": 128, "adam": 64, "sgd": 256}
+LR = {"rmsprop": 1e-3, "adam": 1e-3, "sgd": 1e-2}
+ALL = [(7, "rmsprop"), (7, "adam"), (5, "sgd")]
+OPT_NAME = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
+COLUMNS = [
+    ("configuration", "configuration"), ("dataset", "data set"), ("params", "parameters"),
+    ("batch_size", "batch"), ("epochs", "epochs"), ("test_accuracy_pct", "test accuracy %"),
+    ("test_loss", "test loss"), ("train_time_min", "wall time (min)"),
+    ("img_per_s", "images/s per epoch"),
+]  # fmt: skip
+
+
+def config_name(n, opt, dataset):
+    """resnet_n7_RMSprop, resnet_n5_SGD_cifar100: the original's file names."""
+    suffix = "" if dataset == "cifar10" else f"_{dataset}"
+    return f"resnet_n{n}_{OPT_NAME.get(opt, opt)}{suffix}"
+
+
+def make_config(n, opt, settings, explicit):
+    s = dict(settings, n=n, opt=opt)
+    if "batch_size" not in explicit:
+        s["batch_size"] = BATCH_SIZE.get(opt, 128)
+    if "lr" not in explicit:
+        s["lr"] = LR.get(opt)
+    s.setdefault("run_name", f"question2_{config_name(n, opt, s['dataset'])}")
+    return experiment.TrainConfig(**s)
+
+
+def report(configs, output_dir, dataset):
+    histories, rows = {}, []
+    for c in configs:
+        run = experiment.load_run(c.run_dir)
+        if run is None:
+            print(f"{c.run_name}: no finished run; left out of the report")
+            continue
+        history, metrics, flags_json, _ = run
+        label = f"n={c.n} {OPT_NAME[c.opt]} (batch {flags_json['batch_size']})"
+        histories[label] = history
+        rows.append({
+            "configuration": label, "dataset": dataset, "run": c.run_name,
+            "params": metrics["params"], "batch_size": flags_json["batch_size"],
+            "epochs": metrics["epochs"], "train_images": flags_json["train_images"],
+            "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
+            "test_top5_accuracy_pct": round(100 * metrics["test_top5_accuracy"], 2)
+            if "test_top5_accuracy" in metrics else None,
+            "test_loss": round(metrics["test_loss"], 4),
+            "train_time_min": round(metrics["train_time_s"] / 60, 1),
+            "img_per_s": round(metrics["img_per_s"] or 0, 1), "hardware": metrics.get("hardware"),
+        })  # fmt: skip
+    if not histories:
+        return
+    suffix = "" if dataset == "cifar10" else f"_{dataset}"
+    plot = os.path.join(output_dir, "plots", f"question2_multi_config_comparison{suffix}.png")
+    plotting.plot_histories(histories, plot, f"Question 2 on {dataset}: solid training, dashed validation")
+    print(f"wrote {plot}")
+    results.write_results(
+        os.path.join(output_dir, "results", "question2"), rows, COLUMNS,
+        key=("run", "dataset"), title="Question 2: configurations compared", notes=NOTES,
+    )  # fmt: skip
+
+
+NOTES = """
+Test accuracy is measured once, on the test split, with the weights that did
+best on the validation split (5,000 images held out of the training split).
+Each row's settings are in runs/question2_<configuration>/flags.json; a run
+shorter than the original's 20 epochs is labelled by its epochs column.
+"""
+
+
+def main(argv):
+    settings = common.resolve(DEFAULTS)
+    formats = settings.pop("formats")
+    explicit = {name for name in common.SHARED if getattr(FLAGS, name) is not None}
+    if FLAGS.all and "run_name" in explicit:
+        raise ValueError("--run_name names one run; it cannot be combined with --all")
+    pairs = ALL if FLAGS.all else [(settings["n"], settings["opt"])]
+    configs = [make_config(n, opt, settings, explicit) for n, opt in pairs]
+    for c in configs:
+        c.validate()
+    if not FLAGS.report_only:
+        experiment.check_writable(settings["output_dir"])
+        for c in configs:
+            stem = os.path.join(c.output_dir, "saved_models", config_name(c.n, c.opt, c.dataset))
+            experiment.train_or_reuse(c, stem, formats, FLAGS.retrain)
+    # The figure and table cover every configuration with a finished run.
+    others = [make_config(n, opt, settings, explicit - {"run_name"}) for n, opt in ALL
+              if (n, opt) not in pairs and "run_name" not in explicit]  # fmt: skip
+    if distribute.is_chief():  # other workers of a cluster write nothing final
+        report(configs + others, settings["output_dir"], settings["dataset"])
+
+
+if __name__ == "__main__":
+    common.run(main)

@@ -1,0 +1,176 @@
+"""He et al. 2015, section 4.2: ResNet against PlainNet on CIFAR-10 at several depths.
+
+    python -m scripts.resnet_vs_plain --depths 20,32 --models resnet,plain
+    python -m scripts.resnet_vs_plain --depths 20,32,44,56,110 --paper      # the paper's recipe
+    python -m scripts.resnet_vs_plain --depths 20,32 --report_only          # redraw only
+
+Defaults are the original write-up's (deep-learning-lab.md): SGD momentum 0.9,
+weight decay 1e-4, lr 0.1 /10 at epochs 50 and 75 of 100, batch 128, crop +
+flip, per-channel normalisation, projection shortcuts. `--paper` switches to
+option A shortcuts, per-pixel mean, 45k/5k split, /10 at 32k and 48k
+iterations, stop at 64k, and ResNet-110's warm-up at lr 0.01 for 400 steps.
+
+Writes saved_models/<model>-<depth>.h5, plots/resnet/*.png,
+plots/resnet_architecture.png and results/resnet_vs_plain.{md,json}.
+"""
+
+import math
+import os
+
+from scripts import common  # defines the shared flags  # noqa: I001
+
+from absl import flags
+
+from resnet_keras import distribute, experiment, models, plotting, results, training
+
+flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
+flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
+flags.DEFINE_bool("paper", False, "The paper's exact recipe instead of the original write-up's.")
+FLAGS = flags.FLAGS
+
+DEFAULTS = dict(
+    dataset="cifar10",
+    opt="sgd",
+    lr=0.1,
+    schedule="step",
+    epochs=100,
+    batch_size=128,
+    weight_decay=1e-4,
+    shortcut="projection",
+    normalization="per_channel",
+    val_size=5000,
+    output_dir=".",
+    formats=["h5"],
+)
+PAPER = dict(shortcut="identity", normalization="per_pixel", schedule="paper", val_size=5000)
+# Test error (%) of the paper's Table 6, and the original write-up's results.
+PAPER_RESNET_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
+ORIGINAL = {("resnet", 20): (90.07, 0.3781), ("plain", 20): (89.13, 0.4137),
+            ("resnet", 32): (91.39, 0.3668), ("plain", 32): (87.90, 0.4122)}  # fmt: skip
+FILE_STEM = {"resnet": "resnet", "plain": "plainnet"}
+COLUMNS = [
+    ("model", "model"), ("depth", "depth"), ("params", "parameters"),
+    ("test_accuracy_pct", "test accuracy %"), ("test_loss", "test loss"),
+    ("epochs", "epochs"), ("train_time_min", "training time (min)"),
+    ("paper_error_pct", "paper error %"), ("original_accuracy_pct", "original write-up accuracy %"),
+]  # fmt: skip
+
+
+def parse_pairs(depths, model_names):
+    pairs = []
+    for m in model_names:
+        if m not in FILE_STEM:
+            raise ValueError(f"Unknown model {m!r} in --models; expected resnet, plain")
+        for d in depths:
+            try:
+                depth = int(d)
+            except ValueError:
+                raise ValueError(f"--depths: {d!r} is not a number; expected e.g. 20,32,44,56,110") from None
+            models.depth_to_n(depth)  # refuses depths that are not 6n+2
+            pairs.append((m, depth))
+    return pairs
+
+
+def pair_config(model, depth, settings, paper):
+    """The TrainConfig of one (model, depth) pair."""
+    n = models.depth_to_n(depth)
+    s = dict(settings, model=model, n=n, run_name=f"{FILE_STEM[model]}-{depth}")
+    if paper and s.get("schedule") == "paper":
+        if "epochs" not in explicit_flags():
+            # Stop at 64k iterations: e.g. 45k images at batch 128 -> 352 steps, 182 epochs.
+            train_images = (s.get("train_limit") or 50_000) - s.get("val_size", 0)
+            steps = math.ceil(train_images / s["batch_size"])
+            s["epochs"] = math.ceil(training.PAPER_STEPS / steps)
+        if n == 18:  # ResNet-110: lr/10 until training error < 80% (~400 steps)
+            s["warmup_steps"] = training.PAPER_WARMUP_STEPS
+    return experiment.TrainConfig(**s)
+
+
+def explicit_flags():
+    return {name for name in common.SHARED if getattr(FLAGS, name) is not None}
+
+
+def report(pairs, output_dir, settings):
+    """Redraws every figure and the table from runs/ alone (no training, no data)."""
+    plots = os.path.join(output_dir, "plots", "resnet")
+    histories, rows = {}, []
+    for model, depth in pairs:
+        name = f"{FILE_STEM[model]}-{depth}"
+        run = experiment.load_run(os.path.join(output_dir, "runs", name))
+        if run is None:
+            print(f"{name}: no finished run in runs/{name}; left out of the report")
+            continue
+        history, metrics, config, preds = run
+        histories[(model, depth)] = history
+        label = f"{'ResNet' if model == 'resnet' else 'PlainNet'}-{depth}"
+        plotting.plot_history(history, os.path.join(plots, f"{name}.png"), label)
+        names = config["class_names"]
+        if preds is not None:
+            cm = experiment.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
+            plotting.plot_confusion(cm, names, os.path.join(plots, f"confusion-{name}.png"),
+                                    f"{label}: test confusion matrix")  # fmt: skip
+            if model == "resnet":
+                w = preds["wrong_index"]
+                plotting.plot_misclassified(
+                    preds["wrong_images"], preds["y_true"][w], preds["y_pred"][w], names,
+                    os.path.join(plots, f"misclassified-{depth}.png"),
+                    f"{label}: misclassified test images (true -> predicted)",
+                )  # fmt: skip
+        original = ORIGINAL.get((model, depth))
+        rows.append({
+            "model": model, "depth": depth, "params": metrics["params"],
+            "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
+            "test_loss": round(metrics["test_loss"], 4), "epochs": metrics["epochs"],
+            "train_time_min": round(metrics["train_time_s"] / 60, 1),
+            "train_images": config["train_images"], "schedule": config["schedule"],
+            "shortcut": config["shortcut"] if model == "resnet" else None,
+            "paper_error_pct": PAPER_RESNET_ERROR.get(depth) if model == "resnet" else None,
+            "original_accuracy_pct": original[0] if original else None,
+            "hardware": metrics.get("hardware"),
+        })  # fmt: skip
+    if histories:
+        plotting.plot_error_vs_depth(histories, os.path.join(plots, "error_vs_depth.png"))
+    skipped = plotting.plot_architecture(
+        models.build_resnet(3, shortcut=settings["shortcut"]),
+        os.path.join(output_dir, "plots", "resnet_architecture.png"),
+    )
+    if skipped:
+        print(skipped)
+    if rows:
+        results.write_results(
+            os.path.join(output_dir, "results", "resnet_vs_plain"), rows, COLUMNS,
+            key=("model", "depth"), title="ResNet against PlainNet on CIFAR-10",
+            notes=NOTES,
+        )  # fmt: skip
+        print(f"wrote {os.path.join(output_dir, 'results', 'resnet_vs_plain.md')}")
+
+
+NOTES = """
+Test accuracy is measured once, on the test split, with the weights that did
+best on the validation split. "paper error %" is He et al. 2015, Table 6
+(ResNet, option A, 64k iterations); "original write-up accuracy %" is
+deep-learning-lab.md (100 epochs). Each row's epochs and schedule are in
+results/resnet_vs_plain.json and runs/<model>-<depth>/flags.json; a short run
+is not the paper's setting.
+"""
+
+
+def main(argv):
+    pairs = parse_pairs(FLAGS.depths, FLAGS.models)
+    base = dict(DEFAULTS, **(PAPER if FLAGS.paper else {}))
+    settings = common.resolve(base)
+    formats = settings.pop("formats")
+    configs = [pair_config(m, d, settings, FLAGS.paper) for m, d in pairs]
+    for c in configs:
+        c.validate()
+    if not FLAGS.report_only:
+        experiment.check_writable(settings["output_dir"])
+        for c in configs:
+            stem = os.path.join(c.output_dir, "saved_models", c.run_name)
+            experiment.train_or_reuse(c, stem, formats, FLAGS.retrain)
+    if distribute.is_chief():  # other workers of a cluster write nothing final
+        report(pairs, settings["output_dir"], settings)
+
+
+if __name__ == "__main__":
+    common.run(main)

@@ -1,0 +1,95 @@
+"""scripts.resnet_vs_plain end to end, and its paper-mode configuration."""
+
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+import tensorflow as tf
+from absl import flags
+
+from scripts import resnet_vs_plain
+from tests import fixtures
+from tests.question1_test import run_script
+
+
+class PairConfigTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["prog"])
+
+    def test_paper_recipe(self):
+        settings = dict(resnet_vs_plain.DEFAULTS, **resnet_vs_plain.PAPER)
+        settings.pop("formats")
+        c20 = resnet_vs_plain.pair_config("resnet", 20, settings, paper=True)
+        self.assertEqual((c20.shortcut, c20.normalization, c20.schedule), ("identity", "per_pixel", "paper"))
+        self.assertEqual((c20.n, c20.warmup_steps, c20.val_size), (3, 0, 5000))
+        self.assertEqual(c20.epochs, 182)  # 352 steps of 128 from 45k images: 64k steps
+        c110 = resnet_vs_plain.pair_config("resnet", 110, settings, paper=True)
+        self.assertEqual((c110.n, c110.warmup_steps), (18, 400))
+        plain = resnet_vs_plain.pair_config("plain", 56, settings, paper=True)
+        self.assertEqual((plain.model, plain.run_name), ("plain", "plainnet-56"))
+
+    def test_every_paper_depth_builds(self):
+        for depth in (20, 32, 44, 56, 110):
+            self.assertEqual(resnet_vs_plain.parse_pairs([str(depth)], ["resnet"]), [("resnet", depth)])
+        with self.assertRaisesRegex(ValueError, "6n\\+2"):
+            resnet_vs_plain.parse_pairs(["21"], ["resnet"])
+        with self.assertRaisesRegex(ValueError, "Unknown model 'dense'"):
+            resnet_vs_plain.parse_pairs(["20"], ["dense"])
+
+
+@unittest.skipUnless(os.path.isdir(fixtures.REAL_CIFAR10),
+                     "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10")  # fmt: skip
+class EndToEndTest(tf.test.TestCase):
+    def test_train_report_and_reuse(self):
+        out = tempfile.mkdtemp()
+        args = ["--depths=8,14", "--models=resnet,plain", f"--data_dir={fixtures.REAL_CIFAR10}",
+                "--train_limit=300", "--val_size=100", "--test_limit=200", "--epochs=1",
+                f"--output_dir={out}", "--verbose=0"]  # fmt: skip
+        r = run_script("scripts.resnet_vs_plain", *args)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        plots = os.path.join(out, "plots", "resnet")
+        expected = ["error_vs_depth.png", "misclassified-8.png", "misclassified-14.png"]
+        for stem in ("resnet-8", "resnet-14", "plainnet-8", "plainnet-14"):
+            self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", f"{stem}.h5")), stem)
+            expected += [f"{stem}.png", f"confusion-{stem}.png"]
+        for name in expected:
+            self.assertTrue(os.path.isfile(os.path.join(plots, name)), name)
+        if shutil.which("dot"):
+            self.assertTrue(os.path.isfile(os.path.join(out, "plots", "resnet_architecture.png")))
+        else:
+            self.assertIn("graphviz is missing (apt-get install graphviz", r.stdout)
+        with open(os.path.join(out, "results", "resnet_vs_plain.json")) as f:
+            rows = json.load(f)["rows"]
+        self.assertCountEqual([(r["model"], r["depth"]) for r in rows],
+                              [("resnet", 8), ("resnet", 14), ("plain", 8), ("plain", 14)])  # fmt: skip
+        for row in rows:
+            stem = f"{resnet_vs_plain.FILE_STEM[row['model']]}-{row['depth']}"
+            with open(os.path.join(out, "runs", stem, "metrics.json")) as f:
+                metrics = json.load(f)
+            self.assertEqual(row["test_accuracy_pct"], round(100 * metrics["test_accuracy"], 2))
+            self.assertEqual(row["epochs"], 1)
+        with open(os.path.join(out, "results", "resnet_vs_plain.md")) as f:
+            self.assertIn("| resnet | 14 |", f.read())
+
+        # --report_only redraws from runs/ alone: no data, no training.
+        shutil.rmtree(plots)
+        r = run_script("scripts.resnet_vs_plain", "--depths=8,14", f"--output_dir={out}",
+                       "--report_only", "--data_dir=/nonexistent")  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertNotIn("training", r.stdout)
+        for name in expected:
+            self.assertTrue(os.path.isfile(os.path.join(plots, name)), name)
+
+        # A finished pair is reused, not retrained.
+        r = run_script("scripts.resnet_vs_plain", *args[:1], "--models=resnet", *args[2:])
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("resnet-8: finished run", r.stdout)
+        self.assertNotIn("training (", r.stdout)
+
+
+if __name__ == "__main__":
+    tf.test.main()

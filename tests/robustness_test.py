@@ -1,0 +1,276 @@
+"""Crash-safe training, NaN stops, determinism, distribution, and bad input.
+
+Every case runs the real script in a subprocess, as a user would.
+"""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+import tensorflow as tf
+
+from tests import fixtures
+from tests.question1_test import ROOT, run_script
+
+HAVE_DATA = os.path.isdir(fixtures.REAL_CIFAR10)
+
+
+def _popen(module, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _csv_epochs(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return [int(r["epoch"]) for r in csv.DictReader(f)]
+
+
+class CrashSafeTest(tf.test.TestCase):
+    def test_sigkill_mid_epoch_then_resume_logs_every_epoch_once(self):
+        root = tempfile.mkdtemp()
+        fixtures.write_cifar10_python(root, per_batch=80, test=40)
+        out = os.path.join(root, "out")
+        args = [f"--data_dir={root}", "--n=1", "--epochs=6", "--val_size=40", "--batch_size=8",
+                f"--output_dir={out}", "--verbose=0", "--seed=3"]  # fmt: skip
+        log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
+        proc = _popen("scripts.question1", *args)
+        deadline = time.time() + 300
+        while len(_csv_epochs(log)) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(0.5)  # into the next epoch (45 steps of batch 8)
+        self.assertIsNone(proc.poll(), "the run finished before it could be killed")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = len(_csv_epochs(log))
+        self.assertBetween(done, 2, 5)
+        self.assertFalse(os.path.exists(os.path.join(out, "saved_models", "resnet_cifar10.h5")))
+
+        r = run_script("scripts.question1", *args)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertEqual(_csv_epochs(log), [0, 1, 2, 3, 4, 5])
+        with open(os.path.join(os.path.dirname(log), "history.json")) as f:
+            history = json.load(f)
+        self.assertLen(history["loss"], 6)
+        with open(os.path.join(os.path.dirname(log), "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 6)
+        self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet_cifar10.h5")))
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(log), "backup")))
+
+    def test_ctrl_c_says_how_to_resume(self):
+        root = tempfile.mkdtemp()
+        fixtures.write_cifar10_python(root, per_batch=80, test=40)
+        out = os.path.join(root, "out")
+        proc = _popen("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=50",
+                      "--val_size=40", "--batch_size=8", f"--output_dir={out}", "--verbose=0")  # fmt: skip
+        log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
+        deadline = time.time() + 300
+        while not _csv_epochs(log) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 130, err[-2000:])
+        self.assertIn("run the same command again to resume", err)
+        self.assertNotIn("Traceback", err)
+
+    def test_nan_loss_names_epoch_batch_and_learning_rate(self):
+        root = tempfile.mkdtemp()
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=2",
+                       "--opt=sgd", "--lr=1e30", "--val_size=20", "--batch_size=16",
+                       f"--output_dir={root}/out", "--verbose=0")  # fmt: skip
+        self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+        self.assertRegex(r.stderr, r"loss became NaN at epoch 1, batch \d+ \(learning rate 1e\+30\)")
+        self.assertFalse(os.path.exists(os.path.join(root, "out", "saved_models")))
+
+
+class DeterminismTest(tf.test.TestCase):
+    def test_same_seed_gives_bit_identical_weights(self):
+        root = tempfile.mkdtemp()
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        paths = []
+        for k in range(2):
+            out = os.path.join(root, f"out{k}")
+            r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=2",
+                           "--val_size=20", "--batch_size=16", f"--output_dir={out}",
+                           "--verbose=0", "--deterministic", "--seed=7")  # fmt: skip
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            paths.append(os.path.join(out, "runs", "question1_resnet8_cifar10", "best.weights.h5"))
+        import h5py
+        import numpy as np
+
+        def arrays(path):
+            found = []
+            with h5py.File(path, "r") as f:
+                f.visititems(lambda n, o: found.append((n, o[()])) if isinstance(o, h5py.Dataset) else None)
+            return found
+
+        a, b = arrays(paths[0]), arrays(paths[1])
+        self.assertEqual([n for n, _ in a], [n for n, _ in b])
+        self.assertNotEmpty(a)
+        for (name, x), (_, y) in zip(a, b):
+            self.assertTrue(np.array_equal(x, y), name)
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from resnet_keras import distribute, models, training
+    x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
+    y = np.arange(16) % 10
+    out = {}
+    for name in ("one_device", "mirrored"):
+        strategy = distribute.make_strategy(name)
+        with strategy.scope():
+            keras.utils.set_random_seed(1)
+            m = models.build_resnet(1, sync_bn=strategy.num_replicas_in_sync > 1)
+            training.compile_classifier(m, training.make_optimizer("sgd", 0.1))
+        h = m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        out[name] = {"replicas": strategy.num_replicas_in_sync, "loss": h.history["loss"][0],
+                     "w": m.get_layer("stem_conv").kernel.numpy().ravel()[:50].tolist()}
+    json.dump(out, sys.stdout)
+""")
+
+
+class StrategyTest(tf.test.TestCase):
+    def test_mirrored_over_two_cpus_matches_one_device(self):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+        r = subprocess.run([sys.executable, "-c", MIRRORED], env=env, capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((out["one_device"]["replicas"], out["mirrored"]["replicas"]), (1, 2))
+        self.assertAllClose(out["mirrored"]["loss"], out["one_device"]["loss"], rtol=1e-4)
+        self.assertAllClose(out["mirrored"]["w"], out["one_device"]["w"], atol=1e-5)
+
+    def test_unknown_strategy_and_missing_tf_config(self):
+        for args, message in [(["--strategy=horovod"], "Unknown strategy 'horovod'"),
+                              (["--strategy=multi_worker"], "needs TF_CONFIG")]:  # fmt: skip
+            env_backup = os.environ.pop("TF_CONFIG", None)
+            try:
+                r = run_script("scripts.question1", *args, "--data_dir=/nonexistent",
+                               f"--output_dir={tempfile.mkdtemp()}")  # fmt: skip
+            finally:
+                if env_backup is not None:
+                    os.environ["TF_CONFIG"] = env_backup
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(message, r.stderr)
+
+
+def _write_bad_data(root):
+    """Each bad data folder of the table, built here."""
+    cases = {}
+    cases["empty"] = os.path.join(root, "empty")
+    os.makedirs(cases["empty"])
+    no_test = os.path.join(root, "no_test")
+    fixtures.write_image_folder(no_test)
+    shutil.rmtree(os.path.join(no_test, "test"))
+    cases["no_test"] = no_test
+    missing = os.path.join(root, "missing_class")
+    fixtures.write_image_folder(missing)
+    shutil.rmtree(os.path.join(missing, "test", "cat"))
+    cases["missing_class"] = missing
+    truncated = os.path.join(root, "truncated")
+    fixtures.write_image_folder(truncated)
+    src = os.path.join(fixtures.REAL_CIFAR10, "train", "cat")
+    jpg = sorted(os.listdir(src))[0] if os.path.isdir(src) else None
+    with open(os.path.join(truncated, "train", "cat", "cut.jpg"), "wb") as f:
+        if jpg:
+            with open(os.path.join(src, jpg), "rb") as g:
+                f.write(g.read()[:200])
+        else:
+            f.write(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
+    cases["truncated"] = truncated
+    text = os.path.join(root, "text_jpg")
+    fixtures.write_image_folder(text)
+    with open(os.path.join(text, "test", "dog", "notes.jpg"), "w") as f:
+        f.write("just text")
+    cases["text_jpg"] = text
+    pickle_dir = os.path.join(root, "not_pickle")
+    fixtures.write_cifar10_python(pickle_dir, per_batch=4, test=4)
+    with open(os.path.join(pickle_dir, "cifar-10-batches-py", "test_batch"), "wb") as f:
+        f.write(b"\x00\x01 definitely not a pickle")
+    cases["not_pickle"] = pickle_dir
+    return cases
+
+
+class BadInputTableTest(tf.test.TestCase):
+    """One line on stderr, exit 2, no traceback, existing outputs untouched."""
+
+    def test_table(self):
+        root = tempfile.mkdtemp()
+        out = os.path.join(root, "out")
+        keep = os.path.join(out, "saved_models", "resnet_cifar10.h5")
+        os.makedirs(os.path.dirname(keep))
+        with open(keep, "w") as f:
+            f.write("earlier result")
+        bad = _write_bad_data(root)
+        fixtures.write_image_folder(os.path.join(root, "small"))  # 12 training images
+        not_h5 = os.path.join(root, "model.h5")
+        with open(not_h5, "w") as f:
+            f.write("not hdf5")
+        q1 = "scripts.question1"
+        cases = [
+            (q1, ["--opt=adagrad"], "Unknown optimizer 'adagrad'; expected one of adam, rmsprop, sgd"),
+            (q1, ["--n=0"], "--n must be at least 1"),
+            (q1, ["--n=-3"], "--n must be at least 1"),
+            (q1, ["--dataset=svhn"], "Unknown dataset 'svhn'"),
+            ("scripts.resnet_vs_plain", ["--depths=21"], "depth must be 6n+2"),
+            (q1, ["--epochs=0"], "--epochs must be at least 1"),
+            (q1, ["--batch_size=-8"], "--batch_size must be at least 1"),
+            (q1, [f"--data_dir={root}/small", "--train_limit=100"],
+             "--train_limit 100 is larger than the training split (12)"),
+            (q1, [f"--data_dir={root}/nope"], "no such file or folder"),
+            (q1, [f"--data_dir={bad['empty']}"], "found neither CIFAR python-format files"),
+            (q1, [f"--data_dir={bad['no_test']}"], "has train/ but no test/"),
+            (q1, [f"--data_dir={bad['missing_class']}"], "class folder(s) cat missing"),
+            (q1, [f"--data_dir={bad['truncated']}"], "cut.jpg: unreadable image"),
+            (q1, [f"--data_dir={bad['text_jpg']}"], "notes.jpg: unreadable image"),
+            (q1, [f"--data_dir={bad['not_pickle']}"], "test_batch"),
+            ("scripts.evaluate", [not_h5], "model.h5: cannot load model"),
+        ]  # fmt: skip
+        for module, args, message in cases:
+            r = run_script(module, *args, f"--output_dir={out}")
+            self.assertEqual(r.returncode, 2, (module, args, r.stdout[-500:], r.stderr[-2000:]))
+            self.assertIn(message, r.stderr, args)
+            self.assertNotIn("Traceback", r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, (args, r.stderr))
+        with open(keep) as f:
+            self.assertEqual(f.read(), "earlier result")
+        self.assertEqual(os.listdir(os.path.join(out, "saved_models")), ["resnet_cifar10.h5"])
+
+    def test_skip_bad_images_reports_and_trains(self):
+        root = tempfile.mkdtemp()
+        bad = _write_bad_data(root)
+        r = run_script("scripts.question1", f"--data_dir={bad['truncated']}", "--skip_bad_images",
+                       "--n=1", "--epochs=1", "--val_size=3", "--batch_size=4",
+                       f"--output_dir={root}/out", "--verbose=0")  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertIn("skipped 1 unreadable images (--skip_bad_images)", r.stdout)
+
+    def test_unwritable_output_dir_fails_before_training(self):
+        if os.geteuid() == 0:
+            target = "/proc/forbidden"  # root can write anywhere else
+        else:
+            target = os.path.join(tempfile.mkdtemp(), "ro")
+            os.makedirs(target)
+            os.chmod(target, 0o500)
+        r = run_script("scripts.question1", f"--output_dir={target}", "--data_dir=/nonexistent")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("not writable", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
