@@ -6,12 +6,12 @@ not rescaled behind the user's back; when the global batch changes, scale
 `--lr` with it (the linear scaling rule of Goyal et al. 2017: lr x k for a
 k times larger batch, with a warm-up for large k).
 
-multi_worker reads the cluster from TF_CONFIG, one process per node, e.g. on
-Kubernetes or Slurm:
-
-    TF_CONFIG='{"cluster": {"worker": ["node1:12345", "node2:12345"]},
-                "task": {"type": "worker", "index": 0}}' \
-        python -m scripts.question1 --strategy multi_worker
+multi_worker would read the cluster from TF_CONFIG, one process per node
+(Kubernetes, Slurm), but Keras 3's `fit` does not train under
+MultiWorkerMirroredStrategy (keras-team/keras#20585, open upstream: tried
+here with two local workers, both fail converting PerReplica batches), so
+the flag stops at once with that explanation. `is_chief` and the per-worker
+run folders are in place for when it does.
 """
 
 import json
@@ -24,23 +24,46 @@ from resnet_keras.checks import check_choice
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
+_made = {}
+
+
 def make_strategy(name="auto"):
-    """auto: MirroredStrategy over several GPUs, else one device."""
+    """auto: MirroredStrategy over several GPUs, else one device.
+
+    One strategy per name and process: a multi-worker strategy configures the
+    collective ops, which TensorFlow allows once, before any other op runs.
+    """
     check_choice("strategy", name, STRATEGIES)
-    gpus = tf.config.list_logical_devices("GPU")
+    if name not in _made:
+        _made[name] = _make(name)
+    return _made[name]
+
+
+def _make(name):
+    # Physical, not logical, devices: listing logical ones starts TensorFlow's
+    # runtime, after which a multi-worker strategy can no longer be set up.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one_device"
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
         # Without GPUs, mirror over the logical CPU devices (tests make two).
-        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        kind = "GPU" if gpus else "CPU"
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)])
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError("--strategy multi_worker needs TF_CONFIG describing the cluster "
                              "and this task (see resnet_keras/distribute.py)")  # fmt: skip
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # The strategy itself can be built (collectives configured at start-up),
+        # but Keras 3's fit fails inside it, converting PerReplica batches to
+        # tensors (keras-team/keras#20585, open; tensorflow#72388). Say so
+        # plainly rather than fail an hour into a cluster job.
+        raise ValueError(
+            "--strategy multi_worker: Keras 3's model.fit cannot train under "
+            "MultiWorkerMirroredStrategy yet (keras-team/keras#20585); use --strategy "
+            "mirrored for several GPUs of one machine"
+        )
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)

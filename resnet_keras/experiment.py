@@ -185,6 +185,9 @@ def run_classification(config, log=print):
     best on the validation split (the last weights when `val_size` is 0).
     """
     config.validate()
+    # First, before any TensorFlow op: a multi-worker strategy must configure
+    # the collective ops at program start-up.
+    strategy = distribute.make_strategy(config.strategy)
     # Workers other than the chief keep their resume state in a folder of
     # their own and write nothing under the final names.
     run_dir = config.run_dir
@@ -194,7 +197,6 @@ def run_classification(config, log=print):
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = distribute.make_strategy(config.strategy)
     ds, (x, y), val, (xt, yt) = prepare_data(config)
     with strategy.scope():
         model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)

@@ -10,6 +10,8 @@ import numpy as np
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from resnet_keras import saving  # noqa: E402
+
 
 def save_figure(fig, path):
     """Atomic PNG write: a temporary name in the same folder, then a rename."""
@@ -19,7 +21,7 @@ def save_figure(fig, path):
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        saving.publish(tmp, path)
     finally:
         plt.close(fig)
         if os.path.exists(tmp):
@@ -58,6 +60,7 @@ def plot_histories(histories, path, title="", single=False, marks=None):
                 ax.plot(epochs, h[f"val_{metric}"], "--", color=color if not single else "C1",
                         label=f"{name}validation")  # fmt: skip
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -152,7 +155,7 @@ def plot_architecture(model, path):
     os.close(fd)
     try:
         keras.utils.plot_model(model, to_file=tmp, show_shapes=True, dpi=60)
-        os.replace(tmp, path)
+        saving.publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -20,6 +20,15 @@ class ModelFileError(ValueError):
     """A model file that cannot be loaded; the message names the file."""
 
 
+def publish(tmp, path):
+    """Renames a finished temporary file onto `path` with the usual permissions
+    (mkstemp creates 0600 files, which other users could not read)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def model_path(stem, fmt):
     """`saved_models/resnet_cifar10` + "h5" -> `saved_models/resnet_cifar10.h5`."""
     if fmt not in FORMATS:
@@ -44,7 +53,7 @@ def save_model(model, path):
         os.close(fd)
         try:
             model.save(tmp)
-            os.replace(tmp, path)
+            publish(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -52,6 +61,9 @@ def save_model(model, path):
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=folder)
     try:
         model.export(tmp, format="tf_saved_model", verbose=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it 0700
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=folder)

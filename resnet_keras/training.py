@@ -17,13 +17,21 @@ import numpy as np
 from resnet_keras.checks import check_choice
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-SCHEDULES = ("constant", "step", "paper")
+SCHEDULES = ("constant", "step", "paper", "onecycle", "fast")
 DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 0.1}
 # The paper's CIFAR schedule, in iterations at batch 128 (He et al. 2015, 4.2).
 PAPER_BOUNDARIES = (32_000, 48_000)
 PAPER_STEPS = 64_000
 # ResNet-110: lr 0.01 until training error < 80% (the paper: ~400 iterations).
 PAPER_WARMUP_STEPS = 400
+# One-cycle: a linear ramp from lr/10 to lr over this share of the steps, then
+# a cosine down to 0 (Smith & Topin 2017, as fast CIFAR trainers use it).
+ONECYCLE_WARMUP = 0.2
+# `--schedule fast`: the CPU time-to-accuracy preset (docs/performance.md).
+# Each value yields to a flag the user sets. All 50k images train: with a
+# one-cycle schedule the last weights are the ones tested, so nothing is picked
+# on validation (and never on the test split).
+FAST_PRESET = dict(opt="sgd", lr=0.2, batch_size=128, epochs=25, weight_decay=5e-4, val_size=0)
 
 
 
@@ -43,6 +51,8 @@ def schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
         number of boundaries <= s; `len(values) == len(boundaries) + 1`.
     """
     check_choice("schedule", schedule, SCHEDULES)
+    if schedule in ("onecycle", "fast"):
+        raise ValueError(f"{schedule} is not piecewise constant; see onecycle_rate")
     if schedule == "constant":
         bounds, values = [], [lr]
     elif schedule == "step":
@@ -55,14 +65,36 @@ def schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
     return bounds, values
 
 
+def _onecycle_steps(steps_per_epoch, epochs):
+    total = steps_per_epoch * epochs
+    warm = max(1, int(total * ONECYCLE_WARMUP))
+    return warm, max(1, total - warm)
+
+
+def onecycle_rate(step, lr, steps_per_epoch, epochs):
+    """lr/10 rising linearly to lr over the first 20% of steps, then cosine to 0."""
+    warm, decay = _onecycle_steps(steps_per_epoch, epochs)
+    if step < warm:
+        return lr / 10 + (lr - lr / 10) * step / warm
+    done = min(step - warm, decay) / decay
+    return lr * 0.5 * (1 + math.cos(math.pi * done))
+
+
 def learning_rate(step, schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
     """The learning rate in force at optimizer step `step` (0-based)."""
+    if schedule in ("onecycle", "fast"):
+        return onecycle_rate(step, lr, steps_per_epoch, epochs)
     bounds, values = schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps)
     return values[sum(step >= b for b in bounds)]
 
 
 def keras_schedule(schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
     """The same schedule as a serialisable Keras object (or a float)."""
+    if schedule in ("onecycle", "fast"):
+        warm, decay = _onecycle_steps(steps_per_epoch, epochs)
+        return keras.optimizers.schedules.CosineDecay(
+            lr / 10, decay, alpha=0.0, warmup_target=lr, warmup_steps=warm
+        )
     bounds, values = schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps)
     if not bounds:
         return float(lr)

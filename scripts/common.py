@@ -46,7 +46,8 @@ flags.DEFINE_integer("batch_size", None, "Global batch size.")
 flags.DEFINE_string("opt", None, "Optimizer: adam, rmsprop or sgd (momentum 0.9).")
 flags.DEFINE_float("lr", None, "Base learning rate (unset: adam/rmsprop 1e-3, sgd 0.1).")
 flags.DEFINE_string("schedule", None, "Learning-rate schedule: constant, step (/10 at 50% and "
-                    "75% of epochs) or paper (/10 at 32k and 48k iterations).")
+                    "75% of epochs), paper (/10 at 32k and 48k iterations), onecycle, or "
+                    "fast (one-cycle plus the CPU time-to-accuracy preset).")
 flags.DEFINE_float("weight_decay", None, "Paper-style L2 weight decay (gradient wd * w).")
 flags.DEFINE_string("shortcut", None, "projection (1x1 conv) or identity (paper's option A).")
 flags.DEFINE_string("normalization", None, "per_channel (mean/std) or per_pixel (mean image).")
@@ -80,8 +81,16 @@ SHARED = [
 
 
 def resolve(defaults, names=SHARED):
-    """The script's defaults, overridden by every flag the user set."""
+    """The script's defaults, overridden by every flag the user set.
+
+    `--schedule fast` brings the CPU time-to-accuracy preset
+    (training.FAST_PRESET) in between: above the defaults, below the flags.
+    """
     out = dict(defaults)
+    if FLAGS.schedule == "fast" and "schedule" in names:
+        from resnet_keras.training import FAST_PRESET
+
+        out.update({k: v for k, v in FAST_PRESET.items() if k in names})
     for name in names:
         value = getattr(FLAGS, name)
         if value is not None:

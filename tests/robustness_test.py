@@ -14,6 +14,7 @@ import tempfile
 import textwrap
 import time
 import unittest
+import unittest.mock
 
 import tensorflow as tf
 
@@ -167,6 +168,32 @@ class StrategyTest(tf.test.TestCase):
                     os.environ["TF_CONFIG"] = env_backup
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn(message, r.stderr)
+
+    def test_multi_worker_says_keras_cannot_train_under_it(self):
+        # Blocked upstream (keras-team/keras#20585): the flag answers at once.
+        config = '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}'
+        env = dict(os.environ, TF_CONFIG=config)
+        r = subprocess.run([sys.executable, "-m", "scripts.question1", "--strategy=multi_worker",
+                            "--data_dir=/nonexistent", f"--output_dir={tempfile.mkdtemp()}"],
+                           cwd=ROOT, env=dict(env, PYTHONPATH=ROOT), capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("keras-team/keras#20585", r.stderr)
+        self.assertLen(r.stderr.strip().splitlines(), 1)
+
+    def test_chief_is_worker_0_without_a_chief_task(self):
+        from resnet_keras import distribute
+
+        cases = [(None, True), ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', True),
+                 ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', False),
+                 ('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}', False),
+                 ('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', True)]  # fmt: skip
+        for config, chief in cases:
+            env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+            if config:
+                env["TF_CONFIG"] = config
+            with unittest.mock.patch.dict(os.environ, env, clear=True):
+                self.assertEqual(distribute.is_chief(), chief, config)
 
 
 def _write_bad_data(root):

@@ -44,6 +44,18 @@ class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
             self.assertAllClose(float(sched(s)), training.learning_rate(s, name, lr, spe, epochs, warm),
                                 msg=f"step {s}")  # fmt: skip
 
+    def test_onecycle_ramps_then_cosines_to_zero_and_keras_agrees(self):
+        spe, epochs, lr = 10, 5, 0.3  # 50 steps: 10 warm-up, 40 cosine
+        rate = lambda s: training.learning_rate(s, "onecycle", lr, spe, epochs)  # noqa: E731
+        self.assertAlmostEqual(rate(0), 0.03)
+        self.assertAlmostEqual(rate(5), 0.03 + 0.27 * 0.5)
+        self.assertAlmostEqual(rate(10), 0.3)
+        self.assertAlmostEqual(rate(30), 0.15)
+        self.assertAlmostEqual(rate(50), 0.0)
+        sched = training.keras_schedule("fast", lr, spe, epochs)
+        for s in (0, 1, 5, 9, 10, 11, 30, 49, 50):
+            self.assertAllClose(float(sched(s)), rate(s), atol=1e-6, msg=f"step {s}")
+
     def test_unknown_names(self):
         with self.assertRaisesRegex(ValueError, "Unknown schedule 'cosine'; expected one of constant"):
             training.schedule_boundaries("cosine", 0.1, 1, 1)
