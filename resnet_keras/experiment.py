@@ -198,19 +198,9 @@ def run_classification(config, log=print):
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     ds, (x, y), val, (xt, yt) = prepare_data(config)
-    steps_per_epoch = int(np.ceil(len(x) / config.batch_size))
-    lr = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
-    schedule = training.keras_schedule(
-        config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
-    )
     with strategy.scope():
         model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
-        training.compile_classifier(
-            model,
-            training.make_optimizer(config.opt, schedule),
-            jit_compile=config.jit_compile,
-            top5=ds.num_classes > 10,
-        )
+        lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
     start_run(
         config, ds, x, val, xt, log, run_dir,
         lr=lr,
@@ -220,14 +210,53 @@ def run_classification(config, log=print):
         class_names=list(ds.class_names),
         replicas=strategy.num_replicas_in_sync,
     )  # fmt: skip
+    metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
+    return model, metrics, history
 
-    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, config.augment)
+
+def compile_for_run(model, config, num_train, top5):
+    """Compiles `model` with the config's optimizer and schedule; returns (lr, steps/epoch)."""
+    steps_per_epoch = int(np.ceil(num_train / config.batch_size))
+    lr = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
+    schedule = training.keras_schedule(
+        config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
+    )
+    training.compile_classifier(
+        model, training.make_optimizer(config.opt, schedule),
+        jit_compile=config.jit_compile, top5=top5,
+    )  # fmt: skip
+    return lr, steps_per_epoch
+
+
+def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, augment=None,
+                 test_images=None, log=print):  # fmt: skip
+    """Fits a compiled model with the run's callbacks, then tests its best weights.
+
+    Args:
+        model: a compiled classifier.
+        config: the run's `TrainConfig` (batch size, seed, verbosity, ...).
+        train, val, test: `(x, y)` arrays; `val` may be None. `x` may be images
+            or anything else the model takes (e.g. cached features).
+        run_dir, epochs, augment: override the config's (e.g. for a second
+            training phase in a folder of its own).
+        test_images: the test images, where `test`'s inputs are not images
+            (test_predictions.npz keeps the misclassified ones).
+
+    Returns:
+        `(metrics, history)`, both also written to `run_dir` as JSON.
+    """
+    run_dir = run_dir or config.run_dir
+    epochs = epochs or config.epochs
+    augment = config.augment if augment is None else augment
+    (x, y), (xt, yt) = train, test
+    os.makedirs(run_dir, exist_ok=True)
+    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, augment)
     val_ds = data_lib.eval_dataset(*val, batch_size=1000) if val else None
     callbacks = training.callbacks_for_run(run_dir, len(x), val is not None, config.tensorboard)
     t0 = time.perf_counter()
     model.fit(
         train_ds,
-        epochs=config.epochs,
+        epochs=epochs,
         validation_data=val_ds,
         callbacks=callbacks,
         verbose=config.verbose,
@@ -242,12 +271,13 @@ def run_classification(config, log=print):
             model.load_weights(best)
         except OSError as e:  # killed while ModelCheckpoint wrote it
             log(f"warning: {best} is unreadable ({e}); testing the last weights instead")
-    test = evaluate_predictions(model.predict(xt, batch_size=1000, verbose=0), yt)
-    save_test_predictions(os.path.join(run_dir, "test_predictions.npz"), test, xt)
+    scores = evaluate_predictions(model.predict(xt, batch_size=1000, verbose=0), yt)
+    path = os.path.join(run_dir, "test_predictions.npz")
+    save_test_predictions(path, scores, xt if test_images is None else test_images)
     epoch_times = history.get("epoch_time_s", [])
     metrics = {
-        "test_loss": test["loss"],
-        "test_accuracy": test["accuracy"],
+        "test_loss": scores["loss"],
+        "test_accuracy": scores["accuracy"],
         "params": int(model.count_params()),
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "epochs": len(history.get("loss", [])),
@@ -256,8 +286,8 @@ def run_classification(config, log=print):
         "img_per_s": float(np.mean(history["img_per_s"])) if "img_per_s" in history else None,
         "hardware": results.hardware(),
     }
-    if ds.num_classes > 10:
-        metrics["test_top5_accuracy"] = test["top5_accuracy"]
+    if model.output.shape[-1] > 10:
+        metrics["test_top5_accuracy"] = scores["top5_accuracy"]
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
@@ -267,7 +297,7 @@ def run_classification(config, log=print):
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
         f"({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
     )
-    return model, metrics, history
+    return metrics, history
 
 
 def evaluate_predictions(probs, y):

@@ -40,10 +40,16 @@ def plot_history(history, path, title=""):
     return plot_histories({"train": history}, path, title, single=True)
 
 
-def plot_histories(histories, path, title="", single=False):
-    """Overlays several runs: {label: history}. Solid = training, dashed = validation."""
+def plot_histories(histories, path, title="", single=False, marks=None):
+    """Overlays several runs: {label: history}. Solid = training, dashed = validation.
+
+    `marks` ({text: epoch}) draws a dotted grey line after each epoch, e.g.
+    {"fine-tuning starts": 20} where fine-tuning followed 20 head epochs.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, metric in zip(axes, ("accuracy", "loss")):
+        for text, epoch in (marks or {}).items():
+            ax.axvline(epoch + 0.5, color="0.4", linestyle=":", label=text)
         for i, (label, h) in enumerate(histories.items()):
             color = f"C{i}"
             epochs = range(1, len(h.get(metric, [])) + 1)

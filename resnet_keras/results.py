@@ -27,10 +27,15 @@ def hardware():
 
 
 def load_rows(json_path):
+    """The rows of a results file; [] if there is none. A file that is not one
+    stops the run with its name, before it could be overwritten."""
     if not os.path.isfile(json_path):
         return []
-    with open(json_path) as f:
-        return json.load(f).get("rows", [])
+    try:
+        with open(json_path) as f:
+            return json.load(f)["rows"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{json_path}: not a results table ({e}); move it aside") from None
 
 
 def merge_rows(old, new, key):

@@ -29,8 +29,6 @@ from resnet_keras.checks import check_choice
 
 flags.DEFINE_string("color_space", None, "train: rgb (predict sRGB from luma gray) or lab "
                     "(predict a*b* from L*).")  # fmt: skip
-flags.DEFINE_integer("image_size", None, "train: the side images are resized to (a multiple "
-                     "of 8); an image folder's pictures are read at this size.")  # fmt: skip
 flags.DEFINE_string("out", None, "apply: folder the colorized pictures are written to.")
 
 DEFAULTS = dict(

@@ -36,6 +36,8 @@ from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("model", None, "Network: resnet or plain (classifiers); the colorize and "
                     "benchmark scripts list their own choices.")
+flags.DEFINE_integer("image_size", None, "colorize: the side images are resized to (a multiple "
+                     "of 8); question3: the size the base sees (resized inside the model).")
 flags.DEFINE_integer("n", None, "Blocks per stage: depth 6n+2 (3 -> ResNet-20).")
 flags.DEFINE_string("dataset", None, "cifar10 or cifar100.")
 flags.DEFINE_string("label_mode", None, "CIFAR-100 labels: fine (100) or coarse (20).")

@@ -16,7 +16,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import distribute, experiment, plotting, results
+from resnet_keras import distribute, experiment, plotting, results, training
 
 FLAGS = flags.FLAGS
 
@@ -34,7 +34,7 @@ DEFAULTS = dict(
 # The original's batch size per optimizer, and Keras' default learning rates
 # (the original builds its optimizers with default arguments: SGD lr 0.01).
 BATCH_SIZE = {"rmsprop": 128, "adam": 64, "sgd": 256}
-LR = {"rmsprop": 1e-3, "adam": 1e-3, "sgd": 1e-2}
+LR = training.KERAS_DEFAULT_LR
 ALL = [(7, "rmsprop"), (7, "adam"), (5, "sgd")]
 OPT_NAME = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
 COLUMNS = [

@@ -1,0 +1,356 @@
+"""One transfer-learning run (Question 3), start to finish, and its results table.
+
+A run trains the head of a `transfer` model on a frozen base, then, with
+`fine_tune_epochs`, unfreezes the top of the base and trains on at a smaller
+learning rate. With a frozen base and no augmentation the pooled features of
+an image never change, so the head trains on features computed once: 20 head
+epochs then cost one pass through the base instead of twenty.
+
+Files, under the output folder: runs/<run_name>/ as every run (flags,
+history, metrics; the fine-tuning phase in runs/<run_name>/fine_tune/), and
+results/question3.{json,md}, one row per run, merged as runs come in.
+
+    python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
+        --data_dir ../shared/datasets/cifar10 --train_limit 5000 --val_size 500
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import experiment, plotting, results, training
+from resnet_keras.checks import check_minimums
+from resnet_keras.transfer import (
+    APPLICATIONS,
+    MIN_IMAGE_SIZE,
+    base_label,
+    build_from_saved_model,
+    build_transfer_model,
+    count_weights,
+    feature_extractor,
+    head_model,
+    is_saved_model,
+    stages_of,
+    unfreeze_top,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferOptions:
+    """What a transfer run adds to `experiment.TrainConfig`; scripts fill it from flags."""
+
+    base: str = "resnet50"
+    weights: str | None = None  # None: imagenet, or a model file's own weights
+    image_size: int = 32
+    head_units: int = 256
+    train_base: bool = False
+    fine_tune_epochs: int = 0
+    unfreeze: int = 1
+    fine_tune_lr: float | None = None  # None: the head's lr / 10
+    cache_features: bool | None = None  # None: whenever the base is frozen and images fixed
+
+    def validate(self, augment=False):
+        """Refuses bad values before any data is read or any file written."""
+        if is_saved_model(self.base):
+            if not os.path.isfile(self.base):
+                raise ValueError(f"--base {self.base}: no such model file")
+            if self.weights not in (None, "none"):
+                raise ValueError(
+                    f"--weights {self.weights}: a saved-model base brings its own weights; "
+                    "leave --weights unset, or --weights none for random ones"
+                )
+        elif self.base not in APPLICATIONS:
+            raise ValueError(
+                f"Unknown base {self.base!r}; expected one of {', '.join(APPLICATIONS)}, "
+                "or a saved model file (.h5 or .keras)"
+            )
+        check_minimums(self, [("image_size", MIN_IMAGE_SIZE), ("head_units", 1),
+                              ("fine_tune_epochs", 0), ("unfreeze", 1)])  # fmt: skip
+        if self.unfreeze > len(stages_of(self.base)):
+            raise ValueError(
+                f"--unfreeze must be at most {len(stages_of(self.base))} "
+                f"(the stages of {base_label(self.base)}); got {self.unfreeze}"
+            )
+        if self.fine_tune_lr is not None and self.fine_tune_lr <= 0:
+            raise ValueError(f"--fine_tune_lr must be positive; got {self.fine_tune_lr}")
+        if self.train_base and self.fine_tune_epochs:
+            raise ValueError("--fine_tune_epochs needs a frozen base; --train_base trains it all")
+        if self.cache_features and (augment or self.train_base):
+            raise ValueError(
+                "--cache_features needs a frozen base and fixed images; drop --augment "
+                "and --train_base, or pass --nocache_features"
+            )
+
+    def caches(self, augment):
+        """Whether the run trains its head on cached features."""
+        if self.cache_features is None:
+            return not (augment or self.train_base)
+        return self.cache_features
+
+    @property
+    def weights_label(self):
+        if self.weights == "none":
+            return "random"
+        if self.weights is None:
+            return "own" if is_saved_model(self.base) else "imagenet"
+        return self.weights if self.weights == "imagenet" else os.path.basename(self.weights)
+
+    @property
+    def mode(self):
+        """transfer, transfer_ft<K> (fine-tuned), scratch (random, all trained) or full."""
+        if self.train_base:
+            return "scratch" if self.weights == "none" else "full"
+        return f"transfer_ft{self.fine_tune_epochs}" if self.fine_tune_epochs else "transfer"
+
+    def stem(self, dataset, opt):
+        """File stem of the run's model: e.g. resnet50_transfer_cifar10_adam."""
+        label = base_label(self.base)
+        if self.weights == "none" and not self.train_base:
+            label += "_random"
+        return f"{label}_{self.mode}_{dataset}_{opt}"
+
+
+def build_model(options, num_classes, input_shape):
+    """The transfer model `options` describe (uncompiled)."""
+    if is_saved_model(options.base):
+        model = build_from_saved_model(
+            options.base, num_classes, options.head_units,
+            reinitialize=options.weights == "none", train_base=options.train_base,
+        )  # fmt: skip
+        size = tuple(model.input.shape[1:3])
+        if size != tuple(input_shape[:2]) or options.image_size != size[0]:
+            raise ValueError(
+                f"{options.base} takes {size[0]}x{size[1]} images; the data has "
+                f"{input_shape[0]}x{input_shape[1]} and --image_size is {options.image_size}"
+            )
+        return model
+    weights = {None: "imagenet", "none": None}.get(options.weights, options.weights)
+    return build_transfer_model(
+        num_classes, options.base, weights, options.image_size, options.head_units,
+        input_shape=input_shape, train_base=options.train_base,
+    )  # fmt: skip
+
+
+def _features_key(config, options):
+    """What the cached features depend on: runs that differ only in optimizer share them."""
+    fields = ("dataset", "data_dir", "label_mode", "seed", "train_limit", "test_limit", "val_size")
+    return tuple(getattr(config, f) for f in fields) + (
+        options.base, options.weights, options.image_size,
+    )  # fmt: skip
+
+
+def _concat(first, second):
+    """Two histories one after the other; a metric missing from one phase is NaN there."""
+    n1, n2 = len(first.get("loss", [])), len(second.get("loss", []))
+    return {k: list(first.get(k, [np.nan] * n1)) + list(second.get(k, [np.nan] * n2))
+            for k in list(first) + [k for k in second if k not in first]}  # fmt: skip
+
+
+def run_transfer(config, options, log=print, feature_cache=None):
+    """Trains a head on a frozen base, optionally fine-tunes its top, and tests it.
+
+    Args:
+        config: an `experiment.TrainConfig` (dataset, optimizer, epochs of
+            the head, batch size, ...); `model`, `n`, `shortcut`,
+            `normalization` and `weight_decay` do not apply.
+        options: `TransferOptions`.
+        log: where progress lines go.
+        feature_cache: a dict kept across calls (e.g. one per optimizer) so
+            that runs on the same base and data extract features once.
+
+    Returns:
+        `(model, metrics, history)`; the history runs over the head's epochs,
+        then the fine-tuning epochs (`metrics["fine_tune_start_epoch"]`).
+    """
+    config.validate()
+    options.validate(config.augment)
+    experiment.check_writable(config.run_dir)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    ds, (x, y), val, (xt, yt) = experiment.prepare_data(config)
+    t_start = time.perf_counter()
+    model = build_model(options, ds.num_classes, x.shape[1:])
+    top5 = ds.num_classes > 10
+    cached = options.caches(config.augment)
+    feature_time = 0.0
+    if cached:
+        key = _features_key(config, options)
+        cache = feature_cache if feature_cache is not None else {}
+        if key not in cache:
+            t0 = time.perf_counter()
+            extractor = feature_extractor(model)
+            arrays = [x] + ([val[0]] if val else []) + [xt]
+            cache[key] = [extractor.predict(a, batch_size=256, verbose=0) for a in arrays]
+            feature_time = time.perf_counter() - t0
+            log(f"features: {cache[key][0].shape[1]} per image, extracted in {feature_time:.1f} s")
+        feats = cache[key]
+        trained = head_model(model)
+        train, test = (feats[0], y), (feats[-1], yt)
+        val_in = (feats[1], val[1]) if val else None
+    else:
+        trained, train, val_in, test = model, (x, y), val, (xt, yt)
+    lr, steps_per_epoch = experiment.compile_for_run(trained, config, len(x), top5)
+    experiment.start_run(
+        config, ds, x, val, xt, log,
+        **(dataclasses.asdict(options) | {"cache_features": cached}),
+        lr=lr,
+        steps_per_epoch=steps_per_epoch,
+        num_classes=ds.num_classes,
+        class_names=list(ds.class_names),
+        params=model.count_params(),
+        trainable_params=count_weights(model.trainable_weights),
+    )  # fmt: skip
+    metrics, history = experiment.fit_and_test(
+        trained, config, train, val_in, test, test_images=xt, log=log
+    )
+    # The counts of the whole model, not of the head that trained on features.
+    metrics |= {"params": model.count_params(),
+                "trainable_params": count_weights(model.trainable_weights)}  # fmt: skip
+    metrics |= {"cache_features": cached, "feature_time_s": feature_time}
+    if options.fine_tune_epochs:
+        unfrozen = unfreeze_top(model, stages_of(options.base), options.unfreeze)
+        ft_lr = options.fine_tune_lr or lr / 10
+        log(f"fine-tuning {len(unfrozen)} layers ({unfrozen[0]} ... {unfrozen[-1]}) "
+            f"at lr {ft_lr} for {options.fine_tune_epochs} epochs")  # fmt: skip
+        training.compile_classifier(model, training.make_optimizer(config.opt, ft_lr),
+                                    jit_compile=config.jit_compile, top5=top5)  # fmt: skip
+        ft_metrics, ft_history = experiment.fit_and_test(
+            model, config, (x, y), val, (xt, yt), log=log,
+            run_dir=os.path.join(config.run_dir, "fine_tune"), epochs=options.fine_tune_epochs,
+        )  # fmt: skip
+        head = {f"head_{k}": metrics[k] for k in ("test_accuracy", "test_loss")}
+        metrics = ft_metrics | head | {
+            "fine_tune_start_epoch": metrics["epochs"],
+            # The kept weights are the fine-tuning phase's best; count its epochs after the head's.
+            "best_epoch": metrics["epochs"] + ft_metrics.get("best_epoch", ft_metrics["epochs"]),
+            "epochs": metrics["epochs"] + ft_metrics["epochs"],
+            "train_time_s": metrics["train_time_s"] + ft_metrics["train_time_s"],
+            "trainable_params": metrics["trainable_params"],
+            "fine_tune_trainable_params": ft_metrics["trainable_params"],
+            "fine_tune_lr": ft_lr,
+            "unfrozen_layers": unfrozen,
+            "cache_features": cached,
+            "feature_time_s": feature_time,
+        }
+        history = _concat(history, ft_history)
+    metrics["wall_time_s"] = time.perf_counter() - t_start
+    metrics["train_images"] = len(x)
+    training.write_json(os.path.join(config.run_dir, "history.json"), history)
+    training.write_json(os.path.join(config.run_dir, "metrics.json"), metrics)
+    return model, metrics, history
+
+
+def finished_run(config, options):
+    """The metrics of a finished run in `config.run_dir` made with these very
+    settings, or None: a study picks up where it stopped, and a changed flag
+    (say --epochs) never reuses a run made without it."""
+    run = experiment.load_run(config.run_dir)
+    if run is None:
+        return None
+    _, metrics, flags_json, _ = run
+    wanted = dataclasses.asdict(config) | dataclasses.asdict(options)
+    wanted["lr"] = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
+    ignored = {"verbose", "tensorboard", "cache_features"}  # cannot change the result
+    same = all(flags_json.get(k) == v for k, v in wanted.items() if k not in ignored)
+    return metrics if same and "wall_time_s" in metrics else None
+
+
+# --- results ----------------------------------------------------------------
+
+RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
+RESULT_COLUMNS = [
+    ("base", "base"), ("weights", "weights"), ("mode", "mode"), ("dataset", "data set"),
+    ("opt", "optimizer"), ("train_images", "training images"),
+    ("cache_features", "cached features"), ("params", "parameters"),
+    ("trainable_params", "trainable"), ("test_accuracy", "test accuracy"),
+    ("test_loss", "test loss"), ("epochs", "epochs"), ("feature_time_s", "features (s)"),
+    ("train_time_s", "training (s)"), ("wall_time_s", "wall (s)"),
+]  # fmt: skip
+RESULT_NOTES = """
+mode: transfer (frozen base, head only), transfer_ft<K> (then K epochs with the
+top of the base unfrozen), scratch (random weights, every layer trained), full
+(pre-trained weights, every layer trained). Test accuracy is measured once, on
+the test split, with the weights that did best on the validation split.
+features (s): one pass of the base over training, validation and test images
+(0 where an earlier run of the same invocation had extracted them); training
+(s): the summed epoch times; wall (s): from building the model to the test.
+Each row's settings are in its run's flags.json, its machine in the JSON rows.
+"""
+
+
+def result_row(config, options, metrics, model_path=None):
+    """One row of results/question3: what ran, on what, and how well; paths relative."""
+    out = config.output_dir
+    row = {
+        "base": base_label(options.base),
+        "weights": options.weights_label,
+        "mode": options.mode,
+        "dataset": config.dataset,
+        "opt": config.opt,
+        "run": os.path.relpath(config.run_dir, out),
+        "model": os.path.relpath(model_path, out) if model_path else None,
+    }
+    keep = (
+        "train_images", "cache_features", "params", "trainable_params", "test_accuracy",
+        "test_loss", "epochs", "feature_time_s", "train_time_s", "wall_time_s",
+        "fine_tune_start_epoch", "fine_tune_trainable_params", "head_test_accuracy", "hardware",
+    )  # fmt: skip
+    return row | {k: metrics[k] for k in keep if k in metrics}
+
+
+def record(output_dir, row):
+    """Merges `row` into results/question3.{json,md}; returns all rows."""
+    stem = os.path.join(output_dir, "results", "question3")
+    title = "Question 3: transfer learning"
+    return results.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
+
+
+def run_label(row):
+    """How a run is named in a figure: "adam, frozen base", "adam, from scratch", ..."""
+    kind = {"scratch": "from scratch", "full": "all layers trained"}.get(row["mode"])
+    if kind is None:
+        kind = "frozen random base" if row["weights"] == "random" else "frozen base"
+        if row.get("fine_tune_start_epoch"):
+            kind += " + fine-tuning"
+    return f"{row['opt']}, {kind}"
+
+
+def plot_rows(rows, output_dir, path, title):
+    """Curves of the given result rows, drawn from their saved history.json files.
+
+    Rows that differ only in how they ran (cached features or not) share a
+    label; the last one drawn wins. Rows whose history is gone are left out.
+    """
+    histories, marks = {}, {}
+    for row in rows:
+        history_path = os.path.join(output_dir, row["run"], "history.json")
+        if not os.path.isfile(history_path):
+            continue
+        label = run_label(row)
+        with open(history_path) as f:
+            histories[label] = json.load(f)
+        start = row.get("fine_tune_start_epoch")
+        if start:
+            marks[f"fine-tuning starts (epoch {start + 1})"] = start
+    return plotting.plot_histories(histories, path, title, marks=marks)
+
+
+def plot_results(rows, output_dir, base, dataset, train_images):
+    """Draws every recorded run of one base, data set and training-set size.
+
+    Writes plots/question3_transfer_learning.png (the latest group drawn) and
+    plots/question3_<base>_<dataset>_<images>.png (kept per group); returns both paths.
+    """
+    label = base_label(base)
+    key = (label, dataset, train_images)
+    group = [r for r in rows if (r["base"], r["dataset"], r.get("train_images")) == key]
+    title = f"Question 3: {label} on {dataset} ({train_images:,} training images)"
+    names = ("question3_transfer_learning", f"question3_{label}_{dataset}_{train_images}")
+    return [plot_rows(group, output_dir, os.path.join(output_dir, "plots", f"{n}.png"), title)
+            for n in names]  # fmt: skip

@@ -1,0 +1,142 @@
+"""Question 3: transfer learning with ResNet-50, or from the project's own models.
+
+    python -m scripts.question3                      # ResNet-50, ImageNet weights, adam
+    python -m scripts.question3 --all                # rmsprop, adam and sgd (the original)
+    python -m scripts.question3 --all --report_only  # redraw figure and table from saved runs
+    python -m scripts.question3 --image_size 128 --fine_tune_epochs 5
+    python -m scripts.question3 --weights ~/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
+    python -m scripts.question3 --base saved_models/resnet_cifar10.h5 --dataset cifar100
+
+Writes saved_models/<base>_<mode>_<dataset>_<opt>.h5 (e.g.
+resnet50_transfer_cifar10_adam.h5), plots/question3_transfer_learning.png
+(curves of every run with the same base, data set and training images, drawn
+from their history.json), results/question3.{md,json} (one row per run,
+merged) and runs/<run_name>/ under --output_dir. A finished run made with the
+same settings is reused, so an interrupted --all picks up where it stopped;
+--retrain trains again.
+"""
+
+import dataclasses
+import os
+
+from scripts import common  # defines the shared flags  # noqa: I001
+
+from absl import flags
+
+from resnet_keras import experiment, results, saving, training
+from resnet_keras import transfer_experiment as te
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("base", None, "resnet50, resnet101, densenet121, efficientnet_b0, or a "
+                    "model file of this project (e.g. saved_models/resnet_cifar10.h5).")
+flags.DEFINE_string("weights", None, "imagenet (Keras' download), PATH of a local notop weights "
+                    "file, or none (random). Unset: imagenet, or a model file's own weights.")
+flags.DEFINE_integer("head_units", None, "Units of the Dense(relu) layer of the head.")
+flags.DEFINE_bool("train_base", None, "Train every layer from the start, BatchNorm included "
+                  "(with --weights none: the same network from scratch, a baseline).")
+flags.DEFINE_integer("fine_tune_epochs", None, "After the head: epochs with the top of the base "
+                     "unfrozen, at a smaller learning rate.")
+flags.DEFINE_integer("unfreeze", None, "Stages to unfreeze for fine-tuning, from the top "
+                     "(1: ResNet-50's conv5).")
+flags.DEFINE_float("fine_tune_lr", None, "Fine-tuning learning rate (unset: the head's / 10).")
+flags.DEFINE_bool("cache_features", None, "Train the head on features computed once (unset: "
+                  "whenever the base is frozen and --augment is off).")
+
+DEFAULTS = dict(
+    dataset="cifar10",
+    epochs=20,
+    batch_size=128,
+    opt="adam",
+    schedule="constant",
+    # The original trains on the images as they are; fixed images also let
+    # the head train on cached features.
+    augment=False,
+    val_size=5000,
+    output_dir=".",
+    formats=["h5"],
+    base="resnet50",
+    weights=None,
+    image_size=32,
+    head_units=256,
+    train_base=False,
+    fine_tune_epochs=0,
+    unfreeze=1,
+    fine_tune_lr=None,
+    cache_features=None,
+)
+SCRIPT_FLAGS = [
+    "base", "weights", "image_size", "head_units", "train_base", "fine_tune_epochs", "unfreeze",
+    "fine_tune_lr", "cache_features",
+]  # fmt: skip
+# The base network comes from --base: the CIFAR ResNet's settings do not apply,
+# and a run trains on one device.
+NOT_APPLICABLE = ["model", "n", "shortcut", "normalization", "weight_decay", "strategy"]
+ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
+# Keras' default learning rates, as the original builds its optimizers (and as
+# question2 does): SGD at the paper's 0.1 is too large for a head on features.
+LR = training.KERAS_DEFAULT_LR
+
+
+def configure():
+    """(options, [TrainConfig per optimizer], formats), all checked before any work."""
+    for name in NOT_APPLICABLE:
+        if getattr(FLAGS, name) is not None:
+            raise ValueError(f"--{name} does not apply to question3; the base network is --base")
+    settings = common.resolve(DEFAULTS, common.SHARED + SCRIPT_FLAGS)
+    formats, run_all = settings.pop("formats"), FLAGS.all
+    fields = [f.name for f in dataclasses.fields(te.TransferOptions)]
+    options = te.TransferOptions(**{name: settings.pop(name) for name in fields})
+    if run_all and FLAGS.opt is not None:
+        raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
+    for fmt in formats:
+        saving.model_path("check", fmt)
+    configs = []
+    for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
+        name = settings.get("run_name")
+        if name is None:
+            name = f"question3_{options.stem(settings['dataset'], opt)}"
+        elif run_all:
+            name = f"{name}_{opt}"
+        lr = settings.get("lr", LR[opt])
+        config = experiment.TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
+        config.validate()
+        options.validate(config.augment)
+        configs.append(config)
+    return options, configs, formats
+
+
+def main(argv):
+    options, configs, formats = configure()
+    out, dataset = configs[0].output_dir, configs[0].dataset
+    if FLAGS.report_only:
+        rows = results.load_rows(os.path.join(out, "results", "question3.json"))
+        label = te.base_label(options.base)
+        sizes = sorted({r.get("train_images") for r in rows if (r["base"], r["dataset"])
+                        == (label, dataset)})  # fmt: skip
+        if not sizes:
+            raise ValueError(f"{out}/results/question3.json holds no run of {label} on {dataset}")
+        for images in sizes:
+            for p in te.plot_results(rows, out, options.base, dataset, images):
+                print(f"wrote {p}")
+        return
+    features = {}  # runs that differ only in optimizer extract features once
+    for config in configs:
+        stem = os.path.join(out, "saved_models", options.stem(dataset, config.opt))
+        paths = [saving.model_path(stem, f) for f in formats]
+        metrics = None if FLAGS.retrain else te.finished_run(config, options)
+        if metrics is not None and all(os.path.exists(p) for p in paths):
+            print(f"{config.run_name}: finished run reused (--retrain to train again)")
+        else:
+            model, metrics, _ = te.run_transfer(config, options, feature_cache=features)
+            for p in paths:
+                print(f"wrote {saving.save_model(model, p)}")
+        rows = te.record(out, te.result_row(config, options, metrics, paths[0]))
+        print(f"wrote {os.path.join(out, 'results', 'question3.md')} and .json")
+        print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({os.path.basename(stem)})")
+    for p in te.plot_results(rows, out, options.base, dataset, metrics["train_images"]):
+        print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    common.run(main)
