@@ -26,8 +26,12 @@ HAVE_DATA = os.path.isdir(fixtures.REAL_CIFAR10)
 
 def _popen(module, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    # A shell that starts jobs in the background (CI under nohup) ignores
+    # SIGINT, and Python keeps it ignored: give the child the default back,
+    # as a terminal would.
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 def _csv_epochs(path):
