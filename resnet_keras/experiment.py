@@ -330,7 +330,10 @@ def confusion_matrix(y_true, y_pred, num_classes):
 def save_test_predictions(path, test, x_test, keep_wrong=64):
     """Labels, predictions and the first misclassified images, so that confusion
     matrices and misclassified grids can be redrawn without the model or data."""
-    wrong = np.flatnonzero(test["y_pred"] != test["y_true"])[:keep_wrong]
+    # A fixed random sample, not the first ones: test sets often come sorted
+    # by class (image folders do), and a grid of airplanes says little.
+    wrong = np.flatnonzero(test["y_pred"] != test["y_true"])
+    wrong = np.random.default_rng(0).permutation(wrong)[:keep_wrong]
     tmp = f"{path}.tmp-{os.getpid()}.npz"
     np.savez_compressed(
         tmp,

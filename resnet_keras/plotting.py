@@ -95,6 +95,7 @@ def plot_error_vs_depth(histories, path, title="Training (thin) and validation (
                         color=color, label=f"{name}-{depth}", marker=marker, ms=4)  # fmt: skip
         ax.set_title("plain networks" if kind == "plain" else "residual networks")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("error (%)")
         ax.grid(alpha=0.3)
         ax.legend()
