@@ -34,7 +34,7 @@ ONECYCLE_WARMUP = 0.2
 # Each value yields to a flag the user sets. All 50k images train: with a
 # one-cycle schedule the last weights are the ones tested, so nothing is picked
 # on validation (and never on the test split).
-FAST_PRESET = dict(opt="sgd", lr=0.2, batch_size=128, epochs=25, weight_decay=5e-4, val_size=0)
+FAST_PRESET = dict(opt="sgd", lr=0.2, batch_size=128, epochs=20, weight_decay=5e-4, val_size=0)
 
 
 
