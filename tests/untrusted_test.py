@@ -6,7 +6,6 @@ import pickle
 import shutil
 import tarfile
 import tempfile
-from unittest import mock
 
 import keras
 import numpy as np
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from resnet_keras import data, saving
 from tests import fixtures
+from tests.data_test import DataTestCase
 from tests.question1_test import run_script
 
 
@@ -27,14 +27,11 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-class UntrustedDataTest(tf.test.TestCase):
+class UntrustedDataTest(DataTestCase):
+    """A temporary folder and data cache per test (DataTestCase)."""
+
     def setUp(self):
         super().setUp()
-        self.dir = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
-        patcher = mock.patch.dict(os.environ, {"RESNET_KERAS_CACHE": os.path.join(self.dir, "cache")})
-        patcher.start()
-        self.addCleanup(patcher.stop)
         self.marker = os.path.join(self.dir, "PWNED")
 
     def test_pickle_calling_a_function_is_refused_and_nothing_runs(self):
