@@ -372,17 +372,39 @@ def load_run(run_dir):
     return (*loaded, preds)
 
 
+# Settings that cannot change a run's result: a rerun that differs only here
+# still reuses the finished run.
+NO_EFFECT = {"verbose", "tensorboard", "cache_features"}
+
+
+def changed_settings(wanted, flags_json):
+    """Names of the settings in `wanted` (a dict) that a finished run's
+    flags.json records differently."""
+    return sorted(k for k, v in wanted.items()
+                  if k not in NO_EFFECT and flags_json.get(k) != v)  # fmt: skip
+
+
 def train_or_reuse(config, model_stem, formats=("h5",), retrain=False, log=print):
     """Trains and saves unless runs/ already holds this finished run.
 
     Study scripts call this per configuration, so an interrupted study picks up
     where it stopped and a finished one can be re-reported without retraining.
+    A finished run made with other settings (say another --epochs) is never
+    reused: it is replaced.
     """
+    run = load_run(config.run_dir)
+    if run is not None and not retrain:
+        wanted = dataclasses.asdict(config)
+        wanted["lr"] = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
+        changed = changed_settings(wanted, run[2])
+        if not changed:
+            log(f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)")
+            return
+        log(f"{config.run_name}: settings differ from the finished run ({', '.join(changed)}); "
+            "training again")  # fmt: skip
+        retrain = True
     if retrain and os.path.isdir(config.run_dir):
         shutil.rmtree(config.run_dir)
-    elif load_run(config.run_dir) is not None:
-        log(f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)")
-        return
     log(f"{config.run_name}: training ({config.epochs} epochs)")
     model, _, _ = run_classification(config, log=log)
     for fmt in formats if distribute.is_chief() else ():

@@ -256,8 +256,7 @@ def finished_run(config, options):
     _, metrics, flags_json, _ = run
     wanted = dataclasses.asdict(config) | dataclasses.asdict(options)
     wanted["lr"] = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
-    ignored = {"verbose", "tensorboard", "cache_features"}  # cannot change the result
-    same = all(flags_json.get(k) == v for k, v in wanted.items() if k not in ignored)
+    same = not experiment.changed_settings(wanted, flags_json)
     return metrics if same and "wall_time_s" in metrics else None
 
 
