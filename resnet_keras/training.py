@@ -153,7 +153,11 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def read_csv_history(path):
-    """The CSVLogger file as {metric: [values per epoch]}; {} if absent."""
+    """The CSVLogger file as {metric: [values per epoch]}; {} if absent.
+
+    CSVLogger writes "NA" for metrics an epoch lacks (every val_ column of a
+    run without validation): those read as NaN, and all-NA columns are dropped.
+    """
     if not os.path.isfile(path):
         return {}
     with open(path, newline="") as f:
@@ -163,8 +167,9 @@ def read_csv_history(path):
         for k, v in row.items():
             if k == "epoch":
                 continue
-            history.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
-    return history
+            missing = v in ("", "NA", None)
+            history.setdefault(k, []).append(math.nan if missing else float(v))
+    return {k: v for k, v in history.items() if not all(math.isnan(x) for x in v)}
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

@@ -87,10 +87,12 @@ class BadInputTest(tf.test.TestCase):
         root = tempfile.mkdtemp()
         fixtures.write_cifar10_python(root, per_batch=20, test=20)
         r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=1",
-                       "--val_size=20", "--batch_size=16", f"--output_dir={root}/out",
+                       "--val_size=0", "--batch_size=16", f"--output_dir={root}/out",
                        "--verbose=0")  # fmt: skip
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("python format", r.stdout)
+        # --val_size 0 (no validation, as --schedule fast): the last weights are tested.
+        self.assertRegex(r.stdout, r"Test accuracy: 0\.\d{4}")
 
 
 if __name__ == "__main__":

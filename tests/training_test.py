@@ -77,6 +77,11 @@ class FilesTest(tf.test.TestCase):
         with open(path, "w") as f:
             f.write("epoch,accuracy,loss\n0,0.5,1.5\n1,0.6,1.2\n")
         self.assertEqual(training.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]})
+        # A run without validation: CSVLogger writes NA in every val_ column.
+        na = os.path.join(tempfile.mkdtemp(), "log.csv")
+        with open(na, "w") as f:
+            f.write("epoch,accuracy,val_accuracy\n0,0.5,NA\n1,0.6,NA\n")
+        self.assertEqual(training.read_csv_history(na), {"accuracy": [0.5, 0.6]})
         training.write_json(os.path.join(d, "h.json"), {"a": np.float32(1.5), "b": np.arange(2)})
         self.assertEqual(sorted(os.listdir(d)), ["h.json", "log.csv"])
         with open(os.path.join(d, "h.json")) as f:
