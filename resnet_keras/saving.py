@@ -33,12 +33,17 @@ class ModelFileError(ValueError):
     """A model file that cannot be loaded; the message names the file."""
 
 
+def _usual_mode(path, mode):
+    """chmod to `mode` less the process umask (mkstemp/mkdtemp make 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def publish(tmp, path):
     """Renames a finished temporary file onto `path` with the usual permissions
     (mkstemp creates 0600 files, which other users could not read)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    _usual_mode(tmp, 0o666)
     os.replace(tmp, path)
 
 
@@ -74,9 +79,7 @@ def save_model(model, path):
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=folder)
     try:
         model.export(tmp, format="tf_saved_model", verbose=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it 0700
+        _usual_mode(tmp, 0o777)
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=folder)

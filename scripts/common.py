@@ -82,6 +82,11 @@ SHARED = [
 ]  # fmt: skip
 
 
+def explicit_flags():
+    """The shared flags the user set on the command line."""
+    return {name for name in SHARED if getattr(FLAGS, name) is not None}
+
+
 def resolve(defaults, names=SHARED):
     """The script's defaults, overridden by every flag the user set.
 

@@ -105,7 +105,7 @@ shorter than the original's 20 epochs is labelled by its epochs column.
 def main(argv):
     settings = common.resolve(DEFAULTS)
     formats = settings.pop("formats")
-    explicit = {name for name in common.SHARED if getattr(FLAGS, name) is not None}
+    explicit = common.explicit_flags()
     if FLAGS.all and "run_name" in explicit:
         raise ValueError("--run_name names one run; it cannot be combined with --all")
     pairs = ALL if FLAGS.all else [(settings["n"], settings["opt"])]

@@ -76,7 +76,7 @@ def pair_config(model, depth, settings, paper):
     n = models.depth_to_n(depth)
     s = dict(settings, model=model, n=n, run_name=f"{FILE_STEM[model]}-{depth}")
     if paper and s.get("schedule") == "paper":
-        if "epochs" not in explicit_flags():
+        if "epochs" not in common.explicit_flags():
             # Stop at 64k iterations: e.g. 45k images at batch 128 -> 352 steps, 182 epochs.
             train_images = (s.get("train_limit") or 50_000) - s.get("val_size", 0)
             steps = math.ceil(train_images / s["batch_size"])
@@ -84,10 +84,6 @@ def pair_config(model, depth, settings, paper):
         if n == 18:  # ResNet-110: lr/10 until training error < 80% (~400 steps)
             s["warmup_steps"] = training.PAPER_WARMUP_STEPS
     return experiment.TrainConfig(**s)
-
-
-def explicit_flags():
-    return {name for name in common.SHARED if getattr(FLAGS, name) is not None}
 
 
 def report(pairs, output_dir, settings):
