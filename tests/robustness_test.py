@@ -24,8 +24,20 @@ from tests.question1_test import ROOT, run_script
 HAVE_DATA = os.path.isdir(fixtures.REAL_CIFAR10)
 
 
-def _popen(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+def _free_ports(count):
+    import socket
+
+    socks = [socket.socket() for _ in range(count)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _popen(module, *args, env=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, **(env or {}))
     # A shell that starts jobs in the background (CI under nohup) ignores
     # SIGINT, and Python keeps it ignored: give the child the default back,
     # as a terminal would.
@@ -173,17 +185,45 @@ class StrategyTest(tf.test.TestCase):
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn(message, r.stderr)
 
-    def test_multi_worker_says_keras_cannot_train_under_it(self):
-        # Blocked upstream (keras-team/keras#20585): the flag answers at once.
-        config = '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}'
-        env = dict(os.environ, TF_CONFIG=config)
-        r = subprocess.run([sys.executable, "-m", "scripts.question1", "--strategy=multi_worker",
-                            "--data_dir=/nonexistent", f"--output_dir={tempfile.mkdtemp()}"],
-                           cwd=ROOT, env=dict(env, PYTHONPATH=ROOT), capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
-        self.assertEqual(r.returncode, 2, r.stderr)
-        self.assertIn("keras-team/keras#20585", r.stderr)
-        self.assertLen(r.stderr.strip().splitlines(), 1)
+    def test_multi_worker_two_local_processes_train_and_only_the_chief_writes(self):
+        root = tempfile.mkdtemp()
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        ports = _free_ports(2)
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        outs, procs = [], []
+        for index in range(2):
+            # Each worker its own output folder, so what a non-chief writes shows.
+            outs.append(os.path.join(root, f"out{index}"))
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            procs.append(_popen("scripts.question1", "--strategy=multi_worker", f"--data_dir={root}",
+                                "--n=1", "--epochs=2", "--val_size=20", "--batch_size=16",
+                                f"--output_dir={outs[index]}", "--verbose=0", "--seed=1",
+                                env={"TF_CONFIG": config}))  # fmt: skip
+        try:
+            results = [p.communicate(timeout=400) for p in procs]
+        finally:
+            for p in procs:  # a hung collective must not outlive the test
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        for p, (_, err) in zip(procs, results):
+            self.assertEqual(p.returncode, 0, err[-3000:])
+        chief_model = os.path.join(outs[0], "saved_models", "resnet_cifar10.h5")
+        import keras
+
+        model = keras.models.load_model(chief_model)
+        self.assertEqual(model.output_shape, (None, 10))
+        run = os.path.join(outs[0], "runs", "question1_resnet8_cifar10")
+        with open(os.path.join(run, "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 2)
+        with open(os.path.join(run, "flags.json")) as f:
+            self.assertEqual(json.load(f)["replicas"], 2)
+        # Worker 1 kept only its resume state, in a folder of its own.
+        written = sorted(os.path.relpath(os.path.join(d, f), outs[1])
+                         for d, _, files in os.walk(outs[1]) for f in files)  # fmt: skip
+        self.assertTrue(written, "worker 1 should have a run folder")
+        for path in written:
+            self.assertTrue(path.startswith(os.path.join("runs", "question1_resnet8_cifar10", "worker1")), path)
 
     def test_chief_is_worker_0_without_a_chief_task(self):
         from resnet_keras import distribute
