@@ -157,10 +157,11 @@ def gray_as_color(gray):
 # --- models ---------------------------------------------------------------
 
 
-def _conv(filters, strides, name, activation="relu"):
+def _conv(filters, strides, name, activation="relu", dtype=None):
     return layers.Conv2D(
-        filters, 3, strides=strides, padding="same", activation=activation, name=name
-    )
+        filters, 3, strides=strides, padding="same", activation=activation, name=name,
+        dtype=dtype,
+    )  # fmt: skip
 
 
 def _encoder_decoder(kind, input_shape, color_space, filters):
@@ -191,9 +192,9 @@ def _encoder_decoder(kind, input_shape, color_space, filters):
         if kind == "unet":
             x = layers.Concatenate(name=f"dec{i}_skip")([x, skips[i - 1]])
     if color_space == "rgb":
-        outputs = _conv(3, 1, "rgb", activation="sigmoid")(x)
+        outputs = _conv(3, 1, "rgb", activation="sigmoid", dtype="float32")(x)
     else:
-        outputs = _conv(2, 1, "ab", activation="tanh")(x)
+        outputs = _conv(2, 1, "ab", activation="tanh", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"colorizer_{kind}_{color_space}")
 
 

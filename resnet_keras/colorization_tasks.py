@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import colorization as col
-from resnet_keras import experiment, plotting, saving, training
+from resnet_keras import distribute, experiment, plotting, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure: the first ones of the test split
@@ -118,20 +118,21 @@ def train(config, log=print):
         and of the gray baseline; paths are the files written.
     """
     config.validate()
-    experiment.check_writable(config.run_dir)
-    keras.utils.set_random_seed(config.seed)
+    strategy, run_dir = experiment.setup_run(config)
     ds, (x, _), val, (xt, _) = load_data(config, config.image_size)
     size = config.image_size
-    model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
-    model.compile(
-        optimizer=training.make_optimizer("adam", config.lr),
-        loss="mse",
-        jit_compile=config.jit_compile,
-    )
-    experiment.start_run(config, ds, x, val, xt, log, name=config.name,
-                         params=model.count_params())  # fmt: skip
+    with experiment.model_scope(config, strategy):
+        model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
+        model.compile(
+            optimizer=training.make_optimizer("adam", config.lr),
+            loss="mse",
+            jit_compile=config.jit_compile,
+        )
+    experiment.start_run(config, ds, x, val, xt, log, run_dir, name=config.name,
+                         params=model.count_params(), replicas=strategy.num_replicas_in_sync,
+                         precision=distribute.precision_policy(config.mixed_precision))  # fmt: skip
     callbacks = training.callbacks_for_run(
-        config.run_dir, len(x), val is not None, config.tensorboard, "val_loss", "min"
+        run_dir, len(x), val is not None, config.tensorboard, "val_loss", "min"
     )
     t0 = time.perf_counter()
     model.fit(
@@ -144,8 +145,8 @@ def train(config, log=print):
     )
     train_time = time.perf_counter() - t0
     training.raise_if_nan(callbacks)
-    history = training.read_csv_history(os.path.join(config.run_dir, "log.csv"))
-    best = os.path.join(config.run_dir, "best.weights.h5")
+    history = training.read_csv_history(os.path.join(run_dir, "log.csv"))
+    best = os.path.join(run_dir, "best.weights.h5")
     if val is not None and os.path.isfile(best):
         model.load_weights(best)
     result = col.evaluate(model, xt, config.color_space, keep=EXAMPLES)
@@ -157,9 +158,11 @@ def train(config, log=print):
         "train_time_s": float(sum(epoch_times)) if epoch_times else train_time,
     }
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
-    training.write_json(os.path.join(config.run_dir, "history.json"), history)
-    training.write_json(os.path.join(config.run_dir, "metrics.json"), metrics)
-    training.write_json(os.path.join(config.run_dir, "test_mse.json"), per_image)
+    training.write_json(os.path.join(run_dir, "history.json"), history)
+    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    training.write_json(os.path.join(run_dir, "test_mse.json"), per_image)
+    if not distribute.is_chief():  # other workers of a cluster write nothing final
+        return model, metrics, []
     out = config.output_dir
     stem = os.path.join(out, "saved_models", config.name)
     paths = [saving.save_model(model, saving.model_path(stem, f)) for f in config.formats]

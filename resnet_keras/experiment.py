@@ -10,6 +10,7 @@ Every run writes `runs/<run_name>/` under the output folder:
     python -m scripts.question1 --epochs 1 --train_limit 500 --data_dir ../shared/datasets/cifar10
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -46,10 +47,14 @@ class RunConfig:
     verbose: int = 1
     tensorboard: bool = False
     jit_compile: bool = False
+    mixed_precision: bool | None = None  # None: on with a GPU (distribute.precision_policy)
+    strategy: str = "auto"
+    deterministic: bool = False
 
     def validate(self):
         """Refuses bad values before any data is read or any file written."""
         check_choice("dataset", self.dataset, data_lib.DATASETS)
+        check_choice("strategy", self.strategy, distribute.STRATEGIES)
         check_choice("label_mode", self.label_mode, data_lib.LABEL_MODES)
         check_minimums(self, [("epochs", 1), ("batch_size", 1), ("train_limit", 0),
                               ("test_limit", 0), ("val_size", 0)])  # fmt: skip
@@ -70,8 +75,6 @@ class TrainConfig(RunConfig):
     normalization: str = "per_channel"
     augment: bool = True
     run_name: str = "run"
-    strategy: str = "auto"
-    deterministic: bool = False
 
     def validate(self):
         super().validate()
@@ -80,7 +83,6 @@ class TrainConfig(RunConfig):
         check_choice("schedule", self.schedule, training.SCHEDULES)
         check_choice("shortcut", self.shortcut, models.SHORTCUTS)
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
-        check_choice("strategy", self.strategy, distribute.STRATEGIES)
         check_minimums(self, [("n", 1), ("weight_decay", 0)])
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
@@ -178,18 +180,15 @@ def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
     return resolved
 
 
-def run_classification(config, log=print):
-    """Trains and tests one classifier; returns (model, metrics, history).
+def setup_run(config):
+    """The first steps of every training run; returns (strategy, run folder).
 
-    The test split is evaluated once, at the end, with the weights that did
-    best on the validation split (the last weights when `val_size` is 0).
+    The strategy comes first, before any TensorFlow op: a multi-worker
+    strategy must configure the collective ops at program start-up. Workers
+    other than the chief keep their resume state in a folder of their own and
+    write nothing under the final names.
     """
-    config.validate()
-    # First, before any TensorFlow op: a multi-worker strategy must configure
-    # the collective ops at program start-up.
     strategy = distribute.make_strategy(config.strategy)
-    # Workers other than the chief keep their resume state in a folder of
-    # their own and write nothing under the final names.
     run_dir = config.run_dir
     if not distribute.is_chief():
         run_dir = os.path.join(run_dir, f"worker{distribute.task()[1]}")
@@ -197,8 +196,27 @@ def run_classification(config, log=print):
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    return strategy, run_dir
+
+
+@contextlib.contextmanager
+def model_scope(config, strategy):
+    """Build and compile inside: variables placed by the strategy, layers
+    computing in the run's precision (float32 variables and outputs)."""
+    with strategy.scope(), distribute.dtype_policy(distribute.precision_policy(config.mixed_precision)):
+        yield
+
+
+def run_classification(config, log=print):
+    """Trains and tests one classifier; returns (model, metrics, history).
+
+    The test split is evaluated once, at the end, with the weights that did
+    best on the validation split (the last weights when `val_size` is 0).
+    """
+    config.validate()
+    strategy, run_dir = setup_run(config)
     ds, (x, y), val, (xt, yt) = prepare_data(config)
-    with strategy.scope():
+    with model_scope(config, strategy):
         model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
         lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
     start_run(
@@ -209,6 +227,7 @@ def run_classification(config, log=print):
         num_classes=ds.num_classes,
         class_names=list(ds.class_names),
         replicas=strategy.num_replicas_in_sync,
+        precision=distribute.precision_policy(config.mixed_precision),
     )  # fmt: skip
     metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
     return model, metrics, history

@@ -198,6 +198,7 @@ def _cifar_net(
         activation="softmax",
         kernel_initializer="he_normal",
         kernel_regularizer=reg,
+        dtype="float32",  # a float32 softmax under mixed precision
         name="predictions",
     )(x)
     return keras.Model(inputs, outputs, name=f"{name}{6 * n + 2}")

@@ -133,7 +133,8 @@ def _attach_head(inputs, x, net, num_classes, head_units, train_base, name):
     x = net(x) if train_base else net(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)  # (B, C) features
     x = layers.Dense(head_units, activation="relu", name=HEAD[0])(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name=HEAD[1])(x)
+    # float32 softmax under mixed precision (and float32 features in, from a cache).
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=HEAD[1])(x)
     return keras.Model(inputs, outputs, name=name)
 
 

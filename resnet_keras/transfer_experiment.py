@@ -19,11 +19,9 @@ import json
 import os
 import time
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from resnet_keras import experiment, plotting, results, training
+from resnet_keras import distribute, experiment, plotting, results, training
 from resnet_keras.checks import check_minimums
 from resnet_keras.transfer import (
     APPLICATIONS,
@@ -169,13 +167,11 @@ def run_transfer(config, options, log=print, feature_cache=None):
     """
     config.validate()
     options.validate(config.augment)
-    experiment.check_writable(config.run_dir)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    strategy, run_dir = experiment.setup_run(config)
     ds, (x, y), val, (xt, yt) = experiment.prepare_data(config)
     t_start = time.perf_counter()
-    model = build_model(options, ds.num_classes, x.shape[1:])
+    with experiment.model_scope(config, strategy):
+        model = build_model(options, ds.num_classes, x.shape[1:])
     top5 = ds.num_classes > 10
     cached = options.caches(config.augment)
     feature_time = 0.0
@@ -186,18 +182,22 @@ def run_transfer(config, options, log=print, feature_cache=None):
             t0 = time.perf_counter()
             extractor = feature_extractor(model)
             arrays = [x] + ([val[0]] if val else []) + [xt]
-            cache[key] = [extractor.predict(a, batch_size=256, verbose=0) for a in arrays]
+            # float32 whatever the precision: the head's input, kept across runs.
+            cache[key] = [extractor.predict(a, batch_size=256, verbose=0).astype("float32")
+                          for a in arrays]  # fmt: skip
             feature_time = time.perf_counter() - t0
             log(f"features: {cache[key][0].shape[1]} per image, extracted in {feature_time:.1f} s")
         feats = cache[key]
-        trained = head_model(model)
+        with experiment.model_scope(config, strategy):
+            trained = head_model(model)
         train, test = (feats[0], y), (feats[-1], yt)
         val_in = (feats[1], val[1]) if val else None
     else:
         trained, train, val_in, test = model, (x, y), val, (xt, yt)
-    lr, steps_per_epoch = experiment.compile_for_run(trained, config, len(x), top5)
+    with experiment.model_scope(config, strategy):
+        lr, steps_per_epoch = experiment.compile_for_run(trained, config, len(x), top5)
     experiment.start_run(
-        config, ds, x, val, xt, log,
+        config, ds, x, val, xt, log, run_dir,
         **(dataclasses.asdict(options) | {"cache_features": cached}),
         lr=lr,
         steps_per_epoch=steps_per_epoch,
@@ -205,9 +205,11 @@ def run_transfer(config, options, log=print, feature_cache=None):
         class_names=list(ds.class_names),
         params=model.count_params(),
         trainable_params=count_weights(model.trainable_weights),
+        replicas=strategy.num_replicas_in_sync,
+        precision=distribute.precision_policy(config.mixed_precision),
     )  # fmt: skip
     metrics, history = experiment.fit_and_test(
-        trained, config, train, val_in, test, test_images=xt, log=log
+        trained, config, train, val_in, test, run_dir=run_dir, test_images=xt, log=log
     )
     # The counts of the whole model, not of the head that trained on features.
     metrics |= {"params": model.count_params(),
@@ -218,11 +220,12 @@ def run_transfer(config, options, log=print, feature_cache=None):
         ft_lr = options.fine_tune_lr or lr / 10
         log(f"fine-tuning {len(unfrozen)} layers ({unfrozen[0]} ... {unfrozen[-1]}) "
             f"at lr {ft_lr} for {options.fine_tune_epochs} epochs")  # fmt: skip
-        training.compile_classifier(model, training.make_optimizer(config.opt, ft_lr),
-                                    jit_compile=config.jit_compile, top5=top5)  # fmt: skip
+        with experiment.model_scope(config, strategy):
+            training.compile_classifier(model, training.make_optimizer(config.opt, ft_lr),
+                                        jit_compile=config.jit_compile, top5=top5)  # fmt: skip
         ft_metrics, ft_history = experiment.fit_and_test(
             model, config, (x, y), val, (xt, yt), log=log,
-            run_dir=os.path.join(config.run_dir, "fine_tune"), epochs=options.fine_tune_epochs,
+            run_dir=os.path.join(run_dir, "fine_tune"), epochs=options.fine_tune_epochs,
         )  # fmt: skip
         head = {f"head_{k}": metrics[k] for k in ("test_accuracy", "test_loss")}
         metrics = ft_metrics | head | {
@@ -241,8 +244,8 @@ def run_transfer(config, options, log=print, feature_cache=None):
         history = _concat(history, ft_history)
     metrics["wall_time_s"] = time.perf_counter() - t_start
     metrics["train_images"] = len(x)
-    training.write_json(os.path.join(config.run_dir, "history.json"), history)
-    training.write_json(os.path.join(config.run_dir, "metrics.json"), metrics)
+    training.write_json(os.path.join(run_dir, "history.json"), history)
+    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     return model, metrics, history
 
 

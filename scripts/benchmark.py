@@ -1,9 +1,11 @@
 """Training/evaluation/input-pipeline speed and peak memory of the project's own path.
 
     python -m scripts.benchmark --model resnet --n 3 --batch_size 128 --steps 60
+    python -m scripts.benchmark --model colorizer|transfer|plain [--mixed_precision]
 
-Builds the real model (`experiment.build_model`), the real augmenting
-`tf.data` pipeline (`data.train_dataset`) and the real `compile`/`fit` path,
+Builds the real model (`experiment.build_model`; the colorization U-Net; the
+question3 ResNet-50 transfer model), the real `tf.data` pipeline (augmenting
+`data.train_dataset`, or the colorization pairs) and the real `compile`/`fit` path,
 on random uint8 images by default (`--data_dir` for real ones). The first
 `--warmup` steps are not counted. The last line holds every figure as
 key=value pairs. Speed is measured here, never asserted in tests.
@@ -19,14 +21,20 @@ from scripts import common  # defines the shared flags  # noqa: I001
 import keras
 from absl import flags
 
-from resnet_keras import data, experiment, training
+from resnet_keras import colorization, colorization_tasks, data, distribute, experiment
+from resnet_keras import training, transfer
+from resnet_keras.checks import check_choice
 
 flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.")
 flags.DEFINE_integer("warmup", 10, "Steps not counted (tracing, allocator warm-up).")
 flags.DEFINE_integer("eval_batch_size", 1000, "Batch size of the evaluation measurement.")
 FLAGS = flags.FLAGS
 
-DEFAULTS = dict(model="resnet", n=3, batch_size=128, opt="sgd", lr=0.1, seed=0, jit_compile=False)
+DEFAULTS = dict(model="resnet", n=3, batch_size=128, opt="sgd", lr=0.1, seed=0, jit_compile=False,
+                mixed_precision=False)  # fmt: skip
+BENCH_MODELS = ("resnet", "plain", "colorizer", "transfer")
+SETTINGS = ["model", "n", "batch_size", "opt", "lr", "seed", "jit_compile", "mixed_precision",
+            "data_dir", "dataset"]  # fmt: skip
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -56,19 +64,49 @@ def images(settings, count):
     return x, rng.integers(0, 10, (count, 1)).astype("uint8"), 10
 
 
+def setup(kind, config, x, y, num_classes, settings):
+    """(training dataset, compiled model, evaluation inputs) of one model kind,
+    each through the project's own builder and pipeline."""
+    bs, seed = settings["batch_size"], settings["seed"]
+    optimizer = training.make_optimizer(settings["opt"], settings["lr"])
+    if kind == "colorizer":
+        # The U-Net on Lab, the colorization study's best model; the pipeline
+        # converts uint8 RGB batches to (gray, ab) pairs.
+        ds = colorization_tasks.pairs_dataset(x, "lab", bs, shuffle=True, seed=seed)
+        model = colorization.build_colorizer("unet", (32, 32, 1), "lab")
+        model.compile(optimizer=optimizer, loss="mse", jit_compile=settings["jit_compile"])
+        gray = colorization_tasks.pairs_dataset(x[:1000], "lab", 1000)
+        return ds, model, next(iter(gray))[0].numpy()
+    ds = data.train_dataset(x, y, bs, seed=seed)
+    if kind == "transfer":
+        # Question 3's uncached path: the frozen ResNet-50 base runs every step
+        # (random weights: the ImageNet ones cannot be downloaded here, and the
+        # cost is the same).
+        model = transfer.build_transfer_model(num_classes, weights=None)
+    else:
+        model = experiment.build_model(config, num_classes, x)
+    training.compile_classifier(model, optimizer, jit_compile=settings["jit_compile"])
+    return ds, model, x
+
+
 def main(argv):
-    s = common.resolve(dict(DEFAULTS, dataset="cifar10"),
-                       ["model", "n", "batch_size", "opt", "lr", "seed", "jit_compile", "data_dir", "dataset"])  # fmt: skip
+    s = common.resolve(dict(DEFAULTS, dataset="cifar10"), SETTINGS)
+    check_choice("model", s["model"], BENCH_MODELS)
     if FLAGS.warmup >= FLAGS.steps:
         raise ValueError(f"--steps ({FLAGS.steps}) must exceed --warmup ({FLAGS.warmup})")
     keras.utils.set_random_seed(s["seed"])
     bs, steps = s["batch_size"], FLAGS.steps
     x, y, num_classes = images(s, bs * steps)
-    config = experiment.TrainConfig(model=s["model"], n=s["n"], batch_size=bs, opt=s["opt"])
+    kind = s["model"]
+    config = experiment.TrainConfig(model=kind if kind in experiment.MODELS else "resnet",
+                                    n=s["n"], batch_size=bs, opt=s["opt"])  # fmt: skip
     config.validate()
+    precision = distribute.precision_policy(s["mixed_precision"])
+    with distribute.dtype_policy(precision):
+        ds, model, x_eval = setup(kind, config, x, y, num_classes, s)
 
-    # Input pipeline alone: decode-free uint8 batches, augmentation, prefetch.
-    ds = data.train_dataset(x, y, bs, seed=s["seed"])
+    # Input pipeline alone: decode-free uint8 batches through the model's own
+    # pipeline (augmentation, or the colour conversions), prefetch.
     it = iter(ds)
     for _ in range(FLAGS.warmup):
         next(it)
@@ -77,23 +115,20 @@ def main(argv):
         next(it)
     pipeline = (steps - FLAGS.warmup) * bs / (time.perf_counter() - t0)
 
-    model = experiment.build_model(config, num_classes, x)
-    training.compile_classifier(model, training.make_optimizer(s["opt"], s["lr"]),
-                                jit_compile=s["jit_compile"])  # fmt: skip
     timer = StepTimer(FLAGS.warmup)
     model.fit(ds, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
     train = (steps - FLAGS.warmup) * bs / (timer.t1 - timer.t0)
     rss_train = peak_rss_mb()
 
     eb = FLAGS.eval_batch_size
-    xe = np.resize(x, (max(eb * 4, eb),) + x.shape[1:])
+    xe = np.resize(x_eval, (max(eb * 4, eb),) + x_eval.shape[1:])
     model.predict(xe[:eb], batch_size=eb, verbose=0)  # warm-up
     t0 = time.perf_counter()
     model.predict(xe, batch_size=eb, verbose=0)
     evaluation = len(xe) / (time.perf_counter() - t0)
 
-    print(f"model={s['model']} n={s['n']} params={model.count_params()} batch={bs} "
-          f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']}")  # fmt: skip
+    print(f"model={kind} n={s['n']} params={model.count_params()} batch={bs} "
+          f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision}")  # fmt: skip
     print(f"train_img_per_s={train:.1f} eval_img_per_s={evaluation:.1f} "
           f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f}")
 

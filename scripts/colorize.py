@@ -52,7 +52,7 @@ USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
 USED = [
     "dataset", "label_mode", "data_dir", "epochs", "batch_size", "lr", "seed", "train_limit",
     "test_limit", "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
-    "skip_bad_images", "formats",
+    "mixed_precision", "strategy", "deterministic", "skip_bad_images", "formats",
 ]  # fmt: skip
 OWN = ["model", "color_space", "image_size", "out"]
 

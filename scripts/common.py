@@ -61,7 +61,10 @@ flags.DEFINE_string("output_dir", None, "Where saved_models/, plots/, results/ a
 flags.DEFINE_string("run_name", None, "Folder name under runs/ (default: from the experiment).")
 flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
 flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<run_name>/.")
-flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA.")
+flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA (off by default: "
+                  "3x slower on CPU here, docs/performance.md).")
+flags.DEFINE_bool("mixed_precision", None, "Mixed precision: float16 compute on a GPU, bfloat16 "
+                  "on a CPU; float32 variables, softmax and losses. Default: on with a GPU.")
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
 flags.DEFINE_string("strategy", None, "tf.distribute strategy: auto, one_device, mirrored, "
@@ -77,8 +80,8 @@ FLAGS = flags.FLAGS
 SHARED = [
     "n", "dataset", "label_mode", "data_dir", "epochs", "batch_size", "opt", "lr", "schedule",
     "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
-    "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile", "augment",
-    "skip_bad_images", "strategy", "deterministic", "formats",
+    "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
+    "mixed_precision", "augment", "skip_bad_images", "strategy", "deterministic", "formats",
 ]  # fmt: skip
 
 

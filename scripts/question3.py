@@ -23,7 +23,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import experiment, results, saving, training
+from resnet_keras import distribute, experiment, results, saving, training
 from resnet_keras import transfer_experiment as te
 
 FLAGS = flags.FLAGS
@@ -69,9 +69,8 @@ SCRIPT_FLAGS = [
     "base", "weights", "image_size", "head_units", "train_base", "fine_tune_epochs", "unfreeze",
     "fine_tune_lr", "cache_features",
 ]  # fmt: skip
-# The base network comes from --base: the CIFAR ResNet's settings do not apply,
-# and a run trains on one device.
-NOT_APPLICABLE = ["model", "n", "shortcut", "normalization", "weight_decay", "strategy"]
+# The base network comes from --base: the CIFAR ResNet's settings do not apply.
+NOT_APPLICABLE = ["model", "n", "shortcut", "normalization", "weight_decay"]
 ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
 # Keras' default learning rates, as the original builds its optimizers (and as
 # question2 does): SGD at the paper's 0.1 is too large for a head on features.
@@ -129,13 +128,16 @@ def main(argv):
             print(f"{config.run_name}: finished run reused (--retrain to train again)")
         else:
             model, metrics, _ = te.run_transfer(config, options, feature_cache=features)
+            if not distribute.is_chief():  # other workers of a cluster write nothing final
+                continue
             for p in paths:
                 print(f"wrote {saving.save_model(model, p)}")
         rows = te.record(out, te.result_row(config, options, metrics, paths[0]))
         print(f"wrote {os.path.join(out, 'results', 'question3.md')} and .json")
         print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({os.path.basename(stem)})")
-    for p in te.plot_results(rows, out, options.base, dataset, metrics["train_images"]):
-        print(f"wrote {p}")
+    if distribute.is_chief():
+        for p in te.plot_results(rows, out, options.base, dataset, metrics["train_images"]):
+            print(f"wrote {p}")
 
 
 if __name__ == "__main__":
