@@ -126,7 +126,7 @@ def train(config, log=print):
         model.compile(
             optimizer=training.make_optimizer("adam", config.lr),
             loss="mse",
-            jit_compile=config.jit_compile,
+            jit_compile=distribute.use_xla(config.jit_compile),
         )
     experiment.start_run(config, ds, x, val, xt, log, run_dir, name=config.name,
                          params=model.count_params(), replicas=strategy.num_replicas_in_sync,

@@ -46,8 +46,11 @@ class RunConfig:
     output_dir: str = "."
     verbose: int = 1
     tensorboard: bool = False
-    jit_compile: bool = False
-    mixed_precision: bool | None = None  # None: on with a GPU (distribute.precision_policy)
+    # None: on where a GPU is present, off on the CPU, where XLA measured 3x
+    # slower and float32 is what the README's numbers were made with
+    # (docs/performance.md; distribute.use_xla and precision_policy).
+    jit_compile: bool | None = None
+    mixed_precision: bool | None = None
     strategy: str = "auto"
     deterministic: bool = False
 
@@ -242,7 +245,7 @@ def compile_for_run(model, config, num_train, top5):
     )
     training.compile_classifier(
         model, training.make_optimizer(config.opt, schedule),
-        jit_compile=config.jit_compile, top5=top5,
+        jit_compile=distribute.use_xla(config.jit_compile), top5=top5,
     )  # fmt: skip
     return lr, steps_per_epoch
 
@@ -393,7 +396,9 @@ def load_run(run_dir):
 
 # Settings that cannot change a run's result: a rerun that differs only here
 # still reuses the finished run.
-NO_EFFECT = {"verbose", "tensorboard", "cache_features"}
+# Speed options compute the same thing (docs/performance.md), so a run made
+# without them is still the run asked for.
+NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile"}
 
 
 def changed_settings(wanted, flags_json):

@@ -124,7 +124,7 @@ def make_optimizer(name, learning_rate):
     return keras.optimizers.RMSprop(learning_rate)
 
 
-def compile_classifier(model, optimizer, jit_compile=False, top5=False):
+def compile_classifier(model, optimizer, jit_compile=False, top5=False, steps_per_execution=1):
     metrics = ["accuracy"]
     if top5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
@@ -133,6 +133,7 @@ def compile_classifier(model, optimizer, jit_compile=False, top5=False):
         loss="sparse_categorical_crossentropy",
         metrics=metrics,
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 

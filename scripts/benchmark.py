@@ -28,6 +28,8 @@ from resnet_keras.checks import check_choice
 flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.")
 flags.DEFINE_integer("warmup", 10, "Steps not counted (tracing, allocator warm-up).")
 flags.DEFINE_integer("eval_batch_size", 1000, "Batch size of the evaluation measurement.")
+flags.DEFINE_integer("steps_per_execution", 1, "Training steps per call into the compiled "
+                     "function (a lever measured here; the training scripts use 1).")
 FLAGS = flags.FLAGS
 
 DEFAULTS = dict(model="resnet", n=3, batch_size=128, opt="sgd", lr=0.1, seed=0, jit_compile=False,
@@ -38,13 +40,18 @@ SETTINGS = ["model", "n", "batch_size", "opt", "lr", "seed", "jit_compile", "mix
 
 
 class StepTimer(keras.callbacks.Callback):
+    """Times the steps from the first batch at or after `warmup` to the end.
+
+    With steps_per_execution k, Keras calls back every k steps only, so the
+    timed span starts at the first call at or past the warm-up (`first`)."""
+
     def __init__(self, warmup):
         super().__init__()
-        self.warmup, self.t0, self.t1 = warmup, None, None
+        self.warmup, self.first, self.t0, self.t1 = warmup, None, None, None
 
     def on_train_batch_begin(self, batch, logs=None):
-        if batch == self.warmup:
-            self.t0 = time.perf_counter()
+        if self.t0 is None and batch >= self.warmup:
+            self.first, self.t0 = batch, time.perf_counter()
 
     def on_train_end(self, logs=None):
         self.t1 = time.perf_counter()
@@ -74,7 +81,8 @@ def setup(kind, config, x, y, num_classes, settings):
         # converts uint8 RGB batches to (gray, ab) pairs.
         ds = colorization_tasks.pairs_dataset(x, "lab", bs, shuffle=True, seed=seed)
         model = colorization.build_colorizer("unet", (32, 32, 1), "lab")
-        model.compile(optimizer=optimizer, loss="mse", jit_compile=settings["jit_compile"])
+        model.compile(optimizer=optimizer, loss="mse", jit_compile=settings["jit_compile"],
+                      steps_per_execution=FLAGS.steps_per_execution)  # fmt: skip
         gray = colorization_tasks.pairs_dataset(x[:1000], "lab", 1000)
         return ds, model, next(iter(gray))[0].numpy()
     ds = data.train_dataset(x, y, bs, seed=seed)
@@ -85,7 +93,8 @@ def setup(kind, config, x, y, num_classes, settings):
         model = transfer.build_transfer_model(num_classes, weights=None)
     else:
         model = experiment.build_model(config, num_classes, x)
-    training.compile_classifier(model, optimizer, jit_compile=settings["jit_compile"])
+    training.compile_classifier(model, optimizer, jit_compile=settings["jit_compile"],
+                                steps_per_execution=FLAGS.steps_per_execution)  # fmt: skip
     return ds, model, x
 
 
@@ -117,7 +126,10 @@ def main(argv):
 
     timer = StepTimer(FLAGS.warmup)
     model.fit(ds, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
-    train = (steps - FLAGS.warmup) * bs / (timer.t1 - timer.t0)
+    if timer.t0 is None:
+        raise ValueError(f"--steps ({steps}) leaves no step to time after --warmup "
+                         f"with --steps_per_execution {FLAGS.steps_per_execution}")  # fmt: skip
+    train = (steps - timer.first) * bs / (timer.t1 - timer.t0)
     rss_train = peak_rss_mb()
 
     eb = FLAGS.eval_batch_size
@@ -128,7 +140,8 @@ def main(argv):
     evaluation = len(xe) / (time.perf_counter() - t0)
 
     print(f"model={kind} n={s['n']} params={model.count_params()} batch={bs} "
-          f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision}")  # fmt: skip
+          f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision} "
+          f"steps_per_execution={FLAGS.steps_per_execution}")  # fmt: skip
     print(f"train_img_per_s={train:.1f} eval_img_per_s={evaluation:.1f} "
           f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f}")
 

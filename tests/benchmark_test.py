@@ -13,6 +13,7 @@ from tests.question1_test import run_script
 class BenchmarkTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.parameters(
         ("resnet", [], "float32"),
+        ("resnet", ["--steps_per_execution=2"], "float32"),  # timed from step 2
         ("plain", ["--mixed_precision"], "mixed_bfloat16"),  # a CPU: bfloat16
         ("colorizer", [], "float32"),
         ("transfer", [], "float32"),

@@ -29,6 +29,12 @@ class PolicyTest(tf.test.TestCase):
             self.assertEqual(distribute.precision_policy(None), "mixed_float16")
             self.assertEqual(distribute.precision_policy(False), "float32")
 
+    def test_xla_is_on_by_default_only_with_a_gpu(self):
+        self.assertEqual((distribute.use_xla(None), distribute.use_xla(True)), (False, True))
+        gpu = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
+        with unittest.mock.patch.object(tf.config, "list_physical_devices", return_value=gpu):
+            self.assertEqual((distribute.use_xla(None), distribute.use_xla(False)), (True, False))
+
     def test_the_global_policy_is_restored(self):
         with distribute.dtype_policy("mixed_bfloat16"):
             self.assertEqual(keras.config.dtype_policy().name, "mixed_bfloat16")
