@@ -76,6 +76,7 @@ class TrainConfig(RunConfig):
     weight_decay: float = models.PAPER_WEIGHT_DECAY
     shortcut: str = "projection"
     normalization: str = "per_channel"
+    fused_bn: bool = True  # TensorFlow's fused BatchNorm kernel (models.fuse_batch_norm)
     augment: bool = True
     run_name: str = "run"
 
@@ -157,6 +158,7 @@ def build_model(config, num_classes, x_train, sync_bn=False):
         mean=mean,
         std=std,
         sync_bn=sync_bn,
+        fused_bn=config.fused_bn,
     )
     if config.model == "plain":
         return models.build_plainnet(config.n, **kwargs)
@@ -398,7 +400,7 @@ def load_run(run_dir):
 # still reuses the finished run.
 # Speed options compute the same thing (docs/performance.md), so a run made
 # without them is still the run asked for.
-NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile"}
+NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_bn"}
 
 
 def changed_settings(wanted, flags_json):

@@ -26,8 +26,11 @@ layer, so a saved file needs no project code to be used.
     python -c "from resnet_keras import build_resnet; build_resnet(3).summary()"
 """
 
+import types
+
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from resnet_keras.checks import check_choice
@@ -59,6 +62,57 @@ def _bn(name, synchronized=False):
     # Synchronized BN averages batch statistics over replicas, so N replicas
     # compute what one device does with the same global batch.
     return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name)
+
+
+def fuse_batch_norm(model):
+    """Runs the model's BatchNormalization layers through TensorFlow's fused kernel.
+
+    Keras 3 computes batch normalisation as separate mean, variance and
+    arithmetic ops; TensorFlow's FusedBatchNormV3 (oneDNN on the CPU, cuDNN on
+    a GPU) does it in one pass each way and trains ResNet-20 1.2-1.4x faster
+    here (docs/performance.md). Only each layer's `call` is replaced: the
+    layers stay `keras.layers.BatchNormalization`, so saved files hold plain
+    Keras layers and load anywhere, and the arithmetic is Keras' own (same
+    statistics, epsilon and moving-average update; tested equal to Keras'
+    path). Synchronized and masked layers keep Keras' path.
+
+    Returns:
+        The number of layers switched.
+    """
+    count = 0
+    for layer in model._flatten_layers(include_self=False):
+        if (isinstance(layer, layers.BatchNormalization) and not layer.synchronized
+                and not layer.renorm and layer.axis in (-1, 3)):  # fmt: skip
+            layer.call = types.MethodType(_fused_bn_call, layer)
+            count += 1
+    return count
+
+
+def _fused_bn_call(self, inputs, training=None, mask=None):
+    if mask is not None or len(inputs.shape) != 4:
+        return type(self).call(self, inputs, training=training, mask=mask)
+    # As Keras does: statistics in float32 whatever the compute dtype.
+    x = tf.cast(inputs, "float32")
+    channels = x.shape[-1]
+    gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([channels])
+    beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([channels])
+    if training and self.trainable:
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, epsilon=self.epsilon, is_training=True
+        )
+        # The kernel returns the unbiased (n - 1) variance; Keras moves its
+        # averages with the biased one, and so do we.
+        n = tf.cast(tf.size(x) // channels, "float32")
+        variance = variance * (n - 1.0) / n
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+    else:
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+            epsilon=self.epsilon, is_training=False,
+        )  # fmt: skip
+    return tf.cast(y, self.compute_dtype)
 
 
 def _identity_shortcut(x, filters, name):
@@ -168,6 +222,7 @@ def _cifar_net(
     std,
     name,
     sync_bn=False,
+    fused_bn=True,
 ):
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer (depth 6n+2); got {n!r}")
@@ -201,7 +256,10 @@ def _cifar_net(
         dtype="float32",  # a float32 softmax under mixed precision
         name="predictions",
     )(x)
-    return keras.Model(inputs, outputs, name=f"{name}{6 * n + 2}")
+    model = keras.Model(inputs, outputs, name=f"{name}{6 * n + 2}")
+    if fused_bn:
+        fuse_batch_norm(model)
+    return model
 
 
 def build_resnet(
@@ -214,6 +272,7 @@ def build_resnet(
     mean=None,
     std=None,
     sync_bn=False,
+    fused_bn=True,
 ):
     """CIFAR ResNet-(6n+2).
 
@@ -226,13 +285,15 @@ def build_resnet(
         normalization: "per_channel" or "per_pixel" (see `normalization_layer`).
         mean, std: statistics of the training images, 0-255 units.
         sync_bn: synchronized BatchNorm, for training on several replicas.
+        fused_bn: run BatchNorm through TensorFlow's fused kernel (same
+            arithmetic, faster; see `fuse_batch_norm`).
 
     Returns:
         An uncompiled `keras.Model` named e.g. "resnet20".
     """
     return _cifar_net(
         n, num_classes, input_shape, shortcut, True, weight_decay,
-        normalization, mean, std, "resnet", sync_bn,
+        normalization, mean, std, "resnet", sync_bn, fused_bn,
     )  # fmt: skip
 
 
@@ -245,6 +306,7 @@ def build_plainnet(
     mean=None,
     std=None,
     sync_bn=False,
+    fused_bn=True,
 ):
     """The same 6n+2 network as `build_resnet` with every shortcut removed.
 
@@ -252,7 +314,7 @@ def build_plainnet(
     """
     return _cifar_net(
         n, num_classes, input_shape, "projection", False, weight_decay,
-        normalization, mean, std, "plainnet", sync_bn,
+        normalization, mean, std, "plainnet", sync_bn, fused_bn,
     )  # fmt: skip
 
 

@@ -63,6 +63,8 @@ flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0 silent, 1 progress
 flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<run_name>/.")
 flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA (off by default: "
                   "3x slower on CPU here, docs/performance.md).")
+flags.DEFINE_bool("fused_bn", None, "Run BatchNorm through TensorFlow's fused kernel (default "
+                  "on: the same arithmetic, 1.2-1.4x faster training here).")
 flags.DEFINE_bool("mixed_precision", None, "Mixed precision: float16 compute on a GPU, bfloat16 "
                   "on a CPU; float32 variables, softmax and losses. Default: on with a GPU.")
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
@@ -81,7 +83,8 @@ SHARED = [
     "n", "dataset", "label_mode", "data_dir", "epochs", "batch_size", "opt", "lr", "schedule",
     "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
     "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
-    "mixed_precision", "augment", "skip_bad_images", "strategy", "deterministic", "formats",
+    "mixed_precision", "fused_bn", "augment", "skip_bad_images", "strategy", "deterministic",
+    "formats",
 ]  # fmt: skip
 
 

@@ -70,7 +70,7 @@ SCRIPT_FLAGS = [
     "fine_tune_lr", "cache_features",
 ]  # fmt: skip
 # The base network comes from --base: the CIFAR ResNet's settings do not apply.
-NOT_APPLICABLE = ["model", "n", "shortcut", "normalization", "weight_decay"]
+NOT_APPLICABLE = ["model", "n", "shortcut", "normalization", "weight_decay", "fused_bn"]
 ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
 # Keras' default learning rates, as the original builds its optimizers (and as
 # question2 does): SGD at the paper's 0.1 is too large for a head on features.
