@@ -18,7 +18,8 @@ for r in $(seq 1 "$ROUNDS"); do
   $TORCH_PY benchmarks/torch_reference.py --n 3 --eval | tail -1
 done
 echo "== levers (one run each, ResNet-20, batch 128)"
-echo "baseline:"; bench --n 3 --steps 60
+echo "baseline (fused BatchNorm, float32):"; bench --n 3 --steps 60
+echo "fused_bn off (Keras' own BatchNorm ops):"; bench --n 3 --steps 60 --nofused_bn
 echo "mixed_precision (bfloat16 on CPU):"; bench --n 3 --steps 60 --mixed_precision
 echo "steps_per_execution 4:"; bench --n 3 --steps 62 --warmup 10 --steps_per_execution 4
 echo "jit_compile:"; bench --n 3 --steps 60 --jit_compile
