@@ -75,7 +75,7 @@ def precision_policy(mixed_precision=None):
     None (the default) means on where a GPU is present and off on the CPU.
     On means float16 compute on a GPU (Keras adds loss scaling) and bfloat16
     on a CPU, which has no fast float16 but, with AVX512_BF16 or AMX, fast
-    bfloat16 (docs/performance.md: 1.15x training, 2x evaluation here).
+    bfloat16 (docs/performance.md: 1.27x training, 1.2x evaluation here).
     Variables, the softmax and the losses stay float32 either way.
     """
     gpus = tf.config.list_physical_devices("GPU")
@@ -88,7 +88,7 @@ def precision_policy(mixed_precision=None):
 
 def use_xla(jit_compile=None):
     """`--jit_compile`: None (the default) means on where a GPU is present.
-    On this project's 2-core CPU, XLA made ResNet-20 training 3x slower."""
+    On this project's 2-core CPU, XLA made ResNet-20 training 2-3x slower."""
     if jit_compile is None:
         return bool(tf.config.list_physical_devices("GPU"))
     return bool(jit_compile)

@@ -62,7 +62,7 @@ flags.DEFINE_string("run_name", None, "Folder name under runs/ (default: from th
 flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
 flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<run_name>/.")
 flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA (off by default: "
-                  "3x slower on CPU here, docs/performance.md).")
+                  "2-3x slower on CPU here, docs/performance.md).")
 flags.DEFINE_bool("fused_bn", None, "Run BatchNorm through TensorFlow's fused kernel (default "
                   "on: the same arithmetic, 1.2-1.4x faster training here).")
 flags.DEFINE_bool("mixed_precision", None, "Mixed precision: float16 compute on a GPU, bfloat16 "
