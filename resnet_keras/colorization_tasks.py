@@ -129,8 +129,8 @@ def train(config, log=print):
             jit_compile=distribute.use_xla(config.jit_compile),
         )
     experiment.start_run(config, ds, x, val, xt, log, run_dir, name=config.name,
-                         params=model.count_params(), replicas=strategy.num_replicas_in_sync,
-                         precision=distribute.precision_policy(config.mixed_precision))  # fmt: skip
+                         params=model.count_params(),
+                         replicas=strategy.num_replicas_in_sync)  # fmt: skip
     callbacks = training.callbacks_for_run(
         run_dir, len(x), val is not None, config.tensorboard, "val_loss", "min"
     )

@@ -175,6 +175,7 @@ def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
         f"{len(xt)} test images of {x.shape[1]}x{x.shape[2]}, {ds.num_classes} classes"
     )
     resolved = dataclasses.asdict(config) | extra | {
+        "precision": distribute.precision_policy(config.mixed_precision),
         "train_images": len(x),
         "val_images": len(val[0]) if val else 0,
         "test_images": len(xt),
@@ -232,7 +233,6 @@ def run_classification(config, log=print):
         num_classes=ds.num_classes,
         class_names=list(ds.class_names),
         replicas=strategy.num_replicas_in_sync,
-        precision=distribute.precision_policy(config.mixed_precision),
     )  # fmt: skip
     metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
     return model, metrics, history
@@ -397,9 +397,8 @@ def load_run(run_dir):
 
 
 # Settings that cannot change a run's result: a rerun that differs only here
-# still reuses the finished run.
-# Speed options compute the same thing (docs/performance.md), so a run made
-# without them is still the run asked for.
+# still reuses the finished run. The speed options among them compute the same
+# thing (docs/performance.md).
 NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_bn"}
 
 

@@ -170,31 +170,19 @@ def run_transfer(config, options, log=print, feature_cache=None):
     strategy, run_dir = experiment.setup_run(config)
     ds, (x, y), val, (xt, yt) = experiment.prepare_data(config)
     t_start = time.perf_counter()
-    with experiment.model_scope(config, strategy):
-        model = build_model(options, ds.num_classes, x.shape[1:])
     top5 = ds.num_classes > 10
     cached = options.caches(config.augment)
     feature_time = 0.0
-    if cached:
-        key = _features_key(config, options)
-        cache = feature_cache if feature_cache is not None else {}
-        if key not in cache:
-            t0 = time.perf_counter()
-            extractor = feature_extractor(model)
-            arrays = [x] + ([val[0]] if val else []) + [xt]
-            # float32 whatever the precision: the head's input, kept across runs.
-            cache[key] = [extractor.predict(a, batch_size=256, verbose=0).astype("float32")
-                          for a in arrays]  # fmt: skip
-            feature_time = time.perf_counter() - t0
-            log(f"features: {cache[key][0].shape[1]} per image, extracted in {feature_time:.1f} s")
-        feats = cache[key]
-        with experiment.model_scope(config, strategy):
-            trained = head_model(model)
-        train, test = (feats[0], y), (feats[-1], yt)
-        val_in = (feats[1], val[1]) if val else None
-    else:
-        trained, train, val_in, test = model, (x, y), val, (xt, yt)
     with experiment.model_scope(config, strategy):
+        model = build_model(options, ds.num_classes, x.shape[1:])
+        if cached:
+            arrays = [x] + ([val[0]] if val else []) + [xt]
+            feats, feature_time = _features(model, config, options, arrays, feature_cache, log)
+            trained = head_model(model)
+            train, test = (feats[0], y), (feats[-1], yt)
+            val_in = (feats[1], val[1]) if val else None
+        else:
+            trained, train, val_in, test = model, (x, y), val, (xt, yt)
         lr, steps_per_epoch = experiment.compile_for_run(trained, config, len(x), top5)
     experiment.start_run(
         config, ds, x, val, xt, log, run_dir,
@@ -206,7 +194,6 @@ def run_transfer(config, options, log=print, feature_cache=None):
         params=model.count_params(),
         trainable_params=count_weights(model.trainable_weights),
         replicas=strategy.num_replicas_in_sync,
-        precision=distribute.precision_policy(config.mixed_precision),
     )  # fmt: skip
     metrics, history = experiment.fit_and_test(
         trained, config, train, val_in, test, run_dir=run_dir, test_images=xt, log=log
@@ -247,6 +234,26 @@ def run_transfer(config, options, log=print, feature_cache=None):
     training.write_json(os.path.join(run_dir, "history.json"), history)
     training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     return model, metrics, history
+
+
+def _features(model, config, options, arrays, feature_cache, log):
+    """(features of each array, seconds spent extracting).
+
+    `feature_cache` (a dict, or None) keeps them across runs that differ only
+    in what trains on them (e.g. the optimizer); a cache hit costs 0 s.
+    """
+    key = _features_key(config, options)
+    cache = feature_cache if feature_cache is not None else {}
+    if key in cache:
+        return cache[key], 0.0
+    t0 = time.perf_counter()
+    extractor = feature_extractor(model)
+    # float32 whatever the precision: the head's input, kept across runs.
+    cache[key] = [extractor.predict(a, batch_size=256, verbose=0).astype("float32")
+                  for a in arrays]  # fmt: skip
+    seconds = time.perf_counter() - t0
+    log(f"features: {cache[key][0].shape[1]} per image, extracted in {seconds:.1f} s")
+    return cache[key], seconds
 
 
 def finished_run(config, options):
