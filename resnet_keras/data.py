@@ -462,8 +462,14 @@ def augment_batch(images, seed, pad=4):
     return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
 
 
-def train_dataset(x, y, batch_size, seed=0, augment=True):
-    """Shuffled, augmented, batched uint8 images with int32 labels.
+def _one_hot_labels(ds, one_hot):
+    # One-hot float labels for a label-smoothed loss, made per batch.
+    return ds.map(lambda x, y: (x, tf.one_hot(y, one_hot))) if one_hot else ds
+
+
+def train_dataset(x, y, batch_size, seed=0, augment=True, one_hot=0):
+    """Shuffled, augmented, batched uint8 images with int32 labels (or, with
+    `one_hot` = the number of classes, one-hot float32 labels).
 
     Augmentation runs here in the pipeline (on whole uint8 batches, in
     parallel with the training step) rather than in the model, so saved
@@ -480,13 +486,14 @@ def train_dataset(x, y, batch_size, seed=0, augment=True):
             lambda xy, s: (augment_batch(xy[0], s), xy[1]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _one_hot_labels(ds, one_hot).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(x, y, batch_size):
-    """Batched, in order, nothing random."""
+def eval_dataset(x, y, batch_size, one_hot=0):
+    """Batched, in order, nothing random (labels as in `train_dataset`)."""
     y = np.asarray(y).reshape(-1).astype("int32")
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return _one_hot_labels(ds, one_hot).prefetch(tf.data.AUTOTUNE)
 
 
 def channel_stats(x):

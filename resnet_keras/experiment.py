@@ -78,6 +78,11 @@ class TrainConfig(RunConfig):
     normalization: str = "per_channel"
     fused_bn: bool = True  # TensorFlow's fused BatchNorm kernel (models.fuse_batch_norm)
     augment: bool = True
+    label_smoothing: float = 0.0  # > 0: one-hot targets (1 - e) + e / classes
+    nesterov: bool = False  # SGD only
+    # Also test on the mirrored test images, averaging the two softmaxes
+    # (metrics test_accuracy_tta); test_accuracy stays the saved model's own.
+    tta: bool = False
     run_name: str = "run"
 
     def validate(self):
@@ -87,7 +92,11 @@ class TrainConfig(RunConfig):
         check_choice("schedule", self.schedule, training.SCHEDULES)
         check_choice("shortcut", self.shortcut, models.SHORTCUTS)
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
-        check_minimums(self, [("n", 1), ("weight_decay", 0)])
+        check_minimums(self, [("n", 1), ("weight_decay", 0), ("label_smoothing", 0)])
+        if self.label_smoothing >= 1:
+            raise ValueError(f"--label_smoothing must be below 1; got {self.label_smoothing}")
+        if self.nesterov and self.opt != "sgd":
+            raise ValueError(f"--nesterov is SGD's momentum; --opt is {self.opt}")
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
 
@@ -246,8 +255,9 @@ def compile_for_run(model, config, num_train, top5):
         config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
     )
     training.compile_classifier(
-        model, training.make_optimizer(config.opt, schedule),
+        model, training.make_optimizer(config.opt, schedule, config.nesterov),
         jit_compile=distribute.use_xla(config.jit_compile), top5=top5,
+        label_smoothing=config.label_smoothing,
     )  # fmt: skip
     return lr, steps_per_epoch
 
@@ -274,8 +284,9 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
     augment = config.augment if augment is None else augment
     (x, y), (xt, yt) = train, test
     os.makedirs(run_dir, exist_ok=True)
-    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, augment)
-    val_ds = data_lib.eval_dataset(*val, batch_size=1000) if val else None
+    one_hot = model.output.shape[-1] if config.label_smoothing else 0
+    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, augment, one_hot)
+    val_ds = data_lib.eval_dataset(*val, batch_size=1000, one_hot=one_hot) if val else None
     callbacks = training.callbacks_for_run(run_dir, len(x), val is not None, config.tensorboard)
     t0 = time.perf_counter()
     model.fit(
@@ -295,7 +306,8 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
             model.load_weights(best)
         except OSError as e:  # killed while ModelCheckpoint wrote it
             log(f"warning: {best} is unreadable ({e}); testing the last weights instead")
-    scores = evaluate_predictions(model.predict(xt, batch_size=1000, verbose=0), yt)
+    probs = model.predict(xt, batch_size=1000, verbose=0)
+    scores = evaluate_predictions(probs, yt)
     path = os.path.join(run_dir, "test_predictions.npz")
     save_test_predictions(path, scores, xt if test_images is None else test_images)
     epoch_times = history.get("epoch_time_s", [])
@@ -312,16 +324,31 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
     }
     if model.output.shape[-1] > 10:
         metrics["test_top5_accuracy"] = scores["top5_accuracy"]
+    if config.tta and test_images is None:  # flips only make sense for image inputs
+        tta = evaluate_predictions(predict_with_flips(model, xt, probs), yt)
+        metrics |= {"test_accuracy_tta": tta["accuracy"], "test_loss_tta": tta["loss"]}
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
     training.write_json(os.path.join(run_dir, "history.json"), history)
     training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    tta_note = (f", with flips {metrics['test_accuracy_tta']:.4f}"
+                if "test_accuracy_tta" in metrics else "")  # fmt: skip
     log(
-        f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
-        f"({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
+        f"test accuracy {metrics['test_accuracy']:.4f}{tta_note}, test loss "
+        f"{metrics['test_loss']:.4f} ({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
     )
     return metrics, history
+
+
+def predict_with_flips(model, x, probs=None, batch_size=1000):
+    """Test-time augmentation: the mean softmax of each image and its mirror
+    image (the training flips make both equally valid views). `probs`: the
+    plain predictions, where already made."""
+    if probs is None:
+        probs = model.predict(x, batch_size=batch_size, verbose=0)
+    mirrored = model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size, verbose=0)
+    return (np.asarray(probs, "float64") + mirrored) / 2
 
 
 def evaluate_predictions(probs, y):

@@ -208,8 +208,11 @@ def run_transfer(config, options, log=print, feature_cache=None):
         log(f"fine-tuning {len(unfrozen)} layers ({unfrozen[0]} ... {unfrozen[-1]}) "
             f"at lr {ft_lr} for {options.fine_tune_epochs} epochs")  # fmt: skip
         with experiment.model_scope(config, strategy):
-            training.compile_classifier(model, training.make_optimizer(config.opt, ft_lr),
-                                        jit_compile=distribute.use_xla(config.jit_compile), top5=top5)  # fmt: skip
+            training.compile_classifier(
+                model, training.make_optimizer(config.opt, ft_lr, config.nesterov),
+                jit_compile=distribute.use_xla(config.jit_compile), top5=top5,
+                label_smoothing=config.label_smoothing,
+            )  # fmt: skip
         ft_metrics, ft_history = experiment.fit_and_test(
             model, config, (x, y), val, (xt, yt), log=log,
             run_dir=os.path.join(run_dir, "fine_tune"), epochs=options.fine_tune_epochs,

@@ -67,6 +67,11 @@ flags.DEFINE_bool("fused_bn", None, "Run BatchNorm through TensorFlow's fused ke
                   "on: the same arithmetic, 1.2-1.4x faster training here).")
 flags.DEFINE_bool("mixed_precision", None, "Mixed precision: float16 compute on a GPU, bfloat16 "
                   "on a CPU; float32 variables, softmax and losses. Default: on with a GPU.")
+flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / "
+                   "classes (0: none; the fast schedule uses 0.1).")
+flags.DEFINE_bool("nesterov", None, "Nesterov momentum for --opt sgd (the fast schedule's).")
+flags.DEFINE_bool("tta", None, "Also report test accuracy averaged over each test image and "
+                  "its mirror image (test_accuracy_tta); the saved model is unchanged.")
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
 flags.DEFINE_string("strategy", None, "tf.distribute strategy: auto, one_device, mirrored, "
@@ -84,7 +89,7 @@ SHARED = [
     "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
     "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
     "mixed_precision", "fused_bn", "augment", "skip_bad_images", "strategy", "deterministic",
-    "formats",
+    "formats", "label_smoothing", "nesterov", "tta",
 ]  # fmt: skip
 
 

@@ -191,6 +191,18 @@ class AugmentTest(tf.test.TestCase):
         ev = np.concatenate([x.numpy() for x, _ in data.eval_dataset(self.images, labels, 16)])
         self.assertAllEqual(ev, self.images)
 
+    def test_one_hot_labels_for_label_smoothing(self):
+        labels = np.arange(64).reshape(-1, 1) % 10
+        plain = list(data.train_dataset(self.images, labels, 16, seed=4))
+        hot = list(data.train_dataset(self.images, labels, 16, seed=4, one_hot=10))
+        for (x, y), (xh, yh) in zip(plain, hot):
+            self.assertEqual((yh.dtype, tuple(yh.shape)), (tf.float32, (16, 10)))
+            self.assertAllEqual(xh, x)  # same images, same order
+            self.assertAllEqual(np.argmax(yh, 1), y)
+            self.assertAllEqual(np.sum(yh, 1), np.ones(16))
+        (_, ye), = data.eval_dataset(self.images[:8], labels[:8], 8, one_hot=10)
+        self.assertAllEqual(ye, np.eye(10)[labels[:8, 0]])
+
     def test_repeatable_with_seed(self):
         labels = np.zeros((64, 1))
         a = [x.numpy() for x, _ in data.train_dataset(self.images, labels, 16, seed=5)]

@@ -73,6 +73,9 @@ class BadInputTest(tf.test.TestCase):
             (["--epochs=0"], "--epochs must be at least 1"),
             (["--dataset=mnist"], "Unknown dataset 'mnist'"),
             ([f"--data_dir={os.path.join(out, 'missing')}"], "no such file or folder"),
+            (["--label_smoothing=1"], "--label_smoothing must be below 1; got 1.0"),
+            (["--label_smoothing=-0.1"], "--label_smoothing must be at least 0"),
+            (["--nesterov"], "--nesterov is SGD's momentum; --opt is adam"),
         ]
         for args, message in cases:
             r = run_script("scripts.question1", *args, f"--output_dir={out}")
@@ -93,6 +96,43 @@ class BadInputTest(tf.test.TestCase):
         self.assertIn("python format", r.stdout)
         # --val_size 0 (no validation, as --schedule fast): the last weights are tested.
         self.assertRegex(r.stdout, r"Test accuracy: 0\.\d{4}")
+
+
+class FastScheduleTest(tf.test.TestCase):
+    def test_preset_brings_its_settings_and_flags_still_win(self):
+        root = tempfile.mkdtemp()
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        common = [f"--data_dir={root}", "--n=1", "--epochs=1", "--batch_size=16", "--verbose=0",
+                  "--schedule=fast"]  # fmt: skip
+        r = run_script("scripts.question1", *common, f"--output_dir={root}/a")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        run = os.path.join(root, "a", "runs", "question1_resnet8_cifar10")
+        with open(os.path.join(run, "flags.json")) as f:
+            flags = json.load(f)
+        self.assertEqual(
+            {k: flags[k] for k in ("opt", "lr", "label_smoothing", "nesterov", "tta", "precision", "val_size")},
+            {"opt": "sgd", "lr": 0.2, "label_smoothing": 0.1, "nesterov": True, "tta": True,
+             "precision": "mixed_bfloat16", "val_size": 0},
+        )  # fmt: skip
+        with open(os.path.join(run, "metrics.json")) as f:
+            metrics = json.load(f)
+        self.assertBetween(metrics["test_accuracy_tta"], 0.0, 1.0)
+        self.assertIn("with flips", r.stdout)
+        import keras
+
+        model = keras.models.load_model(os.path.join(root, "a", "saved_models", "resnet_cifar10.h5"))
+        self.assertEqual(model.output.dtype, "float32")
+        # Flags the user sets override the preset.
+        r = run_script("scripts.question1", *common, "--label_smoothing=0", "--nonesterov",
+                       "--nomixed_precision", "--notta", f"--output_dir={root}/b")  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        run = os.path.join(root, "b", "runs", "question1_resnet8_cifar10")
+        with open(os.path.join(run, "flags.json")) as f:
+            flags = json.load(f)
+        self.assertEqual((flags["label_smoothing"], flags["nesterov"], flags["precision"]),
+                         (0.0, False, "float32"))  # fmt: skip
+        with open(os.path.join(run, "metrics.json")) as f:
+            self.assertNotIn("test_accuracy_tta", json.load(f))
 
 
 if __name__ == "__main__":

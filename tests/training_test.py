@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import training
+from resnet_keras import experiment, training
 
 
 class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
@@ -68,6 +68,65 @@ class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(sgd.momentum, 0.9)
         self.assertIsInstance(training.make_optimizer("adam", 1e-3), keras.optimizers.Adam)
         self.assertIsInstance(training.make_optimizer("rmsprop", 1e-3), keras.optimizers.RMSprop)
+        self.assertFalse(sgd.nesterov)
+        self.assertTrue(training.make_optimizer("sgd", 0.1, nesterov=True).nesterov)
+        with self.assertRaisesRegex(ValueError, "--nesterov is SGD's momentum; --opt is adam"):
+            training.make_optimizer("adam", 1e-3, nesterov=True)
+
+
+class LabelSmoothingTest(tf.test.TestCase):
+    def _model(self, classes=3):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(inputs))
+
+    def test_smoothed_loss_is_keras_own_on_one_hot_targets(self):
+        model = self._model()
+        training.compile_classifier(model, keras.optimizers.SGD(0.1), label_smoothing=0.1, top5=True)
+        x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+        y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+        probs = model.predict(x, verbose=0)
+        # (1 - 0.1) one-hot + 0.1 / 3 everywhere, against the model's softmax.
+        target = 0.9 * np.eye(3)[y] + 0.1 / 3
+        want = -np.mean(np.sum(target * np.log(probs), axis=1))
+        got = model.compute_loss(x, tf.one_hot(y, 3), model(x))
+        self.assertAllClose(got, want, atol=1e-5)
+        # The plain loss is larger on a confident right answer than smoothing's
+        # floor: it really is a different target, not the same loss renamed.
+        plain = -np.mean(np.log(probs[np.arange(8), y]))
+        self.assertNotAllClose(plain, want)
+        logs = model.fit(x, tf.one_hot(y, 3), epochs=1, verbose=0).history
+        self.assertIn("accuracy", logs)
+        self.assertIn("top5_accuracy", logs)
+
+    def test_saved_smoothed_model_loads_in_plain_keras(self):
+        model = self._model()
+        training.compile_classifier(model, keras.optimizers.SGD(0.1), label_smoothing=0.2)
+        path = os.path.join(tempfile.mkdtemp(), "m.h5")
+        model.save(path)
+        loaded = keras.models.load_model(path)  # no project code needed
+        x = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
+        y = tf.one_hot([0, 1, 2, 1, 0], 3)
+        self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+        # The smoothing came back with the file.
+        self.assertAllClose(loaded.compute_loss(x, y, loaded(x)), model.compute_loss(x, y, model(x)))
+
+
+class FlipTtaTest(tf.test.TestCase):
+    def test_mirror_invariant_and_the_mean_of_both_views(self):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4, 4, 3))
+        flat = keras.layers.Flatten()(inputs)  # position-sensitive: a mirror changes it
+        model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat))
+        x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3)).astype("uint8")
+        mirror = x[:, :, ::-1]
+        plain, flipped = model.predict(x, verbose=0), model.predict(mirror, verbose=0)
+        self.assertNotAllClose(plain, flipped)
+        tta = experiment.predict_with_flips(model, x)
+        self.assertAllClose(tta, (plain + flipped) / 2, atol=1e-6)
+        # An image and its mirror get the same answer; given plain, the same again.
+        self.assertAllClose(experiment.predict_with_flips(model, mirror), tta, atol=1e-6)
+        self.assertAllClose(experiment.predict_with_flips(model, x, plain), tta, atol=1e-6)
 
 
 class FilesTest(tf.test.TestCase):
