@@ -77,6 +77,7 @@ class TrainConfig(RunConfig):
     shortcut: str = "projection"
     normalization: str = "per_channel"
     fused_bn: bool = True  # TensorFlow's fused BatchNorm kernel (models.fuse_batch_norm)
+    recompute: bool = False  # less memory, slower steps (models.recompute_blocks)
     augment: bool = True
     label_smoothing: float = 0.0  # > 0: one-hot targets (1 - e) + e / classes
     nesterov: bool = False  # SGD only
@@ -95,6 +96,9 @@ class TrainConfig(RunConfig):
         check_minimums(self, [("n", 1), ("weight_decay", 0), ("label_smoothing", 0)])
         if self.label_smoothing >= 1:
             raise ValueError(f"--label_smoothing must be below 1; got {self.label_smoothing}")
+        if self.recompute and not self.fused_bn:
+            raise ValueError("--recompute needs --fused_bn (its BatchNorm skips the second "
+                             "moving-average update)")  # fmt: skip
         if self.nesterov and self.opt != "sgd":
             raise ValueError(f"--nesterov is SGD's momentum; --opt is {self.opt}")
         if self.lr is not None and self.lr <= 0:
@@ -170,8 +174,12 @@ def build_model(config, num_classes, x_train, sync_bn=False):
         fused_bn=config.fused_bn,
     )
     if config.model == "plain":
-        return models.build_plainnet(config.n, **kwargs)
-    return models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
+        model = models.build_plainnet(config.n, **kwargs)
+    else:
+        model = models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
+    if config.recompute:
+        models.recompute_blocks(model)
+    return model
 
 
 def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
@@ -426,7 +434,7 @@ def load_run(run_dir):
 # Settings that cannot change a run's result: a rerun that differs only here
 # still reuses the finished run. The speed options among them compute the same
 # thing (docs/performance.md).
-NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_bn"}
+NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_bn", "recompute"}
 
 
 def changed_settings(wanted, flags_json):

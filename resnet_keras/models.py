@@ -26,6 +26,7 @@ layer, so a saved file needs no project code to be used.
     python -c "from resnet_keras import build_resnet; build_resnet(3).summary()"
 """
 
+import threading
 import types
 
 import keras
@@ -100,6 +101,10 @@ def _fused_bn_call(self, inputs, training=None, mask=None):
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, gamma, beta, epsilon=self.epsilon, is_training=True
         )
+        if getattr(_RECOMPUTING, "active", False):
+            # The backward pass re-running a block (recompute_blocks): the same
+            # batch statistics, and the moving averages already moved once.
+            return tf.cast(y, self.compute_dtype)
         # The kernel returns the unbiased (n - 1) variance; Keras moves its
         # averages with the biased one, and so do we.
         n = tf.cast(tf.size(x) // channels, "float32")
@@ -113,6 +118,73 @@ def _fused_bn_call(self, inputs, training=None, mask=None):
             epsilon=self.epsilon, is_training=False,
         )  # fmt: skip
     return tf.cast(y, self.compute_dtype)
+
+
+# Set while recompute_blocks' backward pass re-runs a block: BatchNorm must not
+# move its averages a second time. Per thread, as replicas trace in threads.
+_RECOMPUTING = threading.local()
+
+
+def recompute_blocks(model):
+    """Trains `model` keeping only each residual block's input for the backward
+    pass; the block's inner activations are computed again there.
+
+    This trades speed for memory: one more forward pass per step, and the
+    stored activations shrink to one tensor per block (docs/performance.md).
+    Only the model's `call` is replaced, at run time: its layers, weights and
+    saved files are unchanged. What is computed is unchanged too: the
+    recomputed BatchNorm uses the same batch statistics and skips the
+    moving-average update it already made (needs the fused BatchNorm path,
+    `fuse_batch_norm`, which holds that switch; tested equal to the plain
+    model's gradients and statistics).
+
+    Returns:
+        The number of blocks recomputed.
+    """
+    bns = [l for l in model._flatten_layers(include_self=False)
+           if isinstance(l, layers.BatchNormalization)]  # fmt: skip
+    if any(getattr(l.call, "__func__", None) is not _fused_bn_call for l in bns):
+        raise ValueError("recomputing blocks needs the fused BatchNorm path (--fused_bn, "
+                         "one replica)")  # fmt: skip
+    # Block boundaries: the stem's ReLU, then each block's closing ReLU.
+    points = [model.get_layer("stem_relu").output]
+    points += [l.output for l in model.layers if l.name.endswith("_out")]
+    stem = keras.Model(model.inputs[0], points[0])
+    blocks = [keras.Model(a, b) for a, b in zip(points, points[1:])]
+    head = keras.Model(points[-1], model.outputs[0])
+
+    def call(self, inputs, training=None, mask=None):
+        x = stem(inputs, training=training)
+        for block in blocks:
+            x = _recomputed(block, x) if training else block(x, training=training)
+        return head(x, training=training)
+
+    model.call = types.MethodType(call, model)
+    return len(blocks)
+
+
+def _recomputed(block, x):
+    @tf.custom_gradient
+    def run(x):
+        # The forward pass keeps nothing for the backward one but `x`: the
+        # gradient below closes over `x` and the variables only.
+        y = block(x, training=True)
+
+        def grad(dy, variables=None):
+            variables = list(variables or [])
+            _RECOMPUTING.active = True
+            try:
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y2 = block(x, training=True)
+            finally:
+                _RECOMPUTING.active = False
+            dx, dvars = tape.gradient(y2, (x, variables), output_gradients=dy)
+            return dx, dvars
+
+        return y, grad
+
+    return run(x)
 
 
 def _identity_shortcut(x, filters, name):

@@ -33,10 +33,10 @@ flags.DEFINE_integer("steps_per_execution", 1, "Training steps per call into the
 FLAGS = flags.FLAGS
 
 DEFAULTS = dict(model="resnet", n=3, batch_size=128, opt="sgd", lr=0.1, seed=0, jit_compile=False,
-                mixed_precision=False, fused_bn=True)  # fmt: skip
+                mixed_precision=False, fused_bn=True, recompute=False)  # fmt: skip
 BENCH_MODELS = ("resnet", "plain", "colorizer", "transfer")
 SETTINGS = ["model", "n", "batch_size", "opt", "lr", "seed", "jit_compile", "mixed_precision",
-            "fused_bn", "data_dir", "dataset"]  # fmt: skip
+            "fused_bn", "recompute", "data_dir", "dataset"]  # fmt: skip
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -103,13 +103,15 @@ def main(argv):
     check_choice("model", s["model"], BENCH_MODELS)
     if FLAGS.warmup >= FLAGS.steps:
         raise ValueError(f"--steps ({FLAGS.steps}) must exceed --warmup ({FLAGS.warmup})")
+    if s["recompute"] and s["model"] not in experiment.MODELS:
+        raise ValueError(f"--recompute is for the CIFAR networks (resnet, plain); got {s['model']}")
     keras.utils.set_random_seed(s["seed"])
     bs, steps = s["batch_size"], FLAGS.steps
     x, y, num_classes = images(s, bs * steps)
     kind = s["model"]
     config = experiment.TrainConfig(model=kind if kind in experiment.MODELS else "resnet",
                                     n=s["n"], batch_size=bs, opt=s["opt"],
-                                    fused_bn=s["fused_bn"])  # fmt: skip
+                                    fused_bn=s["fused_bn"], recompute=s["recompute"])  # fmt: skip
     config.validate()
     precision = distribute.precision_policy(s["mixed_precision"])
     with distribute.dtype_policy(precision):
@@ -142,7 +144,7 @@ def main(argv):
 
     print(f"model={kind} n={s['n']} params={model.count_params()} batch={bs} "
           f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision} "
-          f"fused_bn={s['fused_bn']} "
+          f"fused_bn={s['fused_bn']} recompute={s['recompute']} "
           f"steps_per_execution={FLAGS.steps_per_execution}")  # fmt: skip
     print(f"train_img_per_s={train:.1f} eval_img_per_s={evaluation:.1f} "
           f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f}")

@@ -65,6 +65,8 @@ flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA (off 
                   "2-3x slower on CPU here, docs/performance.md).")
 flags.DEFINE_bool("fused_bn", None, "Run BatchNorm through TensorFlow's fused kernel (default "
                   "on: the same arithmetic, 1.2-1.4x faster training here).")
+flags.DEFINE_bool("recompute", None, "Keep only each residual block's input for the backward "
+                  "pass and compute the rest again: less memory, slower steps.")
 flags.DEFINE_bool("mixed_precision", None, "Mixed precision: float16 compute on a GPU, bfloat16 "
                   "on a CPU; float32 variables, softmax and losses. Default: on with a GPU.")
 flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / "
@@ -89,7 +91,7 @@ SHARED = [
     "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
     "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
     "mixed_precision", "fused_bn", "augment", "skip_bad_images", "strategy", "deterministic",
-    "formats", "label_smoothing", "nesterov", "tta",
+    "formats", "label_smoothing", "nesterov", "tta", "recompute",
 ]  # fmt: skip
 
 

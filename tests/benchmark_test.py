@@ -15,6 +15,7 @@ class BenchmarkTest(tf.test.TestCase, parameterized.TestCase):
         ("resnet", [], "float32"),
         ("resnet", ["--steps_per_execution=2"], "float32"),  # timed from step 2
         ("plain", ["--mixed_precision"], "mixed_bfloat16"),  # a CPU: bfloat16
+        ("resnet", ["--recompute"], "float32"),
         ("colorizer", [], "float32"),
         ("transfer", [], "float32"),
     )
@@ -34,6 +35,11 @@ class BenchmarkTest(tf.test.TestCase, parameterized.TestCase):
         r = run_script("scripts.benchmark", "--model=vgg")
         self.assertEqual(r.returncode, 2)
         self.assertIn("vgg", r.stderr)
+
+    def test_recompute_only_for_the_cifar_networks(self):
+        r = run_script("scripts.benchmark", "--model=colorizer", "--recompute")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--recompute is for the CIFAR networks", r.stderr)
 
     def test_bad_steps(self):
         r = run_script("scripts.benchmark", "--steps=3", "--warmup=5")

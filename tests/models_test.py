@@ -188,6 +188,59 @@ class FusedBatchNormTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(loaded.predict(x, verbose=0), fused.predict(x, verbose=0), atol=1e-5)
 
 
+class RecomputeBlocksTest(tf.test.TestCase, parameterized.TestCase):
+    """Recomputing blocks in the backward pass changes memory, not results."""
+
+    def _step(self, model, x, y):
+        @tf.function  # graph mode, as fit runs it
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                out = model(x, training=True)
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, out))
+            return loss, tape.gradient(loss, [w.value for w in model.trainable_weights])
+
+        loss, grads = step(x, y)
+        return loss.numpy(), [g.numpy() for g in grads], [w.numpy() for w in model.non_trainable_weights]
+
+    @parameterized.parameters(models.build_resnet, models.build_plainnet)
+    def test_same_loss_gradients_and_moving_statistics(self, build):
+        x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("uint8")
+        y = np.arange(8) % 10
+        keras.utils.set_random_seed(0)
+        plain = build(1)
+        keras.utils.set_random_seed(0)
+        recomputed = build(1)
+        self.assertEqual(models.recompute_blocks(recomputed), 3)
+        (la, ga, sa), (lb, gb, sb) = self._step(plain, x, y), self._step(recomputed, x, y)
+        self.assertAllClose(la, lb, atol=1e-6)
+        self.assertLen(gb, len(ga))
+        for g_a, g_b in zip(ga, gb):
+            self.assertAllClose(g_a, g_b, atol=1e-5)
+        # The moving averages moved once, as in the plain model: the backward
+        # pass's second run of each BatchNorm made no update.
+        for s_a, s_b, w in zip(sa, sb, plain.non_trainable_weights):
+            self.assertAllClose(s_a, s_b, atol=1e-6, msg=w.path)
+        self.assertAllClose(plain.predict(x, verbose=0), recomputed.predict(x, verbose=0), atol=1e-6)
+
+    def test_trains_with_fit_and_saves_plain_keras(self):
+        keras.utils.set_random_seed(0)
+        model = models.build_resnet(1)
+        models.recompute_blocks(model)
+        model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+        x = np.random.default_rng(1).integers(0, 256, (32, 32, 32, 3)).astype("uint8")
+        y = np.arange(32) % 10
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history
+        self.assertTrue(np.all(np.isfinite(history["loss"])))
+        path = os.path.join(tempfile.mkdtemp(), "m.h5")
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+    def test_refuses_keras_batch_norm_path(self):
+        with self.assertRaisesRegex(ValueError, "needs the fused BatchNorm path"):
+            models.recompute_blocks(models.build_resnet(1, fused_bn=False))
+
+
 class SavingTest(tf.test.TestCase, parameterized.TestCase):
     def setUp(self):
         super().setUp()

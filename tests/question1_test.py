@@ -76,6 +76,7 @@ class BadInputTest(tf.test.TestCase):
             (["--label_smoothing=1"], "--label_smoothing must be below 1; got 1.0"),
             (["--label_smoothing=-0.1"], "--label_smoothing must be at least 0"),
             (["--nesterov"], "--nesterov is SGD's momentum; --opt is adam"),
+            (["--recompute", "--nofused_bn"], "--recompute needs --fused_bn"),
         ]
         for args, message in cases:
             r = run_script("scripts.question1", *args, f"--output_dir={out}")
