@@ -439,9 +439,11 @@ NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_b
 
 def changed_settings(wanted, flags_json):
     """Names of the settings in `wanted` (a dict) that a finished run's
-    flags.json records differently."""
+    flags.json records differently. A setting the file lacks was added after
+    the run was made, which then ran with what is now its default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     return sorted(k for k, v in wanted.items()
-                  if k not in NO_EFFECT and flags_json.get(k) != v)  # fmt: skip
+                  if k not in NO_EFFECT and flags_json.get(k, defaults.get(k)) != v)  # fmt: skip
 
 
 def train_or_reuse(config, model_stem, formats=("h5",), retrain=False, log=print):
