@@ -101,17 +101,16 @@ def _fused_bn_call(self, inputs, training=None, mask=None):
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, gamma, beta, epsilon=self.epsilon, is_training=True
         )
-        if getattr(_RECOMPUTING, "active", False):
-            # The backward pass re-running a block (recompute_blocks): the same
-            # batch statistics, and the moving averages already moved once.
-            return tf.cast(y, self.compute_dtype)
-        # The kernel returns the unbiased (n - 1) variance; Keras moves its
-        # averages with the biased one, and so do we.
-        n = tf.cast(tf.size(x) // channels, "float32")
-        variance = variance * (n - 1.0) / n
-        m = self.momentum
-        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        # Skipped while the backward pass re-runs a block (recompute_blocks):
+        # the same batch statistics, and the averages already moved once.
+        if not getattr(_RECOMPUTING, "active", False):
+            # The kernel returns the unbiased (n - 1) variance; Keras moves its
+            # averages with the biased one, and so do we.
+            n = tf.cast(tf.size(x) // channels, "float32")
+            variance = variance * (n - 1.0) / n
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+            self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
     else:
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(
             x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
