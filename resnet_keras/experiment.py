@@ -332,7 +332,7 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
     }
     if model.output.shape[-1] > 10:
         metrics["test_top5_accuracy"] = scores["top5_accuracy"]
-    if config.tta and test_images is None:  # flips only make sense for image inputs
+    if config.tta and np.ndim(xt) == 4:  # images, not cached features: flips apply
         tta = evaluate_predictions(predict_with_flips(model, xt, probs), yt)
         metrics |= {"test_accuracy_tta": tta["accuracy"], "test_loss_tta": tta["loss"]}
     if "val_accuracy" in history:

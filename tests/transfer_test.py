@@ -324,6 +324,14 @@ class RunTest(tf.test.TestCase):
             pairs = zip(source(name).get_weights(), net.get_layer(name).get_weights())
             self.assertEqual(all(np.array_equal(a, b) for a, b in pairs), not moved, name)
 
+    def test_flip_tta_on_images_only(self):
+        for cache in (True, False):
+            opts = te.TransferOptions(base=self.base, cache_features=cache)
+            config = self.config(run_name=f"tta{cache}", epochs=1, tta=True)
+            _, metrics, _ = te.run_transfer(config, opts, log=lambda line: None)
+            # Cached features have no mirror image; the images of an uncached run do.
+            self.assertEqual("test_accuracy_tta" in metrics, not cache)
+
     def test_runs_that_differ_in_optimizer_extract_features_once(self):
         cache, lines = {}, []
         for opt in ("adam", "sgd"):
