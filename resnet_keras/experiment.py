@@ -84,6 +84,9 @@ class TrainConfig(RunConfig):
     # Also test on the mirrored test images, averaging the two softmaxes
     # (metrics test_accuracy_tta); test_accuracy stays the saved model's own.
     tta: bool = False
+    # Six views: that pair plus the pair moved one pixel up-left and one
+    # down-right (metrics test_accuracy_tta_shifts; predict_with_shifts).
+    tta_shifts: bool = False
     run_name: str = "run"
 
     def validate(self):
@@ -332,16 +335,21 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
     }
     if model.output.shape[-1] > 10:
         metrics["test_top5_accuracy"] = scores["top5_accuracy"]
-    if config.tta and np.ndim(xt) == 4:  # images, not cached features: flips apply
-        tta = evaluate_predictions(predict_with_flips(model, xt, probs), yt)
-        metrics |= {"test_accuracy_tta": tta["accuracy"], "test_loss_tta": tta["loss"]}
+    if (config.tta or config.tta_shifts) and np.ndim(xt) == 4:  # images, not cached features
+        flips = predict_with_flips(model, xt, probs)
+        if config.tta:
+            tta = evaluate_predictions(flips, yt)
+            metrics |= {"test_accuracy_tta": tta["accuracy"], "test_loss_tta": tta["loss"]}
+        if config.tta_shifts:
+            tta = evaluate_predictions(predict_with_shifts(model, xt, flips), yt)
+            metrics |= {"test_accuracy_tta_shifts": tta["accuracy"], "test_loss_tta_shifts": tta["loss"]}
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
     training.write_json(os.path.join(run_dir, "history.json"), history)
     training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    tta_note = (f", with flips {metrics['test_accuracy_tta']:.4f}"
-                if "test_accuracy_tta" in metrics else "")  # fmt: skip
+    views = [("with flips", "test_accuracy_tta"), ("with flips and shifts", "test_accuracy_tta_shifts")]
+    tta_note = "".join(f", {name} {metrics[key]:.4f}" for name, key in views if key in metrics)
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}{tta_note}, test loss "
         f"{metrics['test_loss']:.4f} ({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
@@ -357,6 +365,21 @@ def predict_with_flips(model, x, probs=None, batch_size=1000):
         probs = model.predict(x, batch_size=batch_size, verbose=0)
     mirrored = model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size, verbose=0)
     return (np.asarray(probs, "float64") + mirrored) / 2
+
+
+def predict_with_shifts(model, x, flips=None, batch_size=1000):
+    """Six-view test-time augmentation (airbench's level 2): half the weight on
+    the mirror pair (`predict_with_flips`, passed as `flips` where already
+    made), a quarter each on that pair moved one pixel up-left and one
+    down-right. The border pixels it uncovers are zeros, as the training
+    crops' padding is, so every view is one the model trained on."""
+    if flips is None:
+        flips = predict_with_flips(model, x, batch_size=batch_size)
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    h, w = x.shape[1:3]
+    shifted = [predict_with_flips(model, padded[:, dy : dy + h, dx : dx + w], batch_size=batch_size)
+               for dy, dx in [(0, 0), (2, 2)]]  # fmt: skip
+    return flips / 2 + (shifted[0] + shifted[1]) / 4
 
 
 def evaluate_predictions(probs, y):

@@ -41,7 +41,8 @@ ONECYCLE_WARMUP = 0.2
 # Measured: 88.41% (89.58% with flips) after 100 epochs in 69 minutes here;
 # 90% is not reached (docs/performance.md).
 FAST_PRESET = dict(opt="sgd", lr=0.2, batch_size=128, epochs=100, weight_decay=5e-4, val_size=0,
-                   label_smoothing=0.1, nesterov=True, mixed_precision=True, tta=True)
+                   label_smoothing=0.1, nesterov=True, mixed_precision=True, tta=True,
+                   tta_shifts=True)
 
 
 

@@ -74,6 +74,9 @@ flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) 
 flags.DEFINE_bool("nesterov", None, "Nesterov momentum for --opt sgd (the fast schedule's).")
 flags.DEFINE_bool("tta", None, "Also report test accuracy averaged over each test image and "
                   "its mirror image (test_accuracy_tta); the saved model is unchanged.")
+flags.DEFINE_bool("tta_shifts", None, "Also report test accuracy over six views: each test image "
+                  "and its mirror, as they are and moved one pixel up-left and down-right "
+                  "(test_accuracy_tta_shifts).")
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
 flags.DEFINE_string("strategy", None, "tf.distribute strategy: auto, one_device, mirrored, "
@@ -91,7 +94,7 @@ SHARED = [
     "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
     "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
     "mixed_precision", "fused_bn", "augment", "skip_bad_images", "strategy", "deterministic",
-    "formats", "label_smoothing", "nesterov", "tta", "recompute",
+    "formats", "label_smoothing", "nesterov", "tta", "tta_shifts", "recompute",
 ]  # fmt: skip
 
 

@@ -5,7 +5,9 @@
 
 Prints test accuracy, loss (plain cross-entropy), top-5 accuracy when there are
 more than 10 classes, and per-class accuracy; given several models, also their
-ensemble (the mean of their softmax outputs). Models load in Keras' safe mode.
+ensemble (the mean of their softmax outputs). `--tta` adds each model's figures
+averaged with the mirrored test images, `--tta_shifts` its six-view figures
+(experiment.predict_with_shifts). Models load in Keras' safe mode.
 """
 
 import numpy as np
@@ -17,7 +19,8 @@ from absl import flags
 from resnet_keras import data, experiment, saving
 
 FLAGS = flags.FLAGS
-DEFAULTS = dict(dataset="cifar10", label_mode="fine", test_limit=0, seed=0, batch_size=500)
+DEFAULTS = dict(dataset="cifar10", label_mode="fine", test_limit=0, seed=0, batch_size=500, tta=False,
+                tta_shifts=False)
 
 
 def check_classifier(model, path, num_classes, image_shape):
@@ -50,7 +53,7 @@ def main(argv):
     if not paths:
         raise ValueError("give one or more model files: python -m scripts.evaluate MODEL.h5 [...]")
     s = common.resolve(DEFAULTS, ["dataset", "label_mode", "data_dir", "test_limit", "seed",
-                                  "batch_size", "skip_bad_images"])  # fmt: skip
+                                  "batch_size", "skip_bad_images", "tta", "tta_shifts"])  # fmt: skip
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
     ds = data.load_dataset(s["dataset"], s.get("data_dir"), s["label_mode"],
                            skip_bad_images=s.get("skip_bad_images", False))  # fmt: skip
@@ -64,6 +67,14 @@ def main(argv):
         p = model.predict(xt, batch_size=s["batch_size"], verbose=0)
         probs.append(p)
         report(path, experiment.evaluate_predictions(p, yt), ds.class_names, top5)
+        if s["tta"] or s["tta_shifts"]:
+            flips = experiment.predict_with_flips(model, xt, p, s["batch_size"])
+            if s["tta"]:
+                report(f"{path} with flips", experiment.evaluate_predictions(flips, yt), ds.class_names, top5)
+            if s["tta_shifts"]:
+                six = experiment.predict_with_shifts(model, xt, flips, s["batch_size"])
+                report(f"{path} with flips and shifts", experiment.evaluate_predictions(six, yt),
+                       ds.class_names, top5)  # fmt: skip
     if len(paths) > 1:
         report(f"ensemble of {len(paths)}", experiment.evaluate_predictions(np.mean(probs, 0), yt),
                ds.class_names, top5)  # fmt: skip

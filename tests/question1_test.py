@@ -111,14 +111,16 @@ class FastScheduleTest(tf.test.TestCase):
         with open(os.path.join(run, "flags.json")) as f:
             flags = json.load(f)
         self.assertEqual(
-            {k: flags[k] for k in ("opt", "lr", "label_smoothing", "nesterov", "tta", "precision", "val_size")},
-            {"opt": "sgd", "lr": 0.2, "label_smoothing": 0.1, "nesterov": True, "tta": True,
+            {k: flags[k] for k in ("opt", "lr", "label_smoothing", "nesterov", "tta", "tta_shifts", "precision",
+                                   "val_size")},
+            {"opt": "sgd", "lr": 0.2, "label_smoothing": 0.1, "nesterov": True, "tta": True, "tta_shifts": True,
              "precision": "mixed_bfloat16", "val_size": 0},
         )  # fmt: skip
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
         self.assertBetween(metrics["test_accuracy_tta"], 0.0, 1.0)
-        self.assertIn("with flips", r.stdout)
+        self.assertBetween(metrics["test_accuracy_tta_shifts"], 0.0, 1.0)
+        self.assertIn("with flips 0.", r.stdout)
         import keras
 
         model = keras.models.load_model(os.path.join(root, "a", "saved_models", "resnet_cifar10.h5"))
@@ -133,7 +135,11 @@ class FastScheduleTest(tf.test.TestCase):
         self.assertEqual((flags["label_smoothing"], flags["nesterov"], flags["precision"]),
                          (0.0, False, "float32"))  # fmt: skip
         with open(os.path.join(run, "metrics.json")) as f:
-            self.assertNotIn("test_accuracy_tta", json.load(f))
+            metrics = json.load(f)
+        self.assertNotIn("test_accuracy_tta", metrics)  # --notta; the preset's six views stay
+        self.assertBetween(metrics["test_accuracy_tta_shifts"], 0.0, 1.0)
+        self.assertIn("with flips and shifts", r.stdout)
+        self.assertNotIn("with flips 0.", r.stdout)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ class Cifar100Test(tf.test.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertRegex(r.stdout, r"test accuracy 0\.\d{4}, test loss \d+\.\d{4}, top-5 accuracy")
         self.assertIn("fine0 ", r.stdout)
+        r = run_script("scripts.evaluate", q1, f"--data_dir={root}", "--dataset=cifar100", "--tta",
+                       "--tta_shifts")  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertRegex(r.stdout, r"resnet_cifar100\.h5 with flips: test accuracy 0\.\d{4}")
+        self.assertRegex(r.stdout, r"resnet_cifar100\.h5 with flips and shifts: test accuracy 0\.\d{4}")
         # A 20-class model on the 100-class labels: one line, exit 2.
         r = run_script("scripts.evaluate", q2, f"--data_dir={root}", "--dataset=cifar100")
         self.assertEqual(r.returncode, 2)

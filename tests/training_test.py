@@ -128,6 +128,25 @@ class FlipTtaTest(tf.test.TestCase):
         self.assertAllClose(experiment.predict_with_flips(model, mirror), tta, atol=1e-6)
         self.assertAllClose(experiment.predict_with_flips(model, x, plain), tta, atol=1e-6)
 
+    def test_six_views_weighted_half_plain_pair_quarter_each_shift(self):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4, 4, 3))
+        flat = keras.layers.Flatten()(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat))
+        x = np.random.default_rng(1).integers(1, 256, (6, 4, 4, 3)).astype("uint8")
+        # By hand: moved up-left, image pixel (i, j) lands at (i - 1, j - 1) and
+        # the uncovered last row and column are zero; down-right the reverse.
+        up_left, down_right = np.zeros_like(x), np.zeros_like(x)
+        up_left[:, :-1, :-1] = x[:, 1:, 1:]
+        down_right[:, 1:, 1:] = x[:, :-1, :-1]
+        pair = experiment.predict_with_flips
+        want = pair(model, x) / 2 + (pair(model, up_left) + pair(model, down_right)) / 4
+        got = experiment.predict_with_shifts(model, x)
+        self.assertAllClose(got, want, atol=1e-6)
+        self.assertNotAllClose(got, pair(model, x))
+        self.assertAllClose(got.sum(axis=1), np.ones(6), atol=1e-6)
+        self.assertAllClose(experiment.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6)
+
 
 class ReuseTest(tf.test.TestCase):
     def test_settings_added_later_count_as_their_default(self):
