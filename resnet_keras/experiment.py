@@ -335,26 +335,39 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
     }
     if model.output.shape[-1] > 10:
         metrics["test_top5_accuracy"] = scores["top5_accuracy"]
-    if (config.tta or config.tta_shifts) and np.ndim(xt) == 4:  # images, not cached features
-        flips = predict_with_flips(model, xt, probs)
-        if config.tta:
-            tta = evaluate_predictions(flips, yt)
-            metrics |= {"test_accuracy_tta": tta["accuracy"], "test_loss_tta": tta["loss"]}
-        if config.tta_shifts:
-            tta = evaluate_predictions(predict_with_shifts(model, xt, flips), yt)
-            metrics |= {"test_accuracy_tta_shifts": tta["accuracy"], "test_loss_tta_shifts": tta["loss"]}
+    if np.ndim(xt) == 4:  # images, not cached features: the views exist
+        for name, views in predict_tta(model, xt, probs, config.tta, config.tta_shifts).items():
+            tta = evaluate_predictions(views, yt)
+            metrics |= {f"test_accuracy_{name}": tta["accuracy"], f"test_loss_{name}": tta["loss"]}
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
     training.write_json(os.path.join(run_dir, "history.json"), history)
     training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    views = [("with flips", "test_accuracy_tta"), ("with flips and shifts", "test_accuracy_tta_shifts")]
-    tta_note = "".join(f", {name} {metrics[key]:.4f}" for name, key in views if key in metrics)
+    tta_note = "".join(f", {label} {metrics[f'test_accuracy_{name}']:.4f}"
+                       for name, label in TTA_LABELS.items() if f"test_accuracy_{name}" in metrics)  # fmt: skip
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}{tta_note}, test loss "
         f"{metrics['test_loss']:.4f} ({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
     )
     return metrics, history
+
+
+# The test-time augmentations by option name, as reports label them.
+TTA_LABELS = {"tta": "with flips", "tta_shifts": "with flips and shifts"}
+
+
+def predict_tta(model, x, probs, tta=False, tta_shifts=False, batch_size=1000):
+    """The augmented predictions asked for, keyed by option name ("tta": two
+    views, "tta_shifts": six); the mirror pair is predicted once for both.
+    `probs`: the plain predictions."""
+    if not (tta or tta_shifts):
+        return {}
+    flips = predict_with_flips(model, x, probs, batch_size)
+    out = {"tta": flips} if tta else {}
+    if tta_shifts:
+        out["tta_shifts"] = predict_with_shifts(model, x, flips, batch_size)
+    return out
 
 
 def predict_with_flips(model, x, probs=None, batch_size=1000):

@@ -67,14 +67,10 @@ def main(argv):
         p = model.predict(xt, batch_size=s["batch_size"], verbose=0)
         probs.append(p)
         report(path, experiment.evaluate_predictions(p, yt), ds.class_names, top5)
-        if s["tta"] or s["tta_shifts"]:
-            flips = experiment.predict_with_flips(model, xt, p, s["batch_size"])
-            if s["tta"]:
-                report(f"{path} with flips", experiment.evaluate_predictions(flips, yt), ds.class_names, top5)
-            if s["tta_shifts"]:
-                six = experiment.predict_with_shifts(model, xt, flips, s["batch_size"])
-                report(f"{path} with flips and shifts", experiment.evaluate_predictions(six, yt),
-                       ds.class_names, top5)  # fmt: skip
+        augmented = experiment.predict_tta(model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"])
+        for name, views in augmented.items():
+            report(f"{path} {experiment.TTA_LABELS[name]}", experiment.evaluate_predictions(views, yt),
+                   ds.class_names, top5)  # fmt: skip
     if len(paths) > 1:
         report(f"ensemble of {len(paths)}", experiment.evaluate_predictions(np.mean(probs, 0), yt),
                ds.class_names, top5)  # fmt: skip

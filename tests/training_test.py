@@ -113,11 +113,14 @@ class LabelSmoothingTest(tf.test.TestCase):
 
 
 class FlipTtaTest(tf.test.TestCase):
-    def test_mirror_invariant_and_the_mean_of_both_views(self):
+    def model(self):
         keras.utils.set_random_seed(0)
         inputs = keras.Input((4, 4, 3))
-        flat = keras.layers.Flatten()(inputs)  # position-sensitive: a mirror changes it
-        model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat))
+        flat = keras.layers.Flatten()(inputs)  # position-sensitive: a mirror or shift changes it
+        return keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat))
+
+    def test_mirror_invariant_and_the_mean_of_both_views(self):
+        model = self.model()
         x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3)).astype("uint8")
         mirror = x[:, :, ::-1]
         plain, flipped = model.predict(x, verbose=0), model.predict(mirror, verbose=0)
@@ -129,10 +132,7 @@ class FlipTtaTest(tf.test.TestCase):
         self.assertAllClose(experiment.predict_with_flips(model, x, plain), tta, atol=1e-6)
 
     def test_six_views_weighted_half_plain_pair_quarter_each_shift(self):
-        keras.utils.set_random_seed(0)
-        inputs = keras.Input((4, 4, 3))
-        flat = keras.layers.Flatten()(inputs)
-        model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat))
+        model = self.model()
         x = np.random.default_rng(1).integers(1, 256, (6, 4, 4, 3)).astype("uint8")
         # By hand: moved up-left, image pixel (i, j) lands at (i - 1, j - 1) and
         # the uncovered last row and column are zero; down-right the reverse.
