@@ -278,19 +278,64 @@ def _rmtree(path):
 # --- image folders ----------------------------------------------------------
 
 
-def _list_images(split_dir):
+def printable(path):
+    """A path as text, with bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name):
+    try:
+        name.encode("utf-8")  # Python keeps undecodable bytes as lone surrogates
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _list_images(split_dir, skip_bad=False):
+    """(class names, {class: image paths}, file names skipped as not UTF-8).
+
+    A name that is not valid UTF-8 cannot be written to logs, JSON or the
+    cache key; it is named and refused, or skipped with `skip_bad`.
+    """
     classes = sorted(
         d for d in os.listdir(split_dir)
         if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")
     )  # fmt: skip
-    files = {
-        c: sorted(
-            os.path.join(split_dir, c, f) for f in os.listdir(os.path.join(split_dir, c))
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        )  # fmt: skip
-        for c in classes
-    }
-    return classes, files
+    for c in classes:
+        if not _is_utf8(c):
+            raise DataError(f"{printable(os.path.join(split_dir, c))}: a class folder name that "
+                            "is not valid UTF-8; rename it")  # fmt: skip
+    files, skipped = {}, 0
+    for c in classes:
+        found = []
+        for f in os.listdir(os.path.join(split_dir, c)):
+            path = os.path.join(split_dir, c, f)
+            if not f.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            if not _is_utf8(f):
+                if not skip_bad:
+                    raise DataError(f"{printable(path)}: file name is not valid UTF-8; rename it, "
+                                    "or pass --skip_bad_images to leave it out")  # fmt: skip
+                skipped += 1
+                continue
+            found.append(path)
+        files[c] = sorted(found)
+    return classes, files, skipped
+
+
+def to_8bit(im):
+    """16-bit gray images (Pillow modes I;16*, and I or F holding values over
+    255) scaled to 8-bit gray: Pillow's own convert() clips them, which turns
+    nearly every pixel white. Other images are returned as they are (16-bit
+    colour PNGs already open as 8-bit RGB)."""
+    from PIL import Image
+
+    if not (im.mode.startswith("I;16") or im.mode in ("I", "F")):
+        return im
+    a = np.asarray(im, "float64")
+    if im.mode.startswith("I;16") or a.max() > 255:
+        a = a / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype("uint8"), "L")
 
 
 def _read_image(path, size):
@@ -299,7 +344,7 @@ def _read_image(path, size):
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = to_8bit(im).convert("RGB")
             resized = im.size != (size, size)
             if resized:
                 im = im.resize((size, size), Image.BILINEAR)
@@ -337,10 +382,11 @@ def _from_image_folder(root, size, skip_bad):
     train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
     if not os.path.isdir(test_dir):
         raise DataError(f"{root}: has train/ but no test/ folder; expected train/<class>/ and test/<class>/")
-    classes, train_files = _list_images(train_dir)
+    classes, train_files, bad_names = _list_images(train_dir, skip_bad)
     if not classes:
         raise DataError(f"{train_dir}: no class folders; expected train/<class>/<image>")
-    test_classes, test_files = _list_images(test_dir)
+    test_classes, test_files, bad_test_names = _list_images(test_dir, skip_bad)
+    bad_names += bad_test_names
     missing = [c for c in classes if c not in test_classes]
     if missing:
         raise DataError(f"{test_dir}: class folder(s) {', '.join(missing)} missing (present in train/)")
@@ -354,14 +400,16 @@ def _from_image_folder(root, size, skip_bad):
                 f"{os.path.join(root, split)}: no images in {', '.join(empty)} "
                 f"(looked for {', '.join(IMAGE_EXTENSIONS[:3])}, ...)"
             )
+    notes = []
+    if bad_names:
+        notes.append(f"skipped {bad_names} files whose names are not UTF-8 (--skip_bad_images)")
     cache = _cache_path(root, size, train_files, test_files)
     if cache and os.path.isfile(cache):
         with np.load(cache, allow_pickle=False) as z:
             return Dataset((z["x_train"], z["y_train"]), (z["x_test"], z["y_test"]),
-                           classes, f"image folder {root} (cached)")  # fmt: skip
+                           classes, f"image folder {root} (cached)", notes)  # fmt: skip
     x, y, r1, s1 = _read_split(train_dir, classes, train_files, size, skip_bad)
     xt, yt, r2, s2 = _read_split(test_dir, classes, test_files, size, skip_bad)
-    notes = []
     if r1 + r2:
         notes.append(f"resized {r1 + r2} images to {size}x{size}")
     if s1 + s2:
@@ -372,8 +420,10 @@ def _from_image_folder(root, size, skip_bad):
 
 
 def _cache_path(root, size, *file_maps):
-    """Decoded arrays are cached per folder state: 60k JPEG decodes cost ~1 min."""
-    h = hashlib.sha1(f"{root}:{size}".encode())
+    """Decoded arrays are cached per folder state: 60k JPEG decodes cost ~1 min.
+    The key's version changes with the decoding (v2: 16-bit images scaled, not
+    clipped white), so no stale decode outlives a fix."""
+    h = hashlib.sha1(b"v2:" + os.fsencode(root) + f":{size}".encode())
     for files in file_maps:
         for c in sorted(files):
             for p in files[c]:

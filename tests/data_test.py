@@ -125,6 +125,33 @@ class BadDataTest(DataTestCase):
         self.assertEqual(len(ds.x_train), 12)
         self.assertIn("skipped 1 unreadable images (--skip_bad_images)", ds.notes)
 
+    def test_16_bit_pngs_are_scaled_to_8_bits(self):
+        root = os.path.join(self.dir, "imgs")
+        fixtures.write_image_folder(root)
+        gray = (np.arange(32 * 32).reshape(32, 32) * 64).astype("uint16")  # 0 .. 65472
+        rgb = np.stack([gray, gray // 2, gray // 4], axis=-1)
+        fixtures.write_png16(os.path.join(root, "train", "cat", "x_gray16.png"), gray)
+        fixtures.write_png16(os.path.join(root, "train", "cat", "y_rgb48.png"), rgb)
+        ds = data.load_dataset("cifar10", root)
+        cat = list(ds.class_names).index("cat")
+        # The two files sort after the fixture's 0000..0003.png in the cat class.
+        first = int(np.flatnonzero(ds.y_train[:, 0] == cat)[0]) + 4
+        got_gray, got_rgb = ds.x_train[first], ds.x_train[first + 1]
+        want = np.round(gray / 257.0)
+        self.assertAllClose(got_gray, np.stack([want] * 3, -1), atol=1)  # not all white
+        self.assertLess(got_gray.mean(), 140)
+        self.assertAllClose(got_rgb, rgb / 257.0, atol=1)
+
+    def test_file_name_that_is_not_utf8_is_named_and_skippable(self):
+        root = os.path.join(self.dir, "imgs")
+        fixtures.write_image_folder(root)
+        good = os.path.join(root, "train", "cat", "0000.png")
+        shutil.copy(good, os.path.join(os.fsencode(root), b"train", b"cat", b"caf\xe9.png"))
+        self.assertDataError(r"train/cat/caf\\xe9\.png: file name is not valid UTF-8", root)
+        ds = data.load_dataset("cifar10", root, skip_bad_images=True)
+        self.assertEqual(len(ds.x_train), 12)
+        self.assertIn("skipped 1 files whose names are not UTF-8 (--skip_bad_images)", ds.notes)
+
     def test_not_a_pickle_and_wrong_dataset(self):
         fixtures.write_cifar10_python(self.dir)
         self.assertDataError("holds cifar10 python-format files, but --dataset is cifar100",

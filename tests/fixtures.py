@@ -102,3 +102,23 @@ def write_image_folder(root, classes=("cat", "dog", "bird"), per_class=4, test_p
             ys += [label] * k
         out[split] = (np.concatenate(xs), np.array(ys, "uint8").reshape(-1, 1))
     return out["train"], out["test"]
+
+
+def write_png16(path, a):
+    """A 16-bit PNG (gray (H, W) or RGB (H, W, 3) uint16): Pillow cannot write
+    16-bit colour, and users' scans and microscope images come this way."""
+    import struct
+    import zlib
+
+    h, w = a.shape[:2]
+    color_type = 0 if a.ndim == 2 else 2
+    raw = b"".join(b"\x00" + a[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))  # fmt: skip
+
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                + chunk(b"IEND", b""))  # fmt: skip
