@@ -37,6 +37,12 @@ from keras import layers
 from resnet_keras.checks import check_choice
 
 SHORTCUTS = ("projection", "identity")
+# The deepest network built: Keras walks a functional graph recursively when it
+# builds, saves and loads one, and at Python's default recursion limit (1,000)
+# ResNet-(6n+2) fails beyond n = 44 (measured: n = 48 raises RecursionError in
+# keras.Model, n = 44 builds, trains, saves and loads). A limit raised here would
+# not help a user loading the file in plain Keras, so deeper nets are refused.
+MAX_N = 40
 NORMALIZATIONS = ("per_channel", "per_pixel")
 # 1e-4 is the paper's weight decay: a gradient of 1e-4 * w. Keras' l2(c) adds
 # c * sum(w**2) to the loss, whose gradient is 2c * w, hence the halving.
@@ -300,8 +306,9 @@ def _cifar_net(
     sync_bn=False,
     fused_bn=True,
 ):
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer (depth 6n+2); got {n!r}")
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_N:
+        raise ValueError(f"n must be an integer from 1 to {MAX_N} (depth 6n+2, at most "
+                         f"{6 * MAX_N + 2}); got {n!r}")  # fmt: skip
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2; got {num_classes!r}")
     check_choice("shortcut", shortcut, SHORTCUTS)
@@ -398,4 +405,7 @@ def depth_to_n(depth):
     """20 -> 3, 32 -> 5, ...; a depth that is not 6n+2 is refused."""
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got {depth}")
+    if depth > 6 * MAX_N + 2:
+        raise ValueError(f"depth {depth} is deeper than the {6 * MAX_N + 2} layers (n = {MAX_N}) "
+                         "that Keras can build and load at Python's default recursion limit")
     return (depth - 2) // 6

@@ -111,7 +111,7 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "Unknown shortcut 'b'; expected one of projection, identity"):
             models.build_resnet(3, shortcut="b")
-        with self.assertRaisesRegex(ValueError, "positive integer"):
+        with self.assertRaisesRegex(ValueError, "an integer from 1 to 40"):
             models.build_resnet(0)
         with self.assertRaisesRegex(ValueError, "Unknown normalization"):
             models.build_resnet(1, normalization="zca")
