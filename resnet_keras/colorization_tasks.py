@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import colorization as col
-from resnet_keras import distribute, experiment, plotting, saving, training
+from resnet_keras import data, distribute, experiment, plotting, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure: the first ones of the test split
@@ -110,24 +110,36 @@ def pairs_dataset(images, color_space, batch_size, shuffle=False, seed=0):
 # --- train ------------------------------------------------------------------
 
 
-def train(config, log=print):
+def compile_colorizer(model, lr, jit_compile=False):
+    """Adam (the original's optimizer) on the mean squared error."""
+    model.compile(
+        optimizer=training.make_optimizer("adam", lr),
+        # The loss object, not the "mse" string: an .h5 file records the string
+        # as keras.metrics.mse, which plain load_model cannot deserialize
+        # (Keras 3.15), so the file would only load with compile=False.
+        loss=keras.losses.MeanSquaredError(),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def train(config, log=print, retrain=False):
     """Trains one colorizer, tests it and writes its model, figures and run files.
+
+    `retrain`: replace a finished run of the same name once this one has
+    finished (without it, such a run is refused before any work).
 
     Returns:
         (model, metrics, paths): metrics holds the test means of the model
         and of the gray baseline; paths are the files written.
     """
     config.validate()
-    strategy, run_dir = experiment.setup_run(config)
+    strategy, run_dir = experiment.setup_run(config, retrain)
     ds, (x, _), val, (xt, _) = load_data(config, config.image_size)
     size = config.image_size
     with experiment.model_scope(config, strategy):
         model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
-        model.compile(
-            optimizer=training.make_optimizer("adam", config.lr),
-            loss="mse",
-            jit_compile=distribute.use_xla(config.jit_compile),
-        )
+        compile_colorizer(model, config.lr, distribute.use_xla(config.jit_compile))
     experiment.start_run(config, ds, x, val, xt, log, run_dir, name=config.name,
                          params=model.count_params(),
                          replicas=strategy.num_replicas_in_sync)  # fmt: skip
@@ -159,8 +171,9 @@ def train(config, log=print):
     }
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
     training.write_json(os.path.join(run_dir, "history.json"), history)
-    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     training.write_json(os.path.join(run_dir, "test_mse.json"), per_image)
+    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)  # last: finished
+    experiment.finish_run(config, run_dir)
     if not distribute.is_chief():  # other workers of a cluster write nothing final
         return model, metrics, []
     out = config.output_dir
@@ -367,12 +380,9 @@ def read_gray(path, color_space):
         raise OSError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)  # phone photos are stored rotated
+            im = data.to_8bit(ImageOps.exif_transpose(im))  # phones store photos rotated
             if im.mode in ("1", "L", "LA"):
                 return np.asarray(im.convert("L"), "float32")[..., None]
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit gray scans
-                g = np.asarray(im, "float32")
-                return np.clip(g / 257.0 if g.max() > 255 else g, 0, 255)[..., None]
             rgb = np.asarray(im.convert("RGB"), "float32") / 255.0
     except Exception as e:  # PIL raises many types for broken files
         raise OSError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None

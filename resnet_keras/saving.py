@@ -7,6 +7,7 @@ folder and is renamed into place, so a crash never leaves a half-written file
 under the final name.
 """
 
+import contextlib
 import logging
 import os
 import shutil
@@ -54,6 +55,21 @@ def model_path(stem, fmt):
     return f"{stem}_savedmodel" if fmt == "savedmodel" else f"{stem}.{fmt}"
 
 
+@contextlib.contextmanager
+def _compile_config_kept(model):
+    """Keras 3.15's HDF5 writer pops "optimizer" from the live model's compile
+    config (keras-team/keras#23475, fixed upstream after 3.15): a .keras file
+    saved after an .h5 then loads with a default RMSprop and drops the saved
+    optimizer state. The config is put back after the save."""
+    config = getattr(model, "_compile_config", None)
+    saved = dict(config.config) if config is not None else None  # the pop is on this dict
+    try:
+        yield
+    finally:
+        if saved is not None:
+            config.config.update(saved)
+
+
 def save_model(model, path):
     """Saves `model` to `path` atomically; the format follows the name.
 
@@ -70,7 +86,8 @@ def save_model(model, path):
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=ext, dir=folder)
         os.close(fd)
         try:
-            model.save(tmp)
+            with _compile_config_kept(model):
+                model.save(tmp)
             publish(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -1,0 +1,155 @@
+"""Every kind of model the scripts save loads with plain `keras.models.load_model`.
+
+Each model is built, compiled and trained one step as its script does it, and
+saved as the scripts save (`saving.save_model`, .h5 first, then .keras). A
+Python that never imports this project then loads every file with plain
+`keras.models.load_model(path)` (compile included), feeds it raw 0-255 images
+and must give the same predictions; both files must hold the same complete
+optimizer state. (The .keras file restores it on load. Keras 3.15's HDF5
+loader builds the optimizer from the loaded model's own `_trainable_variables`,
+which a functional model leaves empty, so it cannot put the .h5 file's state
+back; the state is read from the file with h5py instead.)
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import colorization, colorization_tasks, experiment, models, saving
+from resnet_keras import transfer_experiment
+from tests import fixtures
+
+# Runs with no project module importable: PYTHONPATH empty, cwd the temp folder.
+LOADER = """
+import json, sys
+import keras, numpy as np
+folder, names = sys.argv[1], json.loads(sys.argv[2])
+import h5py
+out = {}
+for name in names:
+    x = np.load(f"{folder}/{name}.x.npy")
+    for fmt in ("h5", "keras"):
+        m = keras.models.load_model(f"{folder}/{name}.{fmt}")
+        np.save(f"{folder}/{name}.{fmt}.pred.npy", m.predict(x, verbose=0))
+        out[f"{name}.{fmt}"] = {"optimizer": m.optimizer.__class__.__name__,
+                                "state": {v.path: np.asarray(v).ravel()[:4].tolist()
+                                          for v in m.optimizer.variables}}
+    state = {}
+    with h5py.File(f"{folder}/{name}.h5", "r") as f:
+        f["optimizer_weights"].visititems(lambda k, v: state.update(
+            {k: np.asarray(v).ravel()[:4].tolist()}) if isinstance(v, h5py.Dataset) else None)
+    out[f"{name}.h5"]["state"] = state
+assert not any(k.startswith(("resnet_keras", "scripts")) for k in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def _train_one_step(model, x, y):
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+    return model
+
+
+def _classifier(kind):
+    config = experiment.TrainConfig(model=kind, n=1, opt="adam")
+    x = fixtures.random_images(8)
+    model = experiment.build_model(config, 10, x)
+    experiment.compile_for_run(model, config, len(x), top5=False)
+    return _train_one_step(model, x, np.arange(8) % 10), x
+
+
+def _colorizer(kind, space):
+    x = fixtures.random_images(4, size=16)
+    model = colorization.build_colorizer(kind, (16, 16, 1), space, filters=(4, 8))
+    colorization_tasks.compile_colorizer(model, 1e-3)
+    gray, target = colorization.training_pair(x, space)
+    return _train_one_step(model, gray, target), gray.numpy()
+
+
+def _transfer(base_kind, folder):
+    """question3's model on a saved project ResNet (the offline base), or on
+    ResNet-50 with random weights (ImageNet weights cannot be fetched here)."""
+    x = fixtures.random_images(4)
+    if base_kind == "project":
+        base, _ = _classifier("resnet")
+        base_path = saving.save_model(base, os.path.join(folder, "base.h5"))
+        options = transfer_experiment.TransferOptions(base=base_path)
+    else:
+        options = transfer_experiment.TransferOptions(weights="none")
+    model = transfer_experiment.build_model(options, 10, x.shape[1:])
+    experiment.compile_for_run(model, experiment.TrainConfig(opt="adam"), len(x), top5=False)
+    return _train_one_step(model, x, np.arange(4)), x
+
+
+class PlainKerasLoadsEveryKindTest(tf.test.TestCase):
+    def test_every_model_kind_in_both_formats(self):
+        folder = self.create_tempdir().full_path
+        keras.utils.set_random_seed(0)
+        kinds = {
+            "resnet": lambda: _classifier("resnet"),
+            "plainnet": lambda: _classifier("plain"),
+            "colorizer_autoencoder_rgb": lambda: _colorizer("autoencoder", "rgb"),
+            "colorizer_unet_lab": lambda: _colorizer("unet", "lab"),
+            "transfer_project_base": lambda: _transfer("project", folder),
+            "transfer_resnet50": lambda: _transfer("resnet50", folder),
+        }
+        expected = {}
+        for name, make in kinds.items():
+            model, x = make()
+            for fmt in ("h5", "keras"):  # the scripts' order: .h5 first (keras#23475)
+                saving.save_model(model, os.path.join(folder, f"{name}.{fmt}"))
+            np.save(os.path.join(folder, f"{name}.x.npy"), x)
+            expected[name] = (model.predict(x, verbose=0), len(model.optimizer.variables))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+        r = subprocess.run([sys.executable, "-c", LOADER, folder, json.dumps(list(kinds))],
+                           cwd=folder, env=env, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertNotIn("Skipping variable loading", r.stderr)
+        loaded = json.loads(r.stdout.strip().splitlines()[-1])
+        for name, (predictions, num_state) in expected.items():
+            h5, k = loaded[f"{name}.h5"], loaded[f"{name}.keras"]
+            # The same complete optimizer state in both files: Adam's step,
+            # learning rate and two moments per weight.
+            self.assertEqual((h5["optimizer"], k["optimizer"]), ("Adam", "Adam"), name)
+            self.assertLen(k["state"], num_state, name)
+            self.assertEqual(h5["state"], k["state"], name)
+            steps = [v for path, v in k["state"].items() if path.endswith("iteration")]
+            self.assertEqual(steps, [[1]], f"{name}: the step count is not the one step taken")
+            for fmt in ("h5", "keras"):
+                got = np.load(os.path.join(folder, f"{name}.{fmt}.pred.npy"))
+                self.assertAllClose(got, predictions, atol=1e-5, msg=f"{name}.{fmt}")
+
+
+class CommittedModelsTest(tf.test.TestCase):
+    def test_committed_colorizers_load_in_plain_keras(self):
+        root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "saved_models")  # fmt: skip
+        paths = sorted(os.path.join(root, f) for f in os.listdir(root)
+                       if f.startswith("colorizer_") and f.endswith(".h5"))  # fmt: skip
+        self.assertNotEmpty(paths)
+        code = ("import sys, keras\n"
+                "for p in sys.argv[1:]:\n"
+                "    keras.models.load_model(p)\n"
+                "print('ok')")  # fmt: skip
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+        r = subprocess.run([sys.executable, "-c", code, *paths], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+
+
+class DeepestNetworkTest(tf.test.TestCase):
+    def test_deeper_than_max_n_is_refused(self):
+        with self.assertRaisesRegex(ValueError, f"from 1 to {models.MAX_N}"):
+            models.build_resnet(models.MAX_N + 1)
+        with self.assertRaisesRegex(ValueError, "deeper than"):
+            models.depth_to_n(6 * (models.MAX_N + 1) + 2)
+        self.assertEqual(models.depth_to_n(6 * models.MAX_N + 2), models.MAX_N)
+
+
+if __name__ == "__main__":
+    tf.test.main()
