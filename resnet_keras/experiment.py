@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import time
 
 import keras
@@ -22,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import distribute, models, plotting, results, saving, training
+from resnet_keras import distribute, models, plotting, results, runs, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
@@ -61,6 +60,12 @@ class RunConfig:
         check_choice("label_mode", self.label_mode, data_lib.LABEL_MODES)
         check_minimums(self, [("epochs", 1), ("batch_size", 1), ("train_limit", 0),
                               ("test_limit", 0), ("val_size", 0)])  # fmt: skip
+        if self.tensorboard:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ValueError("--tensorboard needs the tensorboard package "
+                                 "(pip install tensorboard)") from None  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +102,10 @@ class TrainConfig(RunConfig):
         check_choice("shortcut", self.shortcut, models.SHORTCUTS)
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
         check_minimums(self, [("n", 1), ("weight_decay", 0), ("label_smoothing", 0)])
+        if self.n > models.MAX_N:
+            raise ValueError(f"--n must be at most {models.MAX_N} (ResNet-{6 * models.MAX_N + 2}): "
+                             "Keras cannot build or load deeper networks at Python's default "
+                             f"recursion limit; got {self.n}")  # fmt: skip
         if self.label_smoothing >= 1:
             raise ValueError(f"--label_smoothing must be below 1; got {self.label_smoothing}")
         if self.recompute and not self.fused_bn:
@@ -206,23 +215,60 @@ def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
     return resolved
 
 
-def setup_run(config):
-    """The first steps of every training run; returns (strategy, run folder).
+def run_settings(config, **extra):
+    """What a run depends on, as its flags.json records it: the config's
+    fields and `extra`, with the optimizer's default learning rate filled in."""
+    settings = dataclasses.asdict(config) | extra
+    if settings.get("lr") is None and "opt" in settings:
+        settings["lr"] = training.DEFAULT_LR[settings["opt"]]
+    return settings
+
+
+def _settings_and_defaults(config, extra=None):
+    """`run_settings` with `extra`'s fields, and each setting's default (for
+    runs whose flags.json predates it)."""
+    parts = [config] + ([extra] if extra is not None else [])
+    defaults = {f.name: f.default for c in parts for f in dataclasses.fields(c)}
+    return run_settings(config, **(dataclasses.asdict(extra) if extra else {})), defaults
+
+
+def setup_run(config, retrain=False, extra=None):
+    """The first steps of every training run; returns (strategy, folder to write in).
 
     The strategy comes first, before any TensorFlow op: a multi-worker
-    strategy must configure the collective ops at program start-up. Workers
-    other than the chief keep their resume state in a folder of their own and
-    write nothing under the final names.
+    strategy must configure the collective ops at program start-up. The run
+    folder is then claimed (`runs.claim`: locked, and never one holding a
+    finished run or another run's resume state) before any data is read.
+    With `retrain` the run writes to a staging folder that `finish_run` puts
+    in place. Workers other than the chief keep their resume state in a
+    folder of their own and write nothing under the final names.
+
+    Args:
+        config: the run's config.
+        retrain: replace a finished run once this one has finished.
+        extra: a dataclass of further settings the run depends on (question3's options).
     """
     strategy = distribute.make_strategy(config.strategy)
     run_dir = config.run_dir
-    if not distribute.is_chief():
-        run_dir = os.path.join(run_dir, f"worker{distribute.task()[1]}")
     check_writable(run_dir)
+    if distribute.is_chief():
+        settings, defaults = _settings_and_defaults(config, extra)
+        run_dir, _ = runs.claim(run_dir, settings, defaults, retrain)
+        os.makedirs(run_dir, exist_ok=True)
+    else:
+        run_dir = os.path.join(run_dir, f"worker{distribute.task()[1]}")
+        check_writable(run_dir)
+        runs.lock(run_dir, inside=True)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     return strategy, run_dir
+
+
+def finish_run(config, run_dir):
+    """A finished run in a --retrain staging folder replaces the old one."""
+    if distribute.is_chief():
+        runs.promote(run_dir, config.run_dir)
 
 
 @contextlib.contextmanager
@@ -233,14 +279,16 @@ def model_scope(config, strategy):
         yield
 
 
-def run_classification(config, log=print):
+def run_classification(config, log=print, retrain=False):
     """Trains and tests one classifier; returns (model, metrics, history).
 
     The test split is evaluated once, at the end, with the weights that did
     best on the validation split (the last weights when `val_size` is 0).
+    `retrain`: replace a finished run of the same name once this one has
+    finished (without it, such a run is refused before any work).
     """
     config.validate()
-    strategy, run_dir = setup_run(config)
+    strategy, run_dir = setup_run(config, retrain)
     ds, (x, y), val, (xt, yt) = prepare_data(config)
     with model_scope(config, strategy):
         model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
@@ -255,6 +303,7 @@ def run_classification(config, log=print):
         replicas=strategy.num_replicas_in_sync,
     )  # fmt: skip
     metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
+    finish_run(config, run_dir)
     return model, metrics, history
 
 
@@ -274,7 +323,7 @@ def compile_for_run(model, config, num_train, top5):
 
 
 def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, augment=None,
-                 test_images=None, log=print):  # fmt: skip
+                 test_images=None, log=print, final=True):  # fmt: skip
     """Fits a compiled model with the run's callbacks, then tests its best weights.
 
     Args:
@@ -286,6 +335,9 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
             training phase in a folder of its own).
         test_images: the test images, where `test`'s inputs are not images
             (test_predictions.npz keeps the misclassified ones).
+        final: whether this ends the run. metrics.json marks a finished run
+            (`runs.state`), so a first phase that more training follows
+            (question3's head before fine-tuning) does not write it.
 
     Returns:
         `(metrics, history)`, both also written to `run_dir` as JSON.
@@ -343,7 +395,8 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
     training.write_json(os.path.join(run_dir, "history.json"), history)
-    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    if final:
+        training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     tta_note = "".join(f", {label} {metrics[f'test_accuracy_{name}']:.4f}"
                        for name, label in TTA_LABELS.items() if f"test_accuracy_{name}" in metrics)  # fmt: skip
     log(
@@ -467,43 +520,41 @@ def load_run(run_dir):
     return (*loaded, preds)
 
 
-# Settings that cannot change a run's result: a rerun that differs only here
-# still reuses the finished run. The speed options among them compute the same
-# thing (docs/performance.md).
-NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_bn", "recompute"}
+def claim_runs(configs, retrain=False, extra=None):
+    """Checks every run of a study before any is trained, so that a conflict
+    (`runs.RunConflict`) stops the study before hours of work, not after.
 
-
-def changed_settings(wanted, flags_json):
-    """Names of the settings in `wanted` (a dict) that a finished run's
-    flags.json records differently. A setting the file lacks was added after
-    the run was made, which then ran with what is now its default."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    return sorted(k for k, v in wanted.items()
-                  if k not in NO_EFFECT and flags_json.get(k, defaults.get(k)) != v)  # fmt: skip
-
-
-def train_or_reuse(config, model_stem, formats=("h5",), retrain=False, log=print):
-    """Trains and saves unless runs/ already holds this finished run.
-
-    Study scripts call this per configuration, so an interrupted study picks up
-    where it stopped and a finished one can be re-reported without retraining.
-    A finished run made with other settings (say another --epochs) is never
-    reused: it is replaced.
+    Returns one bool per config: whether its finished run, made with the same
+    settings (`extra`: a dataclass of further ones), is reused. Other workers of a cluster decide the same from the
+    files, without locking the chief's folders.
     """
-    run = load_run(config.run_dir)
-    if run is not None and not retrain:
-        wanted = dataclasses.asdict(config)
-        wanted["lr"] = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
-        changed = changed_settings(wanted, run[2])
-        if not changed:
+    reused = []
+    for c in configs:
+        wanted, defaults = _settings_and_defaults(c, extra)
+        if distribute.is_chief():
+            action = runs.claim(c.run_dir, wanted, defaults, retrain, reuse=True)[1]
+            reused.append(action == "reuse")
+        else:
+            finished = runs.state(c.run_dir) == "finished"
+            reused.append(finished and not retrain
+                          and not runs.differences(wanted, runs.read_flags(c.run_dir), defaults))  # fmt: skip
+    return reused
+
+
+def train_study(configs, stems, formats=("h5",), retrain=False, log=print):
+    """Trains and saves each config's model unless runs/ holds its finished run.
+
+    Study scripts call this with every configuration, so an interrupted study
+    picks up where it stopped and a finished one can be re-reported without
+    retraining. A finished run made with other settings (say another
+    --epochs) stops the study before any training; `retrain` replaces each
+    run once its new one has finished.
+    """
+    for config, stem, reuse in zip(configs, stems, claim_runs(configs, retrain)):
+        if reuse:
             log(f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)")
-            return
-        log(f"{config.run_name}: settings differ from the finished run ({', '.join(changed)}); "
-            "training again")  # fmt: skip
-        retrain = True
-    if retrain and os.path.isdir(config.run_dir):
-        shutil.rmtree(config.run_dir)
-    log(f"{config.run_name}: training ({config.epochs} epochs)")
-    model, _, _ = run_classification(config, log=log)
-    for fmt in formats if distribute.is_chief() else ():
-        log(f"wrote {saving.save_model(model, saving.model_path(model_stem, fmt))}")
+            continue
+        log(f"{config.run_name}: training ({config.epochs} epochs)")
+        model, _, _ = run_classification(config, log=log, retrain=retrain)
+        for fmt in formats if distribute.is_chief() else ():
+            log(f"wrote {saving.save_model(model, saving.model_path(stem, fmt))}")

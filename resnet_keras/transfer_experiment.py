@@ -149,7 +149,7 @@ def _concat(first, second):
             for k in list(first) + [k for k in second if k not in first]}  # fmt: skip
 
 
-def run_transfer(config, options, log=print, feature_cache=None):
+def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
     """Trains a head on a frozen base, optionally fine-tunes its top, and tests it.
 
     Args:
@@ -160,6 +160,7 @@ def run_transfer(config, options, log=print, feature_cache=None):
         log: where progress lines go.
         feature_cache: a dict kept across calls (e.g. one per optimizer) so
             that runs on the same base and data extract features once.
+        retrain: replace a finished run of the same name once this one has finished.
 
     Returns:
         `(model, metrics, history)`; the history runs over the head's epochs,
@@ -167,7 +168,7 @@ def run_transfer(config, options, log=print, feature_cache=None):
     """
     config.validate()
     options.validate(config.augment)
-    strategy, run_dir = experiment.setup_run(config)
+    strategy, run_dir = experiment.setup_run(config, retrain, extra=options)
     ds, (x, y), val, (xt, yt) = experiment.prepare_data(config)
     t_start = time.perf_counter()
     top5 = ds.num_classes > 10
@@ -196,8 +197,9 @@ def run_transfer(config, options, log=print, feature_cache=None):
         replicas=strategy.num_replicas_in_sync,
     )  # fmt: skip
     metrics, history = experiment.fit_and_test(
-        trained, config, train, val_in, test, run_dir=run_dir, test_images=xt, log=log
-    )
+        trained, config, train, val_in, test, run_dir=run_dir, test_images=xt, log=log,
+        final=not options.fine_tune_epochs,
+    )  # fmt: skip
     # The counts of the whole model, not of the head that trained on features.
     metrics |= {"params": model.count_params(),
                 "trainable_params": count_weights(model.trainable_weights)}  # fmt: skip
@@ -236,6 +238,7 @@ def run_transfer(config, options, log=print, feature_cache=None):
     metrics["train_images"] = len(x)
     training.write_json(os.path.join(run_dir, "history.json"), history)
     training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    experiment.finish_run(config, run_dir)
     return model, metrics, history
 
 
@@ -257,20 +260,6 @@ def _features(model, config, options, arrays, feature_cache, log):
     seconds = time.perf_counter() - t0
     log(f"features: {cache[key][0].shape[1]} per image, extracted in {seconds:.1f} s")
     return cache[key], seconds
-
-
-def finished_run(config, options):
-    """The metrics of a finished run in `config.run_dir` made with these very
-    settings, or None: a study picks up where it stopped, and a changed flag
-    (say --epochs) never reuses a run made without it."""
-    run = experiment.load_run(config.run_dir)
-    if run is None:
-        return None
-    _, metrics, flags_json, _ = run
-    wanted = dataclasses.asdict(config) | dataclasses.asdict(options)
-    wanted["lr"] = config.lr if config.lr is not None else training.DEFAULT_LR[config.opt]
-    same = not experiment.changed_settings(wanted, flags_json)
-    return metrics if same and "wall_time_s" in metrics else None
 
 
 # --- results ----------------------------------------------------------------

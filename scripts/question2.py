@@ -108,15 +108,18 @@ def main(argv):
     explicit = common.explicit_flags()
     if FLAGS.all and "run_name" in explicit:
         raise ValueError("--run_name names one run; it cannot be combined with --all")
+    if FLAGS.all and explicit & {"n", "opt"}:
+        raise ValueError("--all runs the original three configurations, each with its own "
+                         "--n and --opt; drop them")  # fmt: skip
     pairs = ALL if FLAGS.all else [(settings["n"], settings["opt"])]
     configs = [make_config(n, opt, settings, explicit) for n, opt in pairs]
     for c in configs:
         c.validate()
     if not FLAGS.report_only:
         experiment.check_writable(settings["output_dir"])
-        for c in configs:
-            stem = os.path.join(c.output_dir, "saved_models", config_name(c.n, c.opt, c.dataset))
-            experiment.train_or_reuse(c, stem, formats, FLAGS.retrain)
+        stems = [os.path.join(c.output_dir, "saved_models", config_name(c.n, c.opt, c.dataset))
+                 for c in configs]  # fmt: skip
+        experiment.train_study(configs, stems, formats, FLAGS.retrain)
     # The figure and table cover every configuration with a finished run.
     others = [make_config(n, opt, settings, explicit - {"run_name"}) for n, opt in ALL
               if (n, opt) not in pairs and "run_name" not in explicit]  # fmt: skip
@@ -125,4 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(main, "question2")

@@ -69,8 +69,6 @@ SCRIPT_FLAGS = [
     "base", "weights", "image_size", "head_units", "train_base", "fine_tune_epochs", "unfreeze",
     "fine_tune_lr", "cache_features",
 ]  # fmt: skip
-# The base network comes from --base: the CIFAR ResNet's settings do not apply.
-NOT_APPLICABLE = ["model", "n", "shortcut", "normalization", "weight_decay", "fused_bn"]
 ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
 # Keras' default learning rates, as the original builds its optimizers (and as
 # question2 does): SGD at the paper's 0.1 is too large for a head on features.
@@ -79,10 +77,7 @@ LR = training.KERAS_DEFAULT_LR
 
 def configure():
     """(options, [TrainConfig per optimizer], formats), all checked before any work."""
-    for name in NOT_APPLICABLE:
-        if getattr(FLAGS, name) is not None:
-            raise ValueError(f"--{name} does not apply to question3; the base network is --base")
-    settings = common.resolve(DEFAULTS, common.SHARED + SCRIPT_FLAGS)
+    settings = common.resolve(DEFAULTS, SCRIPT_FLAGS)
     formats, run_all = settings.pop("formats"), FLAGS.all
     fields = [f.name for f in dataclasses.fields(te.TransferOptions)]
     options = te.TransferOptions(**{name: settings.pop(name) for name in fields})
@@ -120,14 +115,18 @@ def main(argv):
                 print(f"wrote {p}")
         return
     features = {}  # runs that differ only in optimizer extract features once
-    for config in configs:
+    reused = experiment.claim_runs(configs, FLAGS.retrain, extra=options)
+    for config, reuse in zip(configs, reused):
         stem = os.path.join(out, "saved_models", options.stem(dataset, config.opt))
         paths = [saving.model_path(stem, f) for f in formats]
-        metrics = None if FLAGS.retrain else te.finished_run(config, options)
-        if metrics is not None and all(os.path.exists(p) for p in paths):
+        if reuse and all(os.path.exists(p) for p in paths):
+            metrics = experiment.load_run(config.run_dir)[1]
             print(f"{config.run_name}: finished run reused (--retrain to train again)")
         else:
-            model, metrics, _ = te.run_transfer(config, options, feature_cache=features)
+            # A finished run whose model files are gone is trained again: it
+            # is replaced only once the new one has finished.
+            model, metrics, _ = te.run_transfer(config, options, feature_cache=features,
+                                                retrain=FLAGS.retrain or reuse)  # fmt: skip
             if not distribute.is_chief():  # other workers of a cluster write nothing final
                 continue
             for p in paths:
@@ -141,4 +140,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(main, "question3")

@@ -161,12 +161,11 @@ def main(argv):
         c.validate()
     if not FLAGS.report_only:
         experiment.check_writable(settings["output_dir"])
-        for c in configs:
-            stem = os.path.join(c.output_dir, "saved_models", c.run_name)
-            experiment.train_or_reuse(c, stem, formats, FLAGS.retrain)
+        stems = [os.path.join(c.output_dir, "saved_models", c.run_name) for c in configs]
+        experiment.train_study(configs, stems, formats, FLAGS.retrain)
     if distribute.is_chief():  # other workers of a cluster write nothing final
         report(pairs, settings["output_dir"], settings)
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(main, "resnet_vs_plain")

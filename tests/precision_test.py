@@ -112,7 +112,7 @@ class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
             args.append("--n=1")
         r = run_script(module, *extra, *args)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        runs = os.listdir(os.path.join(out, "runs"))
+        runs = [d for d in os.listdir(os.path.join(out, "runs")) if not d.startswith(".")]
         self.assertLen(runs, 1)
         with open(os.path.join(out, "runs", runs[0], "flags.json")) as f:
             flags = json.load(f)

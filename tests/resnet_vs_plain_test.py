@@ -90,11 +90,16 @@ class EndToEndTest(tf.test.TestCase):
         self.assertIn("resnet-8: finished run", r.stdout)
         self.assertNotIn("training (", r.stdout)
 
-        # Another --epochs is another run: the finished one is not reused.
-        r = run_script("scripts.resnet_vs_plain", "--depths=8", "--models=plain", *args[2:6],
-                       "--epochs=2", f"--output_dir={out}", "--verbose=0")  # fmt: skip
+        # Another --epochs is another run: the finished one is neither reused
+        # nor replaced, unless --retrain says so.
+        other = ["--depths=8", "--models=plain", *args[2:6], "--epochs=2", f"--output_dir={out}",
+                 "--verbose=0"]  # fmt: skip
+        r = run_script("scripts.resnet_vs_plain", *other)
+        self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+        self.assertIn("runs/plainnet-8 holds a finished run made with other settings (epochs 1 -> 2)",
+                      r.stderr)  # fmt: skip
+        r = run_script("scripts.resnet_vs_plain", *other, "--retrain")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertIn("plainnet-8: settings differ from the finished run (epochs)", r.stdout)
         with open(os.path.join(out, "runs", "plainnet-8", "metrics.json")) as f:
             self.assertEqual(json.load(f)["epochs"], 2)
 

@@ -148,16 +148,6 @@ class FlipTtaTest(tf.test.TestCase):
         self.assertAllClose(experiment.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6)
 
 
-class ReuseTest(tf.test.TestCase):
-    def test_settings_added_later_count_as_their_default(self):
-        old_run = {"epochs": 20, "opt": "sgd"}  # flags.json from before label smoothing existed
-        self.assertEqual(experiment.changed_settings({"epochs": 20, "label_smoothing": 0.0}, old_run), [])
-        self.assertEqual(experiment.changed_settings({"epochs": 20, "label_smoothing": 0.1}, old_run),
-                         ["label_smoothing"])  # fmt: skip
-        self.assertEqual(experiment.changed_settings({"epochs": 30, "recompute": True}, old_run), ["epochs"])
-        self.assertEqual(experiment.changed_settings({"unknown": 1}, old_run), ["unknown"])
-
-
 class FilesTest(tf.test.TestCase):
     def test_csv_history_and_atomic_json(self):
         d = tempfile.mkdtemp()

@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 from keras.src.legacy.saving import legacy_h5_format
 
-from resnet_keras import experiment, models, saving, transfer
+from resnet_keras import experiment, models, runs, saving, transfer
 from resnet_keras import transfer_experiment as te
 from tests import fixtures
 from tests.question1_test import run_script
@@ -341,13 +341,16 @@ class RunTest(tf.test.TestCase):
         self.assertLen([l for l in lines if l.startswith("features:")], 1)
         self.assertLen(cache, 1)
         self.assertEqual(metrics["feature_time_s"], 0.0)
-        # A finished run is found again only with the settings it was made with.
+        # A finished run is reused only with the settings it was made with
+        # (options included); with others it is refused, not replaced.
         config = self.config(opt="sgd", run_name="sgd", epochs=1)
         opts = te.TransferOptions(base=self.base)
-        self.assertEqual(te.finished_run(config, opts), metrics)
-        self.assertIsNone(te.finished_run(dataclasses.replace(config, epochs=2), opts))
-        other = te.TransferOptions(base=self.base, head_units=8)
-        self.assertIsNone(te.finished_run(config, other))
+        self.assertEqual(experiment.claim_runs([config], extra=opts), [True])
+        self.assertEqual(experiment.load_run(config.run_dir)[1], metrics)
+        with self.assertRaisesRegex(runs.RunConflict, r"other settings \(epochs 1 -> 2\)"):
+            experiment.claim_runs([dataclasses.replace(config, epochs=2)], extra=opts)
+        with self.assertRaisesRegex(runs.RunConflict, r"other settings \(head_units 256 -> 8\)"):
+            experiment.claim_runs([config], extra=te.TransferOptions(base=self.base, head_units=8))
 
 
 class ResultsTest(tf.test.TestCase):
@@ -448,7 +451,7 @@ class ScriptTest(tf.test.TestCase):
         out = tempfile.mkdtemp()
         # The script's own checks; the library's are in ProjectBaseTest.test_options.
         cases = [
-            (["--n=3"], "--n does not apply to question3"),
+            (["--n=3"], "--n is not used by scripts.question3; it is taken by"),
             (["--all", "--opt=sgd"], "--all runs rmsprop, adam and sgd; drop --opt"),
         ]
         for args, message in cases:

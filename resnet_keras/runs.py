@@ -1,0 +1,219 @@
+"""Run folders: one process at a time, and a finished run is never lost or mixed.
+
+`runs/<name>/` holds one run: flags.json (its settings), log.csv,
+history.json, metrics.json (written last: the run is finished), best and
+resume weights (`backup/`). Before any data is read, `claim` decides what a
+new command may do with the folder:
+
+    empty, or no epoch finished yet           -> train in it
+    interrupted (backup/), same settings       -> resume in it
+    interrupted, other settings                -> refused
+    finished                                   -> refused (study scripts: reused
+                                                  when the settings are the same)
+    --retrain                                  -> train in runs/.<name>.retrain/,
+                                                  which replaces runs/<name> only
+                                                  once it has finished (`promote`)
+
+Refusals are `RunConflict` errors: one line naming the folder and the ways
+forward. Each claimed folder is locked (`fcntl.flock` on runs/.<name>.lock)
+for the life of the process; the kernel drops the lock when the process
+ends, however it ends, so a killed run never blocks the next one.
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are then not guarded
+    fcntl = None
+
+# Settings that cannot change a run's result: a command that differs only here
+# resumes or reuses the run. The speed options compute the same thing
+# (docs/performance.md); formats and the output folder only name files.
+NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_bn", "recompute",
+             "formats", "output_dir"}  # fmt: skip
+
+_held = {}  # lock path -> open file, flock'ed until the process ends
+
+
+class RunConflict(ValueError):
+    """A command that would lose or mix a run; the message says what to do instead."""
+
+
+def _sibling(run_dir, suffix):
+    parent, name = os.path.split(os.path.normpath(run_dir))
+    return os.path.join(parent, f".{name}.{suffix}")
+
+
+def staging_dir(run_dir):
+    """Where a --retrain run trains until it replaces `run_dir`."""
+    return _sibling(run_dir, "retrain")
+
+
+def lock(run_dir, inside=False):
+    """Takes the run folder's lock for the rest of the process (re-entrant).
+
+    `inside`: keep the lock file in the folder rather than beside it (a
+    worker's folder inside the chief's run, which the worker may not touch).
+
+    Raises:
+        RunConflict: another live process holds it; the message names it.
+    """
+    path = os.path.join(run_dir, ".lock") if inside else _sibling(run_dir, "lock")
+    if fcntl is None or path in _held:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunConflict(
+            f"{run_dir} is in use by {holder}; wait for it to end, or use another "
+            "--run_name or --output_dir"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} ({os.path.basename(sys.argv[0]) or 'python'})\n")
+    f.flush()
+    _held[path] = f
+
+
+def has_backup(run_dir):
+    """Whether an interrupted run left resume state (a fine-tuning phase's too)."""
+    return any(os.path.isdir(os.path.join(run_dir, *sub, "backup"))
+               for sub in ((), ("fine_tune",)))  # fmt: skip
+
+
+def state(run_dir):
+    """"empty", "started" (no epoch finished), "interrupted" or "finished"."""
+    if not os.path.isdir(run_dir) or not os.listdir(run_dir):
+        return "empty"
+    if has_backup(run_dir):
+        return "interrupted"
+    if os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        return "finished"
+    return "started"
+
+
+def read_flags(run_dir):
+    """The run's recorded settings ({} if unreadable)."""
+    try:
+        with open(os.path.join(run_dir, "flags.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _plain(value):
+    """Tuples and lists compare equal, as JSON keeps both as lists."""
+    return json.loads(json.dumps(value))
+
+
+def differences(wanted, recorded, defaults):
+    """["epochs 2 -> 1", ...]: the settings in `wanted` that `recorded` (a
+    flags.json) holds otherwise. A setting the file lacks was added after the
+    run was made, which then ran with what is now its default."""
+    out = []
+    for name in sorted(wanted):
+        if name in NO_EFFECT:
+            continue
+        old, new = _plain(recorded.get(name, defaults.get(name))), _plain(wanted[name])
+        if old != new and not (_is_nan(old) and _is_nan(new)):
+            out.append(f"{name} {old} -> {new}")
+    return out
+
+
+def _is_nan(v):
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _epochs_done(run_dir):
+    try:
+        with open(os.path.join(run_dir, "backup", "training_metadata.json")) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _clear(folder):
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+
+
+def _recover(run_dir):
+    """Finishes a `promote` cut off between its two renames."""
+    old, staging = _sibling(run_dir, "replaced"), staging_dir(run_dir)
+    if os.path.isdir(old) and not os.path.exists(run_dir):
+        os.rename(staging if state(staging) == "finished" else old, run_dir)
+    if os.path.isdir(old):
+        shutil.rmtree(old)
+
+
+def claim(run_dir, settings, defaults, retrain=False, reuse=False):
+    """Locks `run_dir` and decides where this run writes, before any work.
+
+    Args:
+        run_dir: the run's folder, runs/<name>.
+        settings: what the run depends on ({name: value}), as flags.json records it.
+        defaults: each setting's default, for flags.json files older than it.
+        retrain: train anew in a staging folder that replaces `run_dir` once finished.
+        reuse: a finished run with the same settings is reused (study scripts).
+
+    Returns:
+        (folder to write in, action): "train", "resume" or "reuse".
+
+    Raises:
+        RunConflict: the folder is locked, or holds a finished run (with
+            other settings, or with `reuse` off) or an interrupted run with
+            other settings, and `retrain` is off.
+    """
+    lock(run_dir)
+    _recover(run_dir)
+    if retrain:
+        staging = staging_dir(run_dir)
+        same = not differences(settings, read_flags(staging), defaults)
+        if state(staging) == "interrupted" and same:
+            return staging, "resume"
+        _clear(staging)
+        return staging, "train"
+    now = state(run_dir)
+    changed = differences(settings, read_flags(run_dir), defaults)
+    ways = "use another --run_name or --output_dir"
+    if now == "finished":
+        if reuse and not changed:
+            return run_dir, "reuse"
+        made = f"made with other settings ({', '.join(changed)})" if changed else "of these settings"
+        raise RunConflict(f"{run_dir} holds a finished run {made}; pass --retrain to replace it "
+                          f"once the new run has finished, or {ways}")  # fmt: skip
+    if now == "interrupted":
+        if changed:
+            raise RunConflict(
+                f"{run_dir} holds an interrupted run ({_epochs_done(run_dir)} epochs done) made "
+                f"with other settings ({', '.join(changed)}); run its own command to resume it, "
+                f"pass --retrain to replace it once the new run has finished, or {ways}"
+            )
+        return run_dir, "resume"
+    return run_dir, "train"
+
+
+def promote(written, run_dir):
+    """Puts a finished --retrain run (`written`) in place of `run_dir`.
+
+    Two renames, then the old run is removed; `claim` completes the swap if
+    a process dies between the renames. A no-op when the run trained in place.
+    """
+    if os.path.normpath(written) == os.path.normpath(run_dir):
+        return
+    old = _sibling(run_dir, "replaced")
+    _clear(old)
+    if os.path.exists(run_dir):
+        os.rename(run_dir, old)
+    os.rename(written, run_dir)
+    _clear(old)

@@ -1,0 +1,144 @@
+"""resnet_keras.runs: what a new command may do with an existing run folder.
+
+The scripts' side (exit status, one line, files untouched) is in
+robustness_test.py; these cases build the folders by hand.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from resnet_keras import experiment, runs
+
+DEFAULTS = {"epochs": 20, "opt": "adam", "lr": None, "label_smoothing": 0.0, "recompute": False}
+
+
+def _write(folder, name, text="x"):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(text)
+
+
+def _run(folder, finished=True, backup=False, **flags):
+    _write(folder, "flags.json", json.dumps(dict({"epochs": 20, "opt": "adam", "lr": 0.001}, **flags)))
+    _write(folder, "log.csv", "epoch,loss\n0,1.0\n")
+    if finished:
+        _write(folder, "metrics.json", "{}")
+    if backup:
+        _write(os.path.join(folder, "backup"), "training_metadata.json", '{"epoch": 1}')
+
+
+class DifferencesTest(tf.test.TestCase):
+    def test_settings_added_later_count_as_their_default(self):
+        old_run = {"epochs": 20, "opt": "sgd"}  # flags.json from before label smoothing existed
+        self.assertEqual(runs.differences({"epochs": 20, "label_smoothing": 0.0}, old_run, DEFAULTS), [])
+        self.assertEqual(runs.differences({"epochs": 20, "label_smoothing": 0.1}, old_run, DEFAULTS),
+                         ["label_smoothing 0.0 -> 0.1"])  # fmt: skip
+        self.assertEqual(runs.differences({"epochs": 30, "recompute": True}, old_run, DEFAULTS),
+                         ["epochs 20 -> 30"])  # recompute computes the same thing  # fmt: skip
+        self.assertEqual(runs.differences({"unknown": 1}, old_run, DEFAULTS), ["unknown None -> 1"])
+        self.assertEqual(runs.differences({"formats": ("h5",)}, {"formats": ["keras"]}, {}), [])
+        self.assertEqual(runs.differences({"crop": (1, 2)}, {"crop": [1, 2]}, {}), [])
+
+
+class ClaimTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.runs = self.create_tempdir().full_path
+        self.run = os.path.join(self.runs, "r")
+        self.wanted = {"epochs": 20, "opt": "adam", "lr": 0.001}
+
+    def claim(self, **kwargs):
+        return runs.claim(self.run, dict(self.wanted, **kwargs.pop("settings", {})), DEFAULTS, **kwargs)
+
+    def test_states(self):
+        self.assertEqual(runs.state(self.run), "empty")
+        _run(self.run, finished=False)
+        self.assertEqual(runs.state(self.run), "started")
+        _run(self.run, finished=False, backup=True)
+        self.assertEqual(runs.state(self.run), "interrupted")
+        _run(self.run)
+        self.assertEqual(runs.state(self.run), "interrupted")  # backup/ still there
+        os.remove(os.path.join(self.run, "backup", "training_metadata.json"))
+        os.rmdir(os.path.join(self.run, "backup"))
+        self.assertEqual(runs.state(self.run), "finished")
+        # A fine-tuning phase's resume state makes a run interrupted too.
+        _write(os.path.join(self.run, "fine_tune", "backup"), "x")
+        self.assertEqual(runs.state(self.run), "interrupted")
+
+    def test_empty_and_started_folders_train_in_place(self):
+        self.assertEqual(self.claim(), (self.run, "train"))
+        _run(self.run, finished=False)
+        self.assertEqual(self.claim(settings={"epochs": 5}), (self.run, "train"))
+
+    def test_finished_run_is_refused_or_reused(self):
+        _run(self.run)
+        with self.assertRaisesRegex(runs.RunConflict, r"finished run made with other settings "
+                                    r"\(epochs 20 -> 5\); pass --retrain"):  # fmt: skip
+            self.claim(settings={"epochs": 5})
+        with self.assertRaisesRegex(runs.RunConflict, "finished run of these settings"):
+            self.claim()
+        self.assertEqual(self.claim(reuse=True), (self.run, "reuse"))
+        with self.assertRaisesRegex(runs.RunConflict, "other settings"):
+            self.claim(settings={"epochs": 5}, reuse=True)
+
+    def test_interrupted_run_resumes_only_with_its_settings(self):
+        _run(self.run, finished=False, backup=True)
+        self.assertEqual(self.claim(), (self.run, "resume"))
+        with self.assertRaisesRegex(runs.RunConflict, r"interrupted run \(1 epochs done\) made "
+                                    r"with other settings \(lr 0.001 -> 0.05, opt adam -> sgd\)"):  # fmt: skip
+            self.claim(settings={"opt": "sgd", "lr": 0.05})
+
+    def test_retrain_stages_and_promote_replaces_at_the_end(self):
+        _run(self.run)
+        folder, action = self.claim(settings={"epochs": 5}, retrain=True)
+        self.assertEqual((folder, action), (runs.staging_dir(self.run), "train"))
+        self.assertEqual(runs.state(self.run), "finished")  # untouched until the new one ends
+        _run(folder, finished=False, backup=True, epochs=5)
+        # Killed and started again with the same command: it resumes the staging folder.
+        self.assertEqual(self.claim(settings={"epochs": 5}, retrain=True), (folder, "resume"))
+        _run(folder, epochs=5)
+        os.remove(os.path.join(folder, "backup", "training_metadata.json"))
+        os.rmdir(os.path.join(folder, "backup"))
+        runs.promote(folder, self.run)
+        self.assertEqual(runs.read_flags(self.run)["epochs"], 5)
+        self.assertEqual(sorted(os.listdir(self.runs)), [".r.lock", "r"])
+        runs.promote(self.run, self.run)  # trained in place: nothing to do
+        self.assertEqual(runs.state(self.run), "finished")
+
+    def test_a_promote_cut_between_its_renames_is_completed(self):
+        _run(self.run)
+        staging = runs.staging_dir(self.run)
+        _run(staging, epochs=5)
+        os.rename(self.run, os.path.join(self.runs, ".r.replaced"))  # killed here
+        self.assertEqual(self.claim(settings={"epochs": 5}, reuse=True), (self.run, "reuse"))
+        self.assertEqual(sorted(os.listdir(self.runs)), [".r.lock", "r"])
+
+    def test_the_lock_names_its_holder_and_dies_with_it(self):
+        code = ("import sys, time; from resnet_keras import runs; runs.lock(sys.argv[1]); "
+                "print('locked', flush=True); time.sleep(60)")  # fmt: skip
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        holder = subprocess.Popen([sys.executable, "-c", code, self.run], cwd=root,
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            self.assertEqual(holder.stdout.readline().strip(), "locked")
+            with self.assertRaisesRegex(runs.RunConflict, f"is in use by process {holder.pid} "):
+                self.claim()
+        finally:
+            holder.kill()
+            holder.wait()
+        self.assertEqual(self.claim(), (self.run, "train"))  # the lock went with the process
+
+
+class SettingsTest(tf.test.TestCase):
+    def test_default_learning_rate_is_filled_in(self):
+        settings = experiment.run_settings(experiment.TrainConfig(opt="sgd"))
+        self.assertEqual(settings["lr"], 0.1)
+        self.assertEqual(experiment.run_settings(experiment.TrainConfig(lr=0.5))["lr"], 0.5)
+
+
+if __name__ == "__main__":
+    tf.test.main()
