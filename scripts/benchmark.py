@@ -35,8 +35,6 @@ FLAGS = flags.FLAGS
 DEFAULTS = dict(model="resnet", n=3, batch_size=128, opt="sgd", lr=0.1, seed=0, jit_compile=False,
                 mixed_precision=False, fused_bn=True, recompute=False)  # fmt: skip
 BENCH_MODELS = ("resnet", "plain", "colorizer", "transfer")
-SETTINGS = ["model", "n", "batch_size", "opt", "lr", "seed", "jit_compile", "mixed_precision",
-            "fused_bn", "recompute", "data_dir", "dataset"]  # fmt: skip
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -99,7 +97,7 @@ def setup(kind, config, x, y, num_classes, settings):
 
 
 def main(argv):
-    s = common.resolve(dict(DEFAULTS, dataset="cifar10"), SETTINGS)
+    s = common.resolve(dict(DEFAULTS, dataset="cifar10"))
     check_choice("model", s["model"], BENCH_MODELS)
     if FLAGS.warmup >= FLAGS.steps:
         raise ValueError(f"--steps ({FLAGS.steps}) must exceed --warmup ({FLAGS.warmup})")
@@ -151,4 +149,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(main, "benchmark")

@@ -48,13 +48,7 @@ DEFAULTS = dict(
 )
 COMMANDS = ("train", "eval", "apply", "probe")
 USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
-# The shared flags colorization uses; any other one set is refused, not ignored.
-USED = [
-    "dataset", "label_mode", "data_dir", "epochs", "batch_size", "lr", "seed", "train_limit",
-    "test_limit", "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
-    "mixed_precision", "strategy", "deterministic", "skip_bad_images", "formats",
-]  # fmt: skip
-OWN = ["model", "color_space", "image_size", "out"]
+OWN = ["color_space", "out"]  # this script's own flags (common.USES has the shared ones)
 
 
 def main(argv):
@@ -62,10 +56,9 @@ def main(argv):
         raise ValueError(f"missing command; usage: python -m scripts.colorize {USAGE}")
     command, args = argv[1], argv[2:]
     check_choice("command", command, COMMANDS)
-    for name in common.SHARED:
-        if name not in USED and getattr(common.FLAGS, name) is not None:
-            raise ValueError(f"--{name} does not apply to colorization")
-    settings = common.resolve(DEFAULTS, USED + OWN)
+    if common.FLAGS.retrain and command != "train":
+        raise ValueError(f"--retrain is for train; {command} trains nothing")
+    settings = common.resolve(DEFAULTS, OWN)
     out, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
     if command == "probe" and common.FLAGS.epochs is not None:
         probe_epochs = settings["epochs"]
@@ -76,7 +69,7 @@ def main(argv):
     if command == "train":
         if args:
             raise ValueError(f"train takes no file arguments; got {' '.join(args)!r}")
-        _, _, paths = tasks.train(config)
+        _, _, paths = tasks.train(config, retrain=common.FLAGS.retrain)
         for p in paths:
             print(f"wrote {p}")
         return
@@ -102,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main, positional=True)
+    common.run(main, "colorize", positional=True)

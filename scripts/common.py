@@ -5,6 +5,8 @@ and colorize. A flag left unset (None) takes the script's own default from its
 DEFAULTS dict, the one visible place for an experiment's settings.
 """
 
+import difflib
+import math
 import os
 import sys
 
@@ -96,6 +98,41 @@ SHARED = [
     "mixed_precision", "fused_bn", "augment", "skip_bad_images", "strategy", "deterministic",
     "formats", "label_smoothing", "nesterov", "tta", "tta_shifts", "recompute",
 ]  # fmt: skip
+STUDY = ["all", "retrain", "report_only"]
+# Which script takes which flag defined here: the one place that says it. A
+# flag a script does not use is refused, naming the scripts that take it,
+# rather than silently ignored (e.g. --model plain to question1, which always
+# trains a ResNet; resnet_vs_plain takes --models instead).
+USES = {
+    "question1": SHARED + ["retrain"],
+    "question2": SHARED + STUDY,
+    "resnet_vs_plain": [f for f in SHARED if f not in ("n", "run_name")]
+    + ["retrain", "report_only"],
+    # The base network comes from --base: the CIFAR ResNet's settings do not apply.
+    "question3": [f for f in SHARED if f not in ("n", "shortcut", "normalization",
+                                                      "weight_decay", "fused_bn", "recompute")]
+    + ["image_size"] + STUDY,
+    "colorize": [
+        "dataset", "label_mode", "data_dir", "epochs", "batch_size", "lr", "seed",
+        "train_limit", "test_limit", "val_size", "output_dir", "run_name", "verbose",
+        "tensorboard", "jit_compile", "mixed_precision", "strategy", "deterministic",
+        "skip_bad_images", "formats", "model", "image_size", "retrain",
+    ],
+    "evaluate": ["dataset", "label_mode", "data_dir", "test_limit", "seed", "batch_size",
+                 "skip_bad_images", "tta", "tta_shifts"],
+    "benchmark": ["model", "n", "batch_size", "opt", "lr", "seed", "jit_compile",
+                  "mixed_precision", "fused_bn", "recompute", "data_dir", "dataset"],
+}  # fmt: skip
+_script = [None]  # the running script's key in USES, set by `run`
+
+
+def check_used(script):
+    """Refuses any flag defined here that `script` does not use, naming the
+    scripts that take it."""
+    for name in SHARED + STUDY + ["model", "image_size"]:
+        if FLAGS[name].present and name not in USES[script]:
+            takers = ", ".join(f"scripts.{s}" for s, used in USES.items() if name in used)
+            raise ValueError(f"--{name} is not used by scripts.{script}; it is taken by {takers}")
 
 
 def explicit_flags():
@@ -103,12 +140,17 @@ def explicit_flags():
     return {name for name in SHARED if getattr(FLAGS, name) is not None}
 
 
-def resolve(defaults, names=SHARED):
+def resolve(defaults, extra=()):
     """The script's defaults, overridden by every flag the user set.
 
+    Resolves the flags defined here that the running script uses (USES, less
+    the study switches, which scripts read from FLAGS) and the script's own
+    flags named in `extra`.
     `--schedule fast` brings the CPU time-to-accuracy preset
     (training.FAST_PRESET) in between: above the defaults, below the flags.
+    Model formats are checked here, before any data is read.
     """
+    names = [n for n in USES[_script[0]] if n not in STUDY] + list(extra)
     out = dict(defaults)
     if FLAGS.schedule == "fast" and "schedule" in names:
         from resnet_keras.training import FAST_PRESET
@@ -118,6 +160,11 @@ def resolve(defaults, names=SHARED):
         value = getattr(FLAGS, name)
         if value is not None:
             out[name] = value
+    if "formats" in out:
+        from resnet_keras.saving import model_path
+
+        for fmt in out["formats"]:
+            model_path("check", fmt)  # refuses unknown formats
     return out
 
 
@@ -127,20 +174,44 @@ def fail(message):
     sys.exit(2)
 
 
-def run(main, positional=False):
+def _parse(argv):
+    """absl's flag parsing, with its errors answered in one line, exit 2."""
+    try:
+        return FLAGS(argv)
+    except flags.UnrecognizedFlagError as e:
+        close = difflib.get_close_matches(e.flagname, list(FLAGS), n=1)
+        hint = f" (did you mean --{close[0]}?)" if close else ""
+        fail(f"unknown flag --{e.flagname}{hint}; see --helpshort")
+    except flags.Error as e:
+        fail(f"{str(e).splitlines()[0]}; see --helpshort")
+
+
+def check_finite():
+    """NaN or infinite numbers are refused before they could train."""
+    for name in FLAGS:
+        value = FLAGS[name].value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{name} must be a finite number; got {value}")
+
+
+def run(main, script, positional=False):
     """absl's app.run, with bad input answered by one line instead of a traceback.
 
     Args:
         main: called with argv (argv[0] is the program).
+        script: the script's key in USES (which flags it takes).
         positional: whether the script takes positional arguments (model files).
 
     RESNET_KERAS_TRACEBACK=1 shows the traceback, for debugging the project.
     """
+    _script[0] = script
 
     def wrapped(argv):
         if len(argv) > 1 and not positional:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}; see --helpshort")
         try:
+            check_used(script)
+            check_finite()
             return main(argv)
         except (ValueError, OSError, FloatingPointError) as e:
             if os.environ.get("RESNET_KERAS_TRACEBACK"):
@@ -151,4 +222,4 @@ def run(main, positional=False):
                   "epoch", file=sys.stderr)
             sys.exit(130)
 
-    app.run(wrapped)
+    app.run(wrapped, flags_parser=_parse)

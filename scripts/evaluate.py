@@ -52,8 +52,7 @@ def main(argv):
     paths = argv[1:]
     if not paths:
         raise ValueError("give one or more model files: python -m scripts.evaluate MODEL.h5 [...]")
-    s = common.resolve(DEFAULTS, ["dataset", "label_mode", "data_dir", "test_limit", "seed",
-                                  "batch_size", "skip_bad_images", "tta", "tta_shifts"])  # fmt: skip
+    s = common.resolve(DEFAULTS)
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
     ds = data.load_dataset(s["dataset"], s.get("data_dir"), s["label_mode"],
                            skip_bad_images=s.get("skip_bad_images", False))  # fmt: skip
@@ -77,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main, positional=True)
+    common.run(main, "evaluate", positional=True)

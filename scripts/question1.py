@@ -35,7 +35,7 @@ def main(argv):
     settings.setdefault("run_name", f"question1_resnet{depth}_{settings['dataset']}")
     config = experiment.TrainConfig(**settings)
     config.validate()
-    model, metrics, history = experiment.run_classification(config)
+    model, metrics, history = experiment.run_classification(config, retrain=common.FLAGS.retrain)
     out = config.output_dir
     paths = experiment.save_outputs(
         model,
@@ -51,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(main, "question1")

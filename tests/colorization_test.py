@@ -352,7 +352,7 @@ class BadInputTest(tf.test.TestCase):
         # Each case costs a TensorFlow start-up; the config checks below cover the rest.
         cases = [
             (["colour"], "Unknown command 'colour'; expected one of train, eval, apply, probe"),
-            (["train", "--opt=sgd"], "--opt does not apply to colorization"),
+            (["train", "--opt=sgd"], "--opt is not used by scripts.colorize; it is taken by"),
             (["eval", resnet], "is not a colorizer"),
         ]
         for args, message in cases:

@@ -92,9 +92,13 @@ class BadInputTest(tf.test.TestCase):
         fixtures.write_cifar10_python(root, per_batch=20, test=20)
         r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=1",
                        "--val_size=0", "--batch_size=16", f"--output_dir={root}/out",
-                       "--verbose=0")  # fmt: skip
+                       "--verbose=0", "--tensorboard")  # fmt: skip
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("python format", r.stdout)
+        # tensorboard is a dependency: the flag writes event files.
+        logs = os.path.join(root, "out", "runs", "question1_resnet8_cifar10", "tensorboard")
+        events = [f for _, _, files in os.walk(logs) for f in files if "tfevents" in f]
+        self.assertNotEmpty(events)
         # --val_size 0 (no validation, as --schedule fast): the last weights are tested.
         self.assertRegex(r.stdout, r"Test accuracy: 0\.\d{4}")
 

@@ -73,6 +73,14 @@ class CrashSafeTest(tf.test.TestCase):
         self.assertBetween(done, 2, 5)
         self.assertFalse(os.path.exists(os.path.join(out, "saved_models", "resnet_cifar10.h5")))
 
+        # Another optimizer may not pick up this run's resume state (reliability, 2).
+        before = _tree_hashes(out)
+        r = run_script("scripts.question1", *args, "--opt=sgd", "--lr=0.05")
+        self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+        self.assertRegex(r.stderr, r"holds an interrupted run \(\d epochs done\) made with other "
+                                   r"settings \(lr 0.001 -> 0.05, opt adam -> sgd\); run its own")
+        self.assertEqual(_tree_hashes(out), before)
+
         r = run_script("scripts.question1", *args)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertEqual(_csv_epochs(log), [0, 1, 2, 3, 4, 5])
@@ -109,6 +117,60 @@ class CrashSafeTest(tf.test.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr[-2000:])
         self.assertRegex(r.stderr, r"loss became NaN at epoch 1, batch \d+ \(learning rate 1e\+30\)")
         self.assertFalse(os.path.exists(os.path.join(root, "out", "saved_models")))
+
+
+class RunFolderTest(tf.test.TestCase):
+    def test_retrain_replaces_the_finished_run_only_once_it_has_finished(self):
+        root = self.create_tempdir().full_path
+        _, out, args = _finished_run(root, "--seed=3")
+        run = os.path.join(out, "runs", "question1_resnet8_cifar10")
+        before = _tree_hashes(out)
+        staging = os.path.join(out, "runs", ".question1_resnet8_cifar10.retrain")
+        proc = _popen("scripts.question1", *args, "--epochs=4", "--retrain")
+        deadline = time.time() + 300
+        while not _csv_epochs(os.path.join(staging, "log.csv")) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # Killed while retraining: the finished run and its model are as they were.
+        self.assertNotEmpty(os.listdir(staging))
+        now = _tree_hashes(out)
+        self.assertEqual({k: v for k, v in now.items() if ".retrain" not in k}, before)
+
+        r = run_script("scripts.question1", *args, "--epochs=4", "--retrain")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertEqual(_csv_epochs(os.path.join(run, "log.csv")), [0, 1, 2, 3])
+        with open(os.path.join(run, "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 4)
+        self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))),
+                         [".question1_resnet8_cifar10.lock", "question1_resnet8_cifar10"])  # fmt: skip
+        model = os.path.join("saved_models", "resnet_cifar10.h5")
+        self.assertNotEqual(_tree_hashes(out)[model], before[model])
+
+    def test_a_second_process_is_refused_and_a_dead_ones_lock_is_not_in_the_way(self):
+        root = self.create_tempdir().full_path
+        data = os.path.join(root, "data")
+        fixtures.write_cifar10_python(data, per_batch=20, test=20)
+        args = [f"--data_dir={data}", "--n=1", "--val_size=20", "--batch_size=16",
+                f"--output_dir={root}/out", "--verbose=0", "--run_name=shared"]  # fmt: skip
+        lock = os.path.join(root, "out", "runs", ".shared.lock")
+        first = _popen("scripts.question1", *args, "--epochs=200")
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline and first.poll() is None:
+                if os.path.isfile(lock) and f"process {first.pid}" in open(lock).read():
+                    break
+                time.sleep(0.2)
+            r = run_script("scripts.question1", *args, "--epochs=200")
+            self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+            self.assertIn(f"runs/shared is in use by process {first.pid} ", r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        # The killed process left its lock file; the kernel dropped its lock.
+        r = run_script("scripts.question1", *args, "--epochs=1", "--retrain")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
 
 
 class DeterminismTest(tf.test.TestCase):
@@ -274,19 +336,54 @@ def _write_bad_data(root):
     with open(os.path.join(pickle_dir, "cifar-10-batches-py", "test_batch"), "wb") as f:
         f.write(b"\x00\x01 definitely not a pickle")
     cases["not_pickle"] = pickle_dir
+    latin1 = os.path.join(root, "latin1_name")
+    fixtures.write_image_folder(latin1)
+    shutil.copy(os.path.join(latin1, "train", "cat", "0000.png"),
+                os.path.join(os.fsencode(latin1), b"train", b"cat", b"caf\xe9.png"))  # fmt: skip
+    cases["latin1_name"] = latin1
     return cases
 
 
+def _tree_hashes(root):
+    """{relative path: sha256} of every file under `root`, lock files aside
+    (each process that takes a run's lock writes its pid there)."""
+    import hashlib
+
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".lock"):
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def _finished_run(root, *extra):
+    """Trains question1 for 2 epochs on a python-format fixture; returns (data, out, args)."""
+    data = os.path.join(root, "data")
+    fixtures.write_cifar10_python(data, per_batch=20, test=20)
+    out = os.path.join(root, "out")
+    args = [f"--data_dir={data}", "--n=1", "--val_size=20", "--batch_size=16",
+            f"--output_dir={out}", "--verbose=0", *extra]  # fmt: skip
+    r = run_script("scripts.question1", *args, "--epochs=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return data, out, args
+
+
 class BadInputTableTest(tf.test.TestCase):
-    """One line on stderr, exit 2, no traceback, existing outputs untouched."""
+    """One line on stderr, exit 2, no traceback, and every file under the
+    output folder (a finished run and its model among them) byte for byte
+    as it was."""
 
     def test_table(self):
-        root = tempfile.mkdtemp()
-        out = os.path.join(root, "out")
-        keep = os.path.join(out, "saved_models", "resnet_cifar10.h5")
-        os.makedirs(os.path.dirname(keep))
-        with open(keep, "w") as f:
-            f.write("earlier result")
+        root = self.create_tempdir().full_path
+        data, out, finished = _finished_run(root)
+        # A finished resnet_vs_plain run made with other settings (question1's).
+        shutil.copytree(os.path.join(out, "runs", "question1_resnet8_cifar10"),
+                        os.path.join(out, "runs", "resnet-8"))  # fmt: skip
+        before = _tree_hashes(out)
+        self.assertIn(os.path.join("saved_models", "resnet_cifar10.h5"), before)
         bad = _write_bad_data(root)
         fixtures.write_image_folder(os.path.join(root, "small"))  # 12 training images
         not_h5 = os.path.join(root, "model.h5")
@@ -310,17 +407,47 @@ class BadInputTableTest(tf.test.TestCase):
             (q1, [f"--data_dir={bad['truncated']}"], "cut.jpg: unreadable image"),
             (q1, [f"--data_dir={bad['text_jpg']}"], "notes.jpg: unreadable image"),
             (q1, [f"--data_dir={bad['not_pickle']}"], "test_batch"),
+            # A file name that is not UTF-8 is named (reliability, 8).
+            (q1, [f"--data_dir={bad['latin1_name']}"], "caf\\xe9.png: file name is not valid UTF-8"),
+            # A finished run is never replaced by a run with other settings,
+            # nor trained again without --retrain (issue: reliability, 1).
+            (q1, [*finished, "--epochs=1"],
+             "holds a finished run made with other settings (epochs 2 -> 1); pass --retrain"),
+            (q1, [*finished, "--epochs=2"], "holds a finished run of these settings"),
+            # ... and a study refuses before it reads any data.
+            ("scripts.resnet_vs_plain", ["--depths=8", "--models=resnet", "--data_dir=/nonexistent",
+                                         "--epochs=1"], "runs/resnet-8 holds a finished run made"),
+            # Options checked before data is read or a file written (4, 5).
+            (q1, [*finished, "--epochs=3", "--formats=h5,pdf"], "Unknown format 'pdf'"),
+            (q1, ["--lr=nan"], "--lr must be a finite number; got nan"),
+            (q1, ["--label_smoothing=nan"], "--label_smoothing must be a finite number"),
+            (q1, ["--weight_decay=inf"], "--weight_decay must be a finite number; got inf"),
+            # A flag a script does not use is refused, not ignored (6).
+            (q1, ["--model=plain"],
+             "--model is not used by scripts.question1; it is taken by scripts.colorize, "
+             "scripts.benchmark"),
+            ("scripts.question2", ["--model=plain"], "--model is not used by scripts.question2"),
+            ("scripts.question3", ["--recompute"], "--recompute is not used by scripts.question3"),
+            ("scripts.resnet_vs_plain", ["--n=5"], "--n is not used by scripts.resnet_vs_plain"),
+            ("scripts.question2", ["--all", "--opt=sgd"], "--all runs the original three"),
+            ("scripts.colorize", ["eval", not_h5, "--retrain"], "--retrain is for train"),
+            # Depths Keras cannot build or load (9).
+            (q1, ["--n=1000"], "--n must be at most 40 (ResNet-242)"),
+            ("scripts.resnet_vs_plain", ["--depths=6002"], "depth 6002 is deeper than the 242"),
+            # Flags absl cannot parse (10).
+            (q1, ["--epochz=3"], "unknown flag --epochz (did you mean --epochs?)"),
+            (q1, ["--epochs=abc"], "flag --epochs=abc: invalid literal"),
             ("scripts.evaluate", [not_h5], "model.h5: cannot load model"),
         ]  # fmt: skip
         for module, args, message in cases:
-            r = run_script(module, *args, f"--output_dir={out}")
+            if module != "scripts.evaluate":  # it writes nothing, so takes no --output_dir
+                args = [*args, f"--output_dir={out}"]
+            r = run_script(module, *args)
             self.assertEqual(r.returncode, 2, (module, args, r.stdout[-500:], r.stderr[-2000:]))
             self.assertIn(message, r.stderr, args)
             self.assertNotIn("Traceback", r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, (args, r.stderr))
-        with open(keep) as f:
-            self.assertEqual(f.read(), "earlier result")
-        self.assertEqual(os.listdir(os.path.join(out, "saved_models")), ["resnet_cifar10.h5"])
+            self.assertEqual(_tree_hashes(out), before, (module, args))
 
     def test_skip_bad_images_reports_and_trains(self):
         root = tempfile.mkdtemp()
