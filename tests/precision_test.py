@@ -14,25 +14,92 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import colorization, distribute, models, training, transfer
+from resnet_keras import colorization, cpu, distribute, models, training, transfer
 from tests import fixtures
 from tests.question1_test import run_script
 
 
+GPU = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
+BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+AVX2 = frozenset({"avx", "avx2", "fma"})
+
+
+def devices(gpus):
+    """tf.config.list_physical_devices reporting `gpus`, whatever the machine has."""
+    return unittest.mock.patch.object(tf.config, "list_physical_devices", return_value=gpus)
+
+
+def cpu_with(flags):
+    """The flags reader answering `flags`, as on a CPU that has them."""
+    return unittest.mock.patch.object(cpu, "cpu_flags", return_value=flags)
+
+
 class PolicyTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        # The override variable (set by benchmarks/compare.sh) must not leak in.
+        patcher = unittest.mock.patch.dict(os.environ)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        os.environ.pop(cpu.FLAGS_VAR, None)
+
     def test_default_is_off_on_cpu_and_on_with_a_gpu(self):
-        self.assertEqual(distribute.precision_policy(None), "float32")  # this machine: no GPU
-        self.assertEqual(distribute.precision_policy(False), "float32")
-        self.assertEqual(distribute.precision_policy(True), "mixed_bfloat16")
-        gpu = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
-        with unittest.mock.patch.object(tf.config, "list_physical_devices", return_value=gpu):
+        with devices([]), cpu_with(BF16):
+            self.assertEqual(distribute.precision_policy(None), "float32")
+            self.assertEqual(distribute.precision_policy(False), "float32")
+            self.assertEqual(distribute.precision_policy(True), "mixed_bfloat16")
+        with devices(GPU), cpu_with(AVX2):
             self.assertEqual(distribute.precision_policy(None), "mixed_float16")
+            self.assertEqual(distribute.precision_policy(True), "mixed_float16")
             self.assertEqual(distribute.precision_policy(False), "float32")
 
+    def test_bfloat16_only_on_a_cpu_that_computes_it(self):
+        with devices([]), cpu_with(BF16):
+            policy, reason = distribute.precision_decision(True)
+        self.assertEqual(policy, "mixed_bfloat16")
+        self.assertIn("natively (avx512_bf16)", reason)
+        self.assertIsNone(distribute.precision_note(True, policy, reason))
+        with devices([]), cpu_with(AVX2):
+            policy, reason = distribute.precision_decision(True)
+        self.assertEqual(policy, "float32")
+        self.assertEqual(distribute.precision_note(True, policy, reason),
+                         "mixed precision: float32, this CPU has no native bfloat16 "
+                         "(no avx512_bf16/amx_bf16)")  # fmt: skip
+        # Nothing to explain where nobody asked for mixed precision.
+        with devices([]), cpu_with(AVX2):
+            policy, reason = distribute.precision_decision(None)
+        self.assertIsNone(distribute.precision_note(None, policy, reason))
+
+    def test_fast_preset_never_runs_bfloat16_without_native_support(self):
+        with devices([]), cpu_with(AVX2):
+            self.assertEqual(distribute.precision_policy(training.FAST_PRESET["mixed_precision"]),
+                             "float32")  # fmt: skip
+
+    def test_flags_from_a_cpuinfo_file(self):
+        folder = tempfile.mkdtemp()
+        for flags, policy in [("fpu avx2 amx_tile amx_bf16", "mixed_bfloat16"),
+                              ("fpu avx2 avx512f avx512_vnni", "float32")]:  # fmt: skip
+            path = os.path.join(folder, "cpuinfo")
+            with open(path, "w") as f:
+                f.write(f"processor\t: 0\nflags\t\t: {flags}\n")
+            with devices([]), unittest.mock.patch.object(cpu, "CPUINFO", path):
+                self.assertEqual(distribute.precision_policy(True), policy, flags)
+        # No /proc/cpuinfo (macOS, Windows): no bfloat16.
+        missing = os.path.join(folder, "absent")
+        with devices([]), unittest.mock.patch.object(cpu, "CPUINFO", missing):
+            self.assertEqual(distribute.precision_decision(True)[0], "float32")
+
+    def test_the_override_variable_decides_and_is_named(self):
+        os.environ[cpu.FLAGS_VAR] = "avx avx2 fma"
+        with devices([]):
+            policy, reason = distribute.precision_decision(True)
+        self.assertEqual(policy, "float32")
+        self.assertIn(f"(flags from {cpu.FLAGS_VAR})", reason)
+
     def test_xla_is_on_by_default_only_with_a_gpu(self):
-        self.assertEqual((distribute.use_xla(None), distribute.use_xla(True)), (False, True))
-        gpu = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
-        with unittest.mock.patch.object(tf.config, "list_physical_devices", return_value=gpu):
+        with devices([]):
+            self.assertEqual((distribute.use_xla(None), distribute.use_xla(True)), (False, True))
+        with devices(GPU):
             self.assertEqual((distribute.use_xla(None), distribute.use_xla(False)), (True, False))
 
     def test_the_global_policy_is_restored(self):
@@ -99,25 +166,37 @@ class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
         cls.data = tempfile.mkdtemp()
         fixtures.write_cifar10_python(cls.data, per_batch=16, test=16)
 
+    # The CPU class is faked (fixtures.*_CPU), so each expectation holds on any host.
     @parameterized.named_parameters(
-        ("question1", "scripts.question1", []),
-        ("question3", "scripts.question3", ["--weights=none", "--head_units=8"]),
-        ("colorize", "scripts.colorize", ["train", "--model=autoencoder"]),
+        ("question1", "scripts.question1", [], fixtures.BF16_CPU, "mixed_bfloat16"),
+        ("question3", "scripts.question3", ["--weights=none", "--head_units=8"], fixtures.BF16_CPU,
+         "mixed_bfloat16"),
+        ("colorize", "scripts.colorize", ["train", "--model=autoencoder"], fixtures.BF16_CPU,
+         "mixed_bfloat16"),
+        ("question1_avx2", "scripts.question1", [], fixtures.AVX2_CPU, "float32"),
     )  # fmt: skip
-    def test_flags_reach_the_run(self, module, extra):
+    def test_flags_reach_the_run(self, module, extra, cpu_env, precision):
         out = tempfile.mkdtemp()
         args = [f"--data_dir={self.data}", "--epochs=1", "--val_size=16", "--batch_size=16",
                 f"--output_dir={out}", "--verbose=0", "--mixed_precision", "--strategy=one_device"]  # fmt: skip
         if module == "scripts.question1":
             args.append("--n=1")
-        r = run_script(module, *extra, *args)
+        r = run_script(module, *extra, *args, env=cpu_env)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         runs = os.listdir(os.path.join(out, "runs"))
         self.assertLen(runs, 1)
         with open(os.path.join(out, "runs", runs[0], "flags.json")) as f:
             flags = json.load(f)
         self.assertEqual((flags["precision"], flags["strategy"], flags["replicas"]),
-                         ("mixed_bfloat16", "one_device", 1))  # fmt: skip
+                         (precision, "one_device", 1))  # fmt: skip
+        # The reason is recorded, and a refused bfloat16 is said once in the log.
+        note = "mixed precision: float32, this CPU has no native bfloat16"
+        if precision == "float32":
+            self.assertIn("no native bfloat16", flags["precision_reason"])
+            self.assertEqual(r.stdout.count(note), 1, r.stdout)
+        else:
+            self.assertIn("natively (avx512_bf16)", flags["precision_reason"])
+            self.assertNotIn(note, r.stdout)
         saved = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(out, "saved_models"))
                  for f in fs]  # fmt: skip
         self.assertLen(saved, 1)
