@@ -54,6 +54,21 @@ def model_path(stem, fmt):
     return f"{stem}_savedmodel" if fmt == "savedmodel" else f"{stem}.{fmt}"
 
 
+def _save_keeping_compile_config(model, path):
+    """`model.save`, undoing what Keras 3.15's .h5 writer does to the model:
+    it pops the optimizer out of the model's own compile config
+    (legacy/saving/saving_utils.py model_metadata; fixed upstream by
+    keras-team/keras#23475), so a .keras file written after an .h5 one
+    would reload with Keras' default RMSprop instead of the run's optimizer."""
+    compile_config = getattr(model, "_compile_config", None)
+    kept = dict(compile_config.config) if compile_config is not None else None
+    try:
+        model.save(path)
+    finally:
+        if kept is not None:
+            compile_config.config = kept
+
+
 def save_model(model, path):
     """Saves `model` to `path` atomically; the format follows the name.
 
@@ -70,7 +85,7 @@ def save_model(model, path):
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=ext, dir=folder)
         os.close(fd)
         try:
-            model.save(tmp)
+            _save_keeping_compile_config(model, tmp)
             publish(tmp, path)
         finally:
             if os.path.exists(tmp):
