@@ -6,7 +6,10 @@ Speed is measured by scripts.benchmark (docs/performance.md), not here.
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import textwrap
 import unittest.mock
 
 import keras
@@ -16,7 +19,7 @@ from absl.testing import parameterized
 
 from resnet_keras import colorization, cpu, distribute, models, training, transfer
 from tests import fixtures
-from tests.question1_test import run_script
+from tests.question1_test import ROOT, run_script
 
 
 GPU = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
@@ -155,6 +158,118 @@ class MixedModelsTest(tf.test.TestCase, parameterized.TestCase):
                 x = fixtures.random_images(2).astype("float32")
         self.assertEqual(model(x).dtype, tf.float32)
         self.assertTrue(all(w.dtype == "float32" for w in model.weights))
+
+
+# The project as it trains on a GPU, run on two logical CPUs: the defaults are
+# picked by the project's own code with a GPU in the (faked) device list, then
+# the model trains on the CPUs for real. argv: strategy name, output folder.
+GPU_DEFAULTS = textwrap.dedent("""
+    import json, os, sys, unittest.mock
+    import numpy as np, tensorflow as tf, keras
+    cpu0 = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu0, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from resnet_keras import distribute, experiment, models, saving
+    name, out = sys.argv[1], sys.argv[2]
+    strategy = distribute.make_strategy(name)  # the real device list: CPUs
+    replicas = strategy.num_replicas_in_sync
+    real = tf.config.list_physical_devices
+    gpu = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
+    x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
+    y = (np.arange(16) % 10).reshape(-1, 1)
+    # jit_compile and mixed_precision left None: the defaults.
+    config = experiment.TrainConfig(n=1, opt="sgd", lr=0.05, batch_size=8)
+    listed = lambda kind=None: gpu if kind == "GPU" else real(kind)
+    with unittest.mock.patch.object(tf.config, "list_physical_devices", side_effect=listed):
+        policy = distribute.precision_policy(config.mixed_precision)
+        xla = distribute.use_xla(config.jit_compile)
+        with experiment.model_scope(config, strategy):
+            keras.utils.set_random_seed(0)
+            model = experiment.build_model(config, 10, x, sync_bn=replicas > 1)
+            experiment.compile_for_run(model, config, len(x), top5=False)
+    compiled_with_xla = model.jit_compile
+    if replicas > 1:
+        model.jit_compile = False  # not on logical CPUs under a strategy: see the test
+    h = model.fit(x, y, batch_size=8, epochs=6, shuffle=False, verbose=0)
+    fused = [getattr(l.call, "__func__", None) is models._fused_bn_call
+             for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    np.save(os.path.join(out, "x.npy"), x[:4])
+    np.save(os.path.join(out, "pred.npy"), model.predict(x[:4], verbose=0))
+    for fmt in ("h5", "keras"):
+        saving.save_model(model, os.path.join(out, f"m.{fmt}"))
+    json.dump({"policy": policy, "xla": xla, "jit_compile": compiled_with_xla,
+               "replicas": replicas, "optimizer": type(model.optimizer).__name__,
+               "compute_dtype": model.get_layer("stem_conv").compute_dtype,
+               "fused_bn": all(fused), "loss": h.history["loss"]}, sys.stdout)
+""")
+
+# A Python that cannot import the project loads the saved files.
+PLAIN_LOAD = textwrap.dedent("""
+    import json, sys
+    sys.modules["resnet_keras"] = None  # any import of the project now fails
+    import numpy as np, keras
+    x, out = np.load(sys.argv[1]), {}
+    for path in sys.argv[2:]:
+        m = keras.models.load_model(path)
+        inner = getattr(m.optimizer, "inner_optimizer", m.optimizer)
+        out[path] = {"pred": m.predict(x, verbose=0).tolist(),
+                     "optimizer": [type(m.optimizer).__name__, type(inner).__name__],
+                     "policy": m.get_layer("stem_conv").dtype_policy.name}
+    json.dump(out, sys.stdout)
+""")
+
+
+class GpuDefaultsTest(tf.test.TestCase, parameterized.TestCase):
+    """The GPU defaults (float16 with Keras' loss scaling, XLA, the fused
+    BatchNorm kernel), which no GPU run has exercised, train on the CPU.
+
+    one_device runs the single-GPU path whole. mirrored (two logical CPUs)
+    runs the several-GPU path, float16 with loss scaling across replicas and
+    synchronized BatchNorm, but without XLA: TensorFlow 2.21 runs a replica's
+    jit-compiled step on CPU:0 whatever logical CPU the replica has, and XLA
+    refuses the other replica's variables ("Trying to access resource
+    .../replica_1 located in device CPU:1 from device CPU:0",
+    GetVariableInfosFromInputs), in float32 as well; keras-team/keras#19005
+    hit the same error on the same two-CPU setup. On several real GPUs each
+    replica has its own XLA device.
+    """
+
+    @parameterized.parameters(("one_device", 1, True), ("mirrored", 2, False))
+    def test_gpu_defaults_train_and_save_plain_keras_files(self, strategy, replicas, xla):
+        out = tempfile.mkdtemp()
+        # Hidden GPUs: the CPUs train, whatever the machine has.
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT,
+                   CUDA_VISIBLE_DEVICES="-1")  # fmt: skip
+        r = subprocess.run([sys.executable, "-c", GPU_DEFAULTS, strategy, out], env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        run = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((run["policy"], run["xla"], run["jit_compile"], run["replicas"]),
+                         ("mixed_float16", True, True, replicas))  # fmt: skip
+        # Keras 3 wraps the optimizer itself under mixed_float16.
+        self.assertEqual(run["optimizer"], "LossScaleOptimizer")
+        self.assertEqual(run["compute_dtype"], "float16")
+        self.assertEqual(run["fused_bn"], replicas == 1)  # several replicas: synchronized BN
+        losses = run["loss"]
+        self.assertTrue(np.all(np.isfinite(losses)), losses)
+        self.assertLess(losses[-1], losses[0], losses)
+
+        # No project code and no PYTHONPATH: the files alone.
+        env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+        files = [os.path.join(out, f"m.{fmt}") for fmt in ("h5", "keras")]
+        args = [sys.executable, "-c", PLAIN_LOAD, os.path.join(out, "x.npy"), *files]
+        r = subprocess.run(args, cwd=out, env=env, capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        loaded = json.loads(r.stdout.strip().splitlines()[-1])
+        pred = np.load(os.path.join(out, "pred.npy"))
+        for path in files:
+            self.assertEqual(loaded[path]["policy"], "mixed_float16", path)
+            self.assertAllClose(loaded[path]["pred"], pred, atol=2e-3, msg=path)
+            # The run's SGD, not Keras' default RMSprop (saving.save_model).
+            self.assertEqual(loaded[path]["optimizer"][1], "SGD", path)
+        # The .h5 file stores the wrapper itself. (A .keras file stores the
+        # optimizer given to compile, and Keras 3.15 reloads it unwrapped:
+        # the reloaded model's own policy is the global float32.)
+        self.assertEqual(loaded[files[0]]["optimizer"][0], "LossScaleOptimizer")
 
 
 class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
