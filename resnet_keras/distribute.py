@@ -21,6 +21,7 @@ import os
 import keras
 import tensorflow as tf
 
+from resnet_keras import cpu
 from resnet_keras.checks import check_choice
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -70,20 +71,46 @@ def _make(name):
 
 
 def precision_policy(mixed_precision=None):
-    """The Keras dtype policy for `--mixed_precision`.
+    """The Keras dtype policy for `--mixed_precision` (`precision_decision`'s first half)."""
+    return precision_decision(mixed_precision)[0]
+
+
+def precision_decision(mixed_precision=None):
+    """(Keras dtype policy, the reason, for flags.json) for `--mixed_precision`.
 
     None (the default) means on where a GPU is present and off on the CPU.
-    On means float16 compute on a GPU (Keras adds loss scaling) and bfloat16
-    on a CPU, which has no fast float16 but, with AVX512_BF16 or AMX, fast
-    bfloat16 (docs/performance.md: 1.27x training, 1.2x evaluation here).
-    Variables, the softmax and the losses stay float32 either way.
+    On means float16 compute on a GPU (Keras adds loss scaling). On a CPU it
+    means bfloat16 only where the CPU computes it natively (AVX512_BF16 or
+    AMX-BF16: 1.27x training, 1.2x evaluation on this project's machine,
+    docs/performance.md). Elsewhere every bfloat16 op would go through
+    conversions to and from float32, with no hardware to gain from, so the
+    run stays float32 and the reason says why. Variables, the softmax and the
+    losses stay float32 either way. The CPU's flags come from `cpu.cpu_flags`
+    (RESNET_KERAS_CPU_FLAGS overrides them, to emulate another CPU).
     """
     gpus = tf.config.list_physical_devices("GPU")
     if mixed_precision is None:
-        mixed_precision = bool(gpus)
-    if not mixed_precision:
-        return "float32"
-    return "mixed_float16" if gpus else "mixed_bfloat16"
+        if not gpus:
+            return "float32", "mixed precision is off by default without a GPU"
+    elif not mixed_precision:
+        return "float32", "mixed precision off"
+    if gpus:
+        return "mixed_float16", "a GPU: float16 compute, with Keras' loss scaling"
+    flags = cpu.cpu_flags()
+    source = "" if cpu.flags_source() == cpu.CPUINFO else f" (flags from {cpu.FLAGS_VAR})"
+    if cpu.native_bfloat16(flags):
+        native = "/".join(f for f in cpu.BFLOAT16_FLAGS if f in flags)
+        return "mixed_bfloat16", f"this CPU computes bfloat16 natively ({native}){source}"
+    return "float32", ("this CPU has no native bfloat16 (no "
+                       f"{'/'.join(cpu.BFLOAT16_FLAGS)}){source}")  # fmt: skip
+
+
+def precision_note(mixed_precision, policy, reason):
+    """The one line a run logs when --mixed_precision asked for what it does
+    not get (a CPU without native bfloat16); None otherwise."""
+    if mixed_precision and policy == "float32":
+        return f"mixed precision: float32, {reason}"
+    return None
 
 
 def use_xla(jit_compile=None):

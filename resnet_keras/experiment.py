@@ -203,8 +203,13 @@ def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
         f"data: {ds.source}: {len(x)} train, {len(val[0]) if val else 0} validation, "
         f"{len(xt)} test images of {x.shape[1]}x{x.shape[2]}, {ds.num_classes} classes"
     )
+    precision, reason = distribute.precision_decision(config.mixed_precision)
+    note = distribute.precision_note(config.mixed_precision, precision, reason)
+    if note:
+        log(note)
     resolved = dataclasses.asdict(config) | extra | {
-        "precision": distribute.precision_policy(config.mixed_precision),
+        "precision": precision,
+        "precision_reason": reason,
         "train_images": len(x),
         "val_images": len(val[0]) if val else 0,
         "test_images": len(xt),

@@ -37,10 +37,12 @@ ONECYCLE_WARMUP = 0.2
 # at 88.1% after 50 epochs (60 min here), so the preset adds what the PyTorch
 # yardstick (../shared/bench/torch_time_to_accuracy.py) uses, label smoothing
 # and Nesterov momentum, trains in bfloat16 (1.14-1.27x faster here, accuracy
-# within seed noise) for more epochs in the time, and reports flip and
-# six-view TTA. Measured here: 100 epochs (69 min) gave 88.41%, 89.58% with
-# flips, 89.98% with six views; 180 epochs (122 min) 88.85%, 90.09% and
-# 90.40%, the first run over 90%, so 180 is the default (docs/performance.md).
+# within seed noise; only on CPUs that compute bfloat16 natively, float32
+# elsewhere: distribute.precision_decision) for more epochs in the time, and
+# reports flip and six-view TTA. Measured here: 100 epochs (69 min) gave
+# 88.41%, 89.58% with flips, 89.98% with six views; 180 epochs (122 min)
+# 88.85%, 90.09% and 90.40%, the first run over 90%, so 180 is the default
+# (docs/performance.md).
 FAST_PRESET = dict(opt="sgd", lr=0.2, batch_size=128, epochs=180, weight_decay=5e-4, val_size=0,
                    label_smoothing=0.1, nesterov=True, mixed_precision=True, tta=True,
                    tta_shifts=True)

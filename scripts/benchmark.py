@@ -8,9 +8,14 @@ question3 ResNet-50 transfer model), the real `tf.data` pipeline (augmenting
 `data.train_dataset`, or the colorization pairs) and the real `compile`/`fit` path,
 on random uint8 images by default (`--data_dir` for real ones). The first
 `--warmup` steps are not counted. The last line holds every figure as
-key=value pairs. Speed is measured here, never asserted in tests.
+key=value pairs, ending with what decides the speed on a CPU: the CPU's
+relevant flags (`cpu=`, as `resnet_keras.cpu` sees them, so
+RESNET_KERAS_CPU_FLAGS shows), TensorFlow's oneDNN switch and who set it
+(`onednn=`), `onednn_max_isa=` when ONEDNN_MAX_CPU_ISA caps oneDNN's kernels,
+and the precision policy used. Speed is measured here, never asserted in tests.
 """
 
+import os
 import resource
 import time
 
@@ -21,7 +26,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 import keras
 from absl import flags
 
-from resnet_keras import colorization, colorization_tasks, data, distribute, experiment
+from resnet_keras import colorization, colorization_tasks, cpu, data, distribute, experiment
 from resnet_keras import training, transfer
 from resnet_keras.checks import check_choice
 
@@ -111,7 +116,10 @@ def main(argv):
                                     n=s["n"], batch_size=bs, opt=s["opt"],
                                     fused_bn=s["fused_bn"], recompute=s["recompute"])  # fmt: skip
     config.validate()
-    precision = distribute.precision_policy(s["mixed_precision"])
+    precision, reason = distribute.precision_decision(s["mixed_precision"])
+    note = distribute.precision_note(s["mixed_precision"], precision, reason)
+    if note:
+        print(note)
     with distribute.dtype_policy(precision):
         ds, model, x_eval = setup(kind, config, x, y, num_classes, s)
 
@@ -144,8 +152,11 @@ def main(argv):
           f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision} "
           f"fused_bn={s['fused_bn']} recompute={s['recompute']} "
           f"steps_per_execution={FLAGS.steps_per_execution}")  # fmt: skip
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     print(f"train_img_per_s={train:.1f} eval_img_per_s={evaluation:.1f} "
-          f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f}")
+          f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f} "
+          f"cpu={cpu.reported_flags(cpu.cpu_flags())} onednn={cpu.onednn_state()}"
+          + (f" onednn_max_isa={isa}" if isa else "") + f" precision={precision}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ import math
 import os
 import sys
 
+from resnet_keras import cpu  # imports no TensorFlow
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+cpu.default_onednn()  # oneDNN on AVX2 CPUs too; TensorFlow reads it once, at import
 
 
 def _import_tensorflow_quietly():

@@ -12,6 +12,14 @@ import numpy as np
 
 REAL_CIFAR10 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "cifar10")
 
+# CPU classes for scripts run as subprocesses (resnet_keras.cpu's override
+# variable), so a test's expected precision holds on AVX2 and AVX-512 hosts;
+# the GPUs are hidden, so it holds on a GPU machine too.
+AVX2_FLAGS = "fpu sse sse2 ssse3 sse4_1 sse4_2 popcnt avx f16c fma bmi1 bmi2 avx2"
+BF16_FLAGS = AVX2_FLAGS + " avx512f avx512bw avx512vl avx512_vnni avx512_bf16"
+AVX2_CPU = {"RESNET_KERAS_CPU_FLAGS": AVX2_FLAGS, "CUDA_VISIBLE_DEVICES": "-1"}
+BF16_CPU = {"RESNET_KERAS_CPU_FLAGS": BF16_FLAGS, "CUDA_VISIBLE_DEVICES": "-1"}
+
 
 def random_images(n, seed=0, size=32):
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)

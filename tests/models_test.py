@@ -258,6 +258,14 @@ class SavingTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(loaded.predict(self.x, verbose=0), self.expected, atol=1e-5)
         self.assertEqual([w.path for w in loaded.weights], [w.path for w in self.model.weights])
 
+    def test_a_keras_file_written_after_an_h5_keeps_the_optimizer(self):
+        # Keras 3.15's .h5 writer drops the optimizer from the model's compile
+        # config; saving.save_model puts it back (--formats h5,keras).
+        saving.save_model(self.model, os.path.join(self.dir, "m.h5"))
+        self.assertIn("optimizer", self.model.get_compile_config())
+        path = saving.save_model(self.model, os.path.join(self.dir, "m.keras"))
+        self.assertIsInstance(keras.models.load_model(path).optimizer, keras.optimizers.Adam)
+
     def test_savedmodel_export_serves_equal_predictions(self):
         path = saving.save_model(self.model, saving.model_path(os.path.join(self.dir, "m"), "savedmodel"))
         served = tf.saved_model.load(path)

@@ -225,7 +225,9 @@ MIRRORED = textwrap.dedent("""
 
 class StrategyTest(tf.test.TestCase):
     def test_mirrored_over_two_cpus_matches_one_device(self):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+        # GPUs hidden: "mirrored" would otherwise mirror over them, not the two CPUs.
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT,
+                   CUDA_VISIBLE_DEVICES="-1")  # fmt: skip
         r = subprocess.run([sys.executable, "-c", MIRRORED], env=env, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
