@@ -73,7 +73,8 @@ flags.DEFINE_bool("fused_bn", None, "Run BatchNorm through TensorFlow's fused ke
 flags.DEFINE_bool("recompute", None, "Keep only each residual block's input for the backward "
                   "pass and compute the rest again: less memory, slower steps.")
 flags.DEFINE_bool("mixed_precision", None, "Mixed precision: float16 compute on a GPU, bfloat16 "
-                  "on a CPU; float32 variables, softmax and losses. Default: on with a GPU.")
+                  "on a CPU with AVX512_BF16 or AMX-BF16 (float32 on other CPUs); float32 "
+                  "variables, softmax and losses. Default: on with a GPU.")
 flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / "
                    "classes (0: none; the fast schedule uses 0.1).")
 flags.DEFINE_bool("nesterov", None, "Nesterov momentum for --opt sgd (the fast schedule's).")
