@@ -21,9 +21,23 @@ def hardware():
         pass
     import tensorflow as tf
 
+    from resnet_keras import cpu as cpu_lib
+
     gpus = tf.config.list_physical_devices("GPU")
     device = f"{len(gpus)} GPU(s)" if gpus else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {device}, TensorFlow {tf.__version__}"
+    flags = cpu_lib.reported_flags(cpu_lib.cpu_flags())  # the CPU class: avx2 only, or AVX-512
+    return f"{cpu} ({flags}), {os.cpu_count()} cores, {device}, TensorFlow {tf.__version__}"
+
+
+def run_lines(rows, names):
+    """One Markdown line per row: what ran, how long, on what.
+
+    rows: result rows with "epochs", "train_time_min" and "hardware";
+    names: the label of each row.
+    """
+    return "\n".join(f"- {name}: {r['epochs']} epochs, {r['train_time_min']} min of training, "
+                     f"{r.get('hardware') or 'hardware not recorded'}"
+                     for name, r in zip(names, rows))  # fmt: skip
 
 
 def load_rows(json_path):

@@ -133,15 +133,18 @@ def report(pairs, output_dir, settings):
     if skipped:
         print(skipped)
     if rows:
-        results.write_results(
-            os.path.join(output_dir, "results", "resnet_vs_plain"), rows, COLUMNS,
-            key=("model", "depth"), title="ResNet against PlainNet on CIFAR-10",
-            notes=NOTES,
-        )  # fmt: skip
+        stem, key = os.path.join(output_dir, "results", "resnet_vs_plain"), ("model", "depth")
+        merged = results.merge_rows(results.load_rows(f"{stem}.json"), rows, key)
+        names = [f"{FILE_STEM[r['model']]}-{r['depth']}" for r in merged]
+        results.write_results(stem, rows, COLUMNS, key=key,
+                              title="ResNet against PlainNet on CIFAR-10",
+                              notes=NOTES + "\nThe runs:\n\n" + results.run_lines(merged, names))  # fmt: skip
         print(f"wrote {os.path.join(output_dir, 'results', 'resnet_vs_plain.md')}")
 
 
 NOTES = """
+Made by `python -m scripts.resnet_vs_plain --depths 20,32 --models resnet,plain
+--data_dir DATA`, whose defaults are the original write-up's 100-epoch recipe.
 Test accuracy is measured once, on the test split, with the weights that did
 best on the validation split. "paper error %" is He et al. 2015, Table 6
 (ResNet, option A, 64k iterations); "original write-up accuracy %" is

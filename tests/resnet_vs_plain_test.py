@@ -73,7 +73,11 @@ class EndToEndTest(tf.test.TestCase):
             self.assertEqual(row["test_accuracy_pct"], round(100 * metrics["test_accuracy"], 2))
             self.assertEqual(row["epochs"], 1)
         with open(os.path.join(out, "results", "resnet_vs_plain.md")) as f:
-            self.assertIn("| resnet | 14 |", f.read())
+            text = f.read()
+        self.assertIn("| resnet | 14 |", text)
+        # A line per run: epochs, training time and the machine with its CPU class.
+        self.assertRegex(text, r"- resnet-14: 1 epochs, [\d.]+ min of training, .*\(.*\), \d+ cores, "
+                               r"(no GPU|\d GPU\(s\)), TensorFlow 2\.")
 
         # --report_only redraws from runs/ alone: no data, no training.
         shutil.rmtree(plots)
