@@ -4,8 +4,12 @@ import importlib
 
 # Imported on first use (PEP 562), not here: `resnet_keras.cpu` must be
 # importable before TensorFlow, which reads its oneDNN switch once, at import.
-_LAZY = {"build_plainnet": "models", "build_resnet": "models", "residual_block": "models",
-         "load_cifar": "data"}  # fmt: skip
+_LAZY = {
+    "build_plainnet": "models",
+    "build_resnet": "models",
+    "residual_block": "models",
+    "load_cifar": "data",
+}
 
 __all__ = ["build_plainnet", "build_resnet", "load_cifar", "residual_block"]
 __version__ = "0.1.0"

@@ -159,9 +159,14 @@ def gray_as_color(gray):
 
 def _conv(filters, strides, name, activation="relu", dtype=None):
     return layers.Conv2D(
-        filters, 3, strides=strides, padding="same", activation=activation, name=name,
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        activation=activation,
+        name=name,
         dtype=dtype,
-    )  # fmt: skip
+    )
 
 
 def _encoder_decoder(kind, input_shape, color_space, filters):
@@ -188,7 +193,9 @@ def _encoder_decoder(kind, input_shape, color_space, filters):
         width = filters[max(i - 2, 0)]  # the encoder's width at the size reached
         x = layers.Conv2DTranspose(
             width, 3, strides=2, padding="same", activation="relu", name=f"dec{i}_up"
-        )(x)  # (B, H / 2^(i-1), W / 2^(i-1), width)
+        )(
+            x
+        )  # (B, H / 2^(i-1), W / 2^(i-1), width)
         if kind == "unet":
             x = layers.Concatenate(name=f"dec{i}_skip")([x, skips[i - 1]])
     if color_space == "rgb":

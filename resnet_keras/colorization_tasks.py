@@ -140,9 +140,18 @@ def train(config, log=print, retrain=False):
     with experiment.model_scope(config, strategy):
         model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
         compile_colorizer(model, config.lr, distribute.use_xla(config.jit_compile))
-    experiment.start_run(config, ds, x, val, xt, log, run_dir, name=config.name,
-                         params=model.count_params(),
-                         replicas=strategy.num_replicas_in_sync)  # fmt: skip
+    experiment.start_run(
+        config,
+        ds,
+        x,
+        val,
+        xt,
+        log,
+        run_dir,
+        name=config.name,
+        params=model.count_params(),
+        replicas=strategy.num_replicas_in_sync,
+    )
     callbacks = training.callbacks_for_run(
         run_dir, len(x), val is not None, config.tensorboard, "val_loss", "min"
     )
@@ -181,19 +190,28 @@ def train(config, log=print, retrain=False):
     paths = [saving.save_model(model, saving.model_path(stem, f)) for f in config.formats]
     plots = os.path.join(out, "plots", "colorization")
     title = f"{config.name} on {_data_name(config)}"
-    paths.append(plotting.plot_colorization_eval(
-        history, per_image, os.path.join(plots, f"{config.name}_eval.png"), title
-    ))  # fmt: skip
+    paths.append(
+        plotting.plot_colorization_eval(
+            history, per_image, os.path.join(plots, f"{config.name}_eval.png"), title
+        )
+    )
     n = min(EXAMPLES, len(xt))
     gray = col.training_pair(xt[:n], config.color_space)[0].numpy()
-    paths.append(plotting.plot_colorization_examples(
-        gray[..., 0], result["predicted"], xt[:n],
-        os.path.join(plots, f"{config.name}_examples.png"), title,
-    ))  # fmt: skip
+    paths.append(
+        plotting.plot_colorization_examples(
+            gray[..., 0],
+            result["predicted"],
+            xt[:n],
+            os.path.join(plots, f"{config.name}_examples.png"),
+            title,
+        )
+    )
     t, g = metrics["test"], metrics["gray_baseline"]
-    log(f"test MSE {t['mse']:.5f}, PSNR {t['psnr']:.2f} dB, SSIM {t['ssim']:.4f} "
+    log(
+        f"test MSE {t['mse']:.5f}, PSNR {t['psnr']:.2f} dB, SSIM {t['ssim']:.4f} "
         f"(gray input: MSE {g['mse']:.5f}, PSNR {g['psnr']:.2f} dB, SSIM {g['ssim']:.4f}; "
-        f"{metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)")  # fmt: skip
+        f"{metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
+    )
     return model, metrics, paths
 
 
@@ -221,26 +239,44 @@ def evaluate_file(path, config, results_dir, log=print):
     ds, _, _, (xt, _) = load_data(dataclasses.replace(config, val_size=0), size)
     result = col.evaluate(model, xt, space)
     data_name = _data_name(config)
-    row = {"model": kind, "color_space": space, "test_images": len(xt), "data": data_name,
-           "image_size": size, "params": model.count_params(),
-           **col.summarize(result["model"])}  # fmt: skip
+    row = {
+        "model": kind,
+        "color_space": space,
+        "test_images": len(xt),
+        "data": data_name,
+        "image_size": size,
+        "params": model.count_params(),
+        **col.summarize(result["model"]),
+    }
     gray_kind = "luma" if space == "rgb" else "luminance"
-    gray = {"model": f"gray input as colour ({gray_kind} gray)", "color_space": space,
-            "test_images": len(xt), "data": data_name, "image_size": size,
-            **col.summarize(result["gray"])}  # fmt: skip
+    gray = {
+        "model": f"gray input as colour ({gray_kind} gray)",
+        "color_space": space,
+        "test_images": len(xt),
+        "data": data_name,
+        "image_size": size,
+        **col.summarize(result["gray"]),
+    }
     # One baseline row per gray conversion and test set, however many models share it.
     baseline_key = f"gray_{space}_{data_name}_{len(xt)}_{size}px"
-    _update_results(results_dir, {
-        "colorizers": {os.path.basename(path): row}, "baselines": {baseline_key: gray},
-    })  # fmt: skip
-    log(f"{os.path.basename(path)}: test MSE {row['mse']:.5f}, PSNR {row['psnr']:.2f} dB, "
+    _update_results(
+        results_dir,
+        {
+            "colorizers": {os.path.basename(path): row},
+            "baselines": {baseline_key: gray},
+        },
+    )
+    log(
+        f"{os.path.basename(path)}: test MSE {row['mse']:.5f}, PSNR {row['psnr']:.2f} dB, "
         f"SSIM {row['ssim']:.4f}; gray input as colour: MSE {gray['mse']:.5f}, "
-        f"PSNR {gray['psnr']:.2f} dB, SSIM {gray['ssim']:.4f}")  # fmt: skip
+        f"PSNR {gray['psnr']:.2f} dB, SSIM {gray['ssim']:.4f}"
+    )
     return row
 
 
-def linear_probe(model, color_space, train, test, num_classes, epochs=10, batch_size=256,
-                 lr=1e-3, seed=0):  # fmt: skip
+def linear_probe(
+    model, color_space, train, test, num_classes, epochs=10, batch_size=256, lr=1e-3, seed=0
+):
     """Accuracy of a linear classifier on a colorizer's frozen encoder features.
 
     The features are the bottleneck's output averaged over space; the
@@ -274,10 +310,13 @@ def linear_probe(model, color_space, train, test, num_classes, epochs=10, batch_
         norm = keras.layers.Normalization(name="standardize")
         norm.adapt(feats[0])
         probe = keras.Sequential(
-            [keras.Input((feats[0].shape[1],)), norm,
-             keras.layers.Dense(num_classes, activation="softmax", name="linear")],
+            [
+                keras.Input((feats[0].shape[1],)),
+                norm,
+                keras.layers.Dense(num_classes, activation="softmax", name="linear"),
+            ],
             name=f"{label}_probe",
-        )  # fmt: skip
+        )
         training.compile_classifier(probe, keras.optimizers.Adam(lr))
         keras.utils.set_random_seed(seed)
         probe.fit(feats[0], train[1].reshape(-1), epochs=epochs, batch_size=batch_size, verbose=0)
@@ -293,14 +332,21 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
     size = model.input_shape[1]
     ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size)
     keras.utils.set_random_seed(config.seed)
-    result = linear_probe(model, space, train, test, ds.num_classes, epochs,
-                          seed=config.seed)  # fmt: skip
-    row = {"train_images": len(train[0]), "test_images": len(test[0]), "epochs": epochs,
-           "data": _data_name(config), "classes": ds.num_classes, **result}  # fmt: skip
+    result = linear_probe(model, space, train, test, ds.num_classes, epochs, seed=config.seed)
+    row = {
+        "train_images": len(train[0]),
+        "test_images": len(test[0]),
+        "epochs": epochs,
+        "data": _data_name(config),
+        "classes": ds.num_classes,
+        **result,
+    }
     _update_results(results_dir, {"probes": {os.path.basename(path): row}})
-    log(f"{os.path.basename(path)}: linear probe accuracy {result['trained_accuracy']:.4f} "
+    log(
+        f"{os.path.basename(path)}: linear probe accuracy {result['trained_accuracy']:.4f} "
         f"(random encoder: {result['random_accuracy']:.4f}; {row['classes']} classes, "
-        f"{row['train_images']} train / {row['test_images']} test images)")  # fmt: skip
+        f"{row['train_images']} train / {row['test_images']} test images)"
+    )
     return row
 
 
@@ -325,8 +371,9 @@ def _update_results(results_dir, sections):
             if not isinstance(results, dict):
                 raise ValueError("not a JSON object")
         except ValueError as e:
-            raise ValueError(f"{path}: unreadable results ({e}); move it away to start a new "
-                             "table") from None  # fmt: skip
+            raise ValueError(
+                f"{path}: unreadable results ({e}); move it away to start a new " "table"
+            ) from None
     for section, rows in sections.items():
         results.setdefault(section, {}).update(rows)
     training.write_json(path, results)
@@ -335,11 +382,15 @@ def _update_results(results_dir, sections):
 
 def results_markdown(results):
     """The results JSON as Markdown tables (test metrics, then linear probes)."""
-    lines = ["# Colorization results", "",
-             "Written by `python -m scripts.colorize eval` and `probe`; means over test "
-             "images of per-image MSE, PSNR and SSIM of the sRGB image in [0, 1].", "",
-             "| Model file | Model | Colour space | Test images | MSE | PSNR (dB) | SSIM |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Colorization results",
+        "",
+        "Written by `python -m scripts.colorize eval` and `probe`; means over test "
+        "images of per-image MSE, PSNR and SSIM of the sRGB image in [0, 1].",
+        "",
+        "| Model file | Model | Colour space | Test images | MSE | PSNR (dB) | SSIM |",
+        "|---|---|---|---|---|---|---|",
+    ]
     rows = sorted(results.get("colorizers", {}).items()) + [
         ("(baseline)", r) for _, r in sorted(results.get("baselines", {}).items())
     ]
@@ -350,11 +401,17 @@ def results_markdown(results):
         )
     probes = results.get("probes", {})
     if probes:
-        lines += ["", "## Linear probe (colorization as a pretext task)", "",
-                  "A linear classifier on the frozen encoder's pooled bottleneck features, "
-                  "against the same probe on a randomly initialised encoder.", "",
-                  "| Model file | Classes | Train / test images | Epochs | Trained encoder | "
-                  "Random encoder |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Linear probe (colorization as a pretext task)",
+            "",
+            "A linear classifier on the frozen encoder's pooled bottleneck features, "
+            "against the same probe on a randomly initialised encoder.",
+            "",
+            "| Model file | Classes | Train / test images | Epochs | Trained encoder | "
+            "Random encoder |",
+            "|---|---|---|---|---|---|",
+        ]
         for key, r in sorted(probes.items()):
             lines.append(
                 f"| {key} | {r['classes']} ({r['data']}) | {r['train_images']} / "

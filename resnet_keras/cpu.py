@@ -66,7 +66,7 @@ def native_bfloat16(flags):
 
 
 def reported_flags(flags):
-    """"avx2,avx512f,avx512_bf16": the REPORTED_FLAGS present, or "none"."""
+    """ "avx2,avx512f,avx512_bf16": the REPORTED_FLAGS present, or "none"."""
     return ",".join(f for f in REPORTED_FLAGS if f in flags) or "none"
 
 

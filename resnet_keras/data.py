@@ -33,9 +33,17 @@ def cache_dir():
 
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 class DataError(ValueError):
@@ -57,7 +65,6 @@ class Dataset:
         return len(self.class_names)
 
 
-
 def load_cifar(name="cifar10", data_dir=None, label_mode="fine"):
     """Loads CIFAR-10 or CIFAR-100 as uint8 arrays.
 
@@ -75,8 +82,9 @@ def load_cifar(name="cifar10", data_dir=None, label_mode="fine"):
     return (ds.x_train, ds.y_train), (ds.x_test, ds.y_test)
 
 
-def load_dataset(name="cifar10", data_dir=None, label_mode="fine", image_size=32,
-                 skip_bad_images=False):  # fmt: skip
+def load_dataset(
+    name="cifar10", data_dir=None, label_mode="fine", image_size=32, skip_bad_images=False
+):
     """Like `load_cifar`, returning a `Dataset` that also holds class names."""
     check_choice("dataset", name, DATASETS)
     check_choice("label_mode", label_mode, LABEL_MODES)
@@ -144,9 +152,10 @@ def _keras_cifar100_meta():
 def _find_python_format(path):
     """The folder holding CIFAR batches: `path` itself or one level below."""
     candidates = [path] + [
-        os.path.join(path, d) for d in sorted(os.listdir(path))
+        os.path.join(path, d)
+        for d in sorted(os.listdir(path))
         if os.path.isdir(os.path.join(path, d))
-    ]  # fmt: skip
+    ]
     for c in candidates:
         if os.path.isfile(os.path.join(c, "data_batch_1")) or (
             os.path.isfile(os.path.join(c, "meta")) and os.path.isfile(os.path.join(c, "train"))
@@ -168,7 +177,9 @@ def _unpickle(fpath):
     except pickle.UnpicklingError as e:
         raise DataError(f"{fpath}: refused or unreadable pickle ({e})") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        raise DataError(f"{fpath}: not a CIFAR python-format batch ({type(e).__name__}: {e})") from None
+        raise DataError(
+            f"{fpath}: not a CIFAR python-format batch ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(d, dict):
         raise DataError(f"{fpath}: expected a pickled dict, found {type(d).__name__}")
     return {k.decode("utf8") if isinstance(k, bytes) else k: v for k, v in d.items()}
@@ -202,7 +213,9 @@ def _from_python_format(folder, name, label_mode):
     if found != name:
         raise DataError(f"{folder}: holds {found} python-format files, but --dataset is {name}")
     if is_cifar10:
-        parts = [_load_batch(os.path.join(folder, f"data_batch_{i}"), "labels") for i in range(1, 6)]
+        parts = [
+            _load_batch(os.path.join(folder, f"data_batch_{i}"), "labels") for i in range(1, 6)
+        ]
         train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         test = _load_batch(os.path.join(folder, "test_batch"), "labels")
         meta = os.path.join(folder, "batches.meta")
@@ -298,13 +311,16 @@ def _list_images(split_dir, skip_bad=False):
     cache key; it is named and refused, or skipped with `skip_bad`.
     """
     classes = sorted(
-        d for d in os.listdir(split_dir)
+        d
+        for d in os.listdir(split_dir)
         if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")
-    )  # fmt: skip
+    )
     for c in classes:
         if not _is_utf8(c):
-            raise DataError(f"{printable(os.path.join(split_dir, c))}: a class folder name that "
-                            "is not valid UTF-8; rename it")  # fmt: skip
+            raise DataError(
+                f"{printable(os.path.join(split_dir, c))}: a class folder name that "
+                "is not valid UTF-8; rename it"
+            )
     files, skipped = {}, 0
     for c in classes:
         found = []
@@ -314,8 +330,10 @@ def _list_images(split_dir, skip_bad=False):
                 continue
             if not _is_utf8(f):
                 if not skip_bad:
-                    raise DataError(f"{printable(path)}: file name is not valid UTF-8; rename it, "
-                                    "or pass --skip_bad_images to leave it out")  # fmt: skip
+                    raise DataError(
+                        f"{printable(path)}: file name is not valid UTF-8; rename it, "
+                        "or pass --skip_bad_images to leave it out"
+                    )
                 skipped += 1
                 continue
             found.append(path)
@@ -381,7 +399,9 @@ def _read_split(split_dir, classes, files, size, skip_bad):
 def _from_image_folder(root, size, skip_bad):
     train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
     if not os.path.isdir(test_dir):
-        raise DataError(f"{root}: has train/ but no test/ folder; expected train/<class>/ and test/<class>/")
+        raise DataError(
+            f"{root}: has train/ but no test/ folder; expected train/<class>/ and test/<class>/"
+        )
     classes, train_files, bad_names = _list_images(train_dir, skip_bad)
     if not classes:
         raise DataError(f"{train_dir}: no class folders; expected train/<class>/<image>")
@@ -389,7 +409,9 @@ def _from_image_folder(root, size, skip_bad):
     bad_names += bad_test_names
     missing = [c for c in classes if c not in test_classes]
     if missing:
-        raise DataError(f"{test_dir}: class folder(s) {', '.join(missing)} missing (present in train/)")
+        raise DataError(
+            f"{test_dir}: class folder(s) {', '.join(missing)} missing (present in train/)"
+        )
     extra = [c for c in test_classes if c not in classes]
     if extra:
         raise DataError(f"{test_dir}: class folder(s) {', '.join(extra)} not in train/")
@@ -406,8 +428,13 @@ def _from_image_folder(root, size, skip_bad):
     cache = _cache_path(root, size, train_files, test_files)
     if cache and os.path.isfile(cache):
         with np.load(cache, allow_pickle=False) as z:
-            return Dataset((z["x_train"], z["y_train"]), (z["x_test"], z["y_test"]),
-                           classes, f"image folder {root} (cached)", notes)  # fmt: skip
+            return Dataset(
+                (z["x_train"], z["y_train"]),
+                (z["x_test"], z["y_test"]),
+                classes,
+                f"image folder {root} (cached)",
+                notes,
+            )
     x, y, r1, s1 = _read_split(train_dir, classes, train_files, size, skip_bad)
     xt, yt, r2, s2 = _read_split(test_dir, classes, test_files, size, skip_bad)
     if r1 + r2:

@@ -53,11 +53,15 @@ def _make(name):
     if name == "mirrored":
         # Without GPUs, mirror over the logical CPU devices (tests make two).
         kind = "GPU" if gpus else "CPU"
-        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)])
+        return tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices(kind)]
+        )
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy multi_worker needs TF_CONFIG describing the cluster "
-                             "and this task (see resnet_keras/distribute.py)")  # fmt: skip
+            raise ValueError(
+                "--strategy multi_worker needs TF_CONFIG describing the cluster "
+                "and this task (see resnet_keras/distribute.py)"
+            )
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         _patch_keras_for_multi_worker()
         return strategy
@@ -101,8 +105,9 @@ def precision_decision(mixed_precision=None):
     if cpu.native_bfloat16(flags):
         native = "/".join(f for f in cpu.BFLOAT16_FLAGS if f in flags)
         return "mixed_bfloat16", f"this CPU computes bfloat16 natively ({native}){source}"
-    return "float32", ("this CPU has no native bfloat16 (no "
-                       f"{'/'.join(cpu.BFLOAT16_FLAGS)}){source}")  # fmt: skip
+    return "float32", (
+        "this CPU has no native bfloat16 (no " f"{'/'.join(cpu.BFLOAT16_FLAGS)}){source}"
+    )
 
 
 def precision_note(mixed_precision, policy, reason):
@@ -170,10 +175,13 @@ def _patch_keras_for_multi_worker():
     def reduce_per_replica(values, strategy, reduction):
         if _is_multi_worker(strategy) and reduction in ("auto", "mean"):
             return tf.nest.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None)
-                if isinstance(v, tf.distribute.DistributedValues) else v,
+                lambda v: (
+                    strategy.reduce("MEAN", v, axis=None)
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
                 values,
-            )  # fmt: skip
+            )
         return original_reduce(values, strategy, reduction)
 
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build

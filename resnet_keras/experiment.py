@@ -58,14 +58,23 @@ class RunConfig:
         check_choice("dataset", self.dataset, data_lib.DATASETS)
         check_choice("strategy", self.strategy, distribute.STRATEGIES)
         check_choice("label_mode", self.label_mode, data_lib.LABEL_MODES)
-        check_minimums(self, [("epochs", 1), ("batch_size", 1), ("train_limit", 0),
-                              ("test_limit", 0), ("val_size", 0)])  # fmt: skip
+        check_minimums(
+            self,
+            [
+                ("epochs", 1),
+                ("batch_size", 1),
+                ("train_limit", 0),
+                ("test_limit", 0),
+                ("val_size", 0),
+            ],
+        )
         if self.tensorboard:
             try:
                 import tensorboard  # noqa: F401
             except ImportError:
-                raise ValueError("--tensorboard needs the tensorboard package "
-                                 "(pip install tensorboard)") from None  # fmt: skip
+                raise ValueError(
+                    "--tensorboard needs the tensorboard package " "(pip install tensorboard)"
+                ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,14 +112,18 @@ class TrainConfig(RunConfig):
         check_choice("normalization", self.normalization, models.NORMALIZATIONS)
         check_minimums(self, [("n", 1), ("weight_decay", 0), ("label_smoothing", 0)])
         if self.n > models.MAX_N:
-            raise ValueError(f"--n must be at most {models.MAX_N} (ResNet-{6 * models.MAX_N + 2}): "
-                             "Keras cannot build or load deeper networks at Python's default "
-                             f"recursion limit; got {self.n}")  # fmt: skip
+            raise ValueError(
+                f"--n must be at most {models.MAX_N} (ResNet-{6 * models.MAX_N + 2}): "
+                "Keras cannot build or load deeper networks at Python's default "
+                f"recursion limit; got {self.n}"
+            )
         if self.label_smoothing >= 1:
             raise ValueError(f"--label_smoothing must be below 1; got {self.label_smoothing}")
         if self.recompute and not self.fused_bn:
-            raise ValueError("--recompute needs --fused_bn (its BatchNorm skips the second "
-                             "moving-average update)")  # fmt: skip
+            raise ValueError(
+                "--recompute needs --fused_bn (its BatchNorm skips the second "
+                "moving-average update)"
+            )
         if self.nesterov and self.opt != "sgd":
             raise ValueError(f"--nesterov is SGD's momentum; --opt is {self.opt}")
         if self.lr is not None and self.lr <= 0:
@@ -147,9 +160,12 @@ def prepare_data(config, image_size=32):
     arrays come at 32 whatever it says.
     """
     ds = data_lib.load_dataset(
-        config.dataset, config.data_dir, config.label_mode, image_size=image_size,
+        config.dataset,
+        config.data_dir,
+        config.label_mode,
+        image_size=image_size,
         skip_bad_images=config.skip_bad_images,
-    )  # fmt: skip
+    )
     x, y = ds.x_train, ds.y_train
     xt, yt = ds.x_test, ds.y_test
     if config.train_limit:
@@ -160,7 +176,9 @@ def prepare_data(config, image_size=32):
         x, y = data_lib.limit(x, y, config.train_limit, config.seed)
     if config.test_limit:
         if config.test_limit > len(xt):
-            raise ValueError(f"--test_limit {config.test_limit} is larger than the test split ({len(xt)})")
+            raise ValueError(
+                f"--test_limit {config.test_limit} is larger than the test split ({len(xt)})"
+            )
         xt, yt = data_lib.limit(xt, yt, config.test_limit, config.seed)
     val_size = config.val_size
     if config.train_limit and val_size >= len(x):
@@ -207,14 +225,18 @@ def start_run(config, ds, x, val, xt, log=print, run_dir=None, **extra):
     note = distribute.precision_note(config.mixed_precision, precision, reason)
     if note:
         log(note)
-    resolved = dataclasses.asdict(config) | extra | {
-        "precision": precision,
-        "precision_reason": reason,
-        "train_images": len(x),
-        "val_images": len(val[0]) if val else 0,
-        "test_images": len(xt),
-        "data_source": ds.source,
-    }
+    resolved = (
+        dataclasses.asdict(config)
+        | extra
+        | {
+            "precision": precision,
+            "precision_reason": reason,
+            "train_images": len(x),
+            "val_images": len(val[0]) if val else 0,
+            "test_images": len(xt),
+            "data_source": ds.source,
+        }
+    )
     log(f"config: {resolved}")
     training.write_json(os.path.join(run_dir or config.run_dir, "flags.json"), resolved)
     return resolved
@@ -280,7 +302,9 @@ def finish_run(config, run_dir):
 def model_scope(config, strategy):
     """Build and compile inside: variables placed by the strategy, layers
     computing in the run's precision (float32 variables and outputs)."""
-    with strategy.scope(), distribute.dtype_policy(distribute.precision_policy(config.mixed_precision)):
+    with strategy.scope(), distribute.dtype_policy(
+        distribute.precision_policy(config.mixed_precision)
+    ):
         yield
 
 
@@ -299,14 +323,20 @@ def run_classification(config, log=print, retrain=False):
         model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
         lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
     start_run(
-        config, ds, x, val, xt, log, run_dir,
+        config,
+        ds,
+        x,
+        val,
+        xt,
+        log,
+        run_dir,
         lr=lr,
         depth=config.depth,
         steps_per_epoch=steps_per_epoch,
         num_classes=ds.num_classes,
         class_names=list(ds.class_names),
         replicas=strategy.num_replicas_in_sync,
-    )  # fmt: skip
+    )
     metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
     finish_run(config, run_dir)
     return model, metrics, history
@@ -320,15 +350,28 @@ def compile_for_run(model, config, num_train, top5):
         config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
     )
     training.compile_classifier(
-        model, training.make_optimizer(config.opt, schedule, config.nesterov),
-        jit_compile=distribute.use_xla(config.jit_compile), top5=top5,
+        model,
+        training.make_optimizer(config.opt, schedule, config.nesterov),
+        jit_compile=distribute.use_xla(config.jit_compile),
+        top5=top5,
         label_smoothing=config.label_smoothing,
-    )  # fmt: skip
+    )
     return lr, steps_per_epoch
 
 
-def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, augment=None,
-                 test_images=None, log=print, final=True):  # fmt: skip
+def fit_and_test(
+    model,
+    config,
+    train,
+    val,
+    test,
+    run_dir=None,
+    epochs=None,
+    augment=None,
+    test_images=None,
+    log=print,
+    final=True,
+):
     """Fits a compiled model with the run's callbacks, then tests its best weights.
 
     Args:
@@ -402,8 +445,11 @@ def fit_and_test(model, config, train, val, test, run_dir=None, epochs=None, aug
     training.write_json(os.path.join(run_dir, "history.json"), history)
     if final:
         training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    tta_note = "".join(f", {label} {metrics[f'test_accuracy_{name}']:.4f}"
-                       for name, label in TTA_LABELS.items() if f"test_accuracy_{name}" in metrics)  # fmt: skip
+    tta_note = "".join(
+        f", {label} {metrics[f'test_accuracy_{name}']:.4f}"
+        for name, label in TTA_LABELS.items()
+        if f"test_accuracy_{name}" in metrics
+    )
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}{tta_note}, test loss "
         f"{metrics['test_loss']:.4f} ({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
@@ -448,8 +494,10 @@ def predict_with_shifts(model, x, flips=None, batch_size=1000):
         flips = predict_with_flips(model, x, batch_size=batch_size)
     padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
     h, w = x.shape[1:3]
-    shifted = [predict_with_flips(model, padded[:, dy : dy + h, dx : dx + w], batch_size=batch_size)
-               for dy, dx in [(0, 0), (2, 2)]]  # fmt: skip
+    shifted = [
+        predict_with_flips(model, padded[:, dy : dy + h, dx : dx + w], batch_size=batch_size)
+        for dy, dx in [(0, 0), (2, 2)]
+    ]
     return flips / 2 + (shifted[0] + shifted[1]) / 4
 
 
@@ -541,8 +589,11 @@ def claim_runs(configs, retrain=False, extra=None):
             reused.append(action == "reuse")
         else:
             finished = runs.state(c.run_dir) == "finished"
-            reused.append(finished and not retrain
-                          and not runs.differences(wanted, runs.read_flags(c.run_dir), defaults))  # fmt: skip
+            reused.append(
+                finished
+                and not retrain
+                and not runs.differences(wanted, runs.read_flags(c.run_dir), defaults)
+            )
     return reused
 
 
@@ -557,7 +608,9 @@ def train_study(configs, stems, formats=("h5",), retrain=False, log=print):
     """
     for config, stem, reuse in zip(configs, stems, claim_runs(configs, retrain)):
         if reuse:
-            log(f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)")
+            log(
+                f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)"
+            )
             continue
         log(f"{config.run_name}: training ({config.epochs} epochs)")
         model, _, _ = run_classification(config, log=log, retrain=retrain)

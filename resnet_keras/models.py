@@ -49,7 +49,6 @@ NORMALIZATIONS = ("per_channel", "per_pixel")
 PAPER_WEIGHT_DECAY = 1e-4
 
 
-
 def _conv(filters, kernel_size, strides, weight_decay, name):
     reg = keras.regularizers.l2(weight_decay / 2) if weight_decay else None
     # No bias: the batch normalisation that follows every conv has its own.
@@ -68,7 +67,9 @@ def _conv(filters, kernel_size, strides, weight_decay, name):
 def _bn(name, synchronized=False):
     # Synchronized BN averages batch statistics over replicas, so N replicas
     # compute what one device does with the same global batch.
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name)
+    return layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name
+    )
 
 
 def fuse_batch_norm(model):
@@ -88,8 +89,12 @@ def fuse_batch_norm(model):
     """
     count = 0
     for layer in model._flatten_layers(include_self=False):
-        if (isinstance(layer, layers.BatchNormalization) and not layer.synchronized
-                and not layer.renorm and layer.axis in (-1, 3)):  # fmt: skip
+        if (
+            isinstance(layer, layers.BatchNormalization)
+            and not layer.synchronized
+            and not layer.renorm
+            and layer.axis in (-1, 3)
+        ):
             layer.call = types.MethodType(_fused_bn_call, layer)
             count += 1
     return count
@@ -119,9 +124,14 @@ def _fused_bn_call(self, inputs, training=None, mask=None):
             self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
     else:
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
-            epsilon=self.epsilon, is_training=False,
-        )  # fmt: skip
+            x,
+            gamma,
+            beta,
+            mean=self.moving_mean,
+            variance=self.moving_variance,
+            epsilon=self.epsilon,
+            is_training=False,
+        )
     return tf.cast(y, self.compute_dtype)
 
 
@@ -146,11 +156,15 @@ def recompute_blocks(model):
     Returns:
         The number of blocks recomputed.
     """
-    bns = [l for l in model._flatten_layers(include_self=False)
-           if isinstance(l, layers.BatchNormalization)]  # fmt: skip
+    bns = [
+        l
+        for l in model._flatten_layers(include_self=False)
+        if isinstance(l, layers.BatchNormalization)
+    ]
     if any(getattr(l.call, "__func__", None) is not _fused_bn_call for l in bns):
-        raise ValueError("recomputing blocks needs the fused BatchNorm path (--fused_bn, "
-                         "one replica)")  # fmt: skip
+        raise ValueError(
+            "recomputing blocks needs the fused BatchNorm path (--fused_bn, " "one replica)"
+        )
     # Block boundaries: the stem's ReLU, then each block's closing ReLU.
     points = [model.get_layer("stem_relu").output]
     points += [l.output for l in model.layers if l.name.endswith("_out")]
@@ -307,8 +321,10 @@ def _cifar_net(
     fused_bn=True,
 ):
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_N:
-        raise ValueError(f"n must be an integer from 1 to {MAX_N} (depth 6n+2, at most "
-                         f"{6 * MAX_N + 2}); got {n!r}")  # fmt: skip
+        raise ValueError(
+            f"n must be an integer from 1 to {MAX_N} (depth 6n+2, at most "
+            f"{6 * MAX_N + 2}); got {n!r}"
+        )
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2; got {num_classes!r}")
     check_choice("shortcut", shortcut, SHORTCUTS)
@@ -375,9 +391,19 @@ def build_resnet(
         An uncompiled `keras.Model` named e.g. "resnet20".
     """
     return _cifar_net(
-        n, num_classes, input_shape, shortcut, True, weight_decay,
-        normalization, mean, std, "resnet", sync_bn, fused_bn,
-    )  # fmt: skip
+        n,
+        num_classes,
+        input_shape,
+        shortcut,
+        True,
+        weight_decay,
+        normalization,
+        mean,
+        std,
+        "resnet",
+        sync_bn,
+        fused_bn,
+    )
 
 
 def build_plainnet(
@@ -396,9 +422,19 @@ def build_plainnet(
     Args and returns as `build_resnet` (there is no `shortcut` to choose).
     """
     return _cifar_net(
-        n, num_classes, input_shape, "projection", False, weight_decay,
-        normalization, mean, std, "plainnet", sync_bn, fused_bn,
-    )  # fmt: skip
+        n,
+        num_classes,
+        input_shape,
+        "projection",
+        False,
+        weight_decay,
+        normalization,
+        mean,
+        std,
+        "plainnet",
+        sync_bn,
+        fused_bn,
+    )
 
 
 def depth_to_n(depth):
@@ -406,6 +442,8 @@ def depth_to_n(depth):
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got {depth}")
     if depth > 6 * MAX_N + 2:
-        raise ValueError(f"depth {depth} is deeper than the {6 * MAX_N + 2} layers (n = {MAX_N}) "
-                         "that Keras can build and load at Python's default recursion limit")
+        raise ValueError(
+            f"depth {depth} is deeper than the {6 * MAX_N + 2} layers (n = {MAX_N}) "
+            "that Keras can build and load at Python's default recursion limit"
+        )
     return (depth - 2) // 6

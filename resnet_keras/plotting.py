@@ -57,8 +57,13 @@ def plot_histories(histories, path, title="", single=False, marks=None):
             if metric in h:
                 ax.plot(epochs, h[metric], "-", color=color, label=f"{name}training")
             if f"val_{metric}" in h:
-                ax.plot(epochs, h[f"val_{metric}"], "--", color=color if not single else "C1",
-                        label=f"{name}validation")  # fmt: skip
+                ax.plot(
+                    epochs,
+                    h[f"val_{metric}"],
+                    "--",
+                    color=color if not single else "C1",
+                    label=f"{name}validation",
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
@@ -77,8 +82,9 @@ def plot_error_vs_depth(histories, path, title="Training (thin) and validation (
         path: the PNG to write.
     """
     kinds = [k for k in ("plain", "resnet") if any(m == k for m, _ in histories)]
-    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(6.5 * max(1, len(kinds)), 4.5),
-                             sharey=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, max(1, len(kinds)), figsize=(6.5 * max(1, len(kinds)), 4.5), sharey=True, squeeze=False
+    )
     depths = sorted({d for _, d in histories})
     for ax, kind in zip(axes[0], kinds):
         for (model, depth), h in sorted(histories.items()):
@@ -88,11 +94,26 @@ def plot_error_vs_depth(histories, path, title="Training (thin) and validation (
             epochs = range(1, len(h["accuracy"]) + 1)
             name = "ResNet" if kind == "resnet" else "plain"
             marker = "o" if len(epochs) < 15 else None  # short runs: show the points
-            ax.plot(epochs, [100 * (1 - a) for a in h["accuracy"]], "-", lw=0.8, color=color,
-                    marker=marker, ms=2)  # fmt: skip
+            ax.plot(
+                epochs,
+                [100 * (1 - a) for a in h["accuracy"]],
+                "-",
+                lw=0.8,
+                color=color,
+                marker=marker,
+                ms=2,
+            )
             if "val_accuracy" in h:
-                ax.plot(epochs, [100 * (1 - a) for a in h["val_accuracy"]], "-", lw=2.2,
-                        color=color, label=f"{name}-{depth}", marker=marker, ms=4)  # fmt: skip
+                ax.plot(
+                    epochs,
+                    [100 * (1 - a) for a in h["val_accuracy"]],
+                    "-",
+                    lw=2.2,
+                    color=color,
+                    label=f"{name}-{depth}",
+                    marker=marker,
+                    ms=4,
+                )
         ax.set_title("plain networks" if kind == "plain" else "residual networks")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -129,8 +150,15 @@ def plot_confusion(cm, class_names, path, title=""):
         ax.set_yticks(range(k), class_names, fontsize=8)
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                        color="white" if pct[i, j] > 50 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{pct[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if pct[i, j] > 50 else "black",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, label="% of the true class")
@@ -187,10 +215,14 @@ def plot_colorization_eval(history, per_image, path, title=""):
     gray_mse = np.asarray(per_image["gray_mse"])
     top = max(np.percentile(model_mse, 99), np.percentile(gray_mse, 99))
     bins = np.linspace(0, top, 50)
-    right.hist(gray_mse, bins, alpha=0.5, color="C7",
-               label=f"gray input as colour (mean {gray_mse.mean():.4f})")  # fmt: skip
-    right.hist(model_mse, bins, alpha=0.7, color="C0",
-               label=f"model (mean {model_mse.mean():.4f})")  # fmt: skip
+    right.hist(
+        gray_mse,
+        bins,
+        alpha=0.5,
+        color="C7",
+        label=f"gray input as colour (mean {gray_mse.mean():.4f})",
+    )
+    right.hist(model_mse, bins, alpha=0.7, color="C0", label=f"model (mean {model_mse.mean():.4f})")
     right.set_xlabel("per-image test MSE (sRGB in [0, 1])")
     right.set_ylabel("test images")
     for ax in (left, right):

@@ -35,9 +35,11 @@ def run_lines(rows, names):
     rows: result rows with "epochs", "train_time_min" and "hardware";
     names: the label of each row.
     """
-    return "\n".join(f"- {name}: {r['epochs']} epochs, {r['train_time_min']} min of training, "
-                     f"{r.get('hardware') or 'hardware not recorded'}"
-                     for name, r in zip(names, rows))  # fmt: skip
+    return "\n".join(
+        f"- {name}: {r['epochs']} epochs, {r['train_time_min']} min of training, "
+        f"{r.get('hardware') or 'hardware not recorded'}"
+        for name, r in zip(names, rows)
+    )
 
 
 def load_rows(json_path):
@@ -66,8 +68,10 @@ def _cell(v):
 
 def markdown_table(rows, columns):
     """columns: [(key, header)]; missing values print empty."""
-    lines = ["| " + " | ".join(h for _, h in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]  # fmt: skip
+    lines = [
+        "| " + " | ".join(h for _, h in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
     for r in rows:
         lines.append("| " + " | ".join(_cell(r.get(k)) for k, _ in columns) + " |")
     return "\n".join(lines)

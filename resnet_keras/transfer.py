@@ -47,16 +47,32 @@ class Application:
 APPLICATIONS = {
     "resnet50": Application("ResNet50", "caffe", RESNET_STAGES),
     "resnet101": Application("ResNet101", "caffe", RESNET_STAGES),
-    "densenet121": Application("DenseNet121", "torch", (
-        ("conv5_", "bn", "relu"), ("conv4_", "pool4_"), ("conv3_", "pool3_"),
-        ("conv2_", "pool2_"), ("conv1", "pool1", "zero_padding2d"),
-    )),  # fmt: skip
+    "densenet121": Application(
+        "DenseNet121",
+        "torch",
+        (
+            ("conv5_", "bn", "relu"),
+            ("conv4_", "pool4_"),
+            ("conv3_", "pool3_"),
+            ("conv2_", "pool2_"),
+            ("conv1", "pool1", "zero_padding2d"),
+        ),
+    ),
     # EfficientNet rescales and normalises inside the model (its
     # preprocess_input is the identity); its seven blocks are its stages.
-    "efficientnet_b0": Application("EfficientNetB0", "none", (
-        ("block7", "top_"), ("block6",), ("block5",), ("block4",), ("block3",),
-        ("block2",), ("block1", "stem_", "rescaling", "normalization"),
-    )),  # fmt: skip
+    "efficientnet_b0": Application(
+        "EfficientNetB0",
+        "none",
+        (
+            ("block7", "top_"),
+            ("block6",),
+            ("block5",),
+            ("block4",),
+            ("block3",),
+            ("block2",),
+            ("block1", "stem_", "rescaling", "normalization"),
+        ),
+    ),
 }
 # The project's CIFAR ResNets (resnet_keras.models): three stages and a stem.
 PROJECT_STAGES = (("stage3_",), ("stage2_",), ("stage1_",), ("stem_", "normalization"))
@@ -75,7 +91,7 @@ def is_saved_model(base):
 
 
 def base_label(base):
-    """"resnet50", or a model file's stem: "saved_models/resnet_cifar10.h5" -> "resnet_cifar10"."""
+    """ "resnet50", or a model file's stem: "saved_models/resnet_cifar10.h5" -> "resnet_cifar10"."""
     if not is_saved_model(base):
         return base
     stem = os.path.splitext(os.path.basename(base))[0]
@@ -111,8 +127,9 @@ def _application(base, weights, image_size):
     if weights not in ("imagenet", None) and not os.path.isfile(weights):
         raise ValueError(f"--weights {weights}: no such file; expected {base} notop weights")
     try:
-        return ctor(include_top=False, weights=weights,
-                    input_shape=(image_size, image_size, 3), name=BASE)  # fmt: skip
+        return ctor(
+            include_top=False, weights=weights, input_shape=(image_size, image_size, 3), name=BASE
+        )
     except Exception as e:  # urllib, h5py and Keras raise many types
         if weights is None:
             raise
@@ -178,8 +195,7 @@ def build_transfer_model(
     return _attach_head(inputs, x, net, num_classes, head_units, train_base, f"{base}_transfer")
 
 
-def build_from_saved_model(path, num_classes, head_units=256, reinitialize=False,
-                           train_base=False):  # fmt: skip
+def build_from_saved_model(path, num_classes, head_units=256, reinitialize=False, train_base=False):
     """One of the project's trained CIFAR models, cut at its pooling layer, under a new head.
 
     The project's models normalise their raw 0-255 input themselves, so no

@@ -67,8 +67,15 @@ class TransferOptions:
                 f"Unknown base {self.base!r}; expected one of {', '.join(APPLICATIONS)}, "
                 "or a saved model file (.h5 or .keras)"
             )
-        check_minimums(self, [("image_size", MIN_IMAGE_SIZE), ("head_units", 1),
-                              ("fine_tune_epochs", 0), ("unfreeze", 1)])  # fmt: skip
+        check_minimums(
+            self,
+            [
+                ("image_size", MIN_IMAGE_SIZE),
+                ("head_units", 1),
+                ("fine_tune_epochs", 0),
+                ("unfreeze", 1),
+            ],
+        )
         if self.unfreeze > len(stages_of(self.base)):
             raise ValueError(
                 f"--unfreeze must be at most {len(stages_of(self.base))} "
@@ -117,9 +124,12 @@ def build_model(options, num_classes, input_shape):
     """The transfer model `options` describe (uncompiled)."""
     if is_saved_model(options.base):
         model = build_from_saved_model(
-            options.base, num_classes, options.head_units,
-            reinitialize=options.weights == "none", train_base=options.train_base,
-        )  # fmt: skip
+            options.base,
+            num_classes,
+            options.head_units,
+            reinitialize=options.weights == "none",
+            train_base=options.train_base,
+        )
         size = tuple(model.input.shape[1:3])
         if size != tuple(input_shape[:2]) or options.image_size != size[0]:
             raise ValueError(
@@ -129,24 +139,33 @@ def build_model(options, num_classes, input_shape):
         return model
     weights = {None: "imagenet", "none": None}.get(options.weights, options.weights)
     return build_transfer_model(
-        num_classes, options.base, weights, options.image_size, options.head_units,
-        input_shape=input_shape, train_base=options.train_base,
-    )  # fmt: skip
+        num_classes,
+        options.base,
+        weights,
+        options.image_size,
+        options.head_units,
+        input_shape=input_shape,
+        train_base=options.train_base,
+    )
 
 
 def _features_key(config, options):
     """What the cached features depend on: runs that differ only in optimizer share them."""
     fields = ("dataset", "data_dir", "label_mode", "seed", "train_limit", "test_limit", "val_size")
     return tuple(getattr(config, f) for f in fields) + (
-        options.base, options.weights, options.image_size,
-    )  # fmt: skip
+        options.base,
+        options.weights,
+        options.image_size,
+    )
 
 
 def _concat(first, second):
     """Two histories one after the other; a metric missing from one phase is NaN there."""
     n1, n2 = len(first.get("loss", [])), len(second.get("loss", []))
-    return {k: list(first.get(k, [np.nan] * n1)) + list(second.get(k, [np.nan] * n2))
-            for k in list(first) + [k for k in second if k not in first]}  # fmt: skip
+    return {
+        k: list(first.get(k, [np.nan] * n1)) + list(second.get(k, [np.nan] * n2))
+        for k in list(first) + [k for k in second if k not in first]
+    }
 
 
 def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
@@ -186,7 +205,13 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
             trained, train, val_in, test = model, (x, y), val, (xt, yt)
         lr, steps_per_epoch = experiment.compile_for_run(trained, config, len(x), top5)
     experiment.start_run(
-        config, ds, x, val, xt, log, run_dir,
+        config,
+        ds,
+        x,
+        val,
+        xt,
+        log,
+        run_dir,
         **(dataclasses.asdict(options) | {"cache_features": cached}),
         lr=lr,
         steps_per_epoch=steps_per_epoch,
@@ -195,44 +220,68 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
         params=model.count_params(),
         trainable_params=count_weights(model.trainable_weights),
         replicas=strategy.num_replicas_in_sync,
-    )  # fmt: skip
+    )
     metrics, history = experiment.fit_and_test(
-        trained, config, train, val_in, test, run_dir=run_dir, test_images=xt, log=log,
+        trained,
+        config,
+        train,
+        val_in,
+        test,
+        run_dir=run_dir,
+        test_images=xt,
+        log=log,
         final=not options.fine_tune_epochs,
-    )  # fmt: skip
+    )
     # The counts of the whole model, not of the head that trained on features.
-    metrics |= {"params": model.count_params(),
-                "trainable_params": count_weights(model.trainable_weights)}  # fmt: skip
+    metrics |= {
+        "params": model.count_params(),
+        "trainable_params": count_weights(model.trainable_weights),
+    }
     metrics |= {"cache_features": cached, "feature_time_s": feature_time}
     if options.fine_tune_epochs:
         unfrozen = unfreeze_top(model, stages_of(options.base), options.unfreeze)
         ft_lr = options.fine_tune_lr or lr / 10
-        log(f"fine-tuning {len(unfrozen)} layers ({unfrozen[0]} ... {unfrozen[-1]}) "
-            f"at lr {ft_lr} for {options.fine_tune_epochs} epochs")  # fmt: skip
+        log(
+            f"fine-tuning {len(unfrozen)} layers ({unfrozen[0]} ... {unfrozen[-1]}) "
+            f"at lr {ft_lr} for {options.fine_tune_epochs} epochs"
+        )
         with experiment.model_scope(config, strategy):
             training.compile_classifier(
-                model, training.make_optimizer(config.opt, ft_lr, config.nesterov),
-                jit_compile=distribute.use_xla(config.jit_compile), top5=top5,
+                model,
+                training.make_optimizer(config.opt, ft_lr, config.nesterov),
+                jit_compile=distribute.use_xla(config.jit_compile),
+                top5=top5,
                 label_smoothing=config.label_smoothing,
-            )  # fmt: skip
+            )
         ft_metrics, ft_history = experiment.fit_and_test(
-            model, config, (x, y), val, (xt, yt), log=log,
-            run_dir=os.path.join(run_dir, "fine_tune"), epochs=options.fine_tune_epochs,
-        )  # fmt: skip
+            model,
+            config,
+            (x, y),
+            val,
+            (xt, yt),
+            log=log,
+            run_dir=os.path.join(run_dir, "fine_tune"),
+            epochs=options.fine_tune_epochs,
+        )
         head = {f"head_{k}": metrics[k] for k in ("test_accuracy", "test_loss")}
-        metrics = ft_metrics | head | {
-            "fine_tune_start_epoch": metrics["epochs"],
-            # The kept weights are the fine-tuning phase's best; count its epochs after the head's.
-            "best_epoch": metrics["epochs"] + ft_metrics.get("best_epoch", ft_metrics["epochs"]),
-            "epochs": metrics["epochs"] + ft_metrics["epochs"],
-            "train_time_s": metrics["train_time_s"] + ft_metrics["train_time_s"],
-            "trainable_params": metrics["trainable_params"],
-            "fine_tune_trainable_params": ft_metrics["trainable_params"],
-            "fine_tune_lr": ft_lr,
-            "unfrozen_layers": unfrozen,
-            "cache_features": cached,
-            "feature_time_s": feature_time,
-        }
+        metrics = (
+            ft_metrics
+            | head
+            | {
+                "fine_tune_start_epoch": metrics["epochs"],
+                # The kept weights are the fine-tuning phase's best; count its epochs after the head's.
+                "best_epoch": metrics["epochs"]
+                + ft_metrics.get("best_epoch", ft_metrics["epochs"]),
+                "epochs": metrics["epochs"] + ft_metrics["epochs"],
+                "train_time_s": metrics["train_time_s"] + ft_metrics["train_time_s"],
+                "trainable_params": metrics["trainable_params"],
+                "fine_tune_trainable_params": ft_metrics["trainable_params"],
+                "fine_tune_lr": ft_lr,
+                "unfrozen_layers": unfrozen,
+                "cache_features": cached,
+                "feature_time_s": feature_time,
+            }
+        )
         history = _concat(history, ft_history)
     metrics["wall_time_s"] = time.perf_counter() - t_start
     metrics["train_images"] = len(x)
@@ -255,8 +304,7 @@ def _features(model, config, options, arrays, feature_cache, log):
     t0 = time.perf_counter()
     extractor = feature_extractor(model)
     # float32 whatever the precision: the head's input, kept across runs.
-    cache[key] = [extractor.predict(a, batch_size=256, verbose=0).astype("float32")
-                  for a in arrays]  # fmt: skip
+    cache[key] = [extractor.predict(a, batch_size=256, verbose=0).astype("float32") for a in arrays]
     seconds = time.perf_counter() - t0
     log(f"features: {cache[key][0].shape[1]} per image, extracted in {seconds:.1f} s")
     return cache[key], seconds
@@ -266,13 +314,22 @@ def _features(model, config, options, arrays, feature_cache, log):
 
 RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
 RESULT_COLUMNS = [
-    ("base", "base"), ("weights", "weights"), ("mode", "mode"), ("dataset", "data set"),
-    ("opt", "optimizer"), ("train_images", "training images"),
-    ("cache_features", "cached features"), ("params", "parameters"),
-    ("trainable_params", "trainable"), ("test_accuracy", "test accuracy"),
-    ("test_loss", "test loss"), ("epochs", "epochs"), ("feature_time_s", "features (s)"),
-    ("train_time_s", "training (s)"), ("wall_time_s", "wall (s)"),
-]  # fmt: skip
+    ("base", "base"),
+    ("weights", "weights"),
+    ("mode", "mode"),
+    ("dataset", "data set"),
+    ("opt", "optimizer"),
+    ("train_images", "training images"),
+    ("cache_features", "cached features"),
+    ("params", "parameters"),
+    ("trainable_params", "trainable"),
+    ("test_accuracy", "test accuracy"),
+    ("test_loss", "test loss"),
+    ("epochs", "epochs"),
+    ("feature_time_s", "features (s)"),
+    ("train_time_s", "training (s)"),
+    ("wall_time_s", "wall (s)"),
+]
 RESULT_NOTES = """
 mode: transfer (frozen base, head only), transfer_ft<K> (then K epochs with the
 top of the base unfrozen), scratch (random weights, every layer trained), full
@@ -298,10 +355,21 @@ def result_row(config, options, metrics, model_path=None):
         "model": os.path.relpath(model_path, out) if model_path else None,
     }
     keep = (
-        "train_images", "cache_features", "params", "trainable_params", "test_accuracy",
-        "test_loss", "epochs", "feature_time_s", "train_time_s", "wall_time_s",
-        "fine_tune_start_epoch", "fine_tune_trainable_params", "head_test_accuracy", "hardware",
-    )  # fmt: skip
+        "train_images",
+        "cache_features",
+        "params",
+        "trainable_params",
+        "test_accuracy",
+        "test_loss",
+        "epochs",
+        "feature_time_s",
+        "train_time_s",
+        "wall_time_s",
+        "fine_tune_start_epoch",
+        "fine_tune_trainable_params",
+        "head_test_accuracy",
+        "hardware",
+    )
     return row | {k: metrics[k] for k in keep if k in metrics}
 
 
@@ -353,5 +421,7 @@ def plot_results(rows, output_dir, base, dataset, train_images):
     group = [r for r in rows if (r["base"], r["dataset"], r.get("train_images")) == key]
     title = f"Question 3: {label} on {dataset} ({train_images:,} training images)"
     names = ("question3_transfer_learning", f"question3_{label}_{dataset}_{train_images}")
-    return [plot_rows(group, output_dir, os.path.join(output_dir, "plots", f"{n}.png"), title)
-            for n in names]  # fmt: skip
+    return [
+        plot_rows(group, output_dir, os.path.join(output_dir, "plots", f"{n}.png"), title)
+        for n in names
+    ]

@@ -33,12 +33,26 @@ from resnet_keras.checks import check_choice
 flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.")
 flags.DEFINE_integer("warmup", 10, "Steps not counted (tracing, allocator warm-up).")
 flags.DEFINE_integer("eval_batch_size", 1000, "Batch size of the evaluation measurement.")
-flags.DEFINE_integer("steps_per_execution", 1, "Training steps per call into the compiled "
-                     "function (a lever measured here; the training scripts use 1).")
+flags.DEFINE_integer(
+    "steps_per_execution",
+    1,
+    "Training steps per call into the compiled "
+    "function (a lever measured here; the training scripts use 1).",
+)
 FLAGS = flags.FLAGS
 
-DEFAULTS = dict(model="resnet", n=3, batch_size=128, opt="sgd", lr=0.1, seed=0, jit_compile=False,
-                mixed_precision=False, fused_bn=True, recompute=False)  # fmt: skip
+DEFAULTS = dict(
+    model="resnet",
+    n=3,
+    batch_size=128,
+    opt="sgd",
+    lr=0.1,
+    seed=0,
+    jit_compile=False,
+    mixed_precision=False,
+    fused_bn=True,
+    recompute=False,
+)
 BENCH_MODELS = ("resnet", "plain", "colorizer", "transfer")
 
 
@@ -84,8 +98,12 @@ def setup(kind, config, x, y, num_classes, settings):
         # converts uint8 RGB batches to (gray, ab) pairs.
         ds = colorization_tasks.pairs_dataset(x, "lab", bs, shuffle=True, seed=seed)
         model = colorization.build_colorizer("unet", (32, 32, 1), "lab")
-        model.compile(optimizer=optimizer, loss="mse", jit_compile=settings["jit_compile"],
-                      steps_per_execution=FLAGS.steps_per_execution)  # fmt: skip
+        model.compile(
+            optimizer=optimizer,
+            loss="mse",
+            jit_compile=settings["jit_compile"],
+            steps_per_execution=FLAGS.steps_per_execution,
+        )
         gray = colorization_tasks.pairs_dataset(x[:1000], "lab", 1000)
         return ds, model, next(iter(gray))[0].numpy()
     ds = data.train_dataset(x, y, bs, seed=seed)
@@ -96,8 +114,12 @@ def setup(kind, config, x, y, num_classes, settings):
         model = transfer.build_transfer_model(num_classes, weights=None)
     else:
         model = experiment.build_model(config, num_classes, x)
-    training.compile_classifier(model, optimizer, jit_compile=settings["jit_compile"],
-                                steps_per_execution=FLAGS.steps_per_execution)  # fmt: skip
+    training.compile_classifier(
+        model,
+        optimizer,
+        jit_compile=settings["jit_compile"],
+        steps_per_execution=FLAGS.steps_per_execution,
+    )
     return ds, model, x
 
 
@@ -112,9 +134,14 @@ def main(argv):
     bs, steps = s["batch_size"], FLAGS.steps
     x, y, num_classes = images(s, bs * steps)
     kind = s["model"]
-    config = experiment.TrainConfig(model=kind if kind in experiment.MODELS else "resnet",
-                                    n=s["n"], batch_size=bs, opt=s["opt"],
-                                    fused_bn=s["fused_bn"], recompute=s["recompute"])  # fmt: skip
+    config = experiment.TrainConfig(
+        model=kind if kind in experiment.MODELS else "resnet",
+        n=s["n"],
+        batch_size=bs,
+        opt=s["opt"],
+        fused_bn=s["fused_bn"],
+        recompute=s["recompute"],
+    )
     config.validate()
     precision, reason = distribute.precision_decision(s["mixed_precision"])
     note = distribute.precision_note(s["mixed_precision"], precision, reason)
@@ -136,8 +163,10 @@ def main(argv):
     timer = StepTimer(FLAGS.warmup)
     model.fit(ds, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
     if timer.t0 is None:
-        raise ValueError(f"--steps ({steps}) leaves no step to time after --warmup "
-                         f"with --steps_per_execution {FLAGS.steps_per_execution}")  # fmt: skip
+        raise ValueError(
+            f"--steps ({steps}) leaves no step to time after --warmup "
+            f"with --steps_per_execution {FLAGS.steps_per_execution}"
+        )
     train = (steps - timer.first) * bs / (timer.t1 - timer.t0)
     rss_train = peak_rss_mb()
 
@@ -148,15 +177,20 @@ def main(argv):
     model.predict(xe, batch_size=eb, verbose=0)
     evaluation = len(xe) / (time.perf_counter() - t0)
 
-    print(f"model={kind} n={s['n']} params={model.count_params()} batch={bs} "
-          f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision} "
-          f"fused_bn={s['fused_bn']} recompute={s['recompute']} "
-          f"steps_per_execution={FLAGS.steps_per_execution}")  # fmt: skip
+    print(
+        f"model={kind} n={s['n']} params={model.count_params()} batch={bs} "
+        f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision} "
+        f"fused_bn={s['fused_bn']} recompute={s['recompute']} "
+        f"steps_per_execution={FLAGS.steps_per_execution}"
+    )
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    print(f"train_img_per_s={train:.1f} eval_img_per_s={evaluation:.1f} "
-          f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f} "
-          f"cpu={cpu.reported_flags(cpu.cpu_flags())} onednn={cpu.onednn_state()}"
-          + (f" onednn_max_isa={isa}" if isa else "") + f" precision={precision}")  # fmt: skip
+    print(
+        f"train_img_per_s={train:.1f} eval_img_per_s={evaluation:.1f} "
+        f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f} "
+        f"cpu={cpu.reported_flags(cpu.cpu_flags())} onednn={cpu.onednn_state()}"
+        + (f" onednn_max_isa={isa}" if isa else "")
+        + f" precision={precision}"
+    )
 
 
 if __name__ == "__main__":

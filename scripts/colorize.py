@@ -27,8 +27,11 @@ from resnet_keras import colorization_tasks as tasks
 from resnet_keras import experiment
 from resnet_keras.checks import check_choice
 
-flags.DEFINE_string("color_space", None, "train: rgb (predict sRGB from luma gray) or lab "
-                    "(predict a*b* from L*).")  # fmt: skip
+flags.DEFINE_string(
+    "color_space",
+    None,
+    "train: rgb (predict sRGB from luma gray) or lab " "(predict a*b* from L*).",
+)
 flags.DEFINE_string("out", None, "apply: folder the colorized pictures are written to.")
 
 DEFAULTS = dict(

@@ -39,22 +39,38 @@ _import_tensorflow_quietly()
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("model", None, "Network: resnet or plain (classifiers); the colorize and "
-                    "benchmark scripts list their own choices.")
-flags.DEFINE_integer("image_size", None, "colorize: the side images are resized to (a multiple "
-                     "of 8); question3: the size the base sees (resized inside the model).")
+flags.DEFINE_string(
+    "model",
+    None,
+    "Network: resnet or plain (classifiers); the colorize and "
+    "benchmark scripts list their own choices.",
+)
+flags.DEFINE_integer(
+    "image_size",
+    None,
+    "colorize: the side images are resized to (a multiple "
+    "of 8); question3: the size the base sees (resized inside the model).",
+)
 flags.DEFINE_integer("n", None, "Blocks per stage: depth 6n+2 (3 -> ResNet-20).")
 flags.DEFINE_string("dataset", None, "cifar10 or cifar100.")
 flags.DEFINE_string("label_mode", None, "CIFAR-100 labels: fine (100) or coarse (20).")
-flags.DEFINE_string("data_dir", None, "Offline data: CIFAR python-format folder/tarball, or image "
-                    "folder with train/<class>/ and test/<class>/. Unset: keras.datasets download.")
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Offline data: CIFAR python-format folder/tarball, or image "
+    "folder with train/<class>/ and test/<class>/. Unset: keras.datasets download.",
+)
 flags.DEFINE_integer("epochs", None, "Training epochs.")
 flags.DEFINE_integer("batch_size", None, "Global batch size.")
 flags.DEFINE_string("opt", None, "Optimizer: adam, rmsprop or sgd (momentum 0.9).")
 flags.DEFINE_float("lr", None, "Base learning rate (unset: adam/rmsprop 1e-3, sgd 0.1).")
-flags.DEFINE_string("schedule", None, "Learning-rate schedule: constant, step (/10 at 50% and "
-                    "75% of epochs), paper (/10 at 32k and 48k iterations), onecycle, or "
-                    "fast (one-cycle plus the CPU time-to-accuracy preset).")
+flags.DEFINE_string(
+    "schedule",
+    None,
+    "Learning-rate schedule: constant, step (/10 at 50% and "
+    "75% of epochs), paper (/10 at 32k and 48k iterations), onecycle, or "
+    "fast (one-cycle plus the CPU time-to-accuracy preset).",
+)
 flags.DEFINE_float("weight_decay", None, "Paper-style L2 weight decay (gradient wd * w).")
 flags.DEFINE_string("shortcut", None, "projection (1x1 conv) or identity (paper's option A).")
 flags.DEFINE_string("normalization", None, "per_channel (mean/std) or per_pixel (mean image).")
@@ -64,29 +80,63 @@ flags.DEFINE_integer("test_limit", None, "Use a class-balanced subset of N test 
 flags.DEFINE_integer("val_size", None, "Validation images held out of the training split.")
 flags.DEFINE_string("output_dir", None, "Where saved_models/, plots/, results/ and runs/ go.")
 flags.DEFINE_string("run_name", None, "Folder name under runs/ (default: from the experiment).")
-flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
+flags.DEFINE_integer(
+    "verbose", None, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch."
+)
 flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<run_name>/.")
-flags.DEFINE_bool("jit_compile", None, "Compile the training step with XLA (off by default: "
-                  "2-3x slower on CPU here, docs/performance.md).")
-flags.DEFINE_bool("fused_bn", None, "Run BatchNorm through TensorFlow's fused kernel (default "
-                  "on: the same arithmetic, 1.2-1.4x faster training here).")
-flags.DEFINE_bool("recompute", None, "Keep only each residual block's input for the backward "
-                  "pass and compute the rest again: less memory, slower steps.")
-flags.DEFINE_bool("mixed_precision", None, "Mixed precision: float16 compute on a GPU, bfloat16 "
-                  "on a CPU with AVX512_BF16 or AMX-BF16 (float32 on other CPUs); float32 "
-                  "variables, softmax and losses. Default: on with a GPU.")
-flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / "
-                   "classes (0: none; the fast schedule uses 0.1).")
+flags.DEFINE_bool(
+    "jit_compile",
+    None,
+    "Compile the training step with XLA (off by default: "
+    "2-3x slower on CPU here, docs/performance.md).",
+)
+flags.DEFINE_bool(
+    "fused_bn",
+    None,
+    "Run BatchNorm through TensorFlow's fused kernel (default "
+    "on: the same arithmetic, 1.2-1.4x faster training here).",
+)
+flags.DEFINE_bool(
+    "recompute",
+    None,
+    "Keep only each residual block's input for the backward "
+    "pass and compute the rest again: less memory, slower steps.",
+)
+flags.DEFINE_bool(
+    "mixed_precision",
+    None,
+    "Mixed precision: float16 compute on a GPU, bfloat16 "
+    "on a CPU with AVX512_BF16 or AMX-BF16 (float32 on other CPUs); float32 "
+    "variables, softmax and losses. Default: on with a GPU.",
+)
+flags.DEFINE_float(
+    "label_smoothing",
+    None,
+    "Label smoothing e: targets (1 - e) one-hot + e / "
+    "classes (0: none; the fast schedule uses 0.1).",
+)
 flags.DEFINE_bool("nesterov", None, "Nesterov momentum for --opt sgd (the fast schedule's).")
-flags.DEFINE_bool("tta", None, "Also report test accuracy averaged over each test image and "
-                  "its mirror image (test_accuracy_tta); the saved model is unchanged.")
-flags.DEFINE_bool("tta_shifts", None, "Also report test accuracy over six views: each test image "
-                  "and its mirror, as they are and moved one pixel up-left and down-right "
-                  "(test_accuracy_tta_shifts).")
+flags.DEFINE_bool(
+    "tta",
+    None,
+    "Also report test accuracy averaged over each test image and "
+    "its mirror image (test_accuracy_tta); the saved model is unchanged.",
+)
+flags.DEFINE_bool(
+    "tta_shifts",
+    None,
+    "Also report test accuracy over six views: each test image "
+    "and its mirror, as they are and moved one pixel up-left and down-right "
+    "(test_accuracy_tta_shifts).",
+)
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
-flags.DEFINE_string("strategy", None, "tf.distribute strategy: auto, one_device, mirrored, "
-                    "multi_worker (TF_CONFIG) or tpu. --batch_size is the global batch.")
+flags.DEFINE_string(
+    "strategy",
+    None,
+    "tf.distribute strategy: auto, one_device, mirrored, "
+    "multi_worker (TF_CONFIG) or tpu. --batch_size is the global batch.",
+)
 flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: same --seed, same weights.")
 flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmodel.")
 # Study scripts (question2, question3, resnet_vs_plain) share these.
@@ -96,12 +146,40 @@ flags.DEFINE_bool("report_only", False, "Only redraw the table and figures from 
 
 FLAGS = flags.FLAGS
 SHARED = [
-    "n", "dataset", "label_mode", "data_dir", "epochs", "batch_size", "opt", "lr", "schedule",
-    "weight_decay", "shortcut", "normalization", "seed", "train_limit", "test_limit",
-    "val_size", "output_dir", "run_name", "verbose", "tensorboard", "jit_compile",
-    "mixed_precision", "fused_bn", "augment", "skip_bad_images", "strategy", "deterministic",
-    "formats", "label_smoothing", "nesterov", "tta", "tta_shifts", "recompute",
-]  # fmt: skip
+    "n",
+    "dataset",
+    "label_mode",
+    "data_dir",
+    "epochs",
+    "batch_size",
+    "opt",
+    "lr",
+    "schedule",
+    "weight_decay",
+    "shortcut",
+    "normalization",
+    "seed",
+    "train_limit",
+    "test_limit",
+    "val_size",
+    "output_dir",
+    "run_name",
+    "verbose",
+    "tensorboard",
+    "jit_compile",
+    "mixed_precision",
+    "fused_bn",
+    "augment",
+    "skip_bad_images",
+    "strategy",
+    "deterministic",
+    "formats",
+    "label_smoothing",
+    "nesterov",
+    "tta",
+    "tta_shifts",
+    "recompute",
+]
 STUDY = ["all", "retrain", "report_only"]
 # Which script takes which flag defined here: the one place that says it. A
 # flag a script does not use is refused, naming the scripts that take it,
@@ -113,20 +191,64 @@ USES = {
     "resnet_vs_plain": [f for f in SHARED if f not in ("n", "run_name")]
     + ["retrain", "report_only"],
     # The base network comes from --base: the CIFAR ResNet's settings do not apply.
-    "question3": [f for f in SHARED if f not in ("n", "shortcut", "normalization",
-                                                      "weight_decay", "fused_bn", "recompute")]
-    + ["image_size"] + STUDY,
+    "question3": [
+        f
+        for f in SHARED
+        if f not in ("n", "shortcut", "normalization", "weight_decay", "fused_bn", "recompute")
+    ]
+    + ["image_size"]
+    + STUDY,
     "colorize": [
-        "dataset", "label_mode", "data_dir", "epochs", "batch_size", "lr", "seed",
-        "train_limit", "test_limit", "val_size", "output_dir", "run_name", "verbose",
-        "tensorboard", "jit_compile", "mixed_precision", "strategy", "deterministic",
-        "skip_bad_images", "formats", "model", "image_size", "retrain",
+        "dataset",
+        "label_mode",
+        "data_dir",
+        "epochs",
+        "batch_size",
+        "lr",
+        "seed",
+        "train_limit",
+        "test_limit",
+        "val_size",
+        "output_dir",
+        "run_name",
+        "verbose",
+        "tensorboard",
+        "jit_compile",
+        "mixed_precision",
+        "strategy",
+        "deterministic",
+        "skip_bad_images",
+        "formats",
+        "model",
+        "image_size",
+        "retrain",
     ],
-    "evaluate": ["dataset", "label_mode", "data_dir", "test_limit", "seed", "batch_size",
-                 "skip_bad_images", "tta", "tta_shifts"],
-    "benchmark": ["model", "n", "batch_size", "opt", "lr", "seed", "jit_compile",
-                  "mixed_precision", "fused_bn", "recompute", "data_dir", "dataset"],
-}  # fmt: skip
+    "evaluate": [
+        "dataset",
+        "label_mode",
+        "data_dir",
+        "test_limit",
+        "seed",
+        "batch_size",
+        "skip_bad_images",
+        "tta",
+        "tta_shifts",
+    ],
+    "benchmark": [
+        "model",
+        "n",
+        "batch_size",
+        "opt",
+        "lr",
+        "seed",
+        "jit_compile",
+        "mixed_precision",
+        "fused_bn",
+        "recompute",
+        "data_dir",
+        "dataset",
+    ],
+}
 _script = [None]  # the running script's key in USES, set by `run`
 
 
@@ -222,8 +344,10 @@ def run(main, script, positional=False):
                 raise
             fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         except KeyboardInterrupt:
-            print("interrupted: run the same command again to resume from the last finished "
-                  "epoch", file=sys.stderr)
+            print(
+                "interrupted: run the same command again to resume from the last finished " "epoch",
+                file=sys.stderr,
+            )
             sys.exit(130)
 
     app.run(wrapped, flags_parser=_parse)

@@ -19,8 +19,15 @@ from absl import flags
 from resnet_keras import data, experiment, saving
 
 FLAGS = flags.FLAGS
-DEFAULTS = dict(dataset="cifar10", label_mode="fine", test_limit=0, seed=0, batch_size=500, tta=False,
-                tta_shifts=False)
+DEFAULTS = dict(
+    dataset="cifar10",
+    label_mode="fine",
+    test_limit=0,
+    seed=0,
+    batch_size=500,
+    tta=False,
+    tta_shifts=False,
+)
 
 
 def check_classifier(model, path, num_classes, image_shape):
@@ -34,12 +41,16 @@ def check_classifier(model, path, num_classes, image_shape):
         )
     want = tuple(model.input_shape[1:])
     if want[-1] != image_shape[-1] or (None not in want and want != tuple(image_shape)):
-        raise ValueError(f"{path}: the model takes inputs {want}, the data set has images {image_shape}")
+        raise ValueError(
+            f"{path}: the model takes inputs {want}, the data set has images {image_shape}"
+        )
 
 
 def report(name, test, class_names, top5):
-    print(f"{name}: test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}"
-          + (f", top-5 accuracy {test['top5_accuracy']:.4f}" if top5 else ""))  # fmt: skip
+    print(
+        f"{name}: test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}"
+        + (f", top-5 accuracy {test['top5_accuracy']:.4f}" if top5 else "")
+    )
     per_class = []
     for k, c in enumerate(class_names):
         mask = test["y_true"] == k
@@ -54,8 +65,12 @@ def main(argv):
         raise ValueError("give one or more model files: python -m scripts.evaluate MODEL.h5 [...]")
     s = common.resolve(DEFAULTS)
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
-    ds = data.load_dataset(s["dataset"], s.get("data_dir"), s["label_mode"],
-                           skip_bad_images=s.get("skip_bad_images", False))  # fmt: skip
+    ds = data.load_dataset(
+        s["dataset"],
+        s.get("data_dir"),
+        s["label_mode"],
+        skip_bad_images=s.get("skip_bad_images", False),
+    )
     xt, yt = data.limit(ds.x_test, ds.y_test, s["test_limit"], s["seed"])
     for path, model in zip(paths, loaded):
         check_classifier(model, path, ds.num_classes, xt.shape[1:])
@@ -68,11 +83,19 @@ def main(argv):
         report(path, experiment.evaluate_predictions(p, yt), ds.class_names, top5)
         augmented = experiment.predict_tta(model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"])
         for name, views in augmented.items():
-            report(f"{path} {experiment.TTA_LABELS[name]}", experiment.evaluate_predictions(views, yt),
-                   ds.class_names, top5)  # fmt: skip
+            report(
+                f"{path} {experiment.TTA_LABELS[name]}",
+                experiment.evaluate_predictions(views, yt),
+                ds.class_names,
+                top5,
+            )
     if len(paths) > 1:
-        report(f"ensemble of {len(paths)}", experiment.evaluate_predictions(np.mean(probs, 0), yt),
-               ds.class_names, top5)  # fmt: skip
+        report(
+            f"ensemble of {len(paths)}",
+            experiment.evaluate_predictions(np.mean(probs, 0), yt),
+            ds.class_names,
+            top5,
+        )
 
 
 if __name__ == "__main__":

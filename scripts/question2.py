@@ -38,11 +38,16 @@ LR = training.KERAS_DEFAULT_LR
 ALL = [(7, "rmsprop"), (7, "adam"), (5, "sgd")]
 OPT_NAME = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
 COLUMNS = [
-    ("configuration", "configuration"), ("dataset", "data set"), ("params", "parameters"),
-    ("batch_size", "batch"), ("epochs", "epochs"), ("test_accuracy_pct", "test accuracy %"),
-    ("test_loss", "test loss"), ("train_time_min", "wall time (min)"),
+    ("configuration", "configuration"),
+    ("dataset", "data set"),
+    ("params", "parameters"),
+    ("batch_size", "batch"),
+    ("epochs", "epochs"),
+    ("test_accuracy_pct", "test accuracy %"),
+    ("test_loss", "test loss"),
+    ("train_time_min", "wall time (min)"),
     ("img_per_s", "images/s per epoch"),
-]  # fmt: skip
+]
 
 
 def config_name(n, opt, dataset):
@@ -71,27 +76,43 @@ def report(configs, output_dir, dataset):
         history, metrics, flags_json, _ = run
         label = f"n={c.n} {OPT_NAME[c.opt]} (batch {flags_json['batch_size']})"
         histories[label] = history
-        rows.append({
-            "configuration": label, "dataset": dataset, "run": c.run_name,
-            "params": metrics["params"], "batch_size": flags_json["batch_size"],
-            "epochs": metrics["epochs"], "train_images": flags_json["train_images"],
-            "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
-            "test_top5_accuracy_pct": round(100 * metrics["test_top5_accuracy"], 2)
-            if "test_top5_accuracy" in metrics else None,
-            "test_loss": round(metrics["test_loss"], 4),
-            "train_time_min": round(metrics["train_time_s"] / 60, 1),
-            "img_per_s": round(metrics["img_per_s"] or 0, 1), "hardware": metrics.get("hardware"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "configuration": label,
+                "dataset": dataset,
+                "run": c.run_name,
+                "params": metrics["params"],
+                "batch_size": flags_json["batch_size"],
+                "epochs": metrics["epochs"],
+                "train_images": flags_json["train_images"],
+                "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
+                "test_top5_accuracy_pct": (
+                    round(100 * metrics["test_top5_accuracy"], 2)
+                    if "test_top5_accuracy" in metrics
+                    else None
+                ),
+                "test_loss": round(metrics["test_loss"], 4),
+                "train_time_min": round(metrics["train_time_s"] / 60, 1),
+                "img_per_s": round(metrics["img_per_s"] or 0, 1),
+                "hardware": metrics.get("hardware"),
+            }
+        )
     if not histories:
         return
     suffix = "" if dataset == "cifar10" else f"_{dataset}"
     plot = os.path.join(output_dir, "plots", f"question2_multi_config_comparison{suffix}.png")
-    plotting.plot_histories(histories, plot, f"Question 2 on {dataset}: solid training, dashed validation")
+    plotting.plot_histories(
+        histories, plot, f"Question 2 on {dataset}: solid training, dashed validation"
+    )
     print(f"wrote {plot}")
     results.write_results(
-        os.path.join(output_dir, "results", "question2"), rows, COLUMNS,
-        key=("run", "dataset"), title="Question 2: configurations compared", notes=NOTES,
-    )  # fmt: skip
+        os.path.join(output_dir, "results", "question2"),
+        rows,
+        COLUMNS,
+        key=("run", "dataset"),
+        title="Question 2: configurations compared",
+        notes=NOTES,
+    )
 
 
 NOTES = """
@@ -109,20 +130,27 @@ def main(argv):
     if FLAGS.all and "run_name" in explicit:
         raise ValueError("--run_name names one run; it cannot be combined with --all")
     if FLAGS.all and explicit & {"n", "opt"}:
-        raise ValueError("--all runs the original three configurations, each with its own "
-                         "--n and --opt; drop them")  # fmt: skip
+        raise ValueError(
+            "--all runs the original three configurations, each with its own "
+            "--n and --opt; drop them"
+        )
     pairs = ALL if FLAGS.all else [(settings["n"], settings["opt"])]
     configs = [make_config(n, opt, settings, explicit) for n, opt in pairs]
     for c in configs:
         c.validate()
     if not FLAGS.report_only:
         experiment.check_writable(settings["output_dir"])
-        stems = [os.path.join(c.output_dir, "saved_models", config_name(c.n, c.opt, c.dataset))
-                 for c in configs]  # fmt: skip
+        stems = [
+            os.path.join(c.output_dir, "saved_models", config_name(c.n, c.opt, c.dataset))
+            for c in configs
+        ]
         experiment.train_study(configs, stems, formats, FLAGS.retrain)
     # The figure and table cover every configuration with a finished run.
-    others = [make_config(n, opt, settings, explicit - {"run_name"}) for n, opt in ALL
-              if (n, opt) not in pairs and "run_name" not in explicit]  # fmt: skip
+    others = [
+        make_config(n, opt, settings, explicit - {"run_name"})
+        for n, opt in ALL
+        if (n, opt) not in pairs and "run_name" not in explicit
+    ]
     if distribute.is_chief():  # other workers of a cluster write nothing final
         report(configs + others, settings["output_dir"], settings["dataset"])
 

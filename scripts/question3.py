@@ -28,20 +28,40 @@ from resnet_keras import transfer_experiment as te
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("base", None, "resnet50, resnet101, densenet121, efficientnet_b0, or a "
-                    "model file of this project (e.g. saved_models/resnet_cifar10.h5).")
-flags.DEFINE_string("weights", None, "imagenet (Keras' download), PATH of a local notop weights "
-                    "file, or none (random). Unset: imagenet, or a model file's own weights.")
+flags.DEFINE_string(
+    "base",
+    None,
+    "resnet50, resnet101, densenet121, efficientnet_b0, or a "
+    "model file of this project (e.g. saved_models/resnet_cifar10.h5).",
+)
+flags.DEFINE_string(
+    "weights",
+    None,
+    "imagenet (Keras' download), PATH of a local notop weights "
+    "file, or none (random). Unset: imagenet, or a model file's own weights.",
+)
 flags.DEFINE_integer("head_units", None, "Units of the Dense(relu) layer of the head.")
-flags.DEFINE_bool("train_base", None, "Train every layer from the start, BatchNorm included "
-                  "(with --weights none: the same network from scratch, a baseline).")
-flags.DEFINE_integer("fine_tune_epochs", None, "After the head: epochs with the top of the base "
-                     "unfrozen, at a smaller learning rate.")
-flags.DEFINE_integer("unfreeze", None, "Stages to unfreeze for fine-tuning, from the top "
-                     "(1: ResNet-50's conv5).")
+flags.DEFINE_bool(
+    "train_base",
+    None,
+    "Train every layer from the start, BatchNorm included "
+    "(with --weights none: the same network from scratch, a baseline).",
+)
+flags.DEFINE_integer(
+    "fine_tune_epochs",
+    None,
+    "After the head: epochs with the top of the base " "unfrozen, at a smaller learning rate.",
+)
+flags.DEFINE_integer(
+    "unfreeze", None, "Stages to unfreeze for fine-tuning, from the top " "(1: ResNet-50's conv5)."
+)
 flags.DEFINE_float("fine_tune_lr", None, "Fine-tuning learning rate (unset: the head's / 10).")
-flags.DEFINE_bool("cache_features", None, "Train the head on features computed once (unset: "
-                  "whenever the base is frozen and --augment is off).")
+flags.DEFINE_bool(
+    "cache_features",
+    None,
+    "Train the head on features computed once (unset: "
+    "whenever the base is frozen and --augment is off).",
+)
 
 DEFAULTS = dict(
     dataset="cifar10",
@@ -66,9 +86,16 @@ DEFAULTS = dict(
     cache_features=None,
 )
 SCRIPT_FLAGS = [
-    "base", "weights", "image_size", "head_units", "train_base", "fine_tune_epochs", "unfreeze",
-    "fine_tune_lr", "cache_features",
-]  # fmt: skip
+    "base",
+    "weights",
+    "image_size",
+    "head_units",
+    "train_base",
+    "fine_tune_epochs",
+    "unfreeze",
+    "fine_tune_lr",
+    "cache_features",
+]
 ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
 # Keras' default learning rates, as the original builds its optimizers (and as
 # question2 does): SGD at the paper's 0.1 is too large for a head on features.
@@ -106,8 +133,9 @@ def main(argv):
     if FLAGS.report_only:
         rows = results.load_rows(os.path.join(out, "results", "question3.json"))
         label = te.base_label(options.base)
-        sizes = sorted({r.get("train_images") for r in rows if (r["base"], r["dataset"])
-                        == (label, dataset)})  # fmt: skip
+        sizes = sorted(
+            {r.get("train_images") for r in rows if (r["base"], r["dataset"]) == (label, dataset)}
+        )
         if not sizes:
             raise ValueError(f"{out}/results/question3.json holds no run of {label} on {dataset}")
         for images in sizes:
@@ -125,8 +153,9 @@ def main(argv):
         else:
             # A finished run whose model files are gone is trained again: it
             # is replaced only once the new one has finished.
-            model, metrics, _ = te.run_transfer(config, options, feature_cache=features,
-                                                retrain=FLAGS.retrain or reuse)  # fmt: skip
+            model, metrics, _ = te.run_transfer(
+                config, options, feature_cache=features, retrain=FLAGS.retrain or reuse
+            )
             if not distribute.is_chief():  # other workers of a cluster write nothing final
                 continue
             for p in paths:

@@ -45,15 +45,24 @@ DEFAULTS = dict(
 PAPER = dict(shortcut="identity", normalization="per_pixel", schedule="paper", val_size=5000)
 # Test error (%) of the paper's Table 6, and the original write-up's results.
 PAPER_RESNET_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
-ORIGINAL = {("resnet", 20): (90.07, 0.3781), ("plain", 20): (89.13, 0.4137),
-            ("resnet", 32): (91.39, 0.3668), ("plain", 32): (87.90, 0.4122)}  # fmt: skip
+ORIGINAL = {
+    ("resnet", 20): (90.07, 0.3781),
+    ("plain", 20): (89.13, 0.4137),
+    ("resnet", 32): (91.39, 0.3668),
+    ("plain", 32): (87.90, 0.4122),
+}
 FILE_STEM = {"resnet": "resnet", "plain": "plainnet"}
 COLUMNS = [
-    ("model", "model"), ("depth", "depth"), ("params", "parameters"),
-    ("test_accuracy_pct", "test accuracy %"), ("test_loss", "test loss"),
-    ("epochs", "epochs"), ("train_time_min", "training time (min)"),
-    ("paper_error_pct", "paper error %"), ("original_accuracy_pct", "original write-up accuracy %"),
-]  # fmt: skip
+    ("model", "model"),
+    ("depth", "depth"),
+    ("params", "parameters"),
+    ("test_accuracy_pct", "test accuracy %"),
+    ("test_loss", "test loss"),
+    ("epochs", "epochs"),
+    ("train_time_min", "training time (min)"),
+    ("paper_error_pct", "paper error %"),
+    ("original_accuracy_pct", "original write-up accuracy %"),
+]
 
 
 def parse_pairs(depths, model_names):
@@ -65,7 +74,9 @@ def parse_pairs(depths, model_names):
             try:
                 depth = int(d)
             except ValueError:
-                raise ValueError(f"--depths: {d!r} is not a number; expected e.g. 20,32,44,56,110") from None
+                raise ValueError(
+                    f"--depths: {d!r} is not a number; expected e.g. 20,32,44,56,110"
+                ) from None
             models.depth_to_n(depth)  # refuses depths that are not 6n+2
             pairs.append((m, depth))
     return pairs
@@ -103,27 +114,40 @@ def report(pairs, output_dir, settings):
         names = config["class_names"]
         if preds is not None:
             cm = experiment.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
-            plotting.plot_confusion(cm, names, os.path.join(plots, f"confusion-{name}.png"),
-                                    f"{label}: test confusion matrix")  # fmt: skip
+            plotting.plot_confusion(
+                cm,
+                names,
+                os.path.join(plots, f"confusion-{name}.png"),
+                f"{label}: test confusion matrix",
+            )
             if model == "resnet":
                 w = preds["wrong_index"]
                 plotting.plot_misclassified(
-                    preds["wrong_images"], preds["y_true"][w], preds["y_pred"][w], names,
+                    preds["wrong_images"],
+                    preds["y_true"][w],
+                    preds["y_pred"][w],
+                    names,
                     os.path.join(plots, f"misclassified-{depth}.png"),
                     f"{label}: misclassified test images (true -> predicted)",
-                )  # fmt: skip
+                )
         original = ORIGINAL.get((model, depth))
-        rows.append({
-            "model": model, "depth": depth, "params": metrics["params"],
-            "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
-            "test_loss": round(metrics["test_loss"], 4), "epochs": metrics["epochs"],
-            "train_time_min": round(metrics["train_time_s"] / 60, 1),
-            "train_images": config["train_images"], "schedule": config["schedule"],
-            "shortcut": config["shortcut"] if model == "resnet" else None,
-            "paper_error_pct": PAPER_RESNET_ERROR.get(depth) if model == "resnet" else None,
-            "original_accuracy_pct": original[0] if original else None,
-            "hardware": metrics.get("hardware"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": model,
+                "depth": depth,
+                "params": metrics["params"],
+                "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
+                "test_loss": round(metrics["test_loss"], 4),
+                "epochs": metrics["epochs"],
+                "train_time_min": round(metrics["train_time_s"] / 60, 1),
+                "train_images": config["train_images"],
+                "schedule": config["schedule"],
+                "shortcut": config["shortcut"] if model == "resnet" else None,
+                "paper_error_pct": PAPER_RESNET_ERROR.get(depth) if model == "resnet" else None,
+                "original_accuracy_pct": original[0] if original else None,
+                "hardware": metrics.get("hardware"),
+            }
+        )
     if histories:
         plotting.plot_error_vs_depth(histories, os.path.join(plots, "error_vs_depth.png"))
     skipped = plotting.plot_architecture(
@@ -136,9 +160,14 @@ def report(pairs, output_dir, settings):
         stem, key = os.path.join(output_dir, "results", "resnet_vs_plain"), ("model", "depth")
         merged = results.merge_rows(results.load_rows(f"{stem}.json"), rows, key)
         names = [f"{FILE_STEM[r['model']]}-{r['depth']}" for r in merged]
-        results.write_results(stem, rows, COLUMNS, key=key,
-                              title="ResNet against PlainNet on CIFAR-10",
-                              notes=NOTES + "\nThe runs:\n\n" + results.run_lines(merged, names))  # fmt: skip
+        results.write_results(
+            stem,
+            rows,
+            COLUMNS,
+            key=key,
+            title="ResNet against PlainNet on CIFAR-10",
+            notes=NOTES + "\nThe runs:\n\n" + results.run_lines(merged, names),
+        )
         print(f"wrote {os.path.join(output_dir, 'results', 'resnet_vs_plain.md')}")
 
 

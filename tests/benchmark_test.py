@@ -14,13 +14,14 @@ from resnet_keras import cpu
 from tests import fixtures
 from tests.question1_test import run_script
 
-
 # compare.sh --isa avx2's "TF default" row: an AVX2 CPU's flags, oneDNN capped
 # at AVX2 and switched off as TensorFlow leaves it there.
 AVX2_TF_DEFAULT = dict(fixtures.AVX2_CPU, TF_ENABLE_ONEDNN_OPTS="0", ONEDNN_MAX_CPU_ISA="AVX2")
-LAST_LINE = (r"^train_img_per_s=[\d.]+ eval_img_per_s=[\d.]+ pipeline_img_per_s=[\d.]+ "
-             r"peak_rss_mb=\d+ cpu=[a-z0-9_,]+ onednn=(on|off)\([a-z,-]+\)"
-             r"( onednn_max_isa=\w+)? precision=\w+$")  # fmt: skip
+LAST_LINE = (
+    r"^train_img_per_s=[\d.]+ eval_img_per_s=[\d.]+ pipeline_img_per_s=[\d.]+ "
+    r"peak_rss_mb=\d+ cpu=[a-z0-9_,]+ onednn=(on|off)\([a-z,-]+\)"
+    r"( onednn_max_isa=\w+)? precision=\w+$"
+)
 
 
 class BenchmarkTest(tf.test.TestCase, parameterized.TestCase):
@@ -43,9 +44,17 @@ class BenchmarkTest(tf.test.TestCase, parameterized.TestCase):
         ("transfer", [], None, "float32"),
     )
     def test_last_line_has_every_figure(self, model, extra, env, precision):
-        r = run_script("scripts.benchmark", f"--model={model}", "--n=1", "--batch_size=8",
-                       "--steps=3", "--warmup=1", "--eval_batch_size=8", *extra,
-                       env=env)  # fmt: skip
+        r = run_script(
+            "scripts.benchmark",
+            f"--model={model}",
+            "--n=1",
+            "--batch_size=8",
+            "--steps=3",
+            "--warmup=1",
+            "--eval_batch_size=8",
+            *extra,
+            env=env,
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         last = r.stdout.strip().splitlines()[-1]
         self.assertRegex(last, LAST_LINE)

@@ -34,8 +34,12 @@ KNOWN_LAB = [
     ("blue", (0, 0, 255), (32.30, 79.19, -107.86)),
 ]
 # Weights of the default-width models, as the colorization module docstring says.
-PARAMS = {("autoencoder", "rgb"): 342_627, ("autoencoder", "lab"): 342_338,
-          ("unet", "rgb"): 370_302, ("unet", "lab"): 370_004}  # fmt: skip
+PARAMS = {
+    ("autoencoder", "rgb"): 342_627,
+    ("autoencoder", "lab"): 342_338,
+    ("unet", "rgb"): 370_302,
+    ("unet", "lab"): 370_004,
+}
 # Every layer is named from its block, so weight names are stable across formats.
 LAYER_NAMES = r"^(gray|rescale|enc\d_conv|bottleneck|dec\d_(up|skip)|rgb|ab)$"
 HAS_CIFAR = os.path.isdir(fixtures.REAL_CIFAR10)
@@ -155,14 +159,22 @@ class ColorizerModelTest(tf.test.TestCase, parameterized.TestCase):
         for fmt in ("h5", "keras"):
             saving.save_model(model, os.path.join(folder, f"m.{fmt}"))
         # A Python that never imports this project, as a user of the files has.
-        code = ("import sys, keras, numpy as np; d = sys.argv[1]; g = np.load(d + '/gray.npy')\n"
-                "for f in ('h5', 'keras'):\n"
-                "    m = keras.models.load_model(f'{d}/m.{f}')\n"
-                "    np.save(f'{d}/out_{f}.npy', m.predict(g, verbose=0))\n"
-                "    print(m.name)")  # fmt: skip
+        code = (
+            "import sys, keras, numpy as np; d = sys.argv[1]; g = np.load(d + '/gray.npy')\n"
+            "for f in ('h5', 'keras'):\n"
+            "    m = keras.models.load_model(f'{d}/m.{f}')\n"
+            "    np.save(f'{d}/out_{f}.npy', m.predict(g, verbose=0))\n"
+            "    print(m.name)"
+        )
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-        r = subprocess.run([sys.executable, "-c", code, folder], cwd=folder, env=env,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-c", code, folder],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         self.assertEqual(r.stdout.split(), ["colorizer_unet_lab"] * 2)
         expected = model.predict(gray, verbose=0)
@@ -228,9 +240,18 @@ class ApplyTest(tf.test.TestCase):
         sizes = write_pictures(folder)
         model_path = saving.save_model(small_model("unet", "lab"), os.path.join(folder, "c.h5"))
         out = os.path.join(folder, "out")
-        files = [os.path.join(folder, n) for n in ("photo.jpg", "corrupt.jpg", "gray.png",
-                                                    "alpha.png", "empty.png", "scan16.png",
-                                                    "palette.gif")]  # fmt: skip
+        files = [
+            os.path.join(folder, n)
+            for n in (
+                "photo.jpg",
+                "corrupt.jpg",
+                "gray.png",
+                "alpha.png",
+                "empty.png",
+                "scan16.png",
+                "palette.gif",
+            )
+        ]
         r = run_script("scripts.colorize", "apply", model_path, *files, f"--out={out}")
         self.assertEqual(r.returncode, 1, r.stderr[-3000:])  # 1: some files were skipped
         errors = r.stderr.strip().splitlines()
@@ -271,22 +292,34 @@ class RealDataTest(tf.test.TestCase):
         super().setUpClass()
         cls.out = tempfile.mkdtemp()
         cls.result = run_script(
-            "scripts.colorize", "train", "--model=unet", "--color_space=lab", "--epochs=2",
-            f"--data_dir={fixtures.REAL_CIFAR10}", "--train_limit=300", "--val_size=60",
-            "--test_limit=100", "--batch_size=32", f"--output_dir={cls.out}", "--verbose=0",
+            "scripts.colorize",
+            "train",
+            "--model=unet",
+            "--color_space=lab",
+            "--epochs=2",
+            f"--data_dir={fixtures.REAL_CIFAR10}",
+            "--train_limit=300",
+            "--val_size=60",
+            "--test_limit=100",
+            "--batch_size=32",
+            f"--output_dir={cls.out}",
+            "--verbose=0",
             "--formats=h5,keras",
-        )  # fmt: skip
+        )
         cls.model_path = os.path.join(cls.out, "saved_models", "colorizer_unet_lab.h5")
-        cls.config = tasks.ColorizeConfig(data_dir=fixtures.REAL_CIFAR10, train_limit=200,
-                                          test_limit=100, val_size=0)  # fmt: skip
+        cls.config = tasks.ColorizeConfig(
+            data_dir=fixtures.REAL_CIFAR10, train_limit=200, test_limit=100, val_size=0
+        )
 
     def test_train_writes_everything_and_lowers_the_loss(self):
         r = self.result
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertRegex(r.stdout, r"test MSE 0\.\d+, PSNR [\d.]+ dB, SSIM [\d.]+ \(gray input")
-        for part in ("saved_models/colorizer_unet_lab.keras",
-                     "plots/colorization/colorizer_unet_lab_eval.png",
-                     "plots/colorization/colorizer_unet_lab_examples.png"):  # fmt: skip
+        for part in (
+            "saved_models/colorizer_unet_lab.keras",
+            "plots/colorization/colorizer_unet_lab_eval.png",
+            "plots/colorization/colorizer_unet_lab_examples.png",
+        ):
             self.assertTrue(os.path.isfile(os.path.join(self.out, part)), part)
         run = os.path.join(self.out, "runs", "colorizer_unet_lab")
         with open(os.path.join(run, "history.json")) as f:
@@ -300,8 +333,15 @@ class RealDataTest(tf.test.TestCase):
 
     def test_eval_beside_the_gray_baseline_keeps_other_rows(self):
         results = tempfile.mkdtemp()
-        other = {"model": "autoencoder", "color_space": "rgb", "test_images": 7, "data": "x",
-                 "mse": 0.5, "psnr": 3.0, "ssim": 0.1}  # fmt: skip
+        other = {
+            "model": "autoencoder",
+            "color_space": "rgb",
+            "test_images": 7,
+            "data": "x",
+            "mse": 0.5,
+            "psnr": 3.0,
+            "ssim": 0.1,
+        }
         with open(os.path.join(results, "colorization.json"), "w") as f:
             json.dump({"colorizers": {"older.h5": other}}, f)
         row = tasks.evaluate_file(self.model_path, self.config, results, log=lambda s: None)
@@ -338,8 +378,14 @@ class RealDataTest(tf.test.TestCase):
             self.assertIn("| colorizer_unet_lab.h5 | 10 (cifar10) | 200 / 100 | 2 |", f.read())
 
     def test_eval_through_the_script(self):
-        r = run_script("scripts.colorize", "eval", self.model_path, f"--output_dir={self.out}",
-                       f"--data_dir={fixtures.REAL_CIFAR10}", "--test_limit=50")  # fmt: skip
+        r = run_script(
+            "scripts.colorize",
+            "eval",
+            self.model_path,
+            f"--output_dir={self.out}",
+            f"--data_dir={fixtures.REAL_CIFAR10}",
+            "--test_limit=50",
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("gray input as colour: MSE", r.stdout)
         self.assertTrue(os.path.isfile(os.path.join(self.out, "results", "colorization.md")))
@@ -364,13 +410,14 @@ class BadInputTest(tf.test.TestCase):
     def test_config_checks(self):
         config = tasks.ColorizeConfig()
         config.validate()
-        for change, message in [(dict(epochs=0), "--epochs must be at least 1"),
-                                (dict(lr=0.0), "--lr must be positive"),
-                                (dict(formats=("onnx",)), "Unknown format 'onnx'"),
-                                (dict(model="gan"), "Unknown model 'gan'"),
-                                (dict(color_space="hsv"), "Unknown color space 'hsv'"),
-                                (dict(image_size=30), "--image_size must be a multiple of 8"),
-                                ]:  # fmt: skip
+        for change, message in [
+            (dict(epochs=0), "--epochs must be at least 1"),
+            (dict(lr=0.0), "--lr must be positive"),
+            (dict(formats=("onnx",)), "Unknown format 'onnx'"),
+            (dict(model="gan"), "Unknown model 'gan'"),
+            (dict(color_space="hsv"), "Unknown color space 'hsv'"),
+            (dict(image_size=30), "--image_size must be a multiple of 8"),
+        ]:
             with self.assertRaisesRegex(ValueError, message):
                 dataclasses.replace(config, **change).validate()
 

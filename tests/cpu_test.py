@@ -40,8 +40,10 @@ def write(text):
 class FlagsTest(tf.test.TestCase):
     def test_first_flags_line_of_the_file(self):
         flags = cpu.cpu_flags(write(CPUINFO), environ={})
-        self.assertEqual(flags, {"fpu", "sse2", "avx", "avx2", "fma", "avx512f", "avx512_vnni",
-                                 "amx_bf16", "amx_tile"})  # fmt: skip
+        self.assertEqual(
+            flags,
+            {"fpu", "sse2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_bf16", "amx_tile"},
+        )
         self.assertTrue(cpu.native_bfloat16(flags))
         self.assertEqual(cpu.reported_flags(flags), "avx2,avx512f,amx_bf16,avx512_vnni")
 
@@ -80,8 +82,12 @@ class OneDnnTest(tf.test.TestCase):
         self.assertEqual(env[cpu.ONEDNN_VAR], "1")
 
     def test_never_overrides_the_user(self):
-        for value, state in [("0", "off(user)"), ("false", "off(user)"), ("1", "on(user)"),
-                             ("True", "on(user)")]:  # fmt: skip
+        for value, state in [
+            ("0", "off(user)"),
+            ("false", "off(user)"),
+            ("1", "on(user)"),
+            ("True", "on(user)"),
+        ]:
             env = {cpu.ONEDNN_VAR: value}
             self.assertFalse(cpu.default_onednn(env))
             self.assertEqual(env, {cpu.ONEDNN_VAR: value})
@@ -95,15 +101,22 @@ class OneDnnTest(tf.test.TestCase):
         # TensorFlow tests the real CPU: the override does not change its default.
         self.assertEqual(cpu.onednn_state({cpu.FLAGS_VAR: "avx2"}, path=vnni), "on(tf-default)")
         # Not a boolean: TensorFlow warns and keeps its default.
-        self.assertEqual(cpu.onednn_state({cpu.ONEDNN_VAR: "yes"}, path=avx2),
-                         "off(tf-default,bad-value)")  # fmt: skip
+        self.assertEqual(
+            cpu.onednn_state({cpu.ONEDNN_VAR: "yes"}, path=avx2), "off(tf-default,bad-value)"
+        )
 
 
 def python(code, **env):
     environ = {k: v for k, v in os.environ.items() if k not in (cpu.ONEDNN_VAR, cpu.ONEDNN_MARK)}
     environ.update(env, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return r
 
 

@@ -16,7 +16,9 @@ class DataTestCase(tf.test.TestCase):
         super().setUp()
         self.dir = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
-        patcher = mock.patch.dict(os.environ, {"RESNET_KERAS_CACHE": os.path.join(self.dir, "cache")})
+        patcher = mock.patch.dict(
+            os.environ, {"RESNET_KERAS_CACHE": os.path.join(self.dir, "cache")}
+        )
         patcher.start()
         self.addCleanup(patcher.stop)
 
@@ -51,14 +53,18 @@ class LoadTest(DataTestCase, parameterized.TestCase):
 
     def test_tarball_loads_exactly(self):
         want = fixtures.write_cifar10_python(self.dir)
-        tar = fixtures.make_tarball(os.path.join(self.dir, "cifar-10-batches-py"),
-                                    os.path.join(self.dir, "cifar-10-python.tar.gz"))  # fmt: skip
+        tar = fixtures.make_tarball(
+            os.path.join(self.dir, "cifar-10-batches-py"),
+            os.path.join(self.dir, "cifar-10-python.tar.gz"),
+        )
         self.assertSplitsEqual(data.load_cifar("cifar10", tar), want)
         # Second load reuses the extracted copy.
         self.assertSplitsEqual(data.load_cifar("cifar10", tar), want)
         want100 = fixtures.write_cifar100_python(os.path.join(self.dir, "c100"))["fine"]
-        tar100 = fixtures.make_tarball(os.path.join(self.dir, "c100", "cifar-100-python"),
-                                       os.path.join(self.dir, "cifar-100-python.tar.gz"))  # fmt: skip
+        tar100 = fixtures.make_tarball(
+            os.path.join(self.dir, "c100", "cifar-100-python"),
+            os.path.join(self.dir, "cifar-100-python.tar.gz"),
+        )
         self.assertSplitsEqual(data.load_cifar("cifar100", tar100), want100)
 
     def test_image_folder_loads_in_sorted_class_order(self):
@@ -84,8 +90,10 @@ class LoadTest(DataTestCase, parameterized.TestCase):
                 data.load_cifar("cifar10")
 
     def test_keras_source_is_used_without_data_dir(self):
-        fake = ((fixtures.random_images(4), np.zeros((4, 1), "uint8")),
-                (fixtures.random_images(2), np.ones((2, 1), "uint8")))  # fmt: skip
+        fake = (
+            (fixtures.random_images(4), np.zeros((4, 1), "uint8")),
+            (fixtures.random_images(2), np.ones((2, 1), "uint8")),
+        )
         with mock.patch("keras.datasets.cifar10.load_data", return_value=fake) as load:
             ds = data.load_dataset("cifar10")
         load.assert_called_once()
@@ -154,14 +162,17 @@ class BadDataTest(DataTestCase):
 
     def test_not_a_pickle_and_wrong_dataset(self):
         fixtures.write_cifar10_python(self.dir)
-        self.assertDataError("holds cifar10 python-format files, but --dataset is cifar100",
-                             self.dir, "cifar100")  # fmt: skip
+        self.assertDataError(
+            "holds cifar10 python-format files, but --dataset is cifar100", self.dir, "cifar100"
+        )
         with open(os.path.join(self.dir, "cifar-10-batches-py", "data_batch_3"), "w") as f:
             f.write("garbage")
         self.assertDataError("data_batch_3", self.dir)
 
     def test_bad_names(self):
-        with self.assertRaisesRegex(ValueError, "Unknown dataset 'mnist'; expected one of cifar10, cifar100"):
+        with self.assertRaisesRegex(
+            ValueError, "Unknown dataset 'mnist'; expected one of cifar10, cifar100"
+        ):
             data.load_cifar("mnist")
         with self.assertRaisesRegex(ValueError, "Unknown label_mode"):
             data.load_cifar("cifar100", label_mode="medium")
@@ -227,7 +238,7 @@ class AugmentTest(tf.test.TestCase):
             self.assertAllEqual(xh, x)  # same images, same order
             self.assertAllEqual(np.argmax(yh, 1), y)
             self.assertAllEqual(np.sum(yh, 1), np.ones(16))
-        (_, ye), = data.eval_dataset(self.images[:8], labels[:8], 8, one_hot=10)
+        ((_, ye),) = data.eval_dataset(self.images[:8], labels[:8], 8, one_hot=10)
         self.assertAllEqual(ye, np.eye(10)[labels[:8, 0]])
 
     def test_repeatable_with_seed(self):

@@ -49,15 +49,27 @@ def write_cifar10_python(root, per_batch=20, test=30, seed=0):
     for i in range(1, 6):
         x = random_images(per_batch, seed + i)
         y = rng.integers(0, 10, per_batch).tolist()
-        _dump(os.path.join(folder, f"data_batch_{i}"), {"data": _planes(x), "labels": y,
-                                                        "batch_label": "training batch"})  # fmt: skip
+        _dump(
+            os.path.join(folder, f"data_batch_{i}"),
+            {"data": _planes(x), "labels": y, "batch_label": "training batch"},
+        )
         xs.append(x)
         ys.extend(y)
     xt = random_images(test, seed + 9)
     yt = rng.integers(0, 10, test).tolist()
     _dump(os.path.join(folder, "test_batch"), {"data": _planes(xt), "labels": yt})
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
-             b"ship", b"truck"]  # fmt: skip
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     _dump(os.path.join(folder, "batches.meta"), {"label_names": names, "num_vis": 3072})
     y_train = np.array(ys, "uint8").reshape(-1, 1)
     return (np.concatenate(xs), y_train), (xt, np.array(yt, "uint8").reshape(-1, 1))
@@ -76,14 +88,19 @@ def write_cifar100_python(root, train=60, test=40, seed=0):
         x = random_images(n, seed + len(split))
         fine = rng.integers(0, 100, n)
         coarse = fine // 5
-        _dump(os.path.join(folder, split), {"data": _planes(x), "fine_labels": fine.tolist(),
-                                            "coarse_labels": coarse.tolist()})  # fmt: skip
+        _dump(
+            os.path.join(folder, split),
+            {"data": _planes(x), "fine_labels": fine.tolist(), "coarse_labels": coarse.tolist()},
+        )
         out["fine"].append((x, fine.astype("uint8").reshape(-1, 1)))
         out["coarse"].append((x, coarse.astype("uint8").reshape(-1, 1)))
-    _dump(os.path.join(folder, "meta"), {
-        "fine_label_names": [f"fine{i}".encode() for i in range(100)],
-        "coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
-    })  # fmt: skip
+    _dump(
+        os.path.join(folder, "meta"),
+        {
+            "fine_label_names": [f"fine{i}".encode() for i in range(100)],
+            "coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+        },
+    )
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -93,8 +110,9 @@ def make_tarball(folder, tar_path):
     return tar_path
 
 
-def write_image_folder(root, classes=("cat", "dog", "bird"), per_class=4, test_per_class=2,
-                       size=32, seed=0):  # fmt: skip
+def write_image_folder(
+    root, classes=("cat", "dog", "bird"), per_class=4, test_per_class=2, size=32, seed=0
+):
     """train/<class>/*.png and test/<class>/*.png; returns the arrays as loaded."""
     from PIL import Image
 
@@ -123,10 +141,18 @@ def write_png16(path, a):
     raw = b"".join(b"\x00" + a[i].astype(">u2").tobytes() for i in range(h))
 
     def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))  # fmt: skip
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                + chunk(b"IEND", b""))  # fmt: skip
+        f.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b"")
+        )

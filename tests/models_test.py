@@ -45,14 +45,18 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
     def test_plainnet_has_no_shortcuts_and_same_weights_as_option_a(self):
         plain = models.build_plainnet(3)
         self.assertFalse([l for l in plain.layers if isinstance(l, keras.layers.Add)])
-        self.assertEqual(plain.count_params(), models.build_resnet(3, shortcut="identity").count_params())
+        self.assertEqual(
+            plain.count_params(), models.build_resnet(3, shortcut="identity").count_params()
+        )
         resnet = models.build_resnet(3)
         self.assertLen([l for l in resnet.layers if isinstance(l, keras.layers.Add)], 9)
 
     def test_weighted_layer_count_is_6n_plus_2(self):
         for n in (1, 3):
             m = models.build_plainnet(n)
-            weighted = [l for l in m.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
+            weighted = [
+                l for l in m.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))
+            ]
             self.assertLen(weighted, 6 * n + 2)
 
     @parameterized.parameters(("projection",), ("identity",))
@@ -77,8 +81,11 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllEqual(y[..., 6:], np.zeros_like(y[..., 6:]))
 
     def test_every_trainable_weight_gets_a_gradient(self):
-        for model in (models.build_resnet(1, shortcut="identity"), models.build_resnet(1),
-                      models.build_plainnet(1)):  # fmt: skip
+        for model in (
+            models.build_resnet(1, shortcut="identity"),
+            models.build_resnet(1),
+            models.build_plainnet(1),
+        ):
             x = tf.random.uniform((2, 32, 32, 3), 0, 255)
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(model(x, training=True)[:, 0]) + tf.add_n(model.losses)
@@ -109,7 +116,9 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(out, np.full_like(out, 127.0 / 255.0), atol=1e-5)
 
     def test_bad_arguments(self):
-        with self.assertRaisesRegex(ValueError, "Unknown shortcut 'b'; expected one of projection, identity"):
+        with self.assertRaisesRegex(
+            ValueError, "Unknown shortcut 'b'; expected one of projection, identity"
+        ):
             models.build_resnet(3, shortcut="b")
         with self.assertRaisesRegex(ValueError, "an integer from 1 to 40"):
             models.build_resnet(0)
@@ -162,8 +171,9 @@ class FusedBatchNormTest(tf.test.TestCase, parameterized.TestCase):
                 loss = keras.losses.sparse_categorical_crossentropy(y, out)
             grads = tape.gradient(loss, model.trainable_weights)
             stats = [w.numpy() for w in model.non_trainable_weights]
-            results.append((out.numpy(), [g.numpy() for g in grads], stats,
-                            model(x, training=False).numpy()))  # fmt: skip
+            results.append(
+                (out.numpy(), [g.numpy() for g in grads], stats, model(x, training=False).numpy())
+            )
         (out_a, grads_a, stats_a, inf_a), (out_b, grads_b, stats_b, inf_b) = results
         self.assertAllClose(out_a, out_b, atol=atol)
         for g_a, g_b in zip(grads_a, grads_b):
@@ -200,7 +210,11 @@ class RecomputeBlocksTest(tf.test.TestCase, parameterized.TestCase):
             return loss, tape.gradient(loss, [w.value for w in model.trainable_weights])
 
         loss, grads = step(x, y)
-        return loss.numpy(), [g.numpy() for g in grads], [w.numpy() for w in model.non_trainable_weights]
+        return (
+            loss.numpy(),
+            [g.numpy() for g in grads],
+            [w.numpy() for w in model.non_trainable_weights],
+        )
 
     @parameterized.parameters(models.build_resnet, models.build_plainnet)
     def test_same_loss_gradients_and_moving_statistics(self, build):
@@ -220,7 +234,9 @@ class RecomputeBlocksTest(tf.test.TestCase, parameterized.TestCase):
         # pass's second run of each BatchNorm made no update.
         for s_a, s_b, w in zip(sa, sb, plain.non_trainable_weights):
             self.assertAllClose(s_a, s_b, atol=1e-6, msg=w.path)
-        self.assertAllClose(plain.predict(x, verbose=0), recomputed.predict(x, verbose=0), atol=1e-6)
+        self.assertAllClose(
+            plain.predict(x, verbose=0), recomputed.predict(x, verbose=0), atol=1e-6
+        )
 
     def test_trains_with_fit_and_saves_plain_keras(self):
         keras.utils.set_random_seed(0)
@@ -267,7 +283,9 @@ class SavingTest(tf.test.TestCase, parameterized.TestCase):
         self.assertIsInstance(keras.models.load_model(path).optimizer, keras.optimizers.Adam)
 
     def test_savedmodel_export_serves_equal_predictions(self):
-        path = saving.save_model(self.model, saving.model_path(os.path.join(self.dir, "m"), "savedmodel"))
+        path = saving.save_model(
+            self.model, saving.model_path(os.path.join(self.dir, "m"), "savedmodel")
+        )
         served = tf.saved_model.load(path)
         self.assertAllClose(served.serve(tf.constant(self.x)).numpy(), self.expected, atol=1e-5)
         # Overwriting replaces the folder atomically and leaves nothing beside it.
@@ -285,8 +303,9 @@ class SavingTest(tf.test.TestCase, parameterized.TestCase):
             f"np.save({os.path.join(self.dir, 'p.npy')!r}, p)"
         )
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=self.dir, env=env,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, cwd=self.dir, env=env, capture_output=True
+        )
         self.assertAllClose(np.load(os.path.join(self.dir, "p.npy")), self.expected, atol=1e-5)
 
     def test_bad_model_files_get_one_clear_error(self):

@@ -21,7 +21,6 @@ from resnet_keras import colorization, cpu, distribute, models, training, transf
 from tests import fixtures
 from tests.question1_test import ROOT, run_script
 
-
 GPU = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
 BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
 AVX2 = frozenset({"avx", "avx2", "fma"})
@@ -65,9 +64,11 @@ class PolicyTest(tf.test.TestCase):
         with devices([]), cpu_with(AVX2):
             policy, reason = distribute.precision_decision(True)
         self.assertEqual(policy, "float32")
-        self.assertEqual(distribute.precision_note(True, policy, reason),
-                         "mixed precision: float32, this CPU has no native bfloat16 "
-                         "(no avx512_bf16/amx_bf16)")  # fmt: skip
+        self.assertEqual(
+            distribute.precision_note(True, policy, reason),
+            "mixed precision: float32, this CPU has no native bfloat16 "
+            "(no avx512_bf16/amx_bf16)",
+        )
         # Nothing to explain where nobody asked for mixed precision.
         with devices([]), cpu_with(AVX2):
             policy, reason = distribute.precision_decision(None)
@@ -75,13 +76,16 @@ class PolicyTest(tf.test.TestCase):
 
     def test_fast_preset_never_runs_bfloat16_without_native_support(self):
         with devices([]), cpu_with(AVX2):
-            self.assertEqual(distribute.precision_policy(training.FAST_PRESET["mixed_precision"]),
-                             "float32")  # fmt: skip
+            self.assertEqual(
+                distribute.precision_policy(training.FAST_PRESET["mixed_precision"]), "float32"
+            )
 
     def test_flags_from_a_cpuinfo_file(self):
         folder = tempfile.mkdtemp()
-        for flags, policy in [("fpu avx2 amx_tile amx_bf16", "mixed_bfloat16"),
-                              ("fpu avx2 avx512f avx512_vnni", "float32")]:  # fmt: skip
+        for flags, policy in [
+            ("fpu avx2 amx_tile amx_bf16", "mixed_bfloat16"),
+            ("fpu avx2 avx512f avx512_vnni", "float32"),
+        ]:
             path = os.path.join(folder, "cpuinfo")
             with open(path, "w") as f:
                 f.write(f"processor\t: 0\nflags\t\t: {flags}\n")
@@ -237,14 +241,20 @@ class GpuDefaultsTest(tf.test.TestCase, parameterized.TestCase):
     def test_gpu_defaults_train_and_save_plain_keras_files(self, strategy, replicas, xla):
         out = tempfile.mkdtemp()
         # Hidden GPUs: the CPUs train, whatever the machine has.
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT,
-                   CUDA_VISIBLE_DEVICES="-1")  # fmt: skip
-        r = subprocess.run([sys.executable, "-c", GPU_DEFAULTS, strategy, out], env=env,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="-1")
+        r = subprocess.run(
+            [sys.executable, "-c", GPU_DEFAULTS, strategy, out],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         run = json.loads(r.stdout.strip().splitlines()[-1])
-        self.assertEqual((run["policy"], run["xla"], run["jit_compile"], run["replicas"]),
-                         ("mixed_float16", True, True, replicas))  # fmt: skip
+        self.assertEqual(
+            (run["policy"], run["xla"], run["jit_compile"], run["replicas"]),
+            ("mixed_float16", True, True, replicas),
+        )
         # Keras 3 wraps the optimizer itself under mixed_float16.
         self.assertEqual(run["optimizer"], "LossScaleOptimizer")
         self.assertEqual(run["compute_dtype"], "float16")
@@ -284,16 +294,34 @@ class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
     # The CPU class is faked (fixtures.*_CPU), so each expectation holds on any host.
     @parameterized.named_parameters(
         ("question1", "scripts.question1", [], fixtures.BF16_CPU, "mixed_bfloat16"),
-        ("question3", "scripts.question3", ["--weights=none", "--head_units=8"], fixtures.BF16_CPU,
-         "mixed_bfloat16"),
-        ("colorize", "scripts.colorize", ["train", "--model=autoencoder"], fixtures.BF16_CPU,
-         "mixed_bfloat16"),
+        (
+            "question3",
+            "scripts.question3",
+            ["--weights=none", "--head_units=8"],
+            fixtures.BF16_CPU,
+            "mixed_bfloat16",
+        ),
+        (
+            "colorize",
+            "scripts.colorize",
+            ["train", "--model=autoencoder"],
+            fixtures.BF16_CPU,
+            "mixed_bfloat16",
+        ),
         ("question1_avx2", "scripts.question1", [], fixtures.AVX2_CPU, "float32"),
-    )  # fmt: skip
+    )
     def test_flags_reach_the_run(self, module, extra, cpu_env, precision):
         out = tempfile.mkdtemp()
-        args = [f"--data_dir={self.data}", "--epochs=1", "--val_size=16", "--batch_size=16",
-                f"--output_dir={out}", "--verbose=0", "--mixed_precision", "--strategy=one_device"]  # fmt: skip
+        args = [
+            f"--data_dir={self.data}",
+            "--epochs=1",
+            "--val_size=16",
+            "--batch_size=16",
+            f"--output_dir={out}",
+            "--verbose=0",
+            "--mixed_precision",
+            "--strategy=one_device",
+        ]
         if module == "scripts.question1":
             args.append("--n=1")
         r = run_script(module, *extra, *args, env=cpu_env)
@@ -302,8 +330,9 @@ class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertLen(runs, 1)
         with open(os.path.join(out, "runs", runs[0], "flags.json")) as f:
             flags = json.load(f)
-        self.assertEqual((flags["precision"], flags["strategy"], flags["replicas"]),
-                         (precision, "one_device", 1))  # fmt: skip
+        self.assertEqual(
+            (flags["precision"], flags["strategy"], flags["replicas"]), (precision, "one_device", 1)
+        )
         # The reason is recorded, and a refused bfloat16 is said once in the log.
         note = "mixed precision: float32, this CPU has no native bfloat16"
         if precision == "float32":
@@ -312,8 +341,11 @@ class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
         else:
             self.assertIn("natively (avx512_bf16)", flags["precision_reason"])
             self.assertNotIn(note, r.stdout)
-        saved = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(out, "saved_models"))
-                 for f in fs]  # fmt: skip
+        saved = [
+            os.path.join(d, f)
+            for d, _, fs in os.walk(os.path.join(out, "saved_models"))
+            for f in fs
+        ]
         self.assertLen(saved, 1)
         self.assertEqual(keras.models.load_model(saved[0], compile=False).output.dtype, "float32")
 

@@ -18,18 +18,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_script(module, *args, cwd=None, env=None):
     """Runs `python -m module args`; `env` adds variables (e.g. fixtures.AVX2_CPU)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, **(env or {}))
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-@unittest.skipUnless(os.path.isdir(fixtures.REAL_CIFAR10),
-                     "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10")  # fmt: skip
+@unittest.skipUnless(
+    os.path.isdir(fixtures.REAL_CIFAR10),
+    "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10",
+)
 class Question1EndToEndTest(tf.test.TestCase):
     def test_few_hundred_real_images(self):
         out = tempfile.mkdtemp()
-        r = run_script("scripts.question1", f"--data_dir={fixtures.REAL_CIFAR10}", "--epochs=2",
-                       "--train_limit=400", "--val_size=100", "--test_limit=200", "--n=1",
-                       f"--output_dir={out}", "--verbose=0", "--formats=h5,keras")  # fmt: skip
+        r = run_script(
+            "scripts.question1",
+            f"--data_dir={fixtures.REAL_CIFAR10}",
+            "--epochs=2",
+            "--train_limit=400",
+            "--val_size=100",
+            "--test_limit=200",
+            "--n=1",
+            f"--output_dir={out}",
+            "--verbose=0",
+            "--formats=h5,keras",
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertRegex(r.stdout, r"Test accuracy: 0\.\d{4}")
         h5 = os.path.join(out, "saved_models", "resnet_cifar10.h5")
@@ -91,9 +108,17 @@ class BadInputTest(tf.test.TestCase):
     def test_python_format_data_through_the_script(self):
         root = tempfile.mkdtemp()
         fixtures.write_cifar10_python(root, per_batch=20, test=20)
-        r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=1",
-                       "--val_size=0", "--batch_size=16", f"--output_dir={root}/out",
-                       "--verbose=0", "--tensorboard")  # fmt: skip
+        r = run_script(
+            "scripts.question1",
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=1",
+            "--val_size=0",
+            "--batch_size=16",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+            "--tensorboard",
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("python format", r.stdout)
         # tensorboard is a dependency: the flag writes event files.
@@ -108,21 +133,47 @@ class FastScheduleTest(tf.test.TestCase):
     def test_preset_brings_its_settings_and_flags_still_win(self):
         root = tempfile.mkdtemp()
         fixtures.write_cifar10_python(root, per_batch=20, test=20)
-        common = [f"--data_dir={root}", "--n=1", "--epochs=1", "--batch_size=16", "--verbose=0",
-                  "--schedule=fast"]  # fmt: skip
+        common = [
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=1",
+            "--batch_size=16",
+            "--verbose=0",
+            "--schedule=fast",
+        ]
         # A CPU with native bfloat16, faked, so the preset's bfloat16 shows on any host.
-        r = run_script("scripts.question1", *common, f"--output_dir={root}/a",
-                       env=fixtures.BF16_CPU)  # fmt: skip
+        r = run_script(
+            "scripts.question1", *common, f"--output_dir={root}/a", env=fixtures.BF16_CPU
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         run = os.path.join(root, "a", "runs", "question1_resnet8_cifar10")
         with open(os.path.join(run, "flags.json")) as f:
             flags = json.load(f)
         self.assertEqual(
-            {k: flags[k] for k in ("opt", "lr", "label_smoothing", "nesterov", "tta", "tta_shifts", "precision",
-                                   "val_size")},
-            {"opt": "sgd", "lr": 0.2, "label_smoothing": 0.1, "nesterov": True, "tta": True, "tta_shifts": True,
-             "precision": "mixed_bfloat16", "val_size": 0},
-        )  # fmt: skip
+            {
+                k: flags[k]
+                for k in (
+                    "opt",
+                    "lr",
+                    "label_smoothing",
+                    "nesterov",
+                    "tta",
+                    "tta_shifts",
+                    "precision",
+                    "val_size",
+                )
+            },
+            {
+                "opt": "sgd",
+                "lr": 0.2,
+                "label_smoothing": 0.1,
+                "nesterov": True,
+                "tta": True,
+                "tta_shifts": True,
+                "precision": "mixed_bfloat16",
+                "val_size": 0,
+            },
+        )
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
         self.assertBetween(metrics["test_accuracy_tta"], 0.0, 1.0)
@@ -130,17 +181,28 @@ class FastScheduleTest(tf.test.TestCase):
         self.assertIn("with flips 0.", r.stdout)
         import keras
 
-        model = keras.models.load_model(os.path.join(root, "a", "saved_models", "resnet_cifar10.h5"))
+        model = keras.models.load_model(
+            os.path.join(root, "a", "saved_models", "resnet_cifar10.h5")
+        )
         self.assertEqual(model.output.dtype, "float32")
         # Flags the user sets override the preset.
-        r = run_script("scripts.question1", *common, "--label_smoothing=0", "--nonesterov",
-                       "--nomixed_precision", "--notta", f"--output_dir={root}/b")  # fmt: skip
+        r = run_script(
+            "scripts.question1",
+            *common,
+            "--label_smoothing=0",
+            "--nonesterov",
+            "--nomixed_precision",
+            "--notta",
+            f"--output_dir={root}/b",
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         run = os.path.join(root, "b", "runs", "question1_resnet8_cifar10")
         with open(os.path.join(run, "flags.json")) as f:
             flags = json.load(f)
-        self.assertEqual((flags["label_smoothing"], flags["nesterov"], flags["precision"]),
-                         (0.0, False, "float32"))  # fmt: skip
+        self.assertEqual(
+            (flags["label_smoothing"], flags["nesterov"], flags["precision"]),
+            (0.0, False, "float32"),
+        )
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
         self.assertNotIn("test_accuracy_tta", metrics)  # --notta; the preset's six views stay

@@ -24,7 +24,9 @@ class PairConfigTest(tf.test.TestCase):
         settings = dict(resnet_vs_plain.DEFAULTS, **resnet_vs_plain.PAPER)
         settings.pop("formats")
         c20 = resnet_vs_plain.pair_config("resnet", 20, settings, paper=True)
-        self.assertEqual((c20.shortcut, c20.normalization, c20.schedule), ("identity", "per_pixel", "paper"))
+        self.assertEqual(
+            (c20.shortcut, c20.normalization, c20.schedule), ("identity", "per_pixel", "paper")
+        )
         self.assertEqual((c20.n, c20.warmup_steps, c20.val_size), (3, 0, 5000))
         self.assertEqual(c20.epochs, 182)  # 352 steps of 128 from 45k images: 64k steps
         c110 = resnet_vs_plain.pair_config("resnet", 110, settings, paper=True)
@@ -34,21 +36,33 @@ class PairConfigTest(tf.test.TestCase):
 
     def test_every_paper_depth_builds(self):
         for depth in (20, 32, 44, 56, 110):
-            self.assertEqual(resnet_vs_plain.parse_pairs([str(depth)], ["resnet"]), [("resnet", depth)])
+            self.assertEqual(
+                resnet_vs_plain.parse_pairs([str(depth)], ["resnet"]), [("resnet", depth)]
+            )
         with self.assertRaisesRegex(ValueError, "6n\\+2"):
             resnet_vs_plain.parse_pairs(["21"], ["resnet"])
         with self.assertRaisesRegex(ValueError, "Unknown model 'dense'"):
             resnet_vs_plain.parse_pairs(["20"], ["dense"])
 
 
-@unittest.skipUnless(os.path.isdir(fixtures.REAL_CIFAR10),
-                     "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10")  # fmt: skip
+@unittest.skipUnless(
+    os.path.isdir(fixtures.REAL_CIFAR10),
+    "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10",
+)
 class EndToEndTest(tf.test.TestCase):
     def test_train_report_and_reuse(self):
         out = tempfile.mkdtemp()
-        args = ["--depths=8,14", "--models=resnet,plain", f"--data_dir={fixtures.REAL_CIFAR10}",
-                "--train_limit=300", "--val_size=100", "--test_limit=200", "--epochs=1",
-                f"--output_dir={out}", "--verbose=0"]  # fmt: skip
+        args = [
+            "--depths=8,14",
+            "--models=resnet,plain",
+            f"--data_dir={fixtures.REAL_CIFAR10}",
+            "--train_limit=300",
+            "--val_size=100",
+            "--test_limit=200",
+            "--epochs=1",
+            f"--output_dir={out}",
+            "--verbose=0",
+        ]
         r = run_script("scripts.resnet_vs_plain", *args)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         plots = os.path.join(out, "plots", "resnet")
@@ -64,8 +78,10 @@ class EndToEndTest(tf.test.TestCase):
             self.assertIn("graphviz is missing (apt-get install graphviz", r.stdout)
         with open(os.path.join(out, "results", "resnet_vs_plain.json")) as f:
             rows = json.load(f)["rows"]
-        self.assertCountEqual([(r["model"], r["depth"]) for r in rows],
-                              [("resnet", 8), ("resnet", 14), ("plain", 8), ("plain", 14)])  # fmt: skip
+        self.assertCountEqual(
+            [(r["model"], r["depth"]) for r in rows],
+            [("resnet", 8), ("resnet", 14), ("plain", 8), ("plain", 14)],
+        )
         for row in rows:
             stem = f"{resnet_vs_plain.FILE_STEM[row['model']]}-{row['depth']}"
             with open(os.path.join(out, "runs", stem, "metrics.json")) as f:
@@ -76,13 +92,21 @@ class EndToEndTest(tf.test.TestCase):
             text = f.read()
         self.assertIn("| resnet | 14 |", text)
         # A line per run: epochs, training time and the machine with its CPU class.
-        self.assertRegex(text, r"- resnet-14: 1 epochs, [\d.]+ min of training, .*\(.*\), \d+ cores, "
-                               r"(no GPU|\d GPU\(s\)), TensorFlow 2\.")
+        self.assertRegex(
+            text,
+            r"- resnet-14: 1 epochs, [\d.]+ min of training, .*\(.*\), \d+ cores, "
+            r"(no GPU|\d GPU\(s\)), TensorFlow 2\.",
+        )
 
         # --report_only redraws from runs/ alone: no data, no training.
         shutil.rmtree(plots)
-        r = run_script("scripts.resnet_vs_plain", "--depths=8,14", f"--output_dir={out}",
-                       "--report_only", "--data_dir=/nonexistent")  # fmt: skip
+        r = run_script(
+            "scripts.resnet_vs_plain",
+            "--depths=8,14",
+            f"--output_dir={out}",
+            "--report_only",
+            "--data_dir=/nonexistent",
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertNotIn("training", r.stdout)
         for name in expected:
@@ -96,12 +120,20 @@ class EndToEndTest(tf.test.TestCase):
 
         # Another --epochs is another run: the finished one is neither reused
         # nor replaced, unless --retrain says so.
-        other = ["--depths=8", "--models=plain", *args[2:6], "--epochs=2", f"--output_dir={out}",
-                 "--verbose=0"]  # fmt: skip
+        other = [
+            "--depths=8",
+            "--models=plain",
+            *args[2:6],
+            "--epochs=2",
+            f"--output_dir={out}",
+            "--verbose=0",
+        ]
         r = run_script("scripts.resnet_vs_plain", *other)
         self.assertEqual(r.returncode, 2, r.stderr[-3000:])
-        self.assertIn("runs/plainnet-8 holds a finished run made with other settings (epochs 1 -> 2)",
-                      r.stderr)  # fmt: skip
+        self.assertIn(
+            "runs/plainnet-8 holds a finished run made with other settings (epochs 1 -> 2)",
+            r.stderr,
+        )
         r = run_script("scripts.resnet_vs_plain", *other, "--retrain")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         with open(os.path.join(out, "runs", "plainnet-8", "metrics.json")) as f:

@@ -105,9 +105,14 @@ class PlainKerasLoadsEveryKindTest(tf.test.TestCase):
             np.save(os.path.join(folder, f"{name}.x.npy"), x)
             expected[name] = (model.predict(x, verbose=0), len(model.optimizer.variables))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-        r = subprocess.run([sys.executable, "-c", LOADER, folder, json.dumps(list(kinds))],
-                           cwd=folder, env=env, capture_output=True, text=True,
-                           timeout=600)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-c", LOADER, folder, json.dumps(list(kinds))],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertNotIn("Skipping variable loading", r.stderr)
         loaded = json.loads(r.stdout.strip().splitlines()[-1])
@@ -127,18 +132,30 @@ class PlainKerasLoadsEveryKindTest(tf.test.TestCase):
 
 class CommittedModelsTest(tf.test.TestCase):
     def test_committed_colorizers_load_in_plain_keras(self):
-        root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "saved_models")  # fmt: skip
-        paths = sorted(os.path.join(root, f) for f in os.listdir(root)
-                       if f.startswith("colorizer_") and f.endswith(".h5"))  # fmt: skip
+        root = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models"
+        )
+        paths = sorted(
+            os.path.join(root, f)
+            for f in os.listdir(root)
+            if f.startswith("colorizer_") and f.endswith(".h5")
+        )
         self.assertNotEmpty(paths)
-        code = ("import sys, keras\n"
-                "for p in sys.argv[1:]:\n"
-                "    keras.models.load_model(p)\n"
-                "print('ok')")  # fmt: skip
+        code = (
+            "import sys, keras\n"
+            "for p in sys.argv[1:]:\n"
+            "    keras.models.load_model(p)\n"
+            "print('ok')"
+        )
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-        r = subprocess.run([sys.executable, "-c", code, *paths], cwd=root, env=env,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-c", code, *paths],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
 
 

@@ -78,9 +78,10 @@ class ResNet50Test(tf.test.TestCase):
         # The 12 fixed weights of the 1x1 conv that does caffe preprocessing count, frozen.
         self.assertEqual(m.count_params(), RESNET50_NOTOP_PARAMS + 12 + head)
         self.assertEqual(transfer.count_weights(m.trainable_weights), head)
-        self.assertEqual([w.path for w in m.trainable_weights],
-                         ["head_dense/kernel", "head_dense/bias",
-                          "predictions/kernel", "predictions/bias"])  # fmt: skip
+        self.assertEqual(
+            [w.path for w in m.trainable_weights],
+            ["head_dense/kernel", "head_dense/bias", "predictions/kernel", "predictions/bias"],
+        )
 
     def test_a_training_step_moves_only_the_head(self):
         m = self.model
@@ -96,14 +97,16 @@ class ResNet50Test(tf.test.TestCase):
         features = transfer.feature_extractor(self.model).predict(self.x, verbose=0)
         self.assertEqual(features.shape, (4, 2048))
         head = transfer.head_model(self.model)
-        self.assertAllClose(head.predict(features, verbose=0),
-                            self.model.predict(self.x, verbose=0), atol=1e-5)  # fmt: skip
+        self.assertAllClose(
+            head.predict(features, verbose=0), self.model.predict(self.x, verbose=0), atol=1e-5
+        )
 
     def test_saved_h5_loads_in_plain_keras_with_the_base_frozen(self):
         path = saving.save_model(self.model, os.path.join(tempfile.mkdtemp(), "m.h5"))
         loaded = keras.models.load_model(path)
-        self.assertAllClose(loaded.predict(self.x, verbose=0),
-                            self.model.predict(self.x, verbose=0), atol=1e-5)  # fmt: skip
+        self.assertAllClose(
+            loaded.predict(self.x, verbose=0), self.model.predict(self.x, verbose=0), atol=1e-5
+        )
         self.assertFalse(loaded.get_layer("base").trainable)
         self.assertLen(loaded.trainable_weights, 4)
         base = next(l for l in loaded.get_config()["layers"] if l["name"] == "base")
@@ -116,13 +119,19 @@ class FineTuneTest(tf.test.TestCase):
         m = transfer.build_transfer_model(10, weights=None)
         unfrozen = transfer.unfreeze_top(m, transfer.RESNET_STAGES, 1)
         net = m.get_layer("base")
-        convs = [l.name for l in net.layers if l.name.startswith("conv5_") and l.weights
-                 and not isinstance(l, keras.layers.BatchNormalization)]  # fmt: skip
+        convs = [
+            l.name
+            for l in net.layers
+            if l.name.startswith("conv5_")
+            and l.weights
+            and not isinstance(l, keras.layers.BatchNormalization)
+        ]
         self.assertEqual(unfrozen, convs)
         self.assertLen(unfrozen, 10)  # 3 blocks of 3 convs, and block 1's shortcut conv
         conv5 = sum(net.get_layer(n).count_params() for n in unfrozen)
-        self.assertEqual(transfer.count_weights(m.trainable_weights),
-                         conv5 + head_params(2048, 256, 10))  # fmt: skip
+        self.assertEqual(
+            transfer.count_weights(m.trainable_weights), conv5 + head_params(2048, 256, 10)
+        )
         bns = [l for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
         top, below = net.get_layer("conv5_block3_3_conv"), net.get_layer("conv4_block6_3_conv")
         before = {l.name: weights_of(l) for l in bns + [top, below]}
@@ -168,8 +177,9 @@ class WeightsTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.parameters("notop.h5", "notop.weights.h5")
     def test_local_notop_weights_file(self, name):
         keras.utils.set_random_seed(1)
-        source = keras.applications.ResNet50(include_top=False, weights=None,
-                                             input_shape=(32, 32, 3))  # fmt: skip
+        source = keras.applications.ResNet50(
+            include_top=False, weights=None, input_shape=(32, 32, 3)
+        )
         path = os.path.join(tempfile.mkdtemp(), name)
         if name == "notop.h5":  # the legacy layout of Keras' own downloaded files
             with h5py.File(path, "w") as f:
@@ -191,8 +201,9 @@ class WeightsTest(tf.test.TestCase, parameterized.TestCase):
             transfer.build_transfer_model(10, weights=other)
 
     def test_failed_download_names_the_offline_ways(self):
-        error = Exception("URL fetch failure on https://example: None -- [Errno -2] Name or "
-                          "service not known")  # fmt: skip
+        error = Exception(
+            "URL fetch failure on https://example: None -- [Errno -2] Name or " "service not known"
+        )
         with mock.patch("keras.src.utils.file_utils.get_file", side_effect=error):
             with self.assertRaisesRegex(
                 ValueError,
@@ -213,12 +224,16 @@ class ProjectBaseTest(tf.test.TestCase):
 
     def test_cut_at_pool_frozen_under_a_new_head(self):
         m = transfer.build_from_saved_model(self.path, 100)
-        self.assertEqual([l.name for l in m.layers],
-                         ["image", "base", "pool", "head_dense", "predictions"])  # fmt: skip
+        self.assertEqual(
+            [l.name for l in m.layers], ["image", "base", "pool", "head_dense", "predictions"]
+        )
         self.assertEqual(m.name, "resnet_cifar10_transfer")
         cut = keras.Model(self.source.inputs, self.source.get_layer("pool").output)
-        self.assertAllClose(transfer.feature_extractor(m).predict(self.x, verbose=0),
-                            cut.predict(self.x, verbose=0), atol=1e-5)  # fmt: skip
+        self.assertAllClose(
+            transfer.feature_extractor(m).predict(self.x, verbose=0),
+            cut.predict(self.x, verbose=0),
+            atol=1e-5,
+        )
         old_head = 64 * 10 + 10
         total = self.source.count_params() - old_head + head_params(64, 256, 100)
         self.assertEqual(m.count_params(), total)
@@ -227,8 +242,9 @@ class ProjectBaseTest(tf.test.TestCase):
         one_step(m, self.x, np.arange(4))
         self.assertTrue(unchanged(base, m.get_layer("base")))
         unfrozen = transfer.unfreeze_top(m, transfer.stages_of(self.path), 1)
-        self.assertEqual(unfrozen, ["stage3_block1_conv1", "stage3_block1_conv2",
-                                    "stage3_block1_proj_conv"])  # fmt: skip
+        self.assertEqual(
+            unfrozen, ["stage3_block1_conv1", "stage3_block1_conv2", "stage3_block1_proj_conv"]
+        )
 
     def test_reinitialized_and_trained_base_is_the_same_network_from_scratch(self):
         m = transfer.build_from_saved_model(self.path, 10, reinitialize=True, train_base=True)
@@ -238,9 +254,12 @@ class ProjectBaseTest(tf.test.TestCase):
         norm = [w.numpy() for w in net.get_layer("normalization").weights]
         for a, b in zip(norm, self.source.get_layer("normalization").weights):
             self.assertAllClose(a, b.numpy())  # the input statistics are data, not weights
-        self.assertEqual(transfer.count_weights(m.trainable_weights),
-                         transfer.count_weights(self.source.trainable_weights)
-                         - (64 * 10 + 10) + head_params(64, 256, 10))  # fmt: skip
+        self.assertEqual(
+            transfer.count_weights(m.trainable_weights),
+            transfer.count_weights(self.source.trainable_weights)
+            - (64 * 10 + 10)
+            + head_params(64, 256, 10),
+        )
         moving = weights_of(net.get_layer("stem_bn"))[2]
         one_step(m, self.x, np.arange(4))
         # Trained from scratch, BatchNorm normalises with batch statistics and updates its own.
@@ -293,10 +312,18 @@ class RunTest(tf.test.TestCase):
         self.base = saving.save_model(models.build_resnet(1), os.path.join(self.dir, "b.h5"))
 
     def config(self, **kwargs):
-        return experiment.TrainConfig(**dict(
-            data_dir=self.dir, epochs=2, batch_size=16, val_size=20, augment=False, verbose=0,
-            output_dir=os.path.join(self.dir, "out"),
-        ) | kwargs)  # fmt: skip
+        return experiment.TrainConfig(
+            **dict(
+                data_dir=self.dir,
+                epochs=2,
+                batch_size=16,
+                val_size=20,
+                augment=False,
+                verbose=0,
+                output_dir=os.path.join(self.dir, "out"),
+            )
+            | kwargs
+        )
 
     def test_cached_and_uncached_runs_agree_and_fine_tuning_moves_the_top(self):
         runs = {}
@@ -319,8 +346,12 @@ class RunTest(tf.test.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(run_dir, "fine_tune", "metrics.json")))
         source = saving.load_model(self.base).get_layer
         net = model.get_layer("base")
-        for name, moved in (("stage3_block1_conv1", True), ("stage2_block1_conv1", False),
-                            ("stage3_block1_bn1", False), ("stem_conv", False)):  # fmt: skip
+        for name, moved in (
+            ("stage3_block1_conv1", True),
+            ("stage2_block1_conv1", False),
+            ("stage3_block1_bn1", False),
+            ("stem_conv", False),
+        ):
             pairs = zip(source(name).get_weights(), net.get_layer(name).get_weights())
             self.assertEqual(all(np.array_equal(a, b) for a, b in pairs), not moved, name)
 
@@ -336,8 +367,12 @@ class RunTest(tf.test.TestCase):
         cache, lines = {}, []
         for opt in ("adam", "sgd"):
             opts = te.TransferOptions(base=self.base)
-            _, metrics, _ = te.run_transfer(self.config(opt=opt, run_name=opt, epochs=1), opts,
-                                            log=lines.append, feature_cache=cache)  # fmt: skip
+            _, metrics, _ = te.run_transfer(
+                self.config(opt=opt, run_name=opt, epochs=1),
+                opts,
+                log=lines.append,
+                feature_cache=cache,
+            )
         self.assertLen([l for l in lines if l.startswith("features:")], 1)
         self.assertLen(cache, 1)
         self.assertEqual(metrics["feature_time_s"], 0.0)
@@ -356,18 +391,32 @@ class RunTest(tf.test.TestCase):
 class ResultsTest(tf.test.TestCase):
     def test_rows_merge_by_key_and_the_plot_is_drawn_from_histories(self):
         out = tempfile.mkdtemp()
-        row = dict(base="resnet50", weights="imagenet", mode="transfer", dataset="cifar10",
-                   opt="adam", train_images=45_000, cache_features=True, params=24_114_838,
-                   test_accuracy=0.5, run="runs/a")  # fmt: skip
+        row = dict(
+            base="resnet50",
+            weights="imagenet",
+            mode="transfer",
+            dataset="cifar10",
+            opt="adam",
+            train_images=45_000,
+            cache_features=True,
+            params=24_114_838,
+            test_accuracy=0.5,
+            run="runs/a",
+        )
         te.record(out, row)
-        te.record(out, row | {"opt": "sgd", "run": "runs/b", "mode": "transfer_ft5",
-                              "fine_tune_start_epoch": 20})  # fmt: skip
+        te.record(
+            out,
+            row
+            | {"opt": "sgd", "run": "runs/b", "mode": "transfer_ft5", "fine_tune_start_epoch": 20},
+        )
         rows = te.record(out, row | {"test_accuracy": 0.75})
         # A rerun replaces its row (and moves it last); other rows stay.
-        self.assertEqual([(r["opt"], r["test_accuracy"]) for r in rows],
-                         [("sgd", 0.5), ("adam", 0.75)])  # fmt: skip
-        self.assertEqual(sorted(os.listdir(os.path.join(out, "results"))),
-                         ["question3.json", "question3.md"])  # fmt: skip
+        self.assertEqual(
+            [(r["opt"], r["test_accuracy"]) for r in rows], [("sgd", 0.5), ("adam", 0.75)]
+        )
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(out, "results"))), ["question3.json", "question3.md"]
+        )
         with open(os.path.join(out, "results", "question3.md")) as f:
             lines = [l for l in f.read().splitlines() if l.startswith("|")]
         self.assertLen(lines, 4)
@@ -390,15 +439,23 @@ class ResultsTest(tf.test.TestCase):
 
 
 class ScriptTest(tf.test.TestCase):
-    @unittest.skipUnless(os.path.isdir(fixtures.REAL_CIFAR10),
-                         "needs the real CIFAR-10 at ../shared/datasets/cifar10")  # fmt: skip
+    @unittest.skipUnless(
+        os.path.isdir(fixtures.REAL_CIFAR10),
+        "needs the real CIFAR-10 at ../shared/datasets/cifar10",
+    )
     def test_few_hundred_real_images_from_a_project_base(self):
         out = tempfile.mkdtemp()
         keras.utils.set_random_seed(0)
         base = saving.save_model(models.build_resnet(1), os.path.join(out, "resnet_cifar10.h5"))
-        common = [f"--data_dir={fixtures.REAL_CIFAR10}", f"--base={base}", "--train_limit=400",
-                  "--val_size=100", "--test_limit=200", f"--output_dir={out}",
-                  "--verbose=0"]  # fmt: skip
+        common = [
+            f"--data_dir={fixtures.REAL_CIFAR10}",
+            f"--base={base}",
+            "--train_limit=400",
+            "--val_size=100",
+            "--test_limit=200",
+            f"--output_dir={out}",
+            "--verbose=0",
+        ]
         r = run_script("scripts.question3", *common, "--epochs=2", "--fine_tune_epochs=1")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         stem = "resnet_cifar10_transfer_ft1_cifar10_adam"
@@ -422,8 +479,10 @@ class ScriptTest(tf.test.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         with open(os.path.join(out, "results", "question3.json")) as f:
             rows = json.load(f)["rows"]
-        self.assertEqual([(r["mode"], r["train_images"]) for r in rows],
-                         [("transfer_ft1", 300), ("scratch", 300)])  # fmt: skip
+        self.assertEqual(
+            [(r["mode"], r["train_images"]) for r in rows],
+            [("transfer_ft1", 300), ("scratch", 300)],
+        )
         plot = os.path.join(out, "plots", "question3_transfer_learning.png")
         self.assertTrue(os.path.isfile(plot))
         # The same command again reuses the finished run instead of training.
@@ -436,11 +495,19 @@ class ScriptTest(tf.test.TestCase):
         fixtures.write_cifar10_python(root, per_batch=4, test=10)
         # A closed local proxy makes the download fail fast even where there is
         # internet; a fresh KERAS_HOME keeps any cached weights out of reach.
-        env = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-               "KERAS_HOME": os.path.join(root, "keras")}  # fmt: skip
+        env = {
+            "https_proxy": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "KERAS_HOME": os.path.join(root, "keras"),
+        }
         with mock.patch.dict(os.environ, env):
-            r = run_script("scripts.question3", f"--data_dir={root}", "--val_size=0",
-                           "--weights=imagenet", f"--output_dir={root}/out")  # fmt: skip
+            r = run_script(
+                "scripts.question3",
+                f"--data_dir={root}",
+                "--val_size=0",
+                "--weights=imagenet",
+                f"--output_dir={root}/out",
+            )
         self.assertEqual(r.returncode, 2, r.stderr[-3000:])
         self.assertNotIn("Traceback", r.stderr)
         self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)

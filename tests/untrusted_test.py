@@ -39,7 +39,9 @@ class UntrustedDataTest(DataTestCase):
         batch = os.path.join(self.dir, "cifar-10-batches-py", "data_batch_2")
         with open(batch, "wb") as f:
             pickle.dump({b"data": _Evil(self.marker), b"labels": [0]}, f, protocol=4)
-        with self.assertRaisesRegex(data.DataError, r"data_batch_2: refused .*posix\.system|system"):
+        with self.assertRaisesRegex(
+            data.DataError, r"data_batch_2: refused .*posix\.system|system"
+        ):
             data.load_cifar("cifar10", self.dir)
         self.assertFalse(os.path.exists(self.marker))
         # Through the script: one line, exit 2, still nothing run.
@@ -79,7 +81,9 @@ class UntrustedDataTest(DataTestCase):
         ]
         for name, kind, reason in cases:
             tar = self._tar_with(name, **kind)
-            with self.assertRaisesRegex(data.DataError, f"hostile.tar.gz: refused member .*{reason}"):
+            with self.assertRaisesRegex(
+                data.DataError, f"hostile.tar.gz: refused member .*{reason}"
+            ):
                 data.load_cifar("cifar10", tar)
             self.assertFalse(os.path.exists(outside), name)
             shutil.rmtree(os.path.join(self.dir, "cache"), ignore_errors=True)
@@ -87,8 +91,9 @@ class UntrustedDataTest(DataTestCase):
 
     def test_valid_tarball_still_loads_exactly(self):
         (x, y), (xt, yt) = fixtures.write_cifar10_python(self.dir)
-        tar = fixtures.make_tarball(os.path.join(self.dir, "cifar-10-batches-py"),
-                                    os.path.join(self.dir, "c.tar.gz"))  # fmt: skip
+        tar = fixtures.make_tarball(
+            os.path.join(self.dir, "cifar-10-batches-py"), os.path.join(self.dir, "c.tar.gz")
+        )
         (gx, gy), (gxt, gyt) = data.load_cifar("cifar10", tar)
         self.assertAllEqual(gx, x)
         self.assertAllEqual(gyt, yt)
@@ -124,8 +129,9 @@ class UntrustedModelTest(tf.test.TestCase):
             f.write(head)
         with self.assertRaisesRegex(saving.ModelFileError, "truncated.h5: cannot load model"):
             saving.load_model(bad)
-        self.assertEqual(np.asarray(saving.load_model(good).predict(np.zeros((1, 4)), verbose=0)).shape,
-                         (1, 2))  # fmt: skip
+        self.assertEqual(
+            np.asarray(saving.load_model(good).predict(np.zeros((1, 4)), verbose=0)).shape, (1, 2)
+        )
 
 
 if __name__ == "__main__":
