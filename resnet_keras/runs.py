@@ -34,8 +34,16 @@ except ImportError:  # Windows: no advisory locks; runs are then not guarded
 # Settings that cannot change a run's result: a command that differs only here
 # resumes or reuses the run. The speed options compute the same thing
 # (docs/performance.md); formats and the output folder only name files.
-NO_EFFECT = {"verbose", "tensorboard", "cache_features", "jit_compile", "fused_bn", "recompute",
-             "formats", "output_dir"}  # fmt: skip
+NO_EFFECT = {
+    "verbose",
+    "tensorboard",
+    "cache_features",
+    "jit_compile",
+    "fused_bn",
+    "recompute",
+    "formats",
+    "output_dir",
+}
 
 _held = {}  # lock path -> open file, flock'ed until the process ends
 
@@ -86,13 +94,17 @@ def lock(run_dir, inside=False):
 
 
 def has_backup(run_dir):
-    """Whether an interrupted run left resume state (a fine-tuning phase's too)."""
-    return any(os.path.isdir(os.path.join(run_dir, *sub, "backup"))
-               for sub in ((), ("fine_tune",)))  # fmt: skip
+    """Whether an interrupted run left resume state (a fine-tuning phase's too):
+    BackupAndRestore's record of a finished epoch. A backup folder without it
+    was cut off in the first epoch's save and holds nothing to resume."""
+    return any(
+        os.path.isfile(os.path.join(run_dir, *sub, "backup", "training_metadata.json"))
+        for sub in ((), ("fine_tune",))
+    )
 
 
 def state(run_dir):
-    """"empty", "started" (no epoch finished), "interrupted" or "finished"."""
+    """ "empty", "started" (no epoch finished), "interrupted" or "finished"."""
     if not os.path.isdir(run_dir) or not os.listdir(run_dir):
         return "empty"
     if has_backup(run_dir):
@@ -189,9 +201,13 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
     if now == "finished":
         if reuse and not changed:
             return run_dir, "reuse"
-        made = f"made with other settings ({', '.join(changed)})" if changed else "of these settings"
-        raise RunConflict(f"{run_dir} holds a finished run {made}; pass --retrain to replace it "
-                          f"once the new run has finished, or {ways}")  # fmt: skip
+        made = (
+            f"made with other settings ({', '.join(changed)})" if changed else "of these settings"
+        )
+        raise RunConflict(
+            f"{run_dir} holds a finished run {made}; pass --retrain to replace it "
+            f"once the new run has finished, or {ways}"
+        )
     if now == "interrupted":
         if changed:
             raise RunConflict(

@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -43,10 +44,19 @@ ONECYCLE_WARMUP = 0.2
 # 88.41%, 89.58% with flips, 89.98% with six views; 180 epochs (122 min)
 # 88.85%, 90.09% and 90.40%, the first run over 90%, so 180 is the default
 # (docs/performance.md).
-FAST_PRESET = dict(opt="sgd", lr=0.2, batch_size=128, epochs=180, weight_decay=5e-4, val_size=0,
-                   label_smoothing=0.1, nesterov=True, mixed_precision=True, tta=True,
-                   tta_shifts=True)
-
+FAST_PRESET = dict(
+    opt="sgd",
+    lr=0.2,
+    batch_size=128,
+    epochs=180,
+    weight_decay=5e-4,
+    val_size=0,
+    label_smoothing=0.1,
+    nesterov=True,
+    mixed_precision=True,
+    tta=True,
+    tta_shifts=True,
+)
 
 
 def schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
@@ -138,8 +148,9 @@ def make_optimizer(name, learning_rate, nesterov=False):
     return keras.optimizers.RMSprop(learning_rate)
 
 
-def compile_classifier(model, optimizer, jit_compile=False, top5=False, steps_per_execution=1,
-                       label_smoothing=0.0):  # fmt: skip
+def compile_classifier(
+    model, optimizer, jit_compile=False, top5=False, steps_per_execution=1, label_smoothing=0.0
+):
     """Cross-entropy on integer labels; with `label_smoothing`, on one-hot
     labels (Keras smooths only those: the pipeline then yields one-hot, see
     `data.train_dataset`). Both losses are Keras' own, so a saved model
@@ -244,8 +255,9 @@ def _truncate_csv(path, epochs):
     os.replace(tmp, path)
 
 
-def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=False,
-                      monitor="val_accuracy", mode="max"):  # fmt: skip
+def callbacks_for_run(
+    run_dir, num_train_images, has_validation, tensorboard=False, monitor="val_accuracy", mode="max"
+):
     """Keras' own callbacks, set up so that a killed run resumes cleanly.
 
     BackupAndRestore saves after every epoch and the same command picks it up.
@@ -261,6 +273,11 @@ def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=Fal
         for name in RUN_OUTPUTS:  # a fresh run: nothing stale may survive it
             if os.path.exists(os.path.join(run_dir, name)):
                 os.remove(os.path.join(run_dir, name))
+        # A backup without its epoch record was cut off while the first epoch's
+        # weights were written: half an HDF5 file, and no earlier copy to fall
+        # back on (BackupAndRestore's double_checkpoint keeps one from the
+        # second epoch on). Nothing in it can be resumed.
+        shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     else:
         _truncate_csv(log_path, start)
     cbs = [EpochTimer(num_train_images), StopOnNaN()]
@@ -282,8 +299,9 @@ def callbacks_for_run(run_dir, num_train_images, has_validation, tensorboard=Fal
     cbs.append(keras.callbacks.CSVLogger(log_path, append=True))
     # double_checkpoint: a kill while the weights are written falls back to the
     # previous epoch's copy instead of failing to resume.
-    cbs.append(keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"),
-                                                double_checkpoint=True))  # fmt: skip
+    cbs.append(
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), double_checkpoint=True)
+    )
     return cbs
 
 

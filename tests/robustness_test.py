@@ -41,9 +41,15 @@ def _popen(module, *args, env=None):
     # A shell that starts jobs in the background (CI under nohup) ignores
     # SIGINT, and Python keeps it ignored: give the child the default back,
     # as a terminal would.
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _csv_epochs(path):
@@ -58,8 +64,16 @@ class CrashSafeTest(tf.test.TestCase):
         root = tempfile.mkdtemp()
         fixtures.write_cifar10_python(root, per_batch=80, test=40)
         out = os.path.join(root, "out")
-        args = [f"--data_dir={root}", "--n=1", "--epochs=6", "--val_size=40", "--batch_size=8",
-                f"--output_dir={out}", "--verbose=0", "--seed=3"]  # fmt: skip
+        args = [
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=6",
+            "--val_size=40",
+            "--batch_size=8",
+            f"--output_dir={out}",
+            "--verbose=0",
+            "--seed=3",
+        ]
         log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
         proc = _popen("scripts.question1", *args)
         deadline = time.time() + 300
@@ -77,8 +91,11 @@ class CrashSafeTest(tf.test.TestCase):
         before = _tree_hashes(out)
         r = run_script("scripts.question1", *args, "--opt=sgd", "--lr=0.05")
         self.assertEqual(r.returncode, 2, r.stderr[-3000:])
-        self.assertRegex(r.stderr, r"holds an interrupted run \(\d epochs done\) made with other "
-                                   r"settings \(lr 0.001 -> 0.05, opt adam -> sgd\); run its own")
+        self.assertRegex(
+            r.stderr,
+            r"holds an interrupted run \(\d epochs done\) made with other "
+            r"settings \(lr 0.001 -> 0.05, opt adam -> sgd\); run its own",
+        )
         self.assertEqual(_tree_hashes(out), before)
 
         r = run_script("scripts.question1", *args)
@@ -96,8 +113,16 @@ class CrashSafeTest(tf.test.TestCase):
         root = tempfile.mkdtemp()
         fixtures.write_cifar10_python(root, per_batch=80, test=40)
         out = os.path.join(root, "out")
-        proc = _popen("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=50",
-                      "--val_size=40", "--batch_size=8", f"--output_dir={out}", "--verbose=0")  # fmt: skip
+        proc = _popen(
+            "scripts.question1",
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=100000",  # never done before the signal, however slow the test machine
+            "--val_size=40",
+            "--batch_size=8",
+            f"--output_dir={out}",
+            "--verbose=0",
+        )
         log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
         deadline = time.time() + 300
         while not _csv_epochs(log) and time.time() < deadline:
@@ -111,11 +136,22 @@ class CrashSafeTest(tf.test.TestCase):
     def test_nan_loss_names_epoch_batch_and_learning_rate(self):
         root = tempfile.mkdtemp()
         fixtures.write_cifar10_python(root, per_batch=20, test=20)
-        r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=2",
-                       "--opt=sgd", "--lr=1e30", "--val_size=20", "--batch_size=16",
-                       f"--output_dir={root}/out", "--verbose=0")  # fmt: skip
+        r = run_script(
+            "scripts.question1",
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=2",
+            "--opt=sgd",
+            "--lr=1e30",
+            "--val_size=20",
+            "--batch_size=16",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+        )
         self.assertEqual(r.returncode, 2, r.stderr[-2000:])
-        self.assertRegex(r.stderr, r"loss became NaN at epoch 1, batch \d+ \(learning rate 1e\+30\)")
+        self.assertRegex(
+            r.stderr, r"loss became NaN at epoch 1, batch \d+ \(learning rate 1e\+30\)"
+        )
         self.assertFalse(os.path.exists(os.path.join(root, "out", "saved_models")))
 
 
@@ -142,8 +178,10 @@ class RunFolderTest(tf.test.TestCase):
         self.assertEqual(_csv_epochs(os.path.join(run, "log.csv")), [0, 1, 2, 3])
         with open(os.path.join(run, "metrics.json")) as f:
             self.assertEqual(json.load(f)["epochs"], 4)
-        self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))),
-                         [".question1_resnet8_cifar10.lock", "question1_resnet8_cifar10"])  # fmt: skip
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(out, "runs"))),
+            [".question1_resnet8_cifar10.lock", "question1_resnet8_cifar10"],
+        )
         model = os.path.join("saved_models", "resnet_cifar10.h5")
         self.assertNotEqual(_tree_hashes(out)[model], before[model])
 
@@ -151,8 +189,15 @@ class RunFolderTest(tf.test.TestCase):
         root = self.create_tempdir().full_path
         data = os.path.join(root, "data")
         fixtures.write_cifar10_python(data, per_batch=20, test=20)
-        args = [f"--data_dir={data}", "--n=1", "--val_size=20", "--batch_size=16",
-                f"--output_dir={root}/out", "--verbose=0", "--run_name=shared"]  # fmt: skip
+        args = [
+            f"--data_dir={data}",
+            "--n=1",
+            "--val_size=20",
+            "--batch_size=16",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+            "--run_name=shared",
+        ]
         lock = os.path.join(root, "out", "runs", ".shared.lock")
         first = _popen("scripts.question1", *args, "--epochs=200")
         try:
@@ -180,9 +225,18 @@ class DeterminismTest(tf.test.TestCase):
         paths = []
         for k in range(2):
             out = os.path.join(root, f"out{k}")
-            r = run_script("scripts.question1", f"--data_dir={root}", "--n=1", "--epochs=2",
-                           "--val_size=20", "--batch_size=16", f"--output_dir={out}",
-                           "--verbose=0", "--deterministic", "--seed=7")  # fmt: skip
+            r = run_script(
+                "scripts.question1",
+                f"--data_dir={root}",
+                "--n=1",
+                "--epochs=2",
+                "--val_size=20",
+                "--batch_size=16",
+                f"--output_dir={out}",
+                "--verbose=0",
+                "--deterministic",
+                "--seed=7",
+            )
             self.assertEqual(r.returncode, 0, r.stderr[-3000:])
             paths.append(os.path.join(out, "runs", "question1_resnet8_cifar10", "best.weights.h5"))
         import h5py
@@ -191,7 +245,9 @@ class DeterminismTest(tf.test.TestCase):
         def arrays(path):
             found = []
             with h5py.File(path, "r") as f:
-                f.visititems(lambda n, o: found.append((n, o[()])) if isinstance(o, h5py.Dataset) else None)
+                f.visititems(
+                    lambda n, o: found.append((n, o[()])) if isinstance(o, h5py.Dataset) else None
+                )
             return found
 
         a, b = arrays(paths[0]), arrays(paths[1])
@@ -226,10 +282,10 @@ MIRRORED = textwrap.dedent("""
 class StrategyTest(tf.test.TestCase):
     def test_mirrored_over_two_cpus_matches_one_device(self):
         # GPUs hidden: "mirrored" would otherwise mirror over them, not the two CPUs.
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT,
-                   CUDA_VISIBLE_DEVICES="-1")  # fmt: skip
-        r = subprocess.run([sys.executable, "-c", MIRRORED], env=env, capture_output=True,
-                           text=True, timeout=600)  # fmt: skip
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="-1")
+        r = subprocess.run(
+            [sys.executable, "-c", MIRRORED], env=env, capture_output=True, text=True, timeout=600
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         out = json.loads(r.stdout.strip().splitlines()[-1])
         self.assertEqual((out["one_device"]["replicas"], out["mirrored"]["replicas"]), (1, 2))
@@ -237,12 +293,18 @@ class StrategyTest(tf.test.TestCase):
         self.assertAllClose(out["mirrored"]["w"], out["one_device"]["w"], atol=1e-5)
 
     def test_unknown_strategy_and_missing_tf_config(self):
-        for args, message in [(["--strategy=horovod"], "Unknown strategy 'horovod'"),
-                              (["--strategy=multi_worker"], "needs TF_CONFIG")]:  # fmt: skip
+        for args, message in [
+            (["--strategy=horovod"], "Unknown strategy 'horovod'"),
+            (["--strategy=multi_worker"], "needs TF_CONFIG"),
+        ]:
             env_backup = os.environ.pop("TF_CONFIG", None)
             try:
-                r = run_script("scripts.question1", *args, "--data_dir=/nonexistent",
-                               f"--output_dir={tempfile.mkdtemp()}")  # fmt: skip
+                r = run_script(
+                    "scripts.question1",
+                    *args,
+                    "--data_dir=/nonexistent",
+                    f"--output_dir={tempfile.mkdtemp()}",
+                )
             finally:
                 if env_backup is not None:
                     os.environ["TF_CONFIG"] = env_backup
@@ -259,10 +321,21 @@ class StrategyTest(tf.test.TestCase):
             # Each worker its own output folder, so what a non-chief writes shows.
             outs.append(os.path.join(root, f"out{index}"))
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            procs.append(_popen("scripts.question1", "--strategy=multi_worker", f"--data_dir={root}",
-                                "--n=1", "--epochs=2", "--val_size=20", "--batch_size=16",
-                                f"--output_dir={outs[index]}", "--verbose=0", "--seed=1",
-                                env={"TF_CONFIG": config}))  # fmt: skip
+            procs.append(
+                _popen(
+                    "scripts.question1",
+                    "--strategy=multi_worker",
+                    f"--data_dir={root}",
+                    "--n=1",
+                    "--epochs=2",
+                    "--val_size=20",
+                    "--batch_size=16",
+                    f"--output_dir={outs[index]}",
+                    "--verbose=0",
+                    "--seed=1",
+                    env={"TF_CONFIG": config},
+                )
+            )
         try:
             results = [p.communicate(timeout=400) for p in procs]
         finally:
@@ -283,19 +356,39 @@ class StrategyTest(tf.test.TestCase):
         with open(os.path.join(run, "flags.json")) as f:
             self.assertEqual(json.load(f)["replicas"], 2)
         # Worker 1 kept only its resume state, in a folder of its own.
-        written = sorted(os.path.relpath(os.path.join(d, f), outs[1])
-                         for d, _, files in os.walk(outs[1]) for f in files)  # fmt: skip
+        written = sorted(
+            os.path.relpath(os.path.join(d, f), outs[1])
+            for d, _, files in os.walk(outs[1])
+            for f in files
+        )
         self.assertTrue(written, "worker 1 should have a run folder")
         for path in written:
-            self.assertTrue(path.startswith(os.path.join("runs", "question1_resnet8_cifar10", "worker1")), path)
+            self.assertTrue(
+                path.startswith(os.path.join("runs", "question1_resnet8_cifar10", "worker1")), path
+            )
 
     def test_chief_is_worker_0_without_a_chief_task(self):
         from resnet_keras import distribute
 
-        cases = [(None, True), ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', True),
-                 ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', False),
-                 ('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}', False),
-                 ('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', True)]  # fmt: skip
+        cases = [
+            (None, True),
+            (
+                '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}',
+                True,
+            ),
+            (
+                '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}',
+                False,
+            ),
+            (
+                '{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}',
+                False,
+            ),
+            (
+                '{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+                True,
+            ),
+        ]
         for config, chief in cases:
             env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
             if config:
@@ -340,8 +433,10 @@ def _write_bad_data(root):
     cases["not_pickle"] = pickle_dir
     latin1 = os.path.join(root, "latin1_name")
     fixtures.write_image_folder(latin1)
-    shutil.copy(os.path.join(latin1, "train", "cat", "0000.png"),
-                os.path.join(os.fsencode(latin1), b"train", b"cat", b"caf\xe9.png"))  # fmt: skip
+    shutil.copy(
+        os.path.join(latin1, "train", "cat", "0000.png"),
+        os.path.join(os.fsencode(latin1), b"train", b"cat", b"caf\xe9.png"),
+    )
     cases["latin1_name"] = latin1
     return cases
 
@@ -366,8 +461,15 @@ def _finished_run(root, *extra):
     data = os.path.join(root, "data")
     fixtures.write_cifar10_python(data, per_batch=20, test=20)
     out = os.path.join(root, "out")
-    args = [f"--data_dir={data}", "--n=1", "--val_size=20", "--batch_size=16",
-            f"--output_dir={out}", "--verbose=0", *extra]  # fmt: skip
+    args = [
+        f"--data_dir={data}",
+        "--n=1",
+        "--val_size=20",
+        "--batch_size=16",
+        f"--output_dir={out}",
+        "--verbose=0",
+        *extra,
+    ]
     r = run_script("scripts.question1", *args, "--epochs=2")
     assert r.returncode == 0, r.stderr[-3000:]
     return data, out, args
@@ -382,8 +484,10 @@ class BadInputTableTest(tf.test.TestCase):
         root = self.create_tempdir().full_path
         data, out, finished = _finished_run(root)
         # A finished resnet_vs_plain run made with other settings (question1's).
-        shutil.copytree(os.path.join(out, "runs", "question1_resnet8_cifar10"),
-                        os.path.join(out, "runs", "resnet-8"))  # fmt: skip
+        shutil.copytree(
+            os.path.join(out, "runs", "question1_resnet8_cifar10"),
+            os.path.join(out, "runs", "resnet-8"),
+        )
         before = _tree_hashes(out)
         self.assertIn(os.path.join("saved_models", "resnet_cifar10.h5"), before)
         bad = _write_bad_data(root)
@@ -393,15 +497,22 @@ class BadInputTableTest(tf.test.TestCase):
             f.write("not hdf5")
         q1 = "scripts.question1"
         cases = [
-            (q1, ["--opt=adagrad"], "Unknown optimizer 'adagrad'; expected one of adam, rmsprop, sgd"),
+            (
+                q1,
+                ["--opt=adagrad"],
+                "Unknown optimizer 'adagrad'; expected one of adam, rmsprop, sgd",
+            ),
             (q1, ["--n=0"], "--n must be at least 1"),
             (q1, ["--n=-3"], "--n must be at least 1"),
             (q1, ["--dataset=svhn"], "Unknown dataset 'svhn'"),
             ("scripts.resnet_vs_plain", ["--depths=21"], "depth must be 6n+2"),
             (q1, ["--epochs=0"], "--epochs must be at least 1"),
             (q1, ["--batch_size=-8"], "--batch_size must be at least 1"),
-            (q1, [f"--data_dir={root}/small", "--train_limit=100"],
-             "--train_limit 100 is larger than the training split (12)"),
+            (
+                q1,
+                [f"--data_dir={root}/small", "--train_limit=100"],
+                "--train_limit 100 is larger than the training split (12)",
+            ),
             (q1, [f"--data_dir={root}/nope"], "no such file or folder"),
             (q1, [f"--data_dir={bad['empty']}"], "found neither CIFAR python-format files"),
             (q1, [f"--data_dir={bad['no_test']}"], "has train/ but no test/"),
@@ -410,24 +521,37 @@ class BadInputTableTest(tf.test.TestCase):
             (q1, [f"--data_dir={bad['text_jpg']}"], "notes.jpg: unreadable image"),
             (q1, [f"--data_dir={bad['not_pickle']}"], "test_batch"),
             # A file name that is not UTF-8 is named (reliability, 8).
-            (q1, [f"--data_dir={bad['latin1_name']}"], "caf\\xe9.png: file name is not valid UTF-8"),
+            (
+                q1,
+                [f"--data_dir={bad['latin1_name']}"],
+                "caf\\xe9.png: file name is not valid UTF-8",
+            ),
             # A finished run is never replaced by a run with other settings,
             # nor trained again without --retrain (issue: reliability, 1).
-            (q1, [*finished, "--epochs=1"],
-             "holds a finished run made with other settings (epochs 2 -> 1); pass --retrain"),
+            (
+                q1,
+                [*finished, "--epochs=1"],
+                "holds a finished run made with other settings (epochs 2 -> 1); pass --retrain",
+            ),
             (q1, [*finished, "--epochs=2"], "holds a finished run of these settings"),
             # ... and a study refuses before it reads any data.
-            ("scripts.resnet_vs_plain", ["--depths=8", "--models=resnet", "--data_dir=/nonexistent",
-                                         "--epochs=1"], "runs/resnet-8 holds a finished run made"),
+            (
+                "scripts.resnet_vs_plain",
+                ["--depths=8", "--models=resnet", "--data_dir=/nonexistent", "--epochs=1"],
+                "runs/resnet-8 holds a finished run made",
+            ),
             # Options checked before data is read or a file written (4, 5).
             (q1, [*finished, "--epochs=3", "--formats=h5,pdf"], "Unknown format 'pdf'"),
             (q1, ["--lr=nan"], "--lr must be a finite number; got nan"),
             (q1, ["--label_smoothing=nan"], "--label_smoothing must be a finite number"),
             (q1, ["--weight_decay=inf"], "--weight_decay must be a finite number; got inf"),
             # A flag a script does not use is refused, not ignored (6).
-            (q1, ["--model=plain"],
-             "--model is not used by scripts.question1; it is taken by scripts.colorize, "
-             "scripts.benchmark"),
+            (
+                q1,
+                ["--model=plain"],
+                "--model is not used by scripts.question1; it is taken by scripts.colorize, "
+                "scripts.benchmark",
+            ),
             ("scripts.question2", ["--model=plain"], "--model is not used by scripts.question2"),
             ("scripts.question3", ["--recompute"], "--recompute is not used by scripts.question3"),
             ("scripts.resnet_vs_plain", ["--n=5"], "--n is not used by scripts.resnet_vs_plain"),
@@ -440,7 +564,7 @@ class BadInputTableTest(tf.test.TestCase):
             (q1, ["--epochz=3"], "unknown flag --epochz (did you mean --epochs?)"),
             (q1, ["--epochs=abc"], "flag --epochs=abc: invalid literal"),
             ("scripts.evaluate", [not_h5], "model.h5: cannot load model"),
-        ]  # fmt: skip
+        ]
         for module, args, message in cases:
             if module != "scripts.evaluate":  # it writes nothing, so takes no --output_dir
                 args = [*args, f"--output_dir={out}"]
@@ -454,9 +578,17 @@ class BadInputTableTest(tf.test.TestCase):
     def test_skip_bad_images_reports_and_trains(self):
         root = tempfile.mkdtemp()
         bad = _write_bad_data(root)
-        r = run_script("scripts.question1", f"--data_dir={bad['truncated']}", "--skip_bad_images",
-                       "--n=1", "--epochs=1", "--val_size=3", "--batch_size=4",
-                       f"--output_dir={root}/out", "--verbose=0")  # fmt: skip
+        r = run_script(
+            "scripts.question1",
+            f"--data_dir={bad['truncated']}",
+            "--skip_bad_images",
+            "--n=1",
+            "--epochs=1",
+            "--val_size=3",
+            "--batch_size=4",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         self.assertIn("skipped 1 unreadable images (--skip_bad_images)", r.stdout)
 

@@ -23,7 +23,9 @@ def _write(folder, name, text="x"):
 
 
 def _run(folder, finished=True, backup=False, **flags):
-    _write(folder, "flags.json", json.dumps(dict({"epochs": 20, "opt": "adam", "lr": 0.001}, **flags)))
+    _write(
+        folder, "flags.json", json.dumps(dict({"epochs": 20, "opt": "adam", "lr": 0.001}, **flags))
+    )
     _write(folder, "log.csv", "epoch,loss\n0,1.0\n")
     if finished:
         _write(folder, "metrics.json", "{}")
@@ -34,11 +36,17 @@ def _run(folder, finished=True, backup=False, **flags):
 class DifferencesTest(tf.test.TestCase):
     def test_settings_added_later_count_as_their_default(self):
         old_run = {"epochs": 20, "opt": "sgd"}  # flags.json from before label smoothing existed
-        self.assertEqual(runs.differences({"epochs": 20, "label_smoothing": 0.0}, old_run, DEFAULTS), [])
-        self.assertEqual(runs.differences({"epochs": 20, "label_smoothing": 0.1}, old_run, DEFAULTS),
-                         ["label_smoothing 0.0 -> 0.1"])  # fmt: skip
-        self.assertEqual(runs.differences({"epochs": 30, "recompute": True}, old_run, DEFAULTS),
-                         ["epochs 20 -> 30"])  # recompute computes the same thing  # fmt: skip
+        self.assertEqual(
+            runs.differences({"epochs": 20, "label_smoothing": 0.0}, old_run, DEFAULTS), []
+        )
+        self.assertEqual(
+            runs.differences({"epochs": 20, "label_smoothing": 0.1}, old_run, DEFAULTS),
+            ["label_smoothing 0.0 -> 0.1"],
+        )
+        self.assertEqual(
+            runs.differences({"epochs": 30, "recompute": True}, old_run, DEFAULTS),
+            ["epochs 20 -> 30"],
+        )  # recompute computes the same thing
         self.assertEqual(runs.differences({"unknown": 1}, old_run, DEFAULTS), ["unknown None -> 1"])
         self.assertEqual(runs.differences({"formats": ("h5",)}, {"formats": ["keras"]}, {}), [])
         self.assertEqual(runs.differences({"crop": (1, 2)}, {"crop": [1, 2]}, {}), [])
@@ -52,7 +60,9 @@ class ClaimTest(tf.test.TestCase):
         self.wanted = {"epochs": 20, "opt": "adam", "lr": 0.001}
 
     def claim(self, **kwargs):
-        return runs.claim(self.run, dict(self.wanted, **kwargs.pop("settings", {})), DEFAULTS, **kwargs)
+        return runs.claim(
+            self.run, dict(self.wanted, **kwargs.pop("settings", {})), DEFAULTS, **kwargs
+        )
 
     def test_states(self):
         self.assertEqual(runs.state(self.run), "empty")
@@ -66,18 +76,25 @@ class ClaimTest(tf.test.TestCase):
         os.rmdir(os.path.join(self.run, "backup"))
         self.assertEqual(runs.state(self.run), "finished")
         # A fine-tuning phase's resume state makes a run interrupted too.
-        _write(os.path.join(self.run, "fine_tune", "backup"), "x")
+        _write(os.path.join(self.run, "fine_tune", "backup"), "training_metadata.json", "{}")
         self.assertEqual(runs.state(self.run), "interrupted")
 
     def test_empty_and_started_folders_train_in_place(self):
         self.assertEqual(self.claim(), (self.run, "train"))
         _run(self.run, finished=False)
         self.assertEqual(self.claim(settings={"epochs": 5}), (self.run, "train"))
+        # Killed while the first epoch's backup was written: half a weights
+        # file and no epoch record, nothing to resume.
+        _write(os.path.join(self.run, "backup"), "latest.weights.h5", "half an HDF5 file")
+        self.assertEqual(runs.state(self.run), "started")
+        self.assertEqual(self.claim(settings={"epochs": 5}), (self.run, "train"))
 
     def test_finished_run_is_refused_or_reused(self):
         _run(self.run)
-        with self.assertRaisesRegex(runs.RunConflict, r"finished run made with other settings "
-                                    r"\(epochs 20 -> 5\); pass --retrain"):  # fmt: skip
+        with self.assertRaisesRegex(
+            runs.RunConflict,
+            r"finished run made with other settings " r"\(epochs 20 -> 5\); pass --retrain",
+        ):
             self.claim(settings={"epochs": 5})
         with self.assertRaisesRegex(runs.RunConflict, "finished run of these settings"):
             self.claim()
@@ -88,8 +105,11 @@ class ClaimTest(tf.test.TestCase):
     def test_interrupted_run_resumes_only_with_its_settings(self):
         _run(self.run, finished=False, backup=True)
         self.assertEqual(self.claim(), (self.run, "resume"))
-        with self.assertRaisesRegex(runs.RunConflict, r"interrupted run \(1 epochs done\) made "
-                                    r"with other settings \(lr 0.001 -> 0.05, opt adam -> sgd\)"):  # fmt: skip
+        with self.assertRaisesRegex(
+            runs.RunConflict,
+            r"interrupted run \(1 epochs done\) made "
+            r"with other settings \(lr 0.001 -> 0.05, opt adam -> sgd\)",
+        ):
             self.claim(settings={"opt": "sgd", "lr": 0.05})
 
     def test_retrain_stages_and_promote_replaces_at_the_end(self):
@@ -118,11 +138,14 @@ class ClaimTest(tf.test.TestCase):
         self.assertEqual(sorted(os.listdir(self.runs)), [".r.lock", "r"])
 
     def test_the_lock_names_its_holder_and_dies_with_it(self):
-        code = ("import sys, time; from resnet_keras import runs; runs.lock(sys.argv[1]); "
-                "print('locked', flush=True); time.sleep(60)")  # fmt: skip
+        code = (
+            "import sys, time; from resnet_keras import runs; runs.lock(sys.argv[1]); "
+            "print('locked', flush=True); time.sleep(60)"
+        )
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        holder = subprocess.Popen([sys.executable, "-c", code, self.run], cwd=root,
-                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        holder = subprocess.Popen(
+            [sys.executable, "-c", code, self.run], cwd=root, stdout=subprocess.PIPE, text=True
+        )
         try:
             self.assertEqual(holder.stdout.readline().strip(), "locked")
             with self.assertRaisesRegex(runs.RunConflict, f"is in use by process {holder.pid} "):

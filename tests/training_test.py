@@ -6,13 +6,16 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import experiment, training
+from resnet_keras import experiment, models, training
+from tests import fixtures
 
 
 class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
     def test_step_schedule_switches_at_epochs_50_and_75_of_100(self):
         spe = 391  # 50k images at batch 128
-        lr = lambda epoch, i=0: training.learning_rate(epoch * spe + i, "step", 0.1, spe, 100)  # noqa: E731
+        lr = lambda epoch, i=0: training.learning_rate(
+            epoch * spe + i, "step", 0.1, spe, 100
+        )  # noqa: E731
         self.assertAlmostEqual(lr(0), 0.1)
         self.assertAlmostEqual(lr(49, spe - 1), 0.1)
         self.assertAlmostEqual(lr(50), 0.01)
@@ -22,11 +25,15 @@ class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_paper_schedule_switches_at_32k_and_48k(self):
         lr = lambda s: training.learning_rate(s, "paper", 0.1, 352, 182)  # noqa: E731
-        self.assertEqual([lr(0), lr(31_999), lr(32_000), lr(47_999), lr(48_000), lr(63_999)],
-                         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])  # fmt: skip
+        self.assertEqual(
+            [lr(0), lr(31_999), lr(32_000), lr(47_999), lr(48_000), lr(63_999)],
+            [0.1, 0.1, 0.01, 0.01, 0.001, 0.001],
+        )
 
     def test_resnet110_warmup(self):
-        lr = lambda s: training.learning_rate(s, "paper", 0.1, 352, 182, warmup_steps=400)  # noqa: E731
+        lr = lambda s: training.learning_rate(
+            s, "paper", 0.1, 352, 182, warmup_steps=400
+        )  # noqa: E731
         self.assertEqual([lr(0), lr(399), lr(400), lr(32_000)], [0.01, 0.01, 0.1, 0.01])
 
     def test_constant(self):
@@ -36,13 +43,18 @@ class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.parameters(
         ("step", 0.1, 10, 20, 0), ("paper", 0.1, 352, 182, 0), ("paper", 0.1, 352, 182, 400)
     )
-    def test_keras_schedule_equals_pure_function_at_every_boundary(self, name, lr, spe, epochs, warm):
+    def test_keras_schedule_equals_pure_function_at_every_boundary(
+        self, name, lr, spe, epochs, warm
+    ):
         sched = training.keras_schedule(name, lr, spe, epochs, warm)
         bounds, _ = training.schedule_boundaries(name, lr, spe, epochs, warm)
         steps = sorted({0, 1} | {b + d for b in bounds for d in (-1, 0, 1)})
         for s in steps:
-            self.assertAllClose(float(sched(s)), training.learning_rate(s, name, lr, spe, epochs, warm),
-                                msg=f"step {s}")  # fmt: skip
+            self.assertAllClose(
+                float(sched(s)),
+                training.learning_rate(s, name, lr, spe, epochs, warm),
+                msg=f"step {s}",
+            )
 
     def test_onecycle_ramps_then_cosines_to_zero_and_keras_agrees(self):
         spe, epochs, lr = 10, 5, 0.3  # 50 steps: 10 warm-up, 40 cosine
@@ -57,9 +69,13 @@ class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
             self.assertAllClose(float(sched(s)), rate(s), atol=1e-6, msg=f"step {s}")
 
     def test_unknown_names(self):
-        with self.assertRaisesRegex(ValueError, "Unknown schedule 'cosine'; expected one of constant"):
+        with self.assertRaisesRegex(
+            ValueError, "Unknown schedule 'cosine'; expected one of constant"
+        ):
             training.schedule_boundaries("cosine", 0.1, 1, 1)
-        with self.assertRaisesRegex(ValueError, "Unknown optimizer 'adagrad'; expected one of adam, rmsprop, sgd"):
+        with self.assertRaisesRegex(
+            ValueError, "Unknown optimizer 'adagrad'; expected one of adam, rmsprop, sgd"
+        ):
             training.make_optimizer("adagrad", 0.1)
 
     def test_optimizers_by_name(self):
@@ -82,7 +98,9 @@ class LabelSmoothingTest(tf.test.TestCase):
 
     def test_smoothed_loss_is_keras_own_on_one_hot_targets(self):
         model = self._model()
-        training.compile_classifier(model, keras.optimizers.SGD(0.1), label_smoothing=0.1, top5=True)
+        training.compile_classifier(
+            model, keras.optimizers.SGD(0.1), label_smoothing=0.1, top5=True
+        )
         x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
         y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
         probs = model.predict(x, verbose=0)
@@ -109,7 +127,9 @@ class LabelSmoothingTest(tf.test.TestCase):
         y = tf.one_hot([0, 1, 2, 1, 0], 3)
         self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
         # The smoothing came back with the file.
-        self.assertAllClose(loaded.compute_loss(x, y, loaded(x)), model.compute_loss(x, y, model(x)))
+        self.assertAllClose(
+            loaded.compute_loss(x, y, loaded(x)), model.compute_loss(x, y, model(x))
+        )
 
 
 class FlipTtaTest(tf.test.TestCase):
@@ -145,7 +165,24 @@ class FlipTtaTest(tf.test.TestCase):
         self.assertAllClose(got, want, atol=1e-6)
         self.assertNotAllClose(got, pair(model, x))
         self.assertAllClose(got.sum(axis=1), np.ones(6), atol=1e-6)
-        self.assertAllClose(experiment.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6)
+        self.assertAllClose(
+            experiment.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6
+        )
+
+
+class ResumeTest(tf.test.TestCase):
+    def test_a_first_backup_cut_off_mid_write_is_discarded_not_loaded(self):
+        run = self.create_tempdir().full_path
+        os.makedirs(os.path.join(run, "backup"))
+        with open(os.path.join(run, "backup", "latest.weights.h5"), "w") as f:
+            f.write("half an HDF5 file")  # no training_metadata.json: no epoch finished
+        model = models.build_resnet(1)
+        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+        callbacks = training.callbacks_for_run(run, 8, has_validation=False)
+        self.assertFalse(os.path.exists(os.path.join(run, "backup")))
+        x, y = fixtures.random_images(8), np.arange(8)
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=callbacks, verbose=0)
+        self.assertEqual(training.resume_epoch(run), 0)  # finished: the backup is gone
 
 
 class FilesTest(tf.test.TestCase):
@@ -154,7 +191,9 @@ class FilesTest(tf.test.TestCase):
         path = os.path.join(d, "log.csv")
         with open(path, "w") as f:
             f.write("epoch,accuracy,loss\n0,0.5,1.5\n1,0.6,1.2\n")
-        self.assertEqual(training.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]})
+        self.assertEqual(
+            training.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]}
+        )
         # A run without validation: CSVLogger writes NA in every val_ column.
         na = os.path.join(tempfile.mkdtemp(), "log.csv")
         with open(na, "w") as f:
