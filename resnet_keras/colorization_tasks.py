@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import colorization as col
-from resnet_keras import data, distribute, experiment, plotting, saving, training
+from resnet_keras import data, distribute, experiment, plotting, runs, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure: the first ones of the test split
@@ -52,6 +52,8 @@ class ColorizeConfig(experiment.RunConfig):
         super().validate()
         check_choice("model", self.model, col.MODELS)
         check_choice("color space", self.color_space, col.COLOR_SPACES)
+        if self.run_name is not None:
+            runs.check_name(self.run_name)
         for fmt in self.formats:
             check_choice("format", fmt, saving.FORMATS)
         check_minimums(self, [("image_size", 8)])

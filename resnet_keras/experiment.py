@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -128,6 +129,7 @@ class TrainConfig(RunConfig):
             raise ValueError(f"--nesterov is SGD's momentum; --opt is {self.opt}")
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
+        runs.check_name(self.run_name)
 
     @property
     def depth(self):
@@ -277,7 +279,9 @@ def setup_run(config, retrain=False, extra=None):
     """
     strategy = distribute.make_strategy(config.strategy)
     run_dir = config.run_dir
-    check_writable(run_dir)
+    # The runs/ folder, not the run's: creating runs/<name> here would hide a
+    # --retrain swap cut off between its renames from `runs.claim`'s repair.
+    check_writable(os.path.dirname(run_dir))
     if distribute.is_chief():
         settings, defaults = _settings_and_defaults(config, extra)
         run_dir, _ = runs.claim(run_dir, settings, defaults, retrain)
@@ -293,7 +297,12 @@ def setup_run(config, retrain=False, extra=None):
 
 
 def finish_run(config, run_dir):
-    """A finished run in a --retrain staging folder replaces the old one."""
+    """Ends a run whose metrics.json is written: its resume state goes (every
+    phase's; Keras keeps it past the last epoch, `training.callbacks_for_run`,
+    so a run killed before its test resumes there instead of starting over),
+    and a finished run in a --retrain staging folder replaces the old one."""
+    for phase in ((), ("fine_tune",)):
+        shutil.rmtree(os.path.join(run_dir, *phase, "backup"), ignore_errors=True)
     if distribute.is_chief():
         runs.promote(run_dir, config.run_dir)
 

@@ -62,6 +62,13 @@ def staging_dir(run_dir):
     return _sibling(run_dir, "retrain")
 
 
+def check_name(name):
+    """Refuses a --run_name that is not one plain folder name under runs/
+    (empty, a path, or hidden), which could name a folder outside it."""
+    if not name or name != os.path.basename(name) or name.startswith(".") or "\\" in name:
+        raise ValueError(f"--run_name {name!r}: give a plain folder name (no path, not hidden)")
+
+
 def lock(run_dir, inside=False):
     """Takes the run folder's lock for the rest of the process (re-entrant).
 
@@ -162,6 +169,8 @@ def _clear(folder):
 def _recover(run_dir):
     """Finishes a `promote` cut off between its two renames."""
     old, staging = _sibling(run_dir, "replaced"), staging_dir(run_dir)
+    if os.path.isdir(old) and os.path.isdir(run_dir) and not os.listdir(run_dir):
+        os.rmdir(run_dir)  # made again since, empty (an older version's writability probe)
     if os.path.isdir(old) and not os.path.exists(run_dir):
         os.rename(staging if state(staging) == "finished" else old, run_dir)
     if os.path.isdir(old):

@@ -300,7 +300,13 @@ def callbacks_for_run(
     # double_checkpoint: a kill while the weights are written falls back to the
     # previous epoch's copy instead of failing to resume.
     cbs.append(
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), double_checkpoint=True)
+        # delete_checkpoint=False: Keras would remove the state when the last
+        # epoch ends, before the run is tested and its metrics.json written,
+        # and a kill in between would then start the run over (or let other
+        # settings overwrite it). `experiment.finish_run` removes it instead.
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
+        )
     )
     return cbs
 

@@ -119,7 +119,7 @@ def configure():
             name = f"question3_{options.stem(settings['dataset'], opt)}"
         elif run_all:
             name = f"{name}_{opt}"
-        lr = settings.get("lr", LR[opt])
+        lr = settings.get("lr", LR.get(opt))  # an unknown --opt is refused by validate
         config = experiment.TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
         config.validate()
         options.validate(config.augment)

@@ -557,6 +557,8 @@ class BadInputTableTest(tf.test.TestCase):
             ("scripts.resnet_vs_plain", ["--n=5"], "--n is not used by scripts.resnet_vs_plain"),
             ("scripts.question2", ["--all", "--opt=sgd"], "--all runs the original three"),
             ("scripts.colorize", ["eval", not_h5, "--retrain"], "--retrain is for train"),
+            # A run name that would point outside runs/ (a --retrain would replace it).
+            (q1, ["--run_name=../saved_models", "--retrain"], "give a plain folder name"),
             # Depths Keras cannot build or load (9).
             (q1, ["--n=1000"], "--n must be at most 40 (ResNet-242)"),
             ("scripts.resnet_vs_plain", ["--depths=6002"], "depth 6002 is deeper than the 242"),

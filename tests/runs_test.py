@@ -134,6 +134,7 @@ class ClaimTest(tf.test.TestCase):
         staging = runs.staging_dir(self.run)
         _run(staging, epochs=5)
         os.rename(self.run, os.path.join(self.runs, ".r.replaced"))  # killed here
+        os.makedirs(self.run)  # and made again, empty, by an older writability probe
         self.assertEqual(self.claim(settings={"epochs": 5}, reuse=True), (self.run, "reuse"))
         self.assertEqual(sorted(os.listdir(self.runs)), [".r.lock", "r"])
 
@@ -154,6 +155,14 @@ class ClaimTest(tf.test.TestCase):
             holder.kill()
             holder.wait()
         self.assertEqual(self.claim(), (self.run, "train"))  # the lock went with the process
+
+
+class NameTest(tf.test.TestCase):
+    def test_run_names_stay_inside_runs(self):
+        for bad in ("", ".", "..", "../saved_models", "/tmp/x", "a/b", ".hidden", "a\\b"):
+            with self.assertRaisesRegex(ValueError, "give a plain folder name"):
+                runs.check_name(bad)
+        runs.check_name("question1_resnet20_cifar10")
 
 
 class SettingsTest(tf.test.TestCase):
