@@ -8,7 +8,10 @@ model at run time and nothing else: layers, weights and saved files stay
 plain Keras, and what is computed stays Keras' own arithmetic (tested equal
 in tests/speedups_test.py; speed and memory in docs/performance.md).
 
-    python -c "from resnet_keras import models, speedups; print(speedups.fuse_batch_norm(models.build_resnet(3)))"
+    from resnet_keras import models, speedups
+    model = models.build_resnet(3)
+    speedups.fuse_batch_norm(model)  # 21: every BatchNorm layer
+    speedups.recompute_blocks(model)  # 9: every residual block
 """
 
 import itertools
