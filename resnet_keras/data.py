@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from resnet_keras import keras_private
 from resnet_keras.checks import check_choice
 
 DATASETS = ("cifar10", "cifar100")
@@ -169,11 +170,9 @@ def _unpickle(fpath):
     NumPy arrays are rebuilt, so a hostile file cannot run code here."""
     import pickle
 
-    from keras.src.datasets.npz_utils import RestrictedUnpickler
-
     try:
         with open(fpath, "rb") as f:
-            d = RestrictedUnpickler(f, encoding="bytes").load()
+            d = keras_private.unpickle_restricted(f)
     except pickle.UnpicklingError as e:
         raise DataError(f"{fpath}: refused or unreadable pickle ({e})") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:

@@ -10,8 +10,8 @@ multi_worker reads the cluster from TF_CONFIG, one process per node
 (Kubernetes, Slurm). Keras 3's `fit` fails under MultiWorkerMirroredStrategy
 (keras-team/keras#20585, open upstream) at two places only, both of which
 reduce per-replica values across workers in a way the collective ops refuse;
-`_patch_keras_for_multi_worker` replaces exactly those two steps, and only in
-a process that asked for `multi_worker`. Only the chief writes final files.
+`keras_private.patch_fit_for_multi_worker` replaces exactly those two steps,
+and only in a process that asked for `multi_worker`. Only the chief writes final files.
 """
 
 import contextlib
@@ -21,7 +21,7 @@ import os
 import keras
 import tensorflow as tf
 
-from resnet_keras import cpu
+from resnet_keras import cpu, keras_private
 from resnet_keras.checks import check_choice
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -63,7 +63,7 @@ def _make(name):
                 "and this task (see resnet_keras/distribute.py)"
             )
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        _patch_keras_for_multi_worker()
+        keras_private.patch_fit_for_multi_worker()
         return strategy
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -136,60 +136,6 @@ def dtype_policy(name):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def _patch_keras_for_multi_worker():
-    """Works around keras-team/keras#20585 (Keras 3.15, TF 2.21); a no-op for
-    every other strategy, so it is safe to install once per process.
-
-    1. Before the first step, `fit` builds its metrics from one batch, which
-       it first averages across workers with a collective `reduce`: that
-       fails on a batch of per-replica tensors. The batch is only used for
-       its shapes, so this worker's own part of it does as well.
-    2. After each step, the (already synchronised) scalar logs are averaged
-       with `reduce(axis=0)`, which fails on scalars: average them whole.
-    """
-    from keras.src.backend.tensorflow import trainer
-
-    if getattr(trainer, "_resnet_keras_multi_worker", False):
-        return
-    trainer._resnet_keras_multi_worker = True
-    original_build = trainer.TensorFlowTrainer._maybe_symbolic_build
-    original_reduce = trainer.reduce_per_replica
-
-    def local_part(strategy, value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if not _is_multi_worker(self._distribute_strategy) or iterator is None:
-            return original_build(self, iterator=iterator, data_batch=data_batch)
-        strategy = self.distribute_strategy
-        for _, _, it in iterator:
-            data_batch = tf.nest.map_structure(lambda v: local_part(strategy, v), next(it))
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if _is_multi_worker(strategy) and reduction in ("auto", "mean"):
-            return tf.nest.map_structure(
-                lambda v: (
-                    strategy.reduce("MEAN", v, axis=None)
-                    if isinstance(v, tf.distribute.DistributedValues)
-                    else v
-                ),
-                values,
-            )
-        return original_reduce(values, strategy, reduction)
-
-    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    trainer.reduce_per_replica = reduce_per_replica
-
-
-def _is_multi_worker(strategy):
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def task():

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import distribute, models, plotting, results, runs, saving, training
+from resnet_keras import distribute, models, plotting, results, runs, saving, speedups, training
 from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
@@ -91,8 +91,8 @@ class TrainConfig(RunConfig):
     weight_decay: float = models.PAPER_WEIGHT_DECAY
     shortcut: str = "projection"
     normalization: str = "per_channel"
-    fused_bn: bool = True  # TensorFlow's fused BatchNorm kernel (models.fuse_batch_norm)
-    recompute: bool = False  # less memory, slower steps (models.recompute_blocks)
+    fused_bn: bool = True  # TensorFlow's fused BatchNorm kernel (speedups.fuse_batch_norm)
+    recompute: bool = False  # less memory, slower steps (speedups.recompute_blocks)
     augment: bool = True
     label_smoothing: float = 0.0  # > 0: one-hot targets (1 - e) + e / classes
     nesterov: bool = False  # SGD only
@@ -190,7 +190,9 @@ def prepare_data(config, image_size=32):
 
 
 def build_model(config, num_classes, x_train, sync_bn=False):
-    """The model the config names, normalised with the training images' statistics."""
+    """The model the config names, normalised with the training images' statistics,
+    with the run's speed-ups (`speedups`: fused BatchNorm unless `fused_bn` is off,
+    then block recomputation if `recompute`)."""
     if config.normalization == "per_channel":
         mean, std = data_lib.channel_stats(x_train)
     else:
@@ -203,14 +205,15 @@ def build_model(config, num_classes, x_train, sync_bn=False):
         mean=mean,
         std=std,
         sync_bn=sync_bn,
-        fused_bn=config.fused_bn,
     )
     if config.model == "plain":
         model = models.build_plainnet(config.n, **kwargs)
     else:
         model = models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
+    if config.fused_bn:
+        speedups.fuse_batch_norm(model)
     if config.recompute:
-        models.recompute_blocks(model)
+        speedups.recompute_blocks(model)
     return model
 
 

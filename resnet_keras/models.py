@@ -21,17 +21,15 @@ Projection shortcuts (the default, as both original write-ups use) add two
 `Normalization` layer holds its mean/variance as constants, not weights.
 
 Every model takes raw 0-255 RGB images: normalisation is the model's first
-layer, so a saved file needs no project code to be used.
+layer, so a saved file needs no project code to be used. The builders return
+plain Keras models on any backend; the training speed-ups (TensorFlow's fused
+BatchNorm, block recomputation) are applied by the training code: `speedups`.
 
     python -c "from resnet_keras import build_resnet; build_resnet(3).summary()"
 """
 
-import threading
-import types
-
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from resnet_keras.checks import check_choice
@@ -70,145 +68,6 @@ def _bn(name, synchronized=False):
     return layers.BatchNormalization(
         momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name
     )
-
-
-def fuse_batch_norm(model):
-    """Runs the model's BatchNormalization layers through TensorFlow's fused kernel.
-
-    Keras 3 computes batch normalisation as separate mean, variance and
-    arithmetic ops; TensorFlow's FusedBatchNormV3 (oneDNN on the CPU, cuDNN on
-    a GPU) does it in one pass each way and trains ResNet-20 1.2-1.4x faster
-    here (docs/performance.md). Only each layer's `call` is replaced: the
-    layers stay `keras.layers.BatchNormalization`, so saved files hold plain
-    Keras layers and load anywhere, and the arithmetic is Keras' own (same
-    statistics, epsilon and moving-average update; tested equal to Keras'
-    path). Synchronized and masked layers keep Keras' path.
-
-    Returns:
-        The number of layers switched.
-    """
-    count = 0
-    for layer in model._flatten_layers(include_self=False):
-        if (
-            isinstance(layer, layers.BatchNormalization)
-            and not layer.synchronized
-            and not layer.renorm
-            and layer.axis in (-1, 3)
-        ):
-            layer.call = types.MethodType(_fused_bn_call, layer)
-            count += 1
-    return count
-
-
-def _fused_bn_call(self, inputs, training=None, mask=None):
-    if mask is not None or len(inputs.shape) != 4:
-        return type(self).call(self, inputs, training=training, mask=mask)
-    # As Keras does: statistics in float32 whatever the compute dtype.
-    x = tf.cast(inputs, "float32")
-    channels = x.shape[-1]
-    gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([channels])
-    beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([channels])
-    if training and self.trainable:
-        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x, gamma, beta, epsilon=self.epsilon, is_training=True
-        )
-        # Skipped while the backward pass re-runs a block (recompute_blocks):
-        # the same batch statistics, and the averages already moved once.
-        if not getattr(_RECOMPUTING, "active", False):
-            # The kernel returns the unbiased (n - 1) variance; Keras moves its
-            # averages with the biased one, and so do we.
-            n = tf.cast(tf.size(x) // channels, "float32")
-            variance = variance * (n - 1.0) / n
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-            self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
-    else:
-        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            x,
-            gamma,
-            beta,
-            mean=self.moving_mean,
-            variance=self.moving_variance,
-            epsilon=self.epsilon,
-            is_training=False,
-        )
-    return tf.cast(y, self.compute_dtype)
-
-
-# Set while recompute_blocks' backward pass re-runs a block: BatchNorm must not
-# move its averages a second time. Per thread, as replicas trace in threads.
-_RECOMPUTING = threading.local()
-
-
-def recompute_blocks(model):
-    """Trains `model` keeping only each residual block's input for the backward
-    pass; the block's inner activations are computed again there.
-
-    This trades speed for memory: one more forward pass per step, and the
-    stored activations shrink to one tensor per block (docs/performance.md).
-    Only the model's `call` is replaced, at run time: its layers, weights and
-    saved files are unchanged. What is computed is unchanged too: the
-    recomputed BatchNorm uses the same batch statistics and skips the
-    moving-average update it already made (needs the fused BatchNorm path,
-    `fuse_batch_norm`, which holds that switch; tested equal to the plain
-    model's gradients and statistics).
-
-    Returns:
-        The number of blocks recomputed.
-    """
-    bns = [
-        l
-        for l in model._flatten_layers(include_self=False)
-        if isinstance(l, layers.BatchNormalization)
-    ]
-    if any(getattr(l.call, "__func__", None) is not _fused_bn_call for l in bns):
-        raise ValueError(
-            "recomputing blocks needs the fused BatchNorm path (--fused_bn, " "one replica)"
-        )
-    # Block boundaries: the stem's ReLU, then each block's closing ReLU.
-    points = [model.get_layer("stem_relu").output]
-    points += [l.output for l in model.layers if l.name.endswith("_out")]
-    stem = keras.Model(model.inputs[0], points[0])
-    blocks = [keras.Model(a, b) for a, b in zip(points, points[1:])]
-    head = keras.Model(points[-1], model.outputs[0])
-
-    def call(self, inputs, training=None, mask=None):
-        x = stem(inputs, training=training)
-        for block in blocks:
-            x = _recomputed(block, x) if training else block(x, training=training)
-        return head(x, training=training)
-
-    model.call = types.MethodType(call, model)
-    return len(blocks)
-
-
-def _recomputed(block, x):
-    @tf.custom_gradient
-    def run(x):
-        # The forward pass keeps nothing for the backward one but `x`: the
-        # gradient below closes over `x` and the variables only.
-        y = block(x, training=True)
-
-        def grad(dy, variables=None):
-            variables = list(variables or [])
-            _RECOMPUTING.active = True
-            try:
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    # Without this, grappler's common-subexpression pass merges
-                    # the re-run with the forward ops and keeps their outputs:
-                    # measured 1046 MB instead of 872 MB (docs/performance.md).
-                    with tf.control_dependencies([dy]):
-                        xr = tf.identity(x)
-                    y2 = block(xr, training=True)
-            finally:
-                _RECOMPUTING.active = False
-            dx, dvars = tape.gradient(y2, (xr, variables), output_gradients=dy)
-            return dx, dvars
-
-        return y, grad
-
-    return run(x)
 
 
 def _identity_shortcut(x, filters, name):
@@ -318,7 +177,6 @@ def _cifar_net(
     std,
     name,
     sync_bn=False,
-    fused_bn=True,
 ):
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_N:
         raise ValueError(
@@ -355,10 +213,7 @@ def _cifar_net(
         dtype="float32",  # a float32 softmax under mixed precision
         name="predictions",
     )(x)
-    model = keras.Model(inputs, outputs, name=f"{name}{6 * n + 2}")
-    if fused_bn:
-        fuse_batch_norm(model)
-    return model
+    return keras.Model(inputs, outputs, name=f"{name}{6 * n + 2}")
 
 
 def build_resnet(
@@ -371,7 +226,6 @@ def build_resnet(
     mean=None,
     std=None,
     sync_bn=False,
-    fused_bn=True,
 ):
     """CIFAR ResNet-(6n+2).
 
@@ -384,11 +238,10 @@ def build_resnet(
         normalization: "per_channel" or "per_pixel" (see `normalization_layer`).
         mean, std: statistics of the training images, 0-255 units.
         sync_bn: synchronized BatchNorm, for training on several replicas.
-        fused_bn: run BatchNorm through TensorFlow's fused kernel (same
-            arithmetic, faster; see `fuse_batch_norm`).
 
     Returns:
-        An uncompiled `keras.Model` named e.g. "resnet20".
+        An uncompiled plain `keras.Model` named e.g. "resnet20", built from
+        Keras layers only (training adds its speed-ups: `speedups`).
     """
     return _cifar_net(
         n,
@@ -402,7 +255,6 @@ def build_resnet(
         std,
         "resnet",
         sync_bn,
-        fused_bn,
     )
 
 
@@ -415,7 +267,6 @@ def build_plainnet(
     mean=None,
     std=None,
     sync_bn=False,
-    fused_bn=True,
 ):
     """The same 6n+2 network as `build_resnet` with every shortcut removed.
 
@@ -433,7 +284,6 @@ def build_plainnet(
         std,
         "plainnet",
         sync_bn,
-        fused_bn,
     )
 
 

@@ -7,27 +7,15 @@ folder and is renamed into place, so a crash never leaves a half-written file
 under the final name.
 """
 
-import contextlib
-import logging
 import os
 import shutil
 import tempfile
 
 import keras
-from absl import logging as absl_logging
+
+from resnet_keras import keras_private
 
 FORMATS = ("h5", "keras", "savedmodel")
-
-
-class _ChosenFormatFilter(logging.Filter):
-    """Drops Keras' "HDF5 is legacy" warning: .h5 is chosen deliberately here
-    (the originals ship .h5), and `--formats keras` writes the new format."""
-
-    def filter(self, record):
-        return "saving your model as an HDF5 file" not in record.getMessage()
-
-
-absl_logging.get_absl_logger().addFilter(_ChosenFormatFilter())
 
 
 class ModelFileError(ValueError):
@@ -55,21 +43,6 @@ def model_path(stem, fmt):
     return f"{stem}_savedmodel" if fmt == "savedmodel" else f"{stem}.{fmt}"
 
 
-@contextlib.contextmanager
-def _compile_config_kept(model):
-    """Keras 3.15's HDF5 writer pops "optimizer" from the live model's compile
-    config (keras-team/keras#23475, fixed upstream after 3.15): a .keras file
-    saved after an .h5 then loads with a default RMSprop and drops the saved
-    optimizer state. The config is put back after the save."""
-    config = getattr(model, "_compile_config", None)
-    saved = dict(config.config) if config is not None else None  # the pop is on this dict
-    try:
-        yield
-    finally:
-        if saved is not None:
-            config.config.update(saved)
-
-
 def save_model(model, path):
     """Saves `model` to `path` atomically; the format follows the name.
 
@@ -86,7 +59,12 @@ def save_model(model, path):
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=ext, dir=folder)
         os.close(fd)
         try:
-            with _compile_config_kept(model):
+            # .h5 is chosen deliberately (the originals ship .h5): Keras' "HDF5
+            # is legacy" warning would only be noise here.
+            with (
+                keras_private.compile_config_kept(model),
+                keras_private.hdf5_legacy_warning_dropped(),
+            ):
                 model.save(tmp)
             publish(tmp, path)
         finally:

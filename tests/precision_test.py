@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import colorization, cpu, distribute, models, training, transfer
+from resnet_keras import colorization, cpu, distribute, models, speedups, training, transfer
 from tests import fixtures
 from tests.question1_test import ROOT, run_script
 
@@ -127,6 +127,8 @@ class MixedModelsTest(tf.test.TestCase, parameterized.TestCase):
         with distribute.dtype_policy("mixed_bfloat16"):
             model = models.build_resnet(1)
         model.set_weights(reference.get_weights())
+        for m in (reference, model):  # BatchNorm on the fused kernel, as training runs it
+            speedups.fuse_batch_norm(m)
         self.assertEqual(model.get_layer("stem_conv").compute_dtype, "bfloat16")
         self.assertTrue(all(w.dtype == "float32" for w in model.weights))
         out = model(x, training=False)
@@ -172,7 +174,7 @@ GPU_DEFAULTS = textwrap.dedent("""
     import numpy as np, tensorflow as tf, keras
     cpu0 = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu0, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from resnet_keras import distribute, experiment, models, saving
+    from resnet_keras import distribute, experiment, keras_private, saving, speedups
     name, out = sys.argv[1], sys.argv[2]
     strategy = distribute.make_strategy(name)  # the real device list: CPUs
     replicas = strategy.num_replicas_in_sync
@@ -194,8 +196,8 @@ GPU_DEFAULTS = textwrap.dedent("""
     if replicas > 1:
         model.jit_compile = False  # not on logical CPUs under a strategy: see the test
     h = model.fit(x, y, batch_size=8, epochs=6, shuffle=False, verbose=0)
-    fused = [getattr(l.call, "__func__", None) is models._fused_bn_call
-             for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    fused = [speedups.is_fused(l) for l in keras_private.all_layers(model)
+             if isinstance(l, keras.layers.BatchNormalization)]
     np.save(os.path.join(out, "x.npy"), x[:4])
     np.save(os.path.join(out, "pred.npy"), model.predict(x[:4], verbose=0))
     for fmt in ("h5", "keras"):

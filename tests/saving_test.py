@@ -36,7 +36,10 @@ for name in names:
     for fmt in ("h5", "keras"):
         m = keras.models.load_model(f"{folder}/{name}.{fmt}")
         np.save(f"{folder}/{name}.{fmt}.pred.npy", m.predict(x, verbose=0))
+        bns = [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
         out[f"{name}.{fmt}"] = {"optimizer": m.optimizer.__class__.__name__,
+                                "plain_bn": [type(l) is keras.layers.BatchNormalization
+                                             and "call" not in vars(l) for l in bns],
                                 "state": {v.path: np.asarray(v).ravel()[:4].tolist()
                                           for v in m.optimizer.variables}}
     state = {}
@@ -118,6 +121,10 @@ class PlainKerasLoadsEveryKindTest(tf.test.TestCase):
         loaded = json.loads(r.stdout.strip().splitlines()[-1])
         for name, (predictions, num_state) in expected.items():
             h5, k = loaded[f"{name}.h5"], loaded[f"{name}.keras"]
+            if name in ("resnet", "plainnet"):  # trained on the fused kernel, saved plain
+                for fmt, got in (("h5", h5), ("keras", k)):
+                    want = [True] * (9 if name == "resnet" else 7)
+                    self.assertEqual(got["plain_bn"], want, f"{name}.{fmt}")
             # The same complete optimizer state in both files: Adam's step,
             # learning rate and two moments per weight.
             self.assertEqual((h5["optimizer"], k["optimizer"]), ("Adam", "Adam"), name)
