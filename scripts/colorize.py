@@ -55,8 +55,8 @@ USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
 HELP = {
     "model": f"train: the colorizer, {' or '.join(colorization.MODELS)}.",
     "image_size": "The side images are resized to, a multiple of 8.",
-    "epochs": "train: the colorizer's training epochs; probe: the linear classifier's "
-    f"(unset: {DEFAULTS['probe_epochs']}).",
+    "epochs": "train: the colorizer's training epochs (default below); probe: the linear "
+    f"classifier's ({DEFAULTS['probe_epochs']} unless given).",
 }
 
 
