@@ -8,9 +8,17 @@ def check_choice(name, value, accepted):
         raise ValueError(f"Unknown {name} {value!r}; expected one of {', '.join(accepted)}")
 
 
+def check_bounds(name, value, lower=None, upper=None):
+    """Raises ValueError("--epochs must be at least 1; got 0") when `value`
+    is below `lower` or above `upper` (either may be None: no bound)."""
+    if lower is not None and value < lower:
+        raise ValueError(f"--{name} must be at least {lower}; got {value}")
+    if upper is not None and value > upper:
+        raise ValueError(f"--{name} must be at most {upper}; got {value}")
+
+
 def check_minimums(config, minimums):
-    """Raises ValueError("--epochs must be at least 1; got 0") for the first
-    `(attribute, lowest value)` pair that `config` falls below."""
+    """`check_bounds` for the first `(attribute, lowest value)` pair that
+    `config` falls below."""
     for name, low in minimums:
-        if getattr(config, name) < low:
-            raise ValueError(f"--{name} must be at least {low}; got {getattr(config, name)}")
+        check_bounds(name, getattr(config, name), lower=low)

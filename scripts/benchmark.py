@@ -30,19 +30,23 @@ from resnet_keras import colorization, colorization_tasks, cpu, data, distribute
 from resnet_keras import training, transfer
 from resnet_keras.checks import check_choice
 
-flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.")
-flags.DEFINE_integer("warmup", 10, "Steps not counted (tracing, allocator warm-up).")
-flags.DEFINE_integer("eval_batch_size", 1000, "Batch size of the evaluation measurement.")
+flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.", lower_bound=1)
+flags.DEFINE_integer("warmup", 10, "Steps not counted (tracing, allocator warm-up).", lower_bound=0)
+flags.DEFINE_integer(
+    "eval_batch_size", 1000, "Batch size of the evaluation measurement.", lower_bound=1
+)
 flags.DEFINE_integer(
     "steps_per_execution",
     1,
-    "Training steps per call into the compiled "
-    "function (a lever measured here; the training scripts use 1).",
+    "Training steps per call into the compiled function (a lever measured here; the "
+    "training scripts use 1).",
+    lower_bound=1,
 )
 FLAGS = flags.FLAGS
 
 DEFAULTS = dict(
     model="resnet",
+    dataset="cifar10",
     n=3,
     batch_size=128,
     opt="sgd",
@@ -54,6 +58,7 @@ DEFAULTS = dict(
     recompute=False,
 )
 BENCH_MODELS = ("resnet", "plain", "colorizer", "transfer")
+HELP = {"model": f"What to measure: {', '.join(BENCH_MODELS)}."}
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -124,7 +129,7 @@ def setup(kind, config, x, y, num_classes, settings):
 
 
 def main(argv):
-    s = common.resolve(dict(DEFAULTS, dataset="cifar10"))
+    s = common.resolve()
     check_choice("model", s["model"], BENCH_MODELS)
     if FLAGS.warmup >= FLAGS.steps:
         raise ValueError(f"--steps ({FLAGS.steps}) must exceed --warmup ({FLAGS.warmup})")
@@ -193,5 +198,10 @@ def main(argv):
     )
 
 
+def cli(argv=None):
+    """The command line (`argv`: None for sys.argv; tests pass their own)."""
+    common.run(main, "benchmark", DEFAULTS, help_text=HELP, argv=argv)
+
+
 if __name__ == "__main__":
-    common.run(main, "benchmark")
+    cli()

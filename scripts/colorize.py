@@ -23,14 +23,15 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
+from resnet_keras import colorization, experiment
 from resnet_keras import colorization_tasks as tasks
-from resnet_keras import experiment
 from resnet_keras.checks import check_choice
 
-flags.DEFINE_string(
+flags.DEFINE_enum(
     "color_space",
     None,
-    "train: rgb (predict sRGB from luma gray) or lab " "(predict a*b* from L*).",
+    colorization.COLOR_SPACES,
+    "train: rgb (predict sRGB from luma gray) or lab (predict a*b* from L*).",
 )
 flags.DEFINE_string("out", None, "apply: folder the colorized pictures are written to.")
 
@@ -51,7 +52,12 @@ DEFAULTS = dict(
 )
 COMMANDS = ("train", "eval", "apply", "probe")
 USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
-OWN = ["color_space", "out"]  # this script's own flags (common.USES has the shared ones)
+HELP = {
+    "model": f"train: the colorizer, {' or '.join(colorization.MODELS)}.",
+    "image_size": "The side images are resized to, a multiple of 8.",
+    "epochs": "train: the colorizer's training epochs (default below); probe: the linear "
+    f"classifier's ({DEFAULTS['probe_epochs']} unless given).",
+}
 
 
 def main(argv):
@@ -61,9 +67,9 @@ def main(argv):
     check_choice("command", command, COMMANDS)
     if common.FLAGS.retrain and command != "train":
         raise ValueError(f"--retrain is for train; {command} trains nothing")
-    settings = common.resolve(DEFAULTS, OWN)
+    settings = common.resolve()
     out, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
-    if command == "probe" and common.FLAGS.epochs is not None:
+    if command == "probe" and common.FLAGS["epochs"].present:
         probe_epochs = settings["epochs"]
     settings["formats"] = tuple(settings["formats"])
     config = tasks.ColorizeConfig(**settings)
@@ -97,5 +103,18 @@ def main(argv):
             sys.exit(1)
 
 
+def cli(argv=None):
+    """The command line (`argv`: None for sys.argv; tests pass their own)."""
+    common.run(
+        main,
+        "colorize",
+        DEFAULTS,
+        configs=[tasks.ColorizeConfig],
+        help_text=HELP,
+        positional=True,
+        argv=argv,
+    )
+
+
 if __name__ == "__main__":
-    common.run(main, "colorize", positional=True)
+    cli()

@@ -1,10 +1,15 @@
-"""Flags shared by every training script, and the one-line error wrapper.
+"""The flags every script shares, the table of who takes which, the named
+presets, and `run`: the entry every script goes through.
 
-Each flag means the same in question1, question2, question3, resnet_vs_plain
-and colorize. A flag left unset (None) takes the script's own default from its
-DEFAULTS dict, the one visible place for an experiment's settings.
+A setting's value is, from lowest to highest: the script's default (its
+DEFAULTS dict, then the config dataclass's field default), a named preset
+(PRESETS: `--schedule fast`, `--paper`), the flag as given. `run` makes the
+first the flag's own default, so `python -m scripts.X --help` lists exactly
+the flags X takes (USES, and those X defines itself) with X's real defaults.
+Bad input of any kind is answered in one line on stderr, exit status 2.
 """
 
+import dataclasses
 import difflib
 import math
 import os
@@ -39,47 +44,88 @@ _import_tensorflow_quietly()
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string(
-    "model",
-    None,
-    "Network: resnet or plain (classifiers); the colorize and "
-    "benchmark scripts list their own choices.",
-)
-flags.DEFINE_integer(
-    "image_size",
-    None,
-    "colorize: the side images are resized to (a multiple "
-    "of 8); question3: the size the base sees (resized inside the model).",
-)
-flags.DEFINE_integer("n", None, "Blocks per stage: depth 6n+2 (3 -> ResNet-20).")
-flags.DEFINE_string("dataset", None, "cifar10 or cifar100.")
-flags.DEFINE_string("label_mode", None, "CIFAR-100 labels: fine (100) or coarse (20).")
+from resnet_keras import data, distribute, models, saving, training  # noqa: E402
+from resnet_keras.checks import check_bounds, check_choice  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+# Named presets: each is switched on by one flag value and sits between the
+# script's defaults and the flags given.
+PRESETS = {
+    # He et al. 2015's CIFAR recipe in place of the original write-up's
+    # (resnet_vs_plain; with schedule paper it also stops at 64k iterations
+    # and warms ResNet-110 up, see resnet_vs_plain.pair_config).
+    "paper": dict(shortcut="identity", normalization="per_pixel", schedule="paper", val_size=5000),
+    # The CPU time-to-accuracy recipe; its measurements are noted at training.FAST_PRESET.
+    "fast": training.FAST_PRESET,
+}
+PRESET_FLAGS = {"paper": ("paper", True), "fast": ("schedule", "fast")}
+
+
+def as_flags(settings):
+    """{"opt": "sgd", "nesterov": True} -> "--opt=sgd --nesterov", for help texts."""
+    return " ".join(
+        (f"--{k}" if v else f"--no{k}") if isinstance(v, bool) else f"--{k}={v}"
+        for k, v in settings.items()
+    )
+
+
+def per_optimizer(table):
+    """{"adam": 1e-3, "sgd": 0.01} -> "adam 0.001, sgd 0.01", for help texts."""
+    return ", ".join(f"{opt} {value}" for opt, value in sorted(table.items()))
+
+
+# The shared flags. Their defaults are set per script by `run`; help texts
+# that differ per script are given there (e.g. question2's per-optimizer lr).
+flags.DEFINE_string("model", None, "Network (--help of the script lists its choices).")
+flags.DEFINE_integer("image_size", None, "Side in pixels the images are used at.")
+flags.DEFINE_integer("n", None, "Blocks per stage: depth 6n+2 (3 -> ResNet-20).", lower_bound=1)
+flags.DEFINE_enum("dataset", None, data.DATASETS, "Data set.")
+flags.DEFINE_enum("label_mode", None, data.LABEL_MODES, "CIFAR-100 labels: 100 fine or 20 coarse.")
 flags.DEFINE_string(
     "data_dir",
     None,
-    "Offline data: CIFAR python-format folder/tarball, or image "
-    "folder with train/<class>/ and test/<class>/. Unset: keras.datasets download.",
+    "Offline data: CIFAR python-format folder/tarball, or image folder with "
+    "train/<class>/ and test/<class>/. Unset: keras.datasets download.",
 )
-flags.DEFINE_integer("epochs", None, "Training epochs.")
-flags.DEFINE_integer("batch_size", None, "Global batch size.")
-flags.DEFINE_string("opt", None, "Optimizer: adam, rmsprop or sgd (momentum 0.9).")
-flags.DEFINE_float("lr", None, "Base learning rate (unset: adam/rmsprop 1e-3, sgd 0.1).")
-flags.DEFINE_string(
+flags.DEFINE_integer("epochs", None, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer("batch_size", None, "Global batch size.", lower_bound=1)
+flags.DEFINE_enum("opt", None, training.OPTIMIZERS, "Optimizer (sgd: momentum 0.9).")
+flags.DEFINE_float(
+    "lr",
+    None,
+    "Base learning rate; where no default is shown, the optimizer's "
+    f"({per_optimizer(training.DEFAULT_LR)}).",
+)
+flags.DEFINE_enum(
     "schedule",
     None,
-    "Learning-rate schedule: constant, step (/10 at 50% and "
-    "75% of epochs), paper (/10 at 32k and 48k iterations), onecycle, or "
-    "fast (one-cycle plus the CPU time-to-accuracy preset).",
+    training.SCHEDULES,
+    "Learning-rate schedule: constant; step (/10 at 50% and 75% of the epochs); paper (/10 "
+    "at 32k and 48k iterations); onecycle; fast (one-cycle with the fast preset: "
+    f"{as_flags(PRESETS['fast'])}, those the script takes, unless given).",
 )
-flags.DEFINE_float("weight_decay", None, "Paper-style L2 weight decay (gradient wd * w).")
-flags.DEFINE_string("shortcut", None, "projection (1x1 conv) or identity (paper's option A).")
-flags.DEFINE_string("normalization", None, "per_channel (mean/std) or per_pixel (mean image).")
+flags.DEFINE_float(
+    "weight_decay", None, "Paper-style L2 weight decay (gradient wd * w).", lower_bound=0
+)
+flags.DEFINE_enum(
+    "shortcut", None, models.SHORTCUTS, "projection (1x1 conv) or identity (paper's option A)."
+)
+flags.DEFINE_enum(
+    "normalization", None, models.NORMALIZATIONS, "Per-channel mean/std, or the mean image."
+)
 flags.DEFINE_integer("seed", None, "Random seed (weights, split, shuffling, augmentation).")
-flags.DEFINE_integer("train_limit", None, "Use a class-balanced subset of N training images.")
-flags.DEFINE_integer("test_limit", None, "Use a class-balanced subset of N test images.")
-flags.DEFINE_integer("val_size", None, "Validation images held out of the training split.")
+flags.DEFINE_integer(
+    "train_limit", None, "Train on a class-balanced subset of N images (0: all).", lower_bound=0
+)
+flags.DEFINE_integer(
+    "test_limit", None, "Test on a class-balanced subset of N images (0: all).", lower_bound=0
+)
+flags.DEFINE_integer(
+    "val_size", None, "Validation images held out of the training split.", lower_bound=0
+)
 flags.DEFINE_string("output_dir", None, "Where saved_models/, plots/, results/ and runs/ go.")
-flags.DEFINE_string("run_name", None, "Folder name under runs/ (default: from the experiment).")
+flags.DEFINE_string("run_name", None, "Folder name under runs/. Unset: from the experiment.")
 flags.DEFINE_integer(
     "verbose", None, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch."
 )
@@ -87,55 +133,54 @@ flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<
 flags.DEFINE_bool(
     "jit_compile",
     None,
-    "Compile the training step with XLA (off by default: "
-    "2-3x slower on CPU here, docs/performance.md).",
+    "Compile the training step with XLA; where no default is shown, on with a GPU (on a "
+    "CPU 2-3x slower here, docs/performance.md).",
 )
 flags.DEFINE_bool(
     "fused_bn",
     None,
-    "Run BatchNorm through TensorFlow's fused kernel (default "
-    "on: the same arithmetic, 1.2-1.4x faster training here).",
+    "Run BatchNorm through TensorFlow's fused kernel (the same arithmetic, 1.2-1.4x "
+    "faster training here).",
 )
 flags.DEFINE_bool(
     "recompute",
     None,
-    "Keep only each residual block's input for the backward "
-    "pass and compute the rest again: less memory, slower steps.",
+    "Keep only each residual block's input for the backward pass and compute the rest "
+    "again: less memory, slower steps.",
 )
 flags.DEFINE_bool(
     "mixed_precision",
     None,
-    "Mixed precision: float16 compute on a GPU, bfloat16 "
-    "on a CPU with AVX512_BF16 or AMX-BF16 (float32 on other CPUs); float32 "
-    "variables, softmax and losses. Default: on with a GPU.",
+    "Mixed precision: float16 compute on a GPU, bfloat16 on a CPU with AVX512_BF16 or "
+    "AMX-BF16 (float32 on other CPUs); float32 variables, softmax and losses. Where no "
+    "default is shown, on with a GPU.",
 )
 flags.DEFINE_float(
     "label_smoothing",
     None,
-    "Label smoothing e: targets (1 - e) one-hot + e / "
-    "classes (0: none; the fast schedule uses 0.1).",
+    "Label smoothing e, below 1: targets (1 - e) one-hot + e / classes.",
+    lower_bound=0,
 )
-flags.DEFINE_bool("nesterov", None, "Nesterov momentum for --opt sgd (the fast schedule's).")
+flags.DEFINE_bool("nesterov", None, "Nesterov momentum for --opt sgd.")
 flags.DEFINE_bool(
     "tta",
     None,
-    "Also report test accuracy averaged over each test image and "
-    "its mirror image (test_accuracy_tta); the saved model is unchanged.",
+    "Also report test accuracy averaged over each test image and its mirror image "
+    "(test_accuracy_tta); the saved model is unchanged.",
 )
 flags.DEFINE_bool(
     "tta_shifts",
     None,
-    "Also report test accuracy over six views: each test image "
-    "and its mirror, as they are and moved one pixel up-left and down-right "
-    "(test_accuracy_tta_shifts).",
+    "Also report test accuracy over six views: each test image and its mirror, as they "
+    "are and moved one pixel up-left and down-right (test_accuracy_tta_shifts).",
 )
 flags.DEFINE_bool("augment", None, "Random crop (4-pixel padding) + horizontal flip.")
 flags.DEFINE_bool("skip_bad_images", None, "Skip unreadable images in an image folder.")
-flags.DEFINE_string(
+flags.DEFINE_enum(
     "strategy",
     None,
-    "tf.distribute strategy: auto, one_device, mirrored, "
-    "multi_worker (TF_CONFIG) or tpu. --batch_size is the global batch.",
+    distribute.STRATEGIES,
+    "tf.distribute strategy (multi_worker reads TF_CONFIG); --batch_size is the global batch.",
 )
 flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: same --seed, same weights.")
 flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmodel.")
@@ -143,44 +188,27 @@ flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmode
 flags.DEFINE_bool("all", False, "Run every configuration of the original study.")
 flags.DEFINE_bool("retrain", False, "Train again even if runs/ holds a finished run.")
 flags.DEFINE_bool("report_only", False, "Only redraw the table and figures from saved runs.")
+flags.DEFINE_bool(
+    "paper",
+    False,
+    f"The paper's recipe instead of the original write-up's: {as_flags(PRESETS['paper'])}, "
+    f"unless given; with --schedule paper, --epochs (unless given) to stop at "
+    f"{training.PAPER_STEPS} iterations and ResNet-110 at lr/10 for the first "
+    f"{training.PAPER_WARMUP_STEPS}.",
+)
 
-FLAGS = flags.FLAGS
-SHARED = [
-    "n",
-    "dataset",
-    "label_mode",
-    "data_dir",
-    "epochs",
-    "batch_size",
-    "opt",
-    "lr",
-    "schedule",
-    "weight_decay",
-    "shortcut",
-    "normalization",
-    "seed",
-    "train_limit",
-    "test_limit",
-    "val_size",
-    "output_dir",
-    "run_name",
-    "verbose",
-    "tensorboard",
-    "jit_compile",
-    "mixed_precision",
-    "fused_bn",
-    "augment",
-    "skip_bad_images",
-    "strategy",
-    "deterministic",
-    "formats",
-    "label_smoothing",
-    "nesterov",
-    "tta",
-    "tta_shifts",
-    "recompute",
-]
+DEFINED_HERE = [f.name for f in FLAGS.get_flags_for_module(__name__)]
+SHARED_HELP = {name: FLAGS[name].help for name in DEFINED_HERE}
+SHARED = (
+    "n dataset label_mode data_dir epochs batch_size opt lr schedule weight_decay shortcut "
+    "normalization seed train_limit test_limit val_size output_dir run_name verbose "
+    "tensorboard jit_compile mixed_precision fused_bn augment skip_bad_images strategy "
+    "deterministic formats label_smoothing nesterov tta tta_shifts recompute"
+).split()
 STUDY = ["all", "retrain", "report_only"]
+# Flags that steer a script rather than set a run's configuration: scripts
+# read them from FLAGS; `resolve` leaves them out.
+SWITCHES = STUDY + ["paper"]
 # Which script takes which flag defined here: the one place that says it. A
 # flag a script does not use is refused, naming the scripts that take it,
 # rather than silently ignored (e.g. --model plain to question1, which always
@@ -189,7 +217,7 @@ USES = {
     "question1": SHARED + ["retrain"],
     "question2": SHARED + STUDY,
     "resnet_vs_plain": [f for f in SHARED if f not in ("n", "run_name")]
-    + ["retrain", "report_only"],
+    + ["retrain", "report_only", "paper"],
     # The base network comes from --base: the CIFAR ResNet's settings do not apply.
     "question3": [
         f
@@ -198,64 +226,58 @@ USES = {
     ]
     + ["image_size"]
     + STUDY,
-    "colorize": [
-        "dataset",
-        "label_mode",
-        "data_dir",
-        "epochs",
-        "batch_size",
-        "lr",
-        "seed",
-        "train_limit",
-        "test_limit",
-        "val_size",
-        "output_dir",
-        "run_name",
-        "verbose",
-        "tensorboard",
-        "jit_compile",
-        "mixed_precision",
-        "strategy",
-        "deterministic",
-        "skip_bad_images",
-        "formats",
-        "model",
-        "image_size",
-        "retrain",
-    ],
-    "evaluate": [
-        "dataset",
-        "label_mode",
-        "data_dir",
-        "test_limit",
-        "seed",
-        "batch_size",
-        "skip_bad_images",
-        "tta",
-        "tta_shifts",
-    ],
-    "benchmark": [
-        "model",
-        "n",
-        "batch_size",
-        "opt",
-        "lr",
-        "seed",
-        "jit_compile",
-        "mixed_precision",
-        "fused_bn",
-        "recompute",
-        "data_dir",
-        "dataset",
-    ],
+    "colorize": (
+        "dataset label_mode data_dir epochs batch_size lr seed train_limit test_limit "
+        "val_size output_dir run_name verbose tensorboard jit_compile mixed_precision "
+        "strategy deterministic skip_bad_images formats model image_size retrain"
+    ).split(),
+    "evaluate": (
+        "dataset label_mode data_dir test_limit seed batch_size skip_bad_images tta tta_shifts"
+    ).split(),
+    "benchmark": (
+        "model n batch_size opt lr seed jit_compile mixed_precision fused_bn recompute "
+        "data_dir dataset"
+    ).split(),
 }
-_script = [None]  # the running script's key in USES, set by `run`
+# How the library's own checks name a flag's values ("Unknown optimizer 'x'").
+NOUNS = {"opt": "optimizer", "color_space": "color space"}
+_running = {}  # the running script's key in USES and its DEFAULTS, set by `run`
+
+
+def own_flags(defaults):
+    """The flags a script defines itself and names in its DEFAULTS: `resolve`
+    treats them as the shared ones."""
+    return [k for k in defaults if k in FLAGS and k not in DEFINED_HERE]
+
+
+def _prepare_flags(script, module, defaults, configs, help_text):
+    """Makes the script's defaults the flags' own, so --help shows them and
+    FLAGS[name].present alone tells a flag given from a default; and makes
+    the flags --help lists (the main module's key flags, filed by absl under
+    sys.argv[0]) exactly the shared ones it uses and those `module` defines."""
+    fields = {}
+    for config in reversed(configs):  # the first config named wins
+        fields.update(
+            (f.name, f.default)
+            for f in dataclasses.fields(config)
+            if f.default is not dataclasses.MISSING
+        )
+    fields.pop("run_name", None)  # unset, each script names its runs after the experiment
+    for name in USES[script] + own_flags(defaults):
+        if name in defaults:
+            FLAGS.set_default(name, defaults[name])
+        elif name in fields:
+            FLAGS.set_default(name, fields[name])
+        if name in SHARED_HELP:
+            FLAGS[name].help = help_text.get(name, SHARED_HELP[name])
+    shown = [FLAGS[name] for name in USES[script]] + FLAGS.get_flags_for_module(module)
+    FLAGS.key_flags_by_module_dict()[sys.argv[0]] = shown  # set, not added to: tests run many
 
 
 def check_used(script):
     """Refuses any flag defined here that `script` does not use, naming the
     scripts that take it."""
-    for name in SHARED + STUDY + ["model", "image_size"]:
+    for name in DEFINED_HERE:
         if FLAGS[name].present and name not in USES[script]:
             takers = ", ".join(f"scripts.{s}" for s, used in USES.items() if name in used)
             raise ValueError(f"--{name} is not used by scripts.{script}; it is taken by {takers}")
@@ -263,34 +285,29 @@ def check_used(script):
 
 def explicit_flags():
     """The shared flags the user set on the command line."""
-    return {name for name in SHARED if getattr(FLAGS, name) is not None}
+    return {name for name in SHARED if FLAGS[name].present}
 
 
-def resolve(defaults, extra=()):
-    """The script's defaults, overridden by every flag the user set.
+def resolve():
+    """The run's settings: the script's defaults, the active presets over
+    them, the flags given over both.
 
-    Resolves the flags defined here that the running script uses (USES, less
-    the study switches, which scripts read from FLAGS) and the script's own
-    flags named in `extra`.
-    `--schedule fast` brings the CPU time-to-accuracy preset
-    (training.FAST_PRESET) in between: above the defaults, below the flags.
-    Model formats are checked here, before any data is read.
+    Covers the flags defined here that the running script uses (USES, less
+    the SWITCHES, which scripts read from FLAGS), the script's own flags that
+    its DEFAULTS names, and the keys of its DEFAULTS that are no flag. Model
+    formats are checked here, before any data is read.
     """
-    names = [n for n in USES[_script[0]] if n not in STUDY] + list(extra)
+    script, defaults = _running["script"], _running["defaults"]
+    names = [n for n in USES[script] if n not in SWITCHES] + own_flags(defaults)
     out = dict(defaults)
-    if FLAGS.schedule == "fast" and "schedule" in names:
-        from resnet_keras.training import FAST_PRESET
-
-        out.update({k: v for k, v in FAST_PRESET.items() if k in names})
-    for name in names:
-        value = getattr(FLAGS, name)
-        if value is not None:
-            out[name] = value
-    if "formats" in out:
-        from resnet_keras.saving import model_path
-
-        for fmt in out["formats"]:
-            model_path("check", fmt)  # refuses unknown formats
+    out.update((name, FLAGS[name].value) for name in names)
+    for preset, (flag, value) in PRESET_FLAGS.items():
+        if flag in USES[script] and FLAGS[flag].value == value:
+            out.update(
+                (k, v) for k, v in PRESETS[preset].items() if k in names and not FLAGS[k].present
+            )
+    for fmt in out.get("formats", ()):
+        saving.model_path("check", fmt)  # refuses unknown formats
     return out
 
 
@@ -298,6 +315,29 @@ def fail(message):
     """One line on stderr, exit status 2: the answer to every bad input."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _in_words(error):
+    """An enum or bounds refusal from absl ("flag --n=0: 0 is not a positive
+    integer") in the words of the library's own checks ("--n must be at least
+    1; got 0"); None for any other error."""
+    text, cause = str(error), error.__context__
+    name = text[len("flag --") : text.find("=")] if text.startswith("flag --") else None
+    if name not in FLAGS or cause is None or not text.endswith(f": {cause}"):
+        return None
+    raw, parser = text[len(f"flag --{name}=") : -len(f": {cause}")], FLAGS[name].parser
+    try:
+        if isinstance(parser, flags.EnumParser):
+            check_choice(NOUNS.get(name, name), raw, parser.enum_values)
+        elif hasattr(parser, "is_outside_bounds"):
+            try:
+                value = parser.convert(raw)
+            except (TypeError, ValueError, OverflowError):
+                return None  # not a number: absl's words say so
+            check_bounds(name, value, parser.lower_bound, parser.upper_bound)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _parse(argv):
@@ -309,7 +349,7 @@ def _parse(argv):
         hint = f" (did you mean --{close[0]}?)" if close else ""
         fail(f"unknown flag --{e.flagname}{hint}; see --helpshort")
     except flags.Error as e:
-        fail(f"{str(e).splitlines()[0]}; see --helpshort")
+        fail(_in_words(e) or f"{str(e).splitlines()[0]}; see --helpshort")
 
 
 def check_finite():
@@ -320,17 +360,28 @@ def check_finite():
             raise ValueError(f"--{name} must be a finite number; got {value}")
 
 
-def run(main, script, positional=False):
-    """absl's app.run, with bad input answered by one line instead of a traceback.
+def run(main, script, defaults, configs=(), help_text=None, positional=False, argv=None):
+    """absl's app.run for one script, with bad input answered by one line
+    instead of a traceback.
 
     Args:
         main: called with argv (argv[0] is the program).
-        script: the script's key in USES (which flags it takes).
+        script: the script's key in USES (which shared flags it takes).
+        defaults: the script's DEFAULTS. Each key that names a flag becomes
+            that flag's default (shown by --help); the others pass through
+            `resolve` as they are.
+        configs: dataclasses whose field defaults are the defaults of the
+            shared flags `defaults` leaves out (e.g. experiment.TrainConfig).
+        help_text: {flag: help} where the script's meaning of a shared flag
+            differs from the shared help (e.g. question2's per-optimizer lr).
         positional: whether the script takes positional arguments (model files).
+        argv: the command line, program first; None: sys.argv. Tests pass
+            theirs and call this again in the same process.
 
     RESNET_KERAS_TRACEBACK=1 shows the traceback, for debugging the project.
     """
-    _script[0] = script
+    _running.update(script=script, defaults=defaults)
+    _prepare_flags(script, main.__module__, defaults, configs, help_text or {})
 
     def wrapped(argv):
         if len(argv) > 1 and not positional:
@@ -345,9 +396,9 @@ def run(main, script, positional=False):
             fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         except KeyboardInterrupt:
             print(
-                "interrupted: run the same command again to resume from the last finished " "epoch",
+                "interrupted: run the same command again to resume from the last finished epoch",
                 file=sys.stderr,
             )
             sys.exit(130)
 
-    app.run(wrapped, flags_parser=_parse)
+    app.run(wrapped, argv=argv, flags_parser=_parse)

@@ -27,6 +27,7 @@ DEFAULTS = dict(
     batch_size=500,
     tta=False,
     tta_shifts=False,
+    skip_bad_images=False,
 )
 
 
@@ -63,13 +64,13 @@ def main(argv):
     paths = argv[1:]
     if not paths:
         raise ValueError("give one or more model files: python -m scripts.evaluate MODEL.h5 [...]")
-    s = common.resolve(DEFAULTS)
+    s = common.resolve()
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
     ds = data.load_dataset(
         s["dataset"],
-        s.get("data_dir"),
+        s["data_dir"],
         s["label_mode"],
-        skip_bad_images=s.get("skip_bad_images", False),
+        skip_bad_images=s["skip_bad_images"],
     )
     xt, yt = data.limit(ds.x_test, ds.y_test, s["test_limit"], s["seed"])
     for path, model in zip(paths, loaded):
@@ -98,5 +99,10 @@ def main(argv):
         )
 
 
+def cli(argv=None):
+    """The command line (`argv`: None for sys.argv; tests pass their own)."""
+    common.run(main, "evaluate", DEFAULTS, positional=True, argv=argv)
+
+
 if __name__ == "__main__":
-    common.run(main, "evaluate", positional=True)
+    cli()

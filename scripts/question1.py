@@ -29,10 +29,11 @@ DEFAULTS = dict(
 
 
 def main(argv):
-    settings = common.resolve(DEFAULTS)
+    settings = common.resolve()
     formats = settings.pop("formats")
     depth = 6 * settings["n"] + 2
-    settings.setdefault("run_name", f"question1_resnet{depth}_{settings['dataset']}")
+    if settings["run_name"] is None:
+        settings["run_name"] = f"question1_resnet{depth}_{settings['dataset']}"
     config = experiment.TrainConfig(**settings)
     config.validate()
     model, metrics, history = experiment.run_classification(config, retrain=common.FLAGS.retrain)
@@ -50,5 +51,10 @@ def main(argv):
     print(f"Test accuracy: {metrics['test_accuracy']:.4f}")
 
 
+def cli(argv=None):
+    """The command line (`argv`: None for sys.argv; tests pass their own)."""
+    common.run(main, "question1", DEFAULTS, configs=[experiment.TrainConfig], argv=argv)
+
+
 if __name__ == "__main__":
-    common.run(main, "question1")
+    cli()

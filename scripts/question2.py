@@ -25,6 +25,8 @@ DEFAULTS = dict(
     n=7,
     dataset="cifar10",
     opt="rmsprop",
+    batch_size=None,  # unset: the optimizer's (BATCH_SIZE)
+    lr=None,  # unset: the optimizer's (LR)
     epochs=20,
     schedule="constant",
     val_size=5000,
@@ -33,9 +35,19 @@ DEFAULTS = dict(
 )
 # The original's batch size per optimizer, and Keras' default learning rates
 # (the original builds its optimizers with default arguments: SGD lr 0.01).
+# Each applies unless its flag is given; --schedule fast does not replace them.
 BATCH_SIZE = {"rmsprop": 128, "adam": 64, "sgd": 256}
 LR = training.KERAS_DEFAULT_LR
 ALL = [(7, "rmsprop"), (7, "adam"), (5, "sgd")]
+HELP = {
+    "batch_size": "Global batch size. Unset: the optimizer's, as in the original "
+    f"({common.per_optimizer(BATCH_SIZE)}); --schedule fast keeps these.",
+    "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
+    f"({common.per_optimizer(LR)}); --schedule fast keeps these.",
+    "all": "Run the original three configurations, each with its own --n and --opt: "
+    + ", ".join(f"--n={n} --opt={opt}" for n, opt in ALL)
+    + ".",
+}
 OPT_NAME = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
 COLUMNS = [
     ("configuration", "configuration"),
@@ -62,7 +74,8 @@ def make_config(n, opt, settings, explicit):
         s["batch_size"] = BATCH_SIZE.get(opt, 128)
     if "lr" not in explicit:
         s["lr"] = LR.get(opt)
-    s.setdefault("run_name", f"question2_{config_name(n, opt, s['dataset'])}")
+    if s.get("run_name") is None:
+        s["run_name"] = f"question2_{config_name(n, opt, s['dataset'])}"
     return experiment.TrainConfig(**s)
 
 
@@ -124,7 +137,7 @@ shorter than the original's 20 epochs is labelled by its epochs column.
 
 
 def main(argv):
-    settings = common.resolve(DEFAULTS)
+    settings = common.resolve()
     formats = settings.pop("formats")
     explicit = common.explicit_flags()
     if FLAGS.all and "run_name" in explicit:
@@ -155,5 +168,12 @@ def main(argv):
         report(configs + others, settings["output_dir"], settings["dataset"])
 
 
+def cli(argv=None):
+    """The command line (`argv`: None for sys.argv; tests pass their own)."""
+    common.run(
+        main, "question2", DEFAULTS, configs=[experiment.TrainConfig], help_text=HELP, argv=argv
+    )
+
+
 if __name__ == "__main__":
-    common.run(main, "question2")
+    cli()

@@ -40,7 +40,9 @@ flags.DEFINE_string(
     "imagenet (Keras' download), PATH of a local notop weights "
     "file, or none (random). Unset: imagenet, or a model file's own weights.",
 )
-flags.DEFINE_integer("head_units", None, "Units of the Dense(relu) layer of the head.")
+flags.DEFINE_integer(
+    "head_units", None, "Units of the Dense(relu) layer of the head.", lower_bound=1
+)
 flags.DEFINE_bool(
     "train_base",
     None,
@@ -50,10 +52,14 @@ flags.DEFINE_bool(
 flags.DEFINE_integer(
     "fine_tune_epochs",
     None,
-    "After the head: epochs with the top of the base " "unfrozen, at a smaller learning rate.",
+    "After the head: epochs with the top of the base unfrozen, at a smaller learning rate.",
+    lower_bound=0,
 )
 flags.DEFINE_integer(
-    "unfreeze", None, "Stages to unfreeze for fine-tuning, from the top " "(1: ResNet-50's conv5)."
+    "unfreeze",
+    None,
+    "Stages to unfreeze for fine-tuning, from the top (1: ResNet-50's conv5).",
+    lower_bound=1,
 )
 flags.DEFINE_float("fine_tune_lr", None, "Fine-tuning learning rate (unset: the head's / 10).")
 flags.DEFINE_bool(
@@ -85,41 +91,37 @@ DEFAULTS = dict(
     fine_tune_lr=None,
     cache_features=None,
 )
-SCRIPT_FLAGS = [
-    "base",
-    "weights",
-    "image_size",
-    "head_units",
-    "train_base",
-    "fine_tune_epochs",
-    "unfreeze",
-    "fine_tune_lr",
-    "cache_features",
-]
 ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
 # Keras' default learning rates, as the original builds its optimizers (and as
 # question2 does): SGD at the paper's 0.1 is too large for a head on features.
 LR = training.KERAS_DEFAULT_LR
+HELP = {
+    "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
+    f"({common.per_optimizer(LR)}); --schedule fast: its 0.2.",
+    "all": f"Run each of {', '.join(ORIGINAL_OPTIMIZERS)}, as the original; it sets --opt.",
+    "image_size": f"Side the base sees, at least {te.MIN_IMAGE_SIZE} (CIFAR images are "
+    "resized inside the model).",
+}
 
 
 def configure():
     """(options, [TrainConfig per optimizer], formats), all checked before any work."""
-    settings = common.resolve(DEFAULTS, SCRIPT_FLAGS)
+    settings = common.resolve()
     formats, run_all = settings.pop("formats"), FLAGS.all
     fields = [f.name for f in dataclasses.fields(te.TransferOptions)]
     options = te.TransferOptions(**{name: settings.pop(name) for name in fields})
-    if run_all and FLAGS.opt is not None:
+    if run_all and FLAGS["opt"].present:
         raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
     for fmt in formats:
         saving.model_path("check", fmt)
     configs = []
     for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
-        name = settings.get("run_name")
+        name = settings["run_name"]
         if name is None:
             name = f"question3_{options.stem(settings['dataset'], opt)}"
         elif run_all:
             name = f"{name}_{opt}"
-        lr = settings.get("lr", LR.get(opt))  # an unknown --opt is refused by validate
+        lr = LR[opt] if settings["lr"] is None else settings["lr"]
         config = experiment.TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
         config.validate()
         options.validate(config.augment)
@@ -168,5 +170,12 @@ def main(argv):
             print(f"wrote {p}")
 
 
+def cli(argv=None):
+    """The command line (`argv`: None for sys.argv; tests pass their own)."""
+    common.run(
+        main, "question3", DEFAULTS, configs=[experiment.TrainConfig], help_text=HELP, argv=argv
+    )
+
+
 if __name__ == "__main__":
-    common.run(main, "question3")
+    cli()

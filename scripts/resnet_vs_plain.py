@@ -25,7 +25,6 @@ from resnet_keras import distribute, experiment, models, plotting, results, trai
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
-flags.DEFINE_bool("paper", False, "The paper's exact recipe instead of the original write-up's.")
 FLAGS = flags.FLAGS
 
 DEFAULTS = dict(
@@ -42,7 +41,7 @@ DEFAULTS = dict(
     output_dir=".",
     formats=["h5"],
 )
-PAPER = dict(shortcut="identity", normalization="per_pixel", schedule="paper", val_size=5000)
+PAPER = common.PRESETS["paper"]  # what --paper changes (scripts/common.py)
 # Test error (%) of the paper's Table 6, and the original write-up's results.
 PAPER_RESNET_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
 ORIGINAL = {
@@ -185,8 +184,7 @@ is not the paper's setting.
 
 def main(argv):
     pairs = parse_pairs(FLAGS.depths, FLAGS.models)
-    base = dict(DEFAULTS, **(PAPER if FLAGS.paper else {}))
-    settings = common.resolve(base)
+    settings = common.resolve()
     formats = settings.pop("formats")
     configs = [pair_config(m, d, settings, FLAGS.paper) for m, d in pairs]
     for c in configs:
@@ -199,5 +197,10 @@ def main(argv):
         report(pairs, settings["output_dir"], settings)
 
 
+def cli(argv=None):
+    """The command line (`argv`: None for sys.argv; tests pass their own)."""
+    common.run(main, "resnet_vs_plain", DEFAULTS, configs=[experiment.TrainConfig], argv=argv)
+
+
 if __name__ == "__main__":
-    common.run(main, "resnet_vs_plain")
+    cli()

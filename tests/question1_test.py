@@ -1,5 +1,8 @@
 """scripts.question1 end to end, as a user runs it (a subprocess)."""
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import subprocess
@@ -9,6 +12,8 @@ import unittest
 
 import numpy as np
 import tensorflow as tf
+from absl import app, flags
+from absl.testing import flagsaver
 
 from tests import fixtures
 
@@ -26,6 +31,31 @@ def run_script(module, *args, cwd=None, env=None):
         text=True,
         timeout=600,
     )
+
+
+def run_in_process(module, *args):
+    """`run_script` without a new process: the script's command line (its
+    `cli`, through scripts/common.py `run`, the entry a user's run takes)
+    called here, its exit status and what it printed returned alike.
+
+    Every flag is put back as it was afterwards, so cases do not see each
+    other's values or defaults. Output that bypasses Python's sys.stderr (C++
+    logging) is not caught: a few cases of each table run in a subprocess.
+    """
+    script = importlib.import_module(module)
+    app.define_help_flags()  # before the flags are saved: --help, as `run` would define it
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with flagsaver.flagsaver(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        flags.FLAGS.unparse_flags()
+        try:
+            script.cli([module, *args])
+        except SystemExit as e:
+            code = 0 if e.code is None else e.code
+        finally:
+            if not flags.FLAGS.is_parsed():  # a refused command line leaves them unparsed
+                flags.FLAGS.mark_as_parsed()  # as conftest.py has them
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 @unittest.skipUnless(
@@ -80,6 +110,7 @@ class Question1EndToEndTest(tf.test.TestCase):
 
 class BadInputTest(tf.test.TestCase):
     def test_bad_flags_get_one_line_and_exit_2(self):
+        # In this process; robustness_test's table runs some in a subprocess.
         out = tempfile.mkdtemp()
         keep = os.path.join(out, "saved_models", "resnet_cifar10.h5")
         os.makedirs(os.path.dirname(keep))
@@ -97,7 +128,7 @@ class BadInputTest(tf.test.TestCase):
             (["--recompute", "--nofused_bn"], "--recompute needs --fused_bn"),
         ]
         for args, message in cases:
-            r = run_script("scripts.question1", *args, f"--output_dir={out}")
+            r = run_in_process("scripts.question1", *args, f"--output_dir={out}")
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn(message, r.stderr)
             self.assertNotIn("Traceback", r.stderr)

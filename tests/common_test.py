@@ -1,0 +1,148 @@
+"""scripts/common.py: each script's --help, defaults, presets and refusals,
+through the scripts' own command lines, in this process."""
+
+import re
+import unittest.mock
+
+import tensorflow as tf
+
+from resnet_keras import experiment
+from scripts import common
+from tests.question1_test import run_in_process
+
+# The flags each script defines itself, beside the shared ones it takes.
+OWN = {
+    "question1": [],
+    "question2": [],
+    "question3": "base weights head_units train_base fine_tune_epochs unfreeze fine_tune_lr "
+    "cache_features".split(),
+    "resnet_vs_plain": ["depths", "models"],
+    "colorize": ["color_space", "out"],
+    "evaluate": [],
+    "benchmark": ["steps", "warmup", "eval_batch_size", "steps_per_execution"],
+}
+
+
+class _Stop(Exception):
+    """Raised by a stand-in for the training call, once it has the configs."""
+
+
+def configs_of(module, *args):
+    """The TrainConfigs the script would train, for a command line."""
+    got = []
+
+    def run_classification(config, **_):
+        got.append(config)
+        raise _Stop
+
+    def train_study(configs, *_, **__):
+        got.extend(configs)
+        raise _Stop
+
+    with (
+        unittest.mock.patch.object(experiment, "run_classification", run_classification),
+        unittest.mock.patch.object(experiment, "train_study", train_study),
+        unittest.mock.patch.object(experiment, "check_writable", lambda *_: None),
+    ):
+        try:
+            r = run_in_process(module, *args)
+        except _Stop:
+            return got
+    raise AssertionError(f"{module} {args} did not train: {r.returncode} {r.stderr}")
+
+
+def help_of(script):
+    r = run_in_process(f"scripts.{script}", "--help")
+    assert r.returncode == 1, r  # absl's exit status after --help
+    return r.stdout
+
+
+def default_shown(text, name):
+    """The default --help shows for --name, or None."""
+    match = re.search(rf"^  --(?:\[no\])?{name}:.*?(?=^  --|\Z)", text, re.M | re.S)
+    assert match, name
+    shown = re.search(r"\(default: '(.*?)'\)", match.group(0))
+    return shown and shown.group(1)
+
+
+class HelpTest(tf.test.TestCase):
+    def test_each_script_lists_exactly_the_flags_it_takes(self):
+        for script, own in OWN.items():
+            listed = re.findall(r"^  --(?:\[no\])?(\w+)", help_of(script), re.M)
+            self.assertCountEqual(listed, common.USES[script] + own, script)
+
+    def test_defaults_are_the_scripts_own(self):
+        q1, q2, q3 = help_of("question1"), help_of("question2"), help_of("question3")
+        rvp, colorize = help_of("resnet_vs_plain"), help_of("colorize")
+        self.assertEqual(
+            [default_shown(q1, "opt"), default_shown(q2, "opt"), default_shown(rvp, "opt")],
+            ["adam", "rmsprop", "sgd"],
+        )
+        self.assertEqual([default_shown(q1, "n"), default_shown(q2, "n")], ["3", "7"])
+        # From the config dataclass where DEFAULTS says nothing.
+        self.assertEqual(default_shown(q1, "weight_decay"), "0.0001")
+        self.assertEqual(default_shown(q3, "augment"), "false")
+        self.assertEqual(default_shown(rvp, "lr"), "0.1")
+        self.assertEqual(default_shown(colorize, "model"), "autoencoder")
+        # Per optimizer, as the help says: no single default.
+        self.assertIsNone(default_shown(q2, "batch_size"))
+        self.assertIsNone(default_shown(q2, "lr"))
+        q1, q2, q3, rvp = (" ".join(text.split()) for text in (q1, q2, q3, rvp))  # unwrapped
+        self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.01)", q2)
+        self.assertIn("(adam 64, rmsprop 128, sgd 256)", q2)
+        self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.01)", q3)
+        self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.1)", q1)
+        self.assertIn("--opt=sgd --lr=0.2 --batch_size=128 --epochs=180", q1)  # PRESETS["fast"]
+        self.assertIn("--shortcut=identity --normalization=per_pixel", rvp)  # PRESETS["paper"]
+
+
+class PrecedenceTest(tf.test.TestCase):
+    """Script defaults < preset < flags given."""
+
+    def test_fast_preset_over_defaults_under_flags(self):
+        (c,) = configs_of("scripts.question1")
+        self.assertEqual((c.opt, c.lr, c.epochs, c.nesterov), ("adam", None, 20, False))
+        (c,) = configs_of("scripts.question1", "--schedule=fast")
+        self.assertEqual(
+            (c.opt, c.lr, c.epochs, c.nesterov, c.val_size), ("sgd", 0.2, 180, True, 0)
+        )
+        (c,) = configs_of("scripts.question1", "--schedule=fast", "--lr=0.05", "--nonesterov")
+        self.assertEqual((c.opt, c.lr, c.nesterov), ("sgd", 0.05, False))
+
+    def test_paper_preset_and_a_flag_given_over_it(self):
+        c = configs_of("scripts.resnet_vs_plain", "--depths=20", "--models=resnet", "--paper")[0]
+        self.assertEqual((c.shortcut, c.normalization, c.epochs), ("identity", "per_pixel", 182))
+        paper = ["--depths=20", "--models=resnet", "--paper"]
+        c = configs_of("scripts.resnet_vs_plain", *paper, "--shortcut=projection", "--epochs=3")[0]
+        self.assertEqual((c.shortcut, c.schedule, c.epochs), ("projection", "paper", 3))
+
+    def test_a_flag_given_at_its_default_value_counts_as_given(self):
+        # question2's default --opt is rmsprop: given, it still conflicts with --all.
+        r = run_in_process("scripts.question2", "--all", "--opt=rmsprop")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--all runs the original three", r.stderr)
+        # ... and an optimizer's batch size yields to --batch_size given at 128.
+        (c,) = configs_of("scripts.question2", "--opt=adam", "--batch_size=128")
+        self.assertEqual(c.batch_size, 128)
+        (c,) = configs_of("scripts.question2", "--opt=adam")
+        self.assertEqual((c.batch_size, c.lr), (64, 0.001))
+
+
+class RefusalTest(tf.test.TestCase):
+    def test_enums_and_bounds_of_the_scripts_own_flags(self):
+        for module, args, message in [
+            ("scripts.colorize", ["train", "--color_space=hsv"], "Unknown color space 'hsv'"),
+            ("scripts.question3", ["--unfreeze=0"], "--unfreeze must be at least 1; got 0"),
+            ("scripts.question3", ["--head_units=-1"], "--head_units must be at least 1"),
+            ("scripts.benchmark", ["--steps=0"], "--steps must be at least 1; got 0"),
+            ("scripts.question1", ["--strategy=horovod"], "Unknown strategy 'horovod'"),
+            ("scripts.question1", ["--val_size=-1"], "--val_size must be at least 0; got -1"),
+            ("scripts.question1", ["--paper"], "--paper is not used by scripts.question1"),
+        ]:
+            r = run_in_process(module, *args)
+            self.assertEqual((r.returncode, r.stderr.count("\n")), (2, 1), (args, r.stderr))
+            self.assertIn(message, r.stderr)
+
+
+if __name__ == "__main__":
+    tf.test.main()
