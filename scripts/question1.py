@@ -5,7 +5,9 @@
     python -m scripts.question1 --dataset cifar100    # -> saved_models/resnet_cifar100.h5
 
 Writes saved_models/resnet_<dataset>.h5, plots/question1_resnet<depth>_<dataset>.png
-and runs/<run_name>/ (flags, history, metrics) under --output_dir.
+and runs/<run_name>/ (flags, history, metrics) under --output_dir. With
+--run_name the model and plot are named after the run, so a trial run never
+replaces the default one's.
 """
 
 import os
@@ -32,8 +34,13 @@ def main(argv):
     settings = common.resolve()
     formats = settings.pop("formats")
     depth = 6 * settings["n"] + 2
+    dataset = settings["dataset"]
     if settings["run_name"] is None:
-        settings["run_name"] = f"question1_resnet{depth}_{settings['dataset']}"
+        settings["run_name"] = f"question1_resnet{depth}_{dataset}"
+        model_name = f"resnet_{dataset}"  # the assignment's file name
+        plot_name = settings["run_name"]
+    else:
+        model_name = plot_name = settings["run_name"]
     config = experiment.TrainConfig(**settings)
     config.validate()
     model, metrics, history = experiment.run_classification(config, retrain=common.FLAGS.retrain)
@@ -41,8 +48,8 @@ def main(argv):
     paths = experiment.save_outputs(
         model,
         history,
-        stem=os.path.join(out, "saved_models", f"resnet_{config.dataset}"),
-        plot_path=os.path.join(out, "plots", f"question1_resnet{depth}_{config.dataset}.png"),
+        stem=os.path.join(out, "saved_models", model_name),
+        plot_path=os.path.join(out, "plots", f"{plot_name}.png"),
         title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
         formats=formats,
     )

@@ -6,7 +6,8 @@
 
 The original three: n=7 + RMSprop (batch 128), n=7 + Adam (batch 64), n=5 + SGD
 (momentum 0.9, batch 256), 20 epochs each. Each optimizer brings its batch size
-unless --batch_size is given. Writes saved_models/resnet_n<n>_<Opt>[_cifar100].h5,
+unless --batch_size is given. Writes saved_models/resnet_n<n>_<Opt>[_cifar100].h5
+(<run_name>.h5 for a run named with --run_name),
 plots/question2_multi_config_comparison[_cifar100].png and results/question2.{md,json}.
 """
 
@@ -153,8 +154,15 @@ def main(argv):
         c.validate()
     if not FLAGS.report_only:
         experiment.check_writable(settings["output_dir"])
+        # A run named with --run_name gets model files of that name, so a
+        # trial run never replaces the configuration's default model.
+        named = "run_name" in explicit
         stems = [
-            os.path.join(c.output_dir, "saved_models", config_name(c.n, c.opt, c.dataset))
+            os.path.join(
+                c.output_dir,
+                "saved_models",
+                c.run_name if named else config_name(c.n, c.opt, c.dataset),
+            )
             for c in configs
         ]
         experiment.train_study(configs, stems, formats, FLAGS.retrain)

@@ -190,6 +190,17 @@ class RunFolderTest(tf.test.TestCase):
         model = os.path.join("saved_models", "resnet_cifar10.h5")
         self.assertNotEqual(_tree_hashes(out)[model], before[model])
 
+    def test_a_named_trial_run_leaves_the_default_runs_model_alone(self):
+        root = self.create_tempdir().full_path
+        _, out, args = _finished_run(root)
+        before = _tree_hashes(out)
+        r = run_script("scripts.question1", *args, "--epochs=1", "--run_name=trial")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        now = _tree_hashes(out)
+        self.assertEqual({k: now[k] for k in before}, before)  # nothing of the first run changed
+        self.assertIn(os.path.join("saved_models", "trial.h5"), now)
+        self.assertIn(os.path.join("plots", "trial.png"), now)
+
     def test_a_second_process_is_refused_and_a_dead_ones_lock_is_not_in_the_way(self):
         root = self.create_tempdir().full_path
         data = os.path.join(root, "data")
