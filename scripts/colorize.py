@@ -24,7 +24,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 from absl import flags
 
 from resnet_keras import colorization_tasks as tasks
-from resnet_keras import experiment
+from resnet_keras import files
 from resnet_keras.checks import check_choice
 
 flags.DEFINE_string(
@@ -79,7 +79,7 @@ def main(argv):
     if not args:
         raise ValueError(f"{command} needs a model file; usage: scripts.colorize {USAGE}")
     if command in ("eval", "probe"):
-        experiment.check_writable(results)  # before any model runs, not after
+        files.check_writable(results)  # before any model runs, not after
     if command == "eval":
         for path in args:
             tasks.evaluate_file(path, config, results)

@@ -12,7 +12,7 @@ import os
 
 from scripts import common  # defines the shared flags  # noqa: I001
 
-from resnet_keras import experiment
+from resnet_keras import classification, experiment
 
 DEFAULTS = dict(
     model="resnet",
@@ -35,9 +35,11 @@ def main(argv):
     settings.setdefault("run_name", f"question1_resnet{depth}_{settings['dataset']}")
     config = experiment.TrainConfig(**settings)
     config.validate()
-    model, metrics, history = experiment.run_classification(config, retrain=common.FLAGS.retrain)
+    model, metrics, history = classification.run_classification(
+        config, retrain=common.FLAGS.retrain
+    )
     out = config.output_dir
-    paths = experiment.save_outputs(
+    paths = classification.save_outputs(
         model,
         history,
         stem=os.path.join(out, "saved_models", f"resnet_{config.dataset}"),
