@@ -1,9 +1,9 @@
-"""Image colorization models, colour conversions and image metrics.
+"""Image colorization models, colour conversions, their data pipeline and inference.
 
 The Deep Learning Lab's first project: a convolutional autoencoder trained
 self-supervised to turn gray images into colour (MSE, Adam), and the U-Net its
 future work asks for. The runs (train, eval, apply, probe) are in
-`colorization_tasks.py`; the command is
+`colorization_tasks.py`, the metrics in `evaluation.py`; the command is
 
     python -m scripts.colorize train --model unet --color_space lab \\
         --data_dir ../shared/datasets/cifar10
@@ -259,61 +259,46 @@ def describe(model):
     return parts[1], parts[2]
 
 
-# --- metrics ----------------------------------------------------------------
+# --- data and inference ------------------------------------------------------
 
 
-def image_metrics(predicted, target):
-    """Per-image MSE, PSNR (dB) and SSIM of sRGB batches (B, H, W, 3) in [0, 1].
+def resize_images(images, size):
+    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3); CIFAR arrays are always 32."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = [
+        tf.image.resize(images[i : i + 1000], (size, size), antialias=True)
+        for i in range(0, len(images), 1000)  # chunks keep float copies small
+    ]
+    return np.clip(np.round(np.concatenate(out)), 0, 255).astype("uint8")
 
-    Returns:
-        {"mse": (B,), "psnr": (B,), "ssim": (B,)} NumPy arrays. Identical
-        images give MSE 0, PSNR inf and SSIM 1. SSIM uses tf.image's 11x11
-        Gaussian window (smaller for images under 11 pixels).
+
+def pairs_dataset(images, color_space, batch_size, shuffle=False, seed=0):
+    """(gray 0-255, target) batches made in the pipeline from uint8 images.
+
+    The conversions run in tf.data on whole batches, in parallel with the
+    training step; nothing is augmented (the original did not, and flips or
+    crops would not change what colour a gray pixel should get).
     """
-    p = tf.convert_to_tensor(predicted, tf.float32)
-    t = tf.convert_to_tensor(target, tf.float32)
-    window = int(min(11, p.shape[1], p.shape[2]))
-    return {
-        "mse": tf.reduce_mean(tf.square(p - t), axis=[1, 2, 3]).numpy(),
-        "psnr": tf.image.psnr(p, t, max_val=1.0).numpy(),
-        "ssim": tf.image.ssim(p, t, max_val=1.0, filter_size=window).numpy(),
-    }
+    ds = tf.data.Dataset.from_tensor_slices(images)
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda b: training_pair(b, color_space), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def evaluate(model, images, color_space, batch_size=500, keep=8):
-    """Per-image metrics of a colorizer and of the gray baseline on uint8 images.
+def colorize_image(model, gray, color_space):
+    """(H, W, 1) gray 0-255 of any size -> uint8 sRGB (H, W, 3).
 
-    Args:
-        model: a colorizer taking (B, H, W, 1) gray of the images' size.
-        images: uint8 sRGB images (N, H, W, 3), the ground truth.
-        color_space: the model's space (`describe(model)[1]`).
-        batch_size: images per prediction batch.
-        keep: how many predicted images to return (the first ones); all of a
-            large test set at a large size would not fit in memory.
-
-    Returns:
-        {"model": metrics, "gray": metrics}, each {"mse", "psnr", "ssim"} of
-        shape (N,), plus "predicted": the model's sRGB images (keep, H, W, 3)
-        in [0, 1] (for example figures).
+    The model sees a copy resized to its input size; its output is resized
+    back. In Lab mode the full-resolution L* of `gray` is kept, so only the
+    colour is at the model's resolution; in RGB mode the whole picture is.
     """
-    out = {"model": [], "gray": [], "predicted": []}
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    for batch in ds.prefetch(tf.data.AUTOTUNE):
-        gray, _ = training_pair(batch, color_space)
-        truth = tf.cast(batch, tf.float32) / 255.0
-        predicted = to_rgb(model(gray, training=False), gray, color_space)
-        out["model"].append(image_metrics(predicted, truth))
-        out["gray"].append(image_metrics(gray_as_color(gray), truth))
-        kept = sum(len(p) for p in out["predicted"])
-        out["predicted"].append(predicted[: max(keep - kept, 0)].numpy())
-    join = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # noqa: E731
-    return {
-        "model": join(out["model"]),
-        "gray": join(out["gray"]),
-        "predicted": np.concatenate(out["predicted"]),
-    }
-
-
-def summarize(metrics):
-    """Means of per-image metrics as floats: {"mse", "psnr", "ssim"}."""
-    return {k: float(np.mean(v)) for k, v in metrics.items()}
+    h, w = gray.shape[:2]
+    size = tuple(model.input_shape[1:3])
+    small = tf.image.resize(gray[None], size, antialias=True)
+    prediction = tf.image.resize(model(small, training=False), (h, w))
+    rgb = to_rgb(prediction, gray[None], color_space)[0]
+    return np.round(rgb.numpy() * 255).astype("uint8")

@@ -12,22 +12,23 @@ plots/colorization/<name>_eval.png and _examples.png, and runs/<run_name>/
 from); `eval` and `probe` merge their rows into results/colorization.md and
 .json, keyed by model file name, so other models' rows stay.
 
-Metrics are means over test images of per-image MSE, PSNR and SSIM of the
-sRGB image in [0, 1], for both colour spaces, so their rows compare. The loss
-curves are in the model's own target space (sRGB, or a*b* / 128).
+A training run takes the steps every run takes (`experiment`; the fit is
+`training.fit_with_resume`, as for classifiers). Metrics
+(`evaluation.evaluate_colorizer`) are means over test images of per-image
+MSE, PSNR and SSIM of the sRGB image in [0, 1], for both colour spaces, so
+their rows compare. The loss curves are in the model's own target space
+(sRGB, or a*b* / 128).
 """
 
 import dataclasses
-import json
 import os
-import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from resnet_keras import colorization as col
-from resnet_keras import data, distribute, experiment, plotting, runs, saving, training
+from resnet_keras import data, distribute, evaluation, experiment, files, plotting, results, runs
+from resnet_keras import saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure: the first ones of the test split
@@ -78,35 +79,8 @@ class ColorizeConfig(experiment.RunConfig):
 def load_data(config, image_size):
     """`experiment.prepare_data` with every split at `image_size` x `image_size`."""
     ds, train, val, test = experiment.prepare_data(config, image_size=image_size)
-    resize = lambda xy: (resize_images(xy[0], image_size), xy[1]) if xy else xy  # noqa: E731
+    resize = lambda xy: (col.resize_images(xy[0], image_size), xy[1]) if xy else xy  # noqa: E731
     return ds, resize(train), resize(val), resize(test)
-
-
-def resize_images(images, size):
-    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3); CIFAR arrays are always 32."""
-    if images.shape[1:3] == (size, size):
-        return images
-    out = [
-        tf.image.resize(images[i : i + 1000], (size, size), antialias=True)
-        for i in range(0, len(images), 1000)  # chunks keep float copies small
-    ]
-    return np.clip(np.round(np.concatenate(out)), 0, 255).astype("uint8")
-
-
-def pairs_dataset(images, color_space, batch_size, shuffle=False, seed=0):
-    """(gray 0-255, target) batches made in the pipeline from uint8 images.
-
-    The conversions run in tf.data on whole batches, in parallel with the
-    training step; nothing is augmented (the original did not, and flips or
-    crops would not change what colour a gray pixel should get).
-    """
-    ds = tf.data.Dataset.from_tensor_slices(images)
-    if shuffle:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(
-        lambda b: col.training_pair(b, color_space), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 # --- train ------------------------------------------------------------------
@@ -137,53 +111,39 @@ def train(config, log=print, retrain=False):
     """
     config.validate()
     strategy, run_dir = experiment.setup_run(config, retrain)
-    ds, (x, _), val, (xt, _) = load_data(config, config.image_size)
+    data = load_data(config, config.image_size)
+    ds, (x, _), val, (xt, _) = data
     size = config.image_size
     with experiment.model_scope(config, strategy):
         model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
         compile_colorizer(model, config.lr, distribute.use_xla(config.jit_compile))
     experiment.start_run(
-        config,
-        ds,
-        x,
-        val,
-        xt,
-        log,
+        config, strategy, data, run_dir, log, name=config.name, params=model.count_params()
+    )
+    history, train_time = training.fit_with_resume(
+        model,
+        col.pairs_dataset(x, config.color_space, config.batch_size, shuffle=True, seed=config.seed),
+        col.pairs_dataset(val[0], config.color_space, 500) if val else None,
         run_dir,
-        name=config.name,
-        params=model.count_params(),
-        replicas=strategy.num_replicas_in_sync,
-    )
-    callbacks = training.callbacks_for_run(
-        run_dir, len(x), val is not None, config.tensorboard, "val_loss", "min"
-    )
-    t0 = time.perf_counter()
-    model.fit(
-        pairs_dataset(x, config.color_space, config.batch_size, shuffle=True, seed=config.seed),
-        epochs=config.epochs,
-        validation_data=pairs_dataset(val[0], config.color_space, 500) if val else None,
-        callbacks=callbacks,
+        config.epochs,
+        len(x),
         verbose=config.verbose,
-        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
+        tensorboard=config.tensorboard,
+        monitor="val_loss",
+        mode="min",
+        log=log,
     )
-    train_time = time.perf_counter() - t0
-    training.raise_if_nan(callbacks)
-    history = training.read_csv_history(os.path.join(run_dir, "log.csv"))
-    best = os.path.join(run_dir, "best.weights.h5")
-    if val is not None and os.path.isfile(best):
-        model.load_weights(best)
-    result = col.evaluate(model, xt, config.color_space, keep=EXAMPLES)
-    epoch_times = history.get("epoch_time_s", [])
+    result = evaluation.evaluate_colorizer(model, xt, config.color_space, keep=EXAMPLES)
     metrics = {
-        "test": col.summarize(result["model"]),
-        "gray_baseline": col.summarize(result["gray"]),
+        "test": evaluation.summarize(result["model"]),
+        "gray_baseline": evaluation.summarize(result["gray"]),
         "epochs": len(history.get("loss", [])),
-        "train_time_s": float(sum(epoch_times)) if epoch_times else train_time,
+        "train_time_s": train_time,
     }
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
-    training.write_json(os.path.join(run_dir, "history.json"), history)
-    training.write_json(os.path.join(run_dir, "test_mse.json"), per_image)
-    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)  # last: finished
+    files.write_json(os.path.join(run_dir, "history.json"), history)
+    files.write_json(os.path.join(run_dir, "test_mse.json"), per_image)
+    files.write_json(os.path.join(run_dir, "metrics.json"), metrics)  # last: finished
     experiment.finish_run(config, run_dir)
     if not distribute.is_chief():  # other workers of a cluster write nothing final
         return model, metrics, []
@@ -239,7 +199,7 @@ def evaluate_file(path, config, results_dir, log=print):
     model, kind, space = load_colorizer(path)
     size = model.input_shape[1]
     ds, _, _, (xt, _) = load_data(dataclasses.replace(config, val_size=0), size)
-    result = col.evaluate(model, xt, space)
+    result = evaluation.evaluate_colorizer(model, xt, space)
     data_name = _data_name(config)
     row = {
         "model": kind,
@@ -248,7 +208,7 @@ def evaluate_file(path, config, results_dir, log=print):
         "data": data_name,
         "image_size": size,
         "params": model.count_params(),
-        **col.summarize(result["model"]),
+        **evaluation.summarize(result["model"]),
     }
     gray_kind = "luma" if space == "rgb" else "luminance"
     gray = {
@@ -257,7 +217,7 @@ def evaluate_file(path, config, results_dir, log=print):
         "test_images": len(xt),
         "data": data_name,
         "image_size": size,
-        **col.summarize(result["gray"]),
+        **evaluation.summarize(result["gray"]),
     }
     # One baseline row per gray conversion and test set, however many models share it.
     baseline_key = f"gray_{space}_{data_name}_{len(xt)}_{size}px"
@@ -276,65 +236,15 @@ def evaluate_file(path, config, results_dir, log=print):
     return row
 
 
-def linear_probe(
-    model, color_space, train, test, num_classes, epochs=10, batch_size=256, lr=1e-3, seed=0
-):
-    """Accuracy of a linear classifier on a colorizer's frozen encoder features.
-
-    The features are the bottleneck's output averaged over space; the
-    classifier is a standardisation and one softmax Dense layer (linear). The
-    same probe on a fresh copy of the model with random weights shows how
-    much of the accuracy colorization training gave.
-
-    Args:
-        model: a colorizer; its weights are not changed.
-        color_space: the model's space (it decides the gray conversion).
-        train, test: (uint8 images (N, H, W, 3), labels (N, 1)).
-        num_classes: softmax outputs.
-        epochs, batch_size, lr: the classifier's Adam training.
-        seed: the random encoder's weights and the classifier's.
-
-    Returns:
-        {"trained_accuracy", "random_accuracy", "feature_dim"}.
-    """
-    keras.utils.set_random_seed(seed)
-    random_model = keras.models.clone_model(model)  # same layers, fresh initial weights
-    out = {}
-    for label, m in (("trained", model), ("random", random_model)):
-        bottleneck = m.get_layer("bottleneck").output
-        pooled = keras.layers.GlobalAveragePooling2D(name="probe_pool")(bottleneck)
-        encoder = keras.Model(m.inputs, pooled, name=f"{label}_encoder")
-        # Features computed once: the same as a frozen encoder, and one pass, not `epochs`.
-        feats = [
-            encoder.predict(pairs_dataset(x, color_space, 500).map(lambda g, _: g), verbose=0)
-            for x, _ in (train, test)
-        ]
-        norm = keras.layers.Normalization(name="standardize")
-        norm.adapt(feats[0])
-        probe = keras.Sequential(
-            [
-                keras.Input((feats[0].shape[1],)),
-                norm,
-                keras.layers.Dense(num_classes, activation="softmax", name="linear"),
-            ],
-            name=f"{label}_probe",
-        )
-        training.compile_classifier(probe, keras.optimizers.Adam(lr))
-        keras.utils.set_random_seed(seed)
-        probe.fit(feats[0], train[1].reshape(-1), epochs=epochs, batch_size=batch_size, verbose=0)
-        _, acc = probe.evaluate(feats[1], test[1].reshape(-1), verbose=0)
-        out[f"{label}_accuracy"] = float(acc)
-        out["feature_dim"] = int(feats[0].shape[1])
-    return out
-
-
 def probe_file(path, config, results_dir, epochs=10, log=print):
     """`linear_probe` of a saved colorizer on the config's data; records its row."""
     model, _, space = load_colorizer(path)
     size = model.input_shape[1]
     ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size)
     keras.utils.set_random_seed(config.seed)
-    result = linear_probe(model, space, train, test, ds.num_classes, epochs, seed=config.seed)
+    result = evaluation.linear_probe(
+        model, space, train, test, ds.num_classes, epochs, seed=config.seed
+    )
     row = {
         "train_images": len(train[0]),
         "test_images": len(test[0]),
@@ -363,26 +273,14 @@ def _update_results(results_dir, sections):
 
     Rows of other models stay; an unreadable JSON file is refused, not replaced.
     """
-    os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, "colorization.json")
-    results = {}
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                results = json.load(f)
-            if not isinstance(results, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as e:
-            raise ValueError(
-                f"{path}: unreadable results ({e}); move it away to start a new " "table"
-            ) from None
+    stem = os.path.join(results_dir, "colorization")
+    table = results.load_table(f"{stem}.json")
     for section, rows in sections.items():
-        results.setdefault(section, {}).update(rows)
-    training.write_json(path, results)
-    training.write_text(os.path.join(results_dir, "colorization.md"), results_markdown(results))
+        table.setdefault(section, {}).update(rows)
+    results.write_table(stem, table, results_markdown(table))
 
 
-def results_markdown(results):
+def results_markdown(table):
     """The results JSON as Markdown tables (test metrics, then linear probes)."""
     lines = [
         "# Colorization results",
@@ -393,15 +291,15 @@ def results_markdown(results):
         "| Model file | Model | Colour space | Test images | MSE | PSNR (dB) | SSIM |",
         "|---|---|---|---|---|---|---|",
     ]
-    rows = sorted(results.get("colorizers", {}).items()) + [
-        ("(baseline)", r) for _, r in sorted(results.get("baselines", {}).items())
+    rows = sorted(table.get("colorizers", {}).items()) + [
+        ("(baseline)", r) for _, r in sorted(table.get("baselines", {}).items())
     ]
     for key, r in rows:
         lines.append(
             f"| {key} | {r['model']} | {r['color_space']} | {r['test_images']} {r['data']} | "
             f"{r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
         )
-    probes = results.get("probes", {})
+    probes = table.get("probes", {})
     if probes:
         lines += [
             "",
@@ -448,23 +346,8 @@ def read_gray(path, color_space):
     return col.to_gray(rgb, color_space).numpy() * 255.0
 
 
-def colorize_image(model, gray, color_space):
-    """(H, W, 1) gray 0-255 of any size -> uint8 sRGB (H, W, 3).
-
-    The model sees a copy resized to its input size; its output is resized
-    back. In Lab mode the full-resolution L* of `gray` is kept, so only the
-    colour is at the model's resolution; in RGB mode the whole picture is.
-    """
-    h, w = gray.shape[:2]
-    size = tuple(model.input_shape[1:3])
-    small = tf.image.resize(gray[None], size, antialias=True)
-    prediction = tf.image.resize(model(small, training=False), (h, w))
-    rgb = col.to_rgb(prediction, gray[None], color_space)[0]
-    return np.round(rgb.numpy() * 255).astype("uint8")
-
-
-def colorize_files(path, files, out_dir, log=print, warn=print):
-    """Colorizes each picture into out_dir/<name>_colorized.png.
+def colorize_files(path, pictures, out_dir, log=print, warn=print):
+    """Colorizes each picture file into out_dir/<name>_colorized.png.
 
     Returns:
         (written paths, failed files). A bad file gets one `warn` line and
@@ -473,11 +356,11 @@ def colorize_files(path, files, out_dir, log=print, warn=print):
     from PIL import Image
 
     model, _, space = load_colorizer(path)
-    experiment.check_writable(out_dir, flag="out")
+    files.check_writable(out_dir, flag="out")
     written, failed, used = [], [], set()
-    for f in files:
+    for f in pictures:
         try:
-            rgb = colorize_image(model, read_gray(f, space), space)
+            rgb = col.colorize_image(model, read_gray(f, space), space)
         except OSError as e:
             warn(str(e).splitlines()[0])
             failed.append(f)
@@ -489,9 +372,8 @@ def colorize_files(path, files, out_dir, log=print, warn=print):
             name = f"{stem}_{k}"
         used.add(name)
         target = os.path.join(out_dir, f"{name}.png")
-        tmp = f"{target}.tmp-{os.getpid()}"
-        Image.fromarray(rgb).save(tmp, format="PNG")
-        os.replace(tmp, target)
+        with files.atomic_path(target) as tmp:
+            Image.fromarray(rgb).save(tmp, format="PNG")
         written.append(target)
         log(f"{f} -> {target} ({rgb.shape[1]}x{rgb.shape[0]})")
     return written, failed

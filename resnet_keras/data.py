@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from resnet_keras import keras_private
 from resnet_keras.checks import check_choice
+from resnet_keras.files import atomic_path
 
 DATASETS = ("cifar10", "cifar100")
 LABEL_MODES = ("fine", "coarse")
@@ -461,10 +462,8 @@ def _cache_path(root, size, *file_maps):
 def _save_cache(path, **arrays):
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(path))
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
     except OSError:
         pass  # a cache is an optimisation; a read-only home must not stop a run
 

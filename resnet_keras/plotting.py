@@ -2,7 +2,6 @@
 so that any figure can be redrawn without retraining."""
 
 import os
-import tempfile
 
 import matplotlib
 import numpy as np
@@ -10,22 +9,17 @@ import numpy as np
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from resnet_keras import saving  # noqa: E402
+from resnet_keras import files  # noqa: E402
 
 
 def save_figure(fig, path):
-    """Atomic PNG write: a temporary name in the same folder, then a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=folder)
-    os.close(fd)
+    """Writes the figure to `path` atomically (`files.atomic_path`) and closes it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        saving.publish(tmp, path)
+        with files.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -173,21 +167,17 @@ def plot_architecture(model, path):
     import keras
 
     if shutil.which("dot") is None:
-        return "skipped plots/resnet_architecture.png: graphviz is missing (apt-get install graphviz, or brew install graphviz)"
+        return (
+            "skipped plots/resnet_architecture.png: graphviz is missing "
+            "(apt-get install graphviz, or brew install graphviz)"
+        )
     try:
         import pydot  # noqa: F401
     except ImportError:
         return "skipped the architecture diagram: pydot is missing (pip install pydot)"
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".arch-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with files.atomic_path(path) as tmp:
         keras.utils.plot_model(model, to_file=tmp, show_shapes=True, dpi=60)
-        saving.publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return None
 
 

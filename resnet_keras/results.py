@@ -1,11 +1,18 @@
 """Result tables: `results/<name>.json` (rows) and `results/<name>.md` (the same
-rows as a Markdown table, with the command and hardware that produced them)."""
+rows as a Markdown table, with the command and hardware that produced them).
+
+Every table is written by `write_table`: both files atomically, and never over
+a JSON file that cannot be read back (`load_table` refuses it), so one bad
+file cannot cost the rows of earlier runs. `write_results` merges rows into a
+table of `{"rows": [...]}`; colorization's table has sections of its own
+(`colorization_tasks`).
+"""
 
 import json
 import os
 import platform
 
-from resnet_keras import training
+from resnet_keras import files
 
 
 def hardware():
@@ -42,16 +49,34 @@ def run_lines(rows, names):
     )
 
 
-def load_rows(json_path):
-    """The rows of a results file; [] if there is none. A file that is not one
-    stops the run with its name, before it could be overwritten."""
+def _refusal(json_path, why):
+    return ValueError(f"{json_path}: not a results table ({why}); move it aside")
+
+
+def load_table(json_path):
+    """The JSON object a results file holds; {} if there is none. A file that
+    is not one stops the run with its name, before it could be overwritten."""
     if not os.path.isfile(json_path):
-        return []
+        return {}
     try:
         with open(json_path) as f:
-            return json.load(f)["rows"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{json_path}: not a results table ({e}); move it aside") from None
+            table = json.load(f)
+    except ValueError as e:
+        raise _refusal(json_path, e) from None
+    if not isinstance(table, dict):
+        raise _refusal(json_path, "not a JSON object")
+    return table
+
+
+def load_rows(json_path):
+    """The rows of a `write_results` table; [] if there is none. A file that is
+    not one stops the run with its name, before it could be overwritten."""
+    if not os.path.isfile(json_path):
+        return []
+    rows = load_table(json_path).get("rows")
+    if not isinstance(rows, list):
+        raise _refusal(json_path, "no list of rows")
+    return rows
 
 
 def merge_rows(old, new, key):
@@ -88,12 +113,21 @@ def write_results(stem, rows, columns, key, title, notes=""):
         title: the Markdown heading.
         notes: Markdown text under the table (commands, hardware, caveats).
     """
-    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     merged = merge_rows(load_rows(f"{stem}.json"), rows, key)
-    training.write_json(f"{stem}.json", {"rows": merged})
     text = f"# {title}\n\n{markdown_table(merged, columns)}\n\n{notes.strip()}\n"
-    tmp = f"{stem}.md.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, f"{stem}.md")
+    write_table(stem, {"rows": merged}, text)
     return merged
+
+
+def write_table(stem, table, markdown):
+    """Writes `table` to <stem>.json and `markdown` to <stem>.md, each atomically.
+
+    Args:
+        stem: path without extension, e.g. "results/colorization"; its folder
+            is made if missing.
+        table: the JSON object (read back by `load_table`).
+        markdown: the same results as text.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    files.write_json(f"{stem}.json", table)
+    files.write_text(f"{stem}.md", markdown)

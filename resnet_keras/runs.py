@@ -18,8 +18,13 @@ Refusals are `RunConflict` errors: one line naming the folder and the ways
 forward. Each claimed folder is locked (`fcntl.flock` on runs/.<name>.lock)
 for the life of the process; the kernel drops the lock when the process
 ends, however it ends, so a killed run never blocks the next one.
+
+Study scripts reuse a finished run made with the same settings instead of
+training it again (`claim_runs`; the settings are `run_settings`), and read
+its files back with `load_run`.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -30,6 +35,10 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; runs are then not guarded
     fcntl = None
+
+import numpy as np
+
+from resnet_keras import distribute, training
 
 # Settings that cannot change a run's result: a command that differs only here
 # resumes or reuses the run. The speed options compute the same thing
@@ -242,3 +251,62 @@ def promote(written, run_dir):
         os.rename(run_dir, old)
     os.rename(written, run_dir)
     _clear(old)
+
+
+# --- reuse: what a run depends on, and studies that reuse finished runs --------
+
+
+def run_settings(config, **extra):
+    """What a run depends on, as its flags.json records it: the config's
+    fields and `extra`, with the optimizer's default learning rate filled in."""
+    settings = dataclasses.asdict(config) | extra
+    if settings.get("lr") is None and "opt" in settings:
+        settings["lr"] = training.base_learning_rate(settings["opt"])
+    return settings
+
+
+def settings_and_defaults(config, extra=None):
+    """`run_settings` with `extra`'s fields, and each setting's default (for
+    runs whose flags.json predates it)."""
+    parts = [config] + ([extra] if extra is not None else [])
+    defaults = {f.name: f.default for c in parts for f in dataclasses.fields(c)}
+    return run_settings(config, **(dataclasses.asdict(extra) if extra else {})), defaults
+
+
+def claim_runs(configs, retrain=False, extra=None):
+    """Checks every run of a study before any is trained, so that a conflict
+    (`RunConflict`) stops the study before hours of work, not after.
+
+    Returns one bool per config: whether its finished run, made with the same
+    settings (`extra`: a dataclass of further ones), is reused. Other workers
+    of a cluster decide the same from the files, without locking the chief's
+    folders.
+    """
+    reused = []
+    for c in configs:
+        wanted, defaults = settings_and_defaults(c, extra)
+        if distribute.is_chief():
+            action = claim(c.run_dir, wanted, defaults, retrain, reuse=True)[1]
+            reused.append(action == "reuse")
+        else:
+            finished = state(c.run_dir) == "finished"
+            reused.append(
+                finished
+                and not retrain
+                and not differences(wanted, read_flags(c.run_dir), defaults)
+            )
+    return reused
+
+
+def load_run(run_dir):
+    """(history, metrics, flags, test predictions) of a finished run, or None."""
+    try:
+        loaded = []
+        for name in ("history.json", "metrics.json", "flags.json"):
+            with open(os.path.join(run_dir, name)) as f:
+                loaded.append(json.load(f))
+    except (OSError, ValueError):
+        return None
+    preds_path = os.path.join(run_dir, "test_predictions.npz")
+    preds = dict(np.load(preds_path)) if os.path.isfile(preds_path) else None
+    return (*loaded, preds)

@@ -13,27 +13,13 @@ import tempfile
 
 import keras
 
-from resnet_keras import keras_private
+from resnet_keras import files, keras_private
 
 FORMATS = ("h5", "keras", "savedmodel")
 
 
 class ModelFileError(ValueError):
     """A model file that cannot be loaded; the message names the file."""
-
-
-def _usual_mode(path, mode):
-    """chmod to `mode` less the process umask (mkstemp/mkdtemp make 0600/0700)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
-
-
-def publish(tmp, path):
-    """Renames a finished temporary file onto `path` with the usual permissions
-    (mkstemp creates 0600 files, which other users could not read)."""
-    _usual_mode(tmp, 0o666)
-    os.replace(tmp, path)
 
 
 def model_path(stem, fmt):
@@ -54,11 +40,8 @@ def save_model(model, path):
     os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
     if path.endswith((".h5", ".keras")):
-        ext = os.path.splitext(path)[1]
-        # Keras picks the format from the suffix, so the temporary name keeps it.
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=ext, dir=folder)
-        os.close(fd)
-        try:
+        # Keras picks the format from the suffix, which the temporary name keeps.
+        with files.atomic_path(path) as tmp:
             # .h5 is chosen deliberately (the originals ship .h5): Keras' "HDF5
             # is legacy" warning would only be noise here.
             with (
@@ -66,15 +49,11 @@ def save_model(model, path):
                 keras_private.hdf5_legacy_warning_dropped(),
             ):
                 model.save(tmp)
-            publish(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return path
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=folder)
     try:
         model.export(tmp, format="tf_saved_model", verbose=False)
-        _usual_mode(tmp, 0o777)
+        files.usual_mode(tmp, 0o777)
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=folder)

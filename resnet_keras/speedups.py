@@ -1,7 +1,7 @@
 """Training speed-ups for the CIFAR networks, on the TensorFlow backend only.
 
 The builders in `models` return plain Keras models; the training code
-(`experiment.build_model`) applies these when the run asks: the fused
+(`classification.build_model`) applies these when the run asks: the fused
 BatchNorm kernel by default (`--nofused_bn` turns it off) and block
 recomputation with `--recompute`. Both replace `call` methods on the built
 model at run time and nothing else: layers, weights and saved files stay

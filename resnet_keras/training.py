@@ -1,4 +1,5 @@
-"""Optimizers, learning-rate schedules and the Keras callbacks of a run.
+"""Optimizers, learning-rate schedules, the Keras callbacks of a run, and
+`fit_with_resume`, the fit every training run goes through.
 
 Schedules are pure functions of the step (`learning_rate`), and the optimizer
 gets the same numbers as a built-in `PiecewiseConstantDecay`, so a saved
@@ -15,6 +16,7 @@ import time
 import keras
 import numpy as np
 
+from resnet_keras import files
 from resnet_keras.checks import check_choice
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -57,6 +59,11 @@ FAST_PRESET = dict(
     tta=True,
     tta_shifts=True,
 )
+
+
+def base_learning_rate(opt, lr=None):
+    """`lr`, or where it is None the optimizer's default (`DEFAULT_LR`)."""
+    return DEFAULT_LR[opt] if lr is None else lr
 
 
 def schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
@@ -249,10 +256,9 @@ def _truncate_csv(path, epochs):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs]
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
 
 
 def callbacks_for_run(
@@ -323,26 +329,71 @@ def raise_if_nan(callbacks):
             )
 
 
-def write_text(path, text):
-    """Atomic text write: a temporary name in the same folder, then a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def fit_with_resume(
+    model,
+    train_data,
+    val_data,
+    run_dir,
+    epochs,
+    num_train_images,
+    verbose=1,
+    tensorboard=False,
+    monitor="val_accuracy",
+    mode="max",
+    log=print,
+):
+    """Fits a compiled model in `run_dir` so that the same command resumes a
+    killed run, and leaves it with its best weights on validation.
 
+    Every training run goes through here (classification, transfer's head
+    and fine-tuning phases, colorization). The callbacks are
+    `callbacks_for_run`'s; a loss that becomes NaN ends the fit and raises
+    (`raise_if_nan`). The history is read back from log.csv, which holds
+    every epoch of every process that worked on the run.
 
-def write_json(path, obj):
-    """Atomic JSON write: a temporary name, then a rename."""
-    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+    Args:
+        model: a compiled Keras model.
+        train_data: a `tf.data.Dataset` of training batches; it shuffles
+            (Keras cannot shuffle a dataset).
+        val_data: validation batches, or None.
+        run_dir: the run's folder (made if missing).
+        epochs: the run's total epochs (a resumed run trains the rest).
+        num_train_images: for the images/second of each epoch.
+        verbose: Keras' fit verbosity.
+        tensorboard: also write TensorBoard logs under `run_dir`.
+        monitor, mode: the best weights' metric, and "max" or "min".
+        log: where the warning about an unreadable best-weights file goes.
 
+    Returns:
+        `(history, train_time_s)`: {metric: [value per epoch]}, and the
+        summed epoch times (this process's fit time where none are logged).
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
+    Raises:
+        FloatingPointError: the loss became NaN.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    has_val = val_data is not None
+    callbacks = callbacks_for_run(
+        run_dir, num_train_images, has_val, tensorboard, monitor=monitor, mode=mode
+    )
+    t0 = time.perf_counter()
+    model.fit(
+        train_data,
+        epochs=epochs,
+        validation_data=val_data,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
+    )
+    train_time = time.perf_counter() - t0
+    raise_if_nan(callbacks)
+    history = read_csv_history(os.path.join(run_dir, "log.csv"))
+    best = os.path.join(run_dir, "best.weights.h5")
+    if has_val and os.path.isfile(best):
+        try:
+            model.load_weights(best)
+        except OSError as e:  # killed while ModelCheckpoint wrote it
+            log(f"warning: {best} is unreadable ({e}); testing the last weights instead")
+    # Summed per-epoch times survive a resume; this process's time does not.
+    epoch_times = history.get("epoch_time_s", [])
+    return history, float(sum(epoch_times)) if epoch_times else train_time

@@ -1,4 +1,4 @@
-"""One transfer-learning run (Question 3), start to finish, and its results table.
+"""One transfer-learning run (Question 3), start to finish.
 
 A run trains the head of a `transfer` model on a frozen base, then, with
 `fine_tune_epochs`, unfreezes the top of the base and trains on at a smaller
@@ -7,21 +7,20 @@ an image never change, so the head trains on features computed once: 20 head
 epochs then cost one pass through the base instead of twenty.
 
 Files, under the output folder: runs/<run_name>/ as every run (flags,
-history, metrics; the fine-tuning phase in runs/<run_name>/fine_tune/), and
-results/question3.{json,md}, one row per run, merged as runs come in.
+history, metrics; the fine-tuning phase in runs/<run_name>/fine_tune/).
+`transfer_results` puts each run's row in results/question3.{json,md}.
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
         --data_dir ../shared/datasets/cifar10 --train_limit 5000 --val_size 500
 """
 
 import dataclasses
-import json
 import os
 import time
 
 import numpy as np
 
-from resnet_keras import distribute, experiment, plotting, results, training
+from resnet_keras import classification, experiment, files
 from resnet_keras.checks import check_minimums
 from resnet_keras.transfer import (
     APPLICATIONS,
@@ -188,7 +187,8 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
     config.validate()
     options.validate(config.augment)
     strategy, run_dir = experiment.setup_run(config, retrain, extra=options)
-    ds, (x, y), val, (xt, yt) = experiment.prepare_data(config)
+    data = experiment.prepare_data(config)
+    ds, (x, y), val, (xt, yt) = data
     t_start = time.perf_counter()
     top5 = ds.num_classes > 10
     cached = options.caches(config.augment)
@@ -203,25 +203,19 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
             val_in = (feats[1], val[1]) if val else None
         else:
             trained, train, val_in, test = model, (x, y), val, (xt, yt)
-        lr, steps_per_epoch = experiment.compile_for_run(trained, config, len(x), top5)
+        lr, steps_per_epoch = classification.compile_for_run(trained, config, len(x), top5)
     experiment.start_run(
         config,
-        ds,
-        x,
-        val,
-        xt,
-        log,
+        strategy,
+        data,
         run_dir,
+        log,
         **(dataclasses.asdict(options) | {"cache_features": cached}),
-        lr=lr,
-        steps_per_epoch=steps_per_epoch,
-        num_classes=ds.num_classes,
-        class_names=list(ds.class_names),
+        **classification.resolved_settings(ds, lr, steps_per_epoch),
         params=model.count_params(),
         trainable_params=count_weights(model.trainable_weights),
-        replicas=strategy.num_replicas_in_sync,
     )
-    metrics, history = experiment.fit_and_test(
+    metrics, history = classification.fit_and_test(
         trained,
         config,
         train,
@@ -245,15 +239,11 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
             f"fine-tuning {len(unfrozen)} layers ({unfrozen[0]} ... {unfrozen[-1]}) "
             f"at lr {ft_lr} for {options.fine_tune_epochs} epochs"
         )
+        # The optimizer of the head's phase at a constant rate.
+        constant = dataclasses.replace(config, lr=ft_lr, schedule="constant", warmup_steps=0)
         with experiment.model_scope(config, strategy):
-            training.compile_classifier(
-                model,
-                training.make_optimizer(config.opt, ft_lr, config.nesterov),
-                jit_compile=distribute.use_xla(config.jit_compile),
-                top5=top5,
-                label_smoothing=config.label_smoothing,
-            )
-        ft_metrics, ft_history = experiment.fit_and_test(
+            classification.compile_for_run(model, constant, len(x), top5)
+        ft_metrics, ft_history = classification.fit_and_test(
             model,
             config,
             (x, y),
@@ -269,7 +259,8 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
             | head
             | {
                 "fine_tune_start_epoch": metrics["epochs"],
-                # The kept weights are the fine-tuning phase's best; count its epochs after the head's.
+                # The kept weights are the fine-tuning phase's best; its epochs
+                # count after the head's.
                 "best_epoch": metrics["epochs"]
                 + ft_metrics.get("best_epoch", ft_metrics["epochs"]),
                 "epochs": metrics["epochs"] + ft_metrics["epochs"],
@@ -285,8 +276,8 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
         history = _concat(history, ft_history)
     metrics["wall_time_s"] = time.perf_counter() - t_start
     metrics["train_images"] = len(x)
-    training.write_json(os.path.join(run_dir, "history.json"), history)
-    training.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    files.write_json(os.path.join(run_dir, "history.json"), history)
+    files.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     experiment.finish_run(config, run_dir)
     return model, metrics, history
 
@@ -308,120 +299,3 @@ def _features(model, config, options, arrays, feature_cache, log):
     seconds = time.perf_counter() - t0
     log(f"features: {cache[key][0].shape[1]} per image, extracted in {seconds:.1f} s")
     return cache[key], seconds
-
-
-# --- results ----------------------------------------------------------------
-
-RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
-RESULT_COLUMNS = [
-    ("base", "base"),
-    ("weights", "weights"),
-    ("mode", "mode"),
-    ("dataset", "data set"),
-    ("opt", "optimizer"),
-    ("train_images", "training images"),
-    ("cache_features", "cached features"),
-    ("params", "parameters"),
-    ("trainable_params", "trainable"),
-    ("test_accuracy", "test accuracy"),
-    ("test_loss", "test loss"),
-    ("epochs", "epochs"),
-    ("feature_time_s", "features (s)"),
-    ("train_time_s", "training (s)"),
-    ("wall_time_s", "wall (s)"),
-]
-RESULT_NOTES = """
-mode: transfer (frozen base, head only), transfer_ft<K> (then K epochs with the
-top of the base unfrozen), scratch (random weights, every layer trained), full
-(pre-trained weights, every layer trained). Test accuracy is measured once, on
-the test split, with the weights that did best on the validation split.
-features (s): one pass of the base over training, validation and test images
-(0 where an earlier run of the same invocation had extracted them); training
-(s): the summed epoch times; wall (s): from building the model to the test.
-Each row's settings are in its run's flags.json, its machine in the JSON rows.
-"""
-
-
-def result_row(config, options, metrics, model_path=None):
-    """One row of results/question3: what ran, on what, and how well; paths relative."""
-    out = config.output_dir
-    row = {
-        "base": base_label(options.base),
-        "weights": options.weights_label,
-        "mode": options.mode,
-        "dataset": config.dataset,
-        "opt": config.opt,
-        "run": os.path.relpath(config.run_dir, out),
-        "model": os.path.relpath(model_path, out) if model_path else None,
-    }
-    keep = (
-        "train_images",
-        "cache_features",
-        "params",
-        "trainable_params",
-        "test_accuracy",
-        "test_loss",
-        "epochs",
-        "feature_time_s",
-        "train_time_s",
-        "wall_time_s",
-        "fine_tune_start_epoch",
-        "fine_tune_trainable_params",
-        "head_test_accuracy",
-        "hardware",
-    )
-    return row | {k: metrics[k] for k in keep if k in metrics}
-
-
-def record(output_dir, row):
-    """Merges `row` into results/question3.{json,md}; returns all rows."""
-    stem = os.path.join(output_dir, "results", "question3")
-    title = "Question 3: transfer learning"
-    return results.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
-
-
-def run_label(row):
-    """How a run is named in a figure: "adam, frozen base", "adam, from scratch", ..."""
-    kind = {"scratch": "from scratch", "full": "all layers trained"}.get(row["mode"])
-    if kind is None:
-        kind = "frozen random base" if row["weights"] == "random" else "frozen base"
-        if row.get("fine_tune_start_epoch"):
-            kind += " + fine-tuning"
-    return f"{row['opt']}, {kind}"
-
-
-def plot_rows(rows, output_dir, path, title):
-    """Curves of the given result rows, drawn from their saved history.json files.
-
-    Rows that differ only in how they ran (cached features or not) share a
-    label; the last one drawn wins. Rows whose history is gone are left out.
-    """
-    histories, marks = {}, {}
-    for row in rows:
-        history_path = os.path.join(output_dir, row["run"], "history.json")
-        if not os.path.isfile(history_path):
-            continue
-        label = run_label(row)
-        with open(history_path) as f:
-            histories[label] = json.load(f)
-        start = row.get("fine_tune_start_epoch")
-        if start:
-            marks[f"fine-tuning starts (epoch {start + 1})"] = start
-    return plotting.plot_histories(histories, path, title, marks=marks)
-
-
-def plot_results(rows, output_dir, base, dataset, train_images):
-    """Draws every recorded run of one base, data set and training-set size.
-
-    Writes plots/question3_transfer_learning.png (the latest group drawn) and
-    plots/question3_<base>_<dataset>_<images>.png (kept per group); returns both paths.
-    """
-    label = base_label(base)
-    key = (label, dataset, train_images)
-    group = [r for r in rows if (r["base"], r["dataset"], r.get("train_images")) == key]
-    title = f"Question 3: {label} on {dataset} ({train_images:,} training images)"
-    names = ("question3_transfer_learning", f"question3_{label}_{dataset}_{train_images}")
-    return [
-        plot_rows(group, output_dir, os.path.join(output_dir, "plots", f"{n}.png"), title)
-        for n in names
-    ]

@@ -3,7 +3,7 @@
     python -m scripts.benchmark --model resnet --n 3 --batch_size 128 --steps 60
     python -m scripts.benchmark --model colorizer|transfer|plain [--mixed_precision]
 
-Builds the real model (`experiment.build_model`; the colorization U-Net; the
+Builds the real model (`classification.build_model`; the colorization U-Net; the
 question3 ResNet-50 transfer model), the real `tf.data` pipeline (augmenting
 `data.train_dataset`, or the colorization pairs) and the real `compile`/`fit` path,
 on random uint8 images by default (`--data_dir` for real ones). The first
@@ -26,7 +26,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 import keras
 from absl import flags
 
-from resnet_keras import colorization, colorization_tasks, cpu, data, distribute, experiment
+from resnet_keras import classification, colorization, cpu, data, distribute, experiment
 from resnet_keras import training, transfer
 from resnet_keras.checks import check_choice
 
@@ -101,7 +101,7 @@ def setup(kind, config, x, y, num_classes, settings):
     if kind == "colorizer":
         # The U-Net on Lab, the colorization study's best model; the pipeline
         # converts uint8 RGB batches to (gray, ab) pairs.
-        ds = colorization_tasks.pairs_dataset(x, "lab", bs, shuffle=True, seed=seed)
+        ds = colorization.pairs_dataset(x, "lab", bs, shuffle=True, seed=seed)
         model = colorization.build_colorizer("unet", (32, 32, 1), "lab")
         model.compile(
             optimizer=optimizer,
@@ -109,7 +109,7 @@ def setup(kind, config, x, y, num_classes, settings):
             jit_compile=settings["jit_compile"],
             steps_per_execution=FLAGS.steps_per_execution,
         )
-        gray = colorization_tasks.pairs_dataset(x[:1000], "lab", 1000)
+        gray = colorization.pairs_dataset(x[:1000], "lab", 1000)
         return ds, model, next(iter(gray))[0].numpy()
     ds = data.train_dataset(x, y, bs, seed=seed)
     if kind == "transfer":
@@ -118,7 +118,7 @@ def setup(kind, config, x, y, num_classes, settings):
         # cost is the same).
         model = transfer.build_transfer_model(num_classes, weights=None)
     else:
-        model = experiment.build_model(config, num_classes, x)
+        model = classification.build_model(config, num_classes, x)
     training.compile_classifier(
         model,
         optimizer,

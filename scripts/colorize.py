@@ -25,6 +25,7 @@ from absl import flags
 
 from resnet_keras import colorization, experiment
 from resnet_keras import colorization_tasks as tasks
+from resnet_keras import files
 from resnet_keras.checks import check_choice
 
 flags.DEFINE_enum(
@@ -85,7 +86,7 @@ def main(argv):
     if not args:
         raise ValueError(f"{command} needs a model file; usage: scripts.colorize {USAGE}")
     if command in ("eval", "probe"):
-        experiment.check_writable(results)  # before any model runs, not after
+        files.check_writable(results)  # before any model runs, not after
     if command == "eval":
         for path in args:
             tasks.evaluate_file(path, config, results)

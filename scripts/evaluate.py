@@ -7,7 +7,7 @@ Prints test accuracy, loss (plain cross-entropy), top-5 accuracy when there are
 more than 10 classes, and per-class accuracy; given several models, also their
 ensemble (the mean of their softmax outputs). `--tta` adds each model's figures
 averaged with the mirrored test images, `--tta_shifts` its six-view figures
-(experiment.predict_with_shifts). Models load in Keras' safe mode.
+(evaluation.predict_with_shifts). Models load in Keras' safe mode.
 """
 
 import numpy as np
@@ -16,7 +16,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import data, experiment, saving
+from resnet_keras import data, evaluation, saving
 
 FLAGS = flags.FLAGS
 DEFAULTS = dict(
@@ -52,11 +52,8 @@ def report(name, test, class_names, top5):
         f"{name}: test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}"
         + (f", top-5 accuracy {test['top5_accuracy']:.4f}" if top5 else "")
     )
-    per_class = []
-    for k, c in enumerate(class_names):
-        mask = test["y_true"] == k
-        if mask.any():
-            per_class.append(f"{c} {np.mean(test['y_pred'][mask] == k):.3f}")
+    accuracy = evaluation.per_class_accuracy(test["y_true"], test["y_pred"], len(class_names))
+    per_class = [f"{c} {a:.3f}" for c, a in zip(class_names, accuracy) if not np.isnan(a)]
     print("  per class: " + ", ".join(per_class))
 
 
@@ -81,19 +78,19 @@ def main(argv):
     for path, model in zip(paths, loaded):
         p = model.predict(xt, batch_size=s["batch_size"], verbose=0)
         probs.append(p)
-        report(path, experiment.evaluate_predictions(p, yt), ds.class_names, top5)
-        augmented = experiment.predict_tta(model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"])
+        report(path, evaluation.evaluate_predictions(p, yt), ds.class_names, top5)
+        augmented = evaluation.predict_tta(model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"])
         for name, views in augmented.items():
             report(
-                f"{path} {experiment.TTA_LABELS[name]}",
-                experiment.evaluate_predictions(views, yt),
+                f"{path} {evaluation.TTA_LABELS[name]}",
+                evaluation.evaluate_predictions(views, yt),
                 ds.class_names,
                 top5,
             )
     if len(paths) > 1:
         report(
             f"ensemble of {len(paths)}",
-            experiment.evaluate_predictions(np.mean(probs, 0), yt),
+            evaluation.evaluate_predictions(np.mean(probs, 0), yt),
             ds.class_names,
             top5,
         )

@@ -14,7 +14,7 @@ import os
 
 from scripts import common  # defines the shared flags  # noqa: I001
 
-from resnet_keras import experiment
+from resnet_keras import classification, experiment
 
 DEFAULTS = dict(
     model="resnet",
@@ -43,9 +43,11 @@ def main(argv):
         model_name = plot_name = settings["run_name"]
     config = experiment.TrainConfig(**settings)
     config.validate()
-    model, metrics, history = experiment.run_classification(config, retrain=common.FLAGS.retrain)
+    model, metrics, history = classification.run_classification(
+        config, retrain=common.FLAGS.retrain
+    )
     out = config.output_dir
-    paths = experiment.save_outputs(
+    paths = classification.save_outputs(
         model,
         history,
         stem=os.path.join(out, "saved_models", model_name),

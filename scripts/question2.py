@@ -17,7 +17,8 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import distribute, experiment, plotting, results, training
+from resnet_keras import classification, distribute, experiment, files, plotting, results, runs
+from resnet_keras import training
 
 FLAGS = flags.FLAGS
 
@@ -83,7 +84,7 @@ def make_config(n, opt, settings, explicit):
 def report(configs, output_dir, dataset):
     histories, rows = {}, []
     for c in configs:
-        run = experiment.load_run(c.run_dir)
+        run = runs.load_run(c.run_dir)
         if run is None:
             print(f"{c.run_name}: no finished run; left out of the report")
             continue
@@ -153,7 +154,7 @@ def main(argv):
     for c in configs:
         c.validate()
     if not FLAGS.report_only:
-        experiment.check_writable(settings["output_dir"])
+        files.check_writable(settings["output_dir"])
         # A run named with --run_name gets model files of that name, so a
         # trial run never replaces the configuration's default model.
         named = "run_name" in explicit
@@ -165,7 +166,7 @@ def main(argv):
             )
             for c in configs
         ]
-        experiment.train_study(configs, stems, formats, FLAGS.retrain)
+        classification.train_study(configs, stems, formats, FLAGS.retrain)
     # The figure and table cover every configuration with a finished run.
     others = [
         make_config(n, opt, settings, explicit - {"run_name"})

@@ -23,8 +23,9 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import distribute, experiment, results, saving, training
+from resnet_keras import distribute, experiment, results, runs, saving, training
 from resnet_keras import transfer_experiment as te
+from resnet_keras import transfer_results
 
 FLAGS = flags.FLAGS
 
@@ -141,11 +142,11 @@ def main(argv):
         if not sizes:
             raise ValueError(f"{out}/results/question3.json holds no run of {label} on {dataset}")
         for images in sizes:
-            for p in te.plot_results(rows, out, options.base, dataset, images):
+            for p in transfer_results.plot_results(rows, out, options.base, dataset, images):
                 print(f"wrote {p}")
         return
     features = {}  # runs that differ only in optimizer extract features once
-    reused = experiment.claim_runs(configs, FLAGS.retrain, extra=options)
+    reused = runs.claim_runs(configs, FLAGS.retrain, extra=options)
     for config, reuse in zip(configs, reused):
         # Named runs (--run_name) get model files of their own name, so a trial
         # run never replaces the default run's model.
@@ -153,7 +154,7 @@ def main(argv):
         stem = os.path.join(out, "saved_models", name)
         paths = [saving.model_path(stem, f) for f in formats]
         if reuse and all(os.path.exists(p) for p in paths):
-            metrics = experiment.load_run(config.run_dir)[1]
+            metrics = runs.load_run(config.run_dir)[1]
             print(f"{config.run_name}: finished run reused (--retrain to train again)")
         else:
             # A finished run whose model files are gone is trained again: it
@@ -165,11 +166,14 @@ def main(argv):
                 continue
             for p in paths:
                 print(f"wrote {saving.save_model(model, p)}")
-        rows = te.record(out, te.result_row(config, options, metrics, paths[0]))
+        row = transfer_results.result_row(config, options, metrics, paths[0])
+        rows = transfer_results.record(out, row)
         print(f"wrote {os.path.join(out, 'results', 'question3.md')} and .json")
         print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({os.path.basename(stem)})")
     if distribute.is_chief():
-        for p in te.plot_results(rows, out, options.base, dataset, metrics["train_images"]):
+        for p in transfer_results.plot_results(
+            rows, out, options.base, dataset, metrics["train_images"]
+        ):
             print(f"wrote {p}")
 
 

@@ -21,7 +21,8 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import distribute, experiment, models, plotting, results, training
+from resnet_keras import classification, distribute, evaluation, experiment, files, models
+from resnet_keras import plotting, results, runs, training
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
@@ -102,7 +103,7 @@ def report(pairs, output_dir, settings):
     histories, rows = {}, []
     for model, depth in pairs:
         name = f"{FILE_STEM[model]}-{depth}"
-        run = experiment.load_run(os.path.join(output_dir, "runs", name))
+        run = runs.load_run(os.path.join(output_dir, "runs", name))
         if run is None:
             print(f"{name}: no finished run in runs/{name}; left out of the report")
             continue
@@ -112,7 +113,7 @@ def report(pairs, output_dir, settings):
         plotting.plot_history(history, os.path.join(plots, f"{name}.png"), label)
         names = config["class_names"]
         if preds is not None:
-            cm = experiment.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
+            cm = evaluation.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
             plotting.plot_confusion(
                 cm,
                 names,
@@ -190,9 +191,9 @@ def main(argv):
     for c in configs:
         c.validate()
     if not FLAGS.report_only:
-        experiment.check_writable(settings["output_dir"])
+        files.check_writable(settings["output_dir"])
         stems = [os.path.join(c.output_dir, "saved_models", c.run_name) for c in configs]
-        experiment.train_study(configs, stems, formats, FLAGS.retrain)
+        classification.train_study(configs, stems, formats, FLAGS.retrain)
     if distribute.is_chief():  # other workers of a cluster write nothing final
         report(pairs, settings["output_dir"], settings)
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from resnet_keras import colorization as col
 from resnet_keras import colorization_tasks as tasks
-from resnet_keras import models, saving
+from resnet_keras import evaluation, models, saving
 from tests import fixtures
 from tests.question1_test import run_script
 
@@ -69,7 +69,7 @@ class ColorConversionTest(tf.test.TestCase, parameterized.TestCase):
     def test_same_in_tf_data_as_eager(self):
         images = fixtures.random_images(6, size=8)
         eager = col.training_pair(images, "lab")
-        graph = next(iter(tasks.pairs_dataset(images, "lab", batch_size=6)))
+        graph = next(iter(col.pairs_dataset(images, "lab", batch_size=6)))
         for a, b in zip(eager, graph):
             self.assertAllClose(a, b, atol=1e-5)
 
@@ -186,7 +186,7 @@ class ColorizerModelTest(tf.test.TestCase, parameterized.TestCase):
 class MetricsTest(tf.test.TestCase):
     def test_identical_images(self):
         images = fixtures.random_images(3).astype("float32") / 255.0
-        m = col.image_metrics(images, images)
+        m = evaluation.image_metrics(images, images)
         self.assertAllClose(m["mse"], [0, 0, 0])
         self.assertAllClose(m["ssim"], [1, 1, 1], atol=1e-6)
         self.assertTrue(np.all(np.isinf(m["psnr"])))
@@ -194,22 +194,22 @@ class MetricsTest(tf.test.TestCase):
     def test_known_difference(self):
         a = np.zeros((2, 32, 32, 3), "float32")
         b = np.full((2, 32, 32, 3), 0.5, "float32")
-        m = col.image_metrics(a, b)
+        m = evaluation.image_metrics(a, b)
         self.assertAllClose(m["mse"], [0.25, 0.25])
         self.assertAllClose(m["psnr"], [10 * np.log10(4)] * 2, atol=1e-4)
         self.assertAllLess(m["ssim"], 0.01)  # no structure or brightness in common
 
     def test_tiny_images_use_a_smaller_ssim_window(self):
         images = fixtures.random_images(2, size=8).astype("float32") / 255.0
-        self.assertAllClose(col.image_metrics(images, images)["ssim"], [1, 1], atol=1e-6)
+        self.assertAllClose(evaluation.image_metrics(images, images)["ssim"], [1, 1], atol=1e-6)
 
     def test_evaluate_model_and_gray_baseline(self):
         images = fixtures.random_images(5, size=16)
         model = small_model("autoencoder", "rgb")
-        result = col.evaluate(model, images, "rgb", batch_size=2, keep=3)
+        result = evaluation.evaluate_colorizer(model, images, "rgb", batch_size=2, keep=3)
         self.assertEqual(result["predicted"].shape, (3, 16, 16, 3))
         gray = col.training_pair(images, "rgb")[0]
-        expected = col.image_metrics(col.gray_as_color(gray), images / 255.0)
+        expected = evaluation.image_metrics(col.gray_as_color(gray), images / 255.0)
         for k in ("mse", "psnr", "ssim"):
             self.assertAllClose(result["gray"][k], expected[k], atol=1e-5)
             self.assertEqual(result["model"][k].shape, (5,))
@@ -269,7 +269,7 @@ class ApplyTest(tf.test.TestCase):
         # A constant a* = b* = 12.8 tint, in gamut for mid grays, so nothing is clipped.
         last.set_weights([np.zeros_like(last.get_weights()[0]), np.arctanh([0.1, 0.1])])
         gray = np.random.default_rng(0).integers(60, 200, (9, 13, 1)).astype("float32")
-        out = tasks.colorize_image(model, gray, "lab")
+        out = col.colorize_image(model, gray, "lab")
         self.assertEqual((out.shape, out.dtype), ((9, 13, 3), np.uint8))
         # Pixel noise survives the 16x16 model copy: L* comes from the full image.
         back = col.to_gray(out.astype("float32") / 255.0, "lab").numpy() * 255.0
@@ -279,7 +279,7 @@ class ApplyTest(tf.test.TestCase):
 
     def test_rgb_model_keeps_the_size(self):
         model = small_model("autoencoder", "rgb")
-        out = tasks.colorize_image(model, np.full((21, 5, 1), 128.0, "float32"), "rgb")
+        out = col.colorize_image(model, np.full((21, 5, 1), 128.0, "float32"), "rgb")
         self.assertEqual((out.shape, out.dtype), ((21, 5, 3), np.uint8))
 
 
@@ -363,7 +363,7 @@ class RealDataTest(tf.test.TestCase):
         path = os.path.join(results, "colorization.json")
         with open(path, "w") as f:
             f.write("{ half a table")
-        with self.assertRaisesRegex(ValueError, "unreadable results"):
+        with self.assertRaisesRegex(ValueError, "colorization.json: not a results table"):
             tasks.evaluate_file(self.model_path, self.config, results, log=lambda s: None)
         with open(path) as f:
             self.assertEqual(f.read(), "{ half a table")

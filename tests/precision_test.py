@@ -174,7 +174,7 @@ GPU_DEFAULTS = textwrap.dedent("""
     import numpy as np, tensorflow as tf, keras
     cpu0 = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu0, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from resnet_keras import distribute, experiment, keras_private, saving, speedups
+    from resnet_keras import classification, distribute, experiment, keras_private, models, saving, speedups
     name, out = sys.argv[1], sys.argv[2]
     strategy = distribute.make_strategy(name)  # the real device list: CPUs
     replicas = strategy.num_replicas_in_sync
@@ -190,8 +190,8 @@ GPU_DEFAULTS = textwrap.dedent("""
         xla = distribute.use_xla(config.jit_compile)
         with experiment.model_scope(config, strategy):
             keras.utils.set_random_seed(0)
-            model = experiment.build_model(config, 10, x, sync_bn=replicas > 1)
-            experiment.compile_for_run(model, config, len(x), top5=False)
+            model = classification.build_model(config, 10, x, sync_bn=replicas > 1)
+            classification.compile_for_run(model, config, len(x), top5=False)
     compiled_with_xla = model.jit_compile
     if replicas > 1:
         model.jit_compile = False  # not on logical CPUs under a strategy: see the test

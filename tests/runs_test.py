@@ -4,6 +4,7 @@ The scripts' side (exit status, one line, files untouched) is in
 robustness_test.py; these cases build the folders by hand.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -167,9 +168,21 @@ class NameTest(tf.test.TestCase):
 
 class SettingsTest(tf.test.TestCase):
     def test_default_learning_rate_is_filled_in(self):
-        settings = experiment.run_settings(experiment.TrainConfig(opt="sgd"))
+        settings = runs.run_settings(experiment.TrainConfig(opt="sgd"))
         self.assertEqual(settings["lr"], 0.1)
-        self.assertEqual(experiment.run_settings(experiment.TrainConfig(lr=0.5))["lr"], 0.5)
+        self.assertEqual(runs.run_settings(experiment.TrainConfig(lr=0.5))["lr"], 0.5)
+
+    def test_settings_and_defaults_cover_the_extra_options(self):
+        @dataclasses.dataclass(frozen=True)
+        class Extra:
+            head_units: int = 256
+
+        config = experiment.TrainConfig(opt="adam", epochs=3)
+        settings, defaults = runs.settings_and_defaults(config, Extra(head_units=8))
+        self.assertEqual((settings["epochs"], settings["lr"], settings["head_units"]), (3, 1e-3, 8))
+        self.assertEqual(
+            (defaults["epochs"], defaults["lr"], defaults["head_units"]), (20, None, 256)
+        )
 
 
 if __name__ == "__main__":

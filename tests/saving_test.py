@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import colorization, colorization_tasks, experiment, models, saving
+from resnet_keras import classification, colorization, colorization_tasks, experiment, models
+from resnet_keras import saving
 from resnet_keras import transfer_experiment
 from tests import fixtures
 
@@ -60,8 +61,8 @@ def _train_one_step(model, x, y):
 def _classifier(kind):
     config = experiment.TrainConfig(model=kind, n=1, opt="adam")
     x = fixtures.random_images(8)
-    model = experiment.build_model(config, 10, x)
-    experiment.compile_for_run(model, config, len(x), top5=False)
+    model = classification.build_model(config, 10, x)
+    classification.compile_for_run(model, config, len(x), top5=False)
     return _train_one_step(model, x, np.arange(8) % 10), x
 
 
@@ -84,7 +85,7 @@ def _transfer(base_kind, folder):
     else:
         options = transfer_experiment.TransferOptions(weights="none")
     model = transfer_experiment.build_model(options, 10, x.shape[1:])
-    experiment.compile_for_run(model, experiment.TrainConfig(opt="adam"), len(x), top5=False)
+    classification.compile_for_run(model, experiment.TrainConfig(opt="adam"), len(x), top5=False)
     return _train_one_step(model, x, np.arange(4)), x
 
 

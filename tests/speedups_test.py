@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import experiment, keras_private, models, speedups
+from resnet_keras import classification, experiment, keras_private, models, speedups
 from tests import fixtures
 
 
@@ -151,7 +151,7 @@ class RecomputeBlocksTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class TrainingPathTest(tf.test.TestCase, parameterized.TestCase):
-    """`experiment.build_model` applies the speed-ups its config asks for: the
+    """`classification.build_model` applies the speed-ups its config asks for: the
     fused kernel by default, recomputation with `recompute`."""
 
     @parameterized.parameters("resnet", "plain")
@@ -164,7 +164,7 @@ class TrainingPathTest(tf.test.TestCase, parameterized.TestCase):
         ]
         for overrides, want_fused, want_recompute in cases:
             config = experiment.TrainConfig(model=kind, n=1, **overrides)
-            model = experiment.build_model(config, 10, x)
+            model = classification.build_model(config, 10, x)
             bns = bn_layers(model)
             self.assertNotEmpty(bns)
             self.assertEqual([speedups.is_fused(l) for l in bns], [want_fused] * len(bns))
@@ -172,10 +172,10 @@ class TrainingPathTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_synchronized_batch_norm_keeps_keras_path(self):
         config = experiment.TrainConfig(n=1)
-        model = experiment.build_model(config, 10, fixtures.random_images(8), sync_bn=True)
+        model = classification.build_model(config, 10, fixtures.random_images(8), sync_bn=True)
         self.assertFalse(any(speedups.is_fused(l) for l in bn_layers(model)))
         with self.assertRaisesRegex(ValueError, "needs the fused BatchNorm path"):
-            experiment.build_model(
+            classification.build_model(
                 experiment.TrainConfig(n=1, recompute=True),
                 10,
                 fixtures.random_images(8),

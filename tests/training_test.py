@@ -1,12 +1,13 @@
 import os
 import tempfile
+from unittest import mock
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import experiment, models, training
+from resnet_keras import evaluation, experiment, files, models, training
 from tests import fixtures
 
 
@@ -145,11 +146,11 @@ class FlipTtaTest(tf.test.TestCase):
         mirror = x[:, :, ::-1]
         plain, flipped = model.predict(x, verbose=0), model.predict(mirror, verbose=0)
         self.assertNotAllClose(plain, flipped)
-        tta = experiment.predict_with_flips(model, x)
+        tta = evaluation.predict_with_flips(model, x)
         self.assertAllClose(tta, (plain + flipped) / 2, atol=1e-6)
         # An image and its mirror get the same answer; given plain, the same again.
-        self.assertAllClose(experiment.predict_with_flips(model, mirror), tta, atol=1e-6)
-        self.assertAllClose(experiment.predict_with_flips(model, x, plain), tta, atol=1e-6)
+        self.assertAllClose(evaluation.predict_with_flips(model, mirror), tta, atol=1e-6)
+        self.assertAllClose(evaluation.predict_with_flips(model, x, plain), tta, atol=1e-6)
 
     def test_six_views_weighted_half_plain_pair_quarter_each_shift(self):
         model = self.model()
@@ -159,14 +160,14 @@ class FlipTtaTest(tf.test.TestCase):
         up_left, down_right = np.zeros_like(x), np.zeros_like(x)
         up_left[:, :-1, :-1] = x[:, 1:, 1:]
         down_right[:, 1:, 1:] = x[:, :-1, :-1]
-        pair = experiment.predict_with_flips
+        pair = evaluation.predict_with_flips
         want = pair(model, x) / 2 + (pair(model, up_left) + pair(model, down_right)) / 4
-        got = experiment.predict_with_shifts(model, x)
+        got = evaluation.predict_with_shifts(model, x)
         self.assertAllClose(got, want, atol=1e-6)
         self.assertNotAllClose(got, pair(model, x))
         self.assertAllClose(got.sum(axis=1), np.ones(6), atol=1e-6)
         self.assertAllClose(
-            experiment.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6
+            evaluation.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6
         )
 
 
@@ -204,10 +205,56 @@ class FilesTest(tf.test.TestCase):
         with open(na, "w") as f:
             f.write("epoch,accuracy,val_accuracy\n0,0.5,NA\n1,0.6,NA\n")
         self.assertEqual(training.read_csv_history(na), {"accuracy": [0.5, 0.6]})
-        training.write_json(os.path.join(d, "h.json"), {"a": np.float32(1.5), "b": np.arange(2)})
+        files.write_json(os.path.join(d, "h.json"), {"a": np.float32(1.5), "b": np.arange(2)})
         self.assertEqual(sorted(os.listdir(d)), ["h.json", "log.csv"])
         with open(os.path.join(d, "h.json")) as f:
             self.assertIn('"a": 1.5', f.read())
+
+
+class FitWithResumeTest(tf.test.TestCase):
+    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        training.compile_classifier(model, training.make_optimizer("sgd", lr))
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(16, 4)).astype("float32"), np.arange(16) % 3
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+        history, seconds = training.fit_with_resume(
+            model, data, data.take(1) if val else None, run_dir, epochs, 16, verbose=0, log=log
+        )
+        return model, history, seconds
+
+    def test_history_read_back_and_the_best_weights_loaded(self):
+        run = os.path.join(self.create_tempdir().full_path, "new")  # made if missing
+        model, history, seconds = self.fit(run)
+        self.assertLen(history["loss"], 3)
+        self.assertLen(history["val_accuracy"], 3)
+        self.assertAllClose(seconds, sum(history["epoch_time_s"]))
+        best = keras.models.clone_model(model)
+        best.load_weights(os.path.join(run, "best.weights.h5"))
+        for got, want in zip(model.get_weights(), best.get_weights()):
+            self.assertAllEqual(got, want)
+        # The resume state stays until the run is finished (experiment.finish_run).
+        self.assertEqual(training.resume_epoch(run), 3)
+
+    def test_an_unreadable_best_weights_file_leaves_the_last_weights(self):
+        lines = []
+        truncated = OSError("Unable to open file (truncated file)")
+        with mock.patch.object(keras.Model, "load_weights", side_effect=truncated):
+            self.fit(self.create_tempdir().full_path, epochs=1, log=lines.append)
+        self.assertLen(lines, 1)
+        self.assertRegex(lines[0], r"^warning: .*best.weights.h5 is unreadable \(Unable to open")
+
+    def test_nan_loss_stops_with_its_place(self):
+        with self.assertRaisesRegex(
+            FloatingPointError, r"NaN at epoch \d, batch \d \(learning rate 1e\+38\)"
+        ):
+            self.fit(self.create_tempdir().full_path, lr=1e38, val=False)
+
+    def test_base_learning_rate(self):
+        self.assertEqual(training.base_learning_rate("sgd"), 0.1)
+        self.assertEqual(training.base_learning_rate("adam", None), 1e-3)
+        self.assertEqual(training.base_learning_rate("sgd", 0.5), 0.5)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from keras.src.legacy.saving import legacy_h5_format
 
 from resnet_keras import experiment, models, runs, saving, transfer
 from resnet_keras import transfer_experiment as te
+from resnet_keras import transfer_results
 from tests import fixtures
 from tests.question1_test import run_script
 
@@ -380,12 +381,12 @@ class RunTest(tf.test.TestCase):
         # (options included); with others it is refused, not replaced.
         config = self.config(opt="sgd", run_name="sgd", epochs=1)
         opts = te.TransferOptions(base=self.base)
-        self.assertEqual(experiment.claim_runs([config], extra=opts), [True])
-        self.assertEqual(experiment.load_run(config.run_dir)[1], metrics)
+        self.assertEqual(runs.claim_runs([config], extra=opts), [True])
+        self.assertEqual(runs.load_run(config.run_dir)[1], metrics)
         with self.assertRaisesRegex(runs.RunConflict, r"other settings \(epochs 1 -> 2\)"):
-            experiment.claim_runs([dataclasses.replace(config, epochs=2)], extra=opts)
+            runs.claim_runs([dataclasses.replace(config, epochs=2)], extra=opts)
         with self.assertRaisesRegex(runs.RunConflict, r"other settings \(head_units 256 -> 8\)"):
-            experiment.claim_runs([config], extra=te.TransferOptions(base=self.base, head_units=8))
+            runs.claim_runs([config], extra=te.TransferOptions(base=self.base, head_units=8))
 
 
 class ResultsTest(tf.test.TestCase):
@@ -403,13 +404,13 @@ class ResultsTest(tf.test.TestCase):
             test_accuracy=0.5,
             run="runs/a",
         )
-        te.record(out, row)
-        te.record(
+        transfer_results.record(out, row)
+        transfer_results.record(
             out,
             row
             | {"opt": "sgd", "run": "runs/b", "mode": "transfer_ft5", "fine_tune_start_epoch": 20},
         )
-        rows = te.record(out, row | {"test_accuracy": 0.75})
+        rows = transfer_results.record(out, row | {"test_accuracy": 0.75})
         # A rerun replaces its row (and moves it last); other rows stay.
         self.assertEqual(
             [(r["opt"], r["test_accuracy"]) for r in rows], [("sgd", 0.5), ("adam", 0.75)]
@@ -427,15 +428,15 @@ class ResultsTest(tf.test.TestCase):
             training_history = {"accuracy": list(np.linspace(0.1, 0.6, n)), "loss": [1.0] * n}
             with open(os.path.join(out, "runs", name, "history.json"), "w") as f:
                 json.dump(training_history, f)
-        paths = te.plot_results(rows, out, "resnet50", "cifar10", 45_000)
+        paths = transfer_results.plot_results(rows, out, "resnet50", "cifar10", 45_000)
         names = ["question3_transfer_learning.png", "question3_resnet50_cifar10_45000.png"]
         self.assertEqual([os.path.basename(p) for p in paths], names)
         self.assertTrue(all(os.path.getsize(p) > 0 for p in paths))
-        self.assertEqual(te.run_label(rows[0]), "sgd, frozen base + fine-tuning")
+        self.assertEqual(transfer_results.run_label(rows[0]), "sgd, frozen base + fine-tuning")
         with open(os.path.join(out, "results", "question3.json"), "w") as f:
             f.write("{not json")
         with self.assertRaisesRegex(ValueError, "question3.json: not a results table"):
-            te.record(out, row)
+            transfer_results.record(out, row)
 
 
 class ScriptTest(tf.test.TestCase):

@@ -1,0 +1,209 @@
+"""One classification run, start to finish: data, model, fit, test, files.
+
+`run_classification` trains and tests one ResNet or plain network as a
+`experiment.TrainConfig` describes it, in the steps every run shares
+(`experiment`); `train_study` does so for each run of a study, reusing the
+finished ones. `fit_and_test` is also the fit and test of both phases of a
+transfer run (`transfer_experiment`).
+
+    python -m scripts.question1 --epochs 1 --train_limit 500 --data_dir ../shared/datasets/cifar10
+"""
+
+import os
+
+import numpy as np
+
+from resnet_keras import data as data_lib
+from resnet_keras import distribute, evaluation, experiment, models, plotting, results, runs
+from resnet_keras import files, saving, speedups, training
+
+
+def build_model(config, num_classes, x_train, sync_bn=False):
+    """The model the config names, normalised with the training images' statistics,
+    with the run's speed-ups (`speedups`: fused BatchNorm unless `fused_bn` is off,
+    then block recomputation if `recompute`)."""
+    if config.normalization == "per_channel":
+        mean, std = data_lib.channel_stats(x_train)
+    else:
+        mean, std = data_lib.pixel_mean(x_train), None
+    kwargs = dict(
+        num_classes=num_classes,
+        input_shape=x_train.shape[1:],
+        weight_decay=config.weight_decay,
+        normalization=config.normalization,
+        mean=mean,
+        std=std,
+        sync_bn=sync_bn,
+    )
+    if config.model == "plain":
+        model = models.build_plainnet(config.n, **kwargs)
+    else:
+        model = models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
+    if config.fused_bn:
+        speedups.fuse_batch_norm(model)
+    if config.recompute:
+        speedups.recompute_blocks(model)
+    return model
+
+
+def compile_for_run(model, config, num_train, top5):
+    """Compiles `model` with the config's optimizer and schedule; returns (lr, steps/epoch)."""
+    steps_per_epoch = int(np.ceil(num_train / config.batch_size))
+    lr = training.base_learning_rate(config.opt, config.lr)
+    schedule = training.keras_schedule(
+        config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
+    )
+    training.compile_classifier(
+        model,
+        training.make_optimizer(config.opt, schedule, config.nesterov),
+        jit_compile=distribute.use_xla(config.jit_compile),
+        top5=top5,
+        label_smoothing=config.label_smoothing,
+    )
+    return lr, steps_per_epoch
+
+
+def resolved_settings(ds, lr, steps_per_epoch):
+    """What a classifier's flags.json records beyond its config: the learning
+    rate in force (`compile_for_run`), steps per epoch and the classes."""
+    return dict(
+        lr=lr,
+        steps_per_epoch=steps_per_epoch,
+        num_classes=ds.num_classes,
+        class_names=list(ds.class_names),
+    )
+
+
+def run_classification(config, log=print, retrain=False):
+    """Trains and tests one classifier; returns (model, metrics, history).
+
+    The test split is evaluated once, at the end, with the weights that did
+    best on the validation split (the last weights when `val_size` is 0).
+    `retrain`: replace a finished run of the same name once this one has
+    finished (without it, such a run is refused before any work).
+    """
+    config.validate()
+    strategy, run_dir = experiment.setup_run(config, retrain)
+    data = experiment.prepare_data(config)
+    ds, (x, y), val, (xt, yt) = data
+    with experiment.model_scope(config, strategy):
+        model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
+        lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
+    settings = resolved_settings(ds, lr, steps_per_epoch)
+    experiment.start_run(config, strategy, data, run_dir, log, depth=config.depth, **settings)
+    metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
+    experiment.finish_run(config, run_dir)
+    return model, metrics, history
+
+
+def fit_and_test(
+    model,
+    config,
+    train,
+    val,
+    test,
+    run_dir=None,
+    epochs=None,
+    augment=None,
+    test_images=None,
+    log=print,
+    final=True,
+):
+    """Fits a compiled model with the run's callbacks, then tests its best weights.
+
+    Args:
+        model: a compiled classifier.
+        config: the run's `TrainConfig` (batch size, seed, verbosity, ...).
+        train, val, test: `(x, y)` arrays; `val` may be None. `x` may be images
+            or anything else the model takes (e.g. cached features).
+        run_dir, epochs, augment: override the config's (e.g. for a second
+            training phase in a folder of its own).
+        test_images: the test images, where `test`'s inputs are not images
+            (test_predictions.npz keeps the misclassified ones).
+        log: where progress lines go.
+        final: whether this ends the run. metrics.json marks a finished run
+            (`runs.state`), so a first phase that more training follows
+            (question3's head before fine-tuning) does not write it.
+
+    Returns:
+        `(metrics, history)`, both also written to `run_dir` as JSON.
+    """
+    run_dir = run_dir or config.run_dir
+    epochs = epochs or config.epochs
+    augment = config.augment if augment is None else augment
+    (x, y), (xt, yt) = train, test
+    one_hot = model.output.shape[-1] if config.label_smoothing else 0
+    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, augment, one_hot)
+    val_ds = data_lib.eval_dataset(*val, batch_size=1000, one_hot=one_hot) if val else None
+    history, train_time = training.fit_with_resume(
+        model,
+        train_ds,
+        val_ds,
+        run_dir,
+        epochs,
+        len(x),
+        verbose=config.verbose,
+        tensorboard=config.tensorboard,
+        log=log,
+    )
+    scores, test_metrics = evaluation.test_classifier(model, xt, yt, config.tta, config.tta_shifts)
+    path = os.path.join(run_dir, "test_predictions.npz")
+    evaluation.save_test_predictions(path, scores, xt if test_images is None else test_images)
+    metrics = test_metrics | {
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        "epochs": len(history.get("loss", [])),
+        "train_time_s": train_time,
+        "img_per_s": float(np.mean(history["img_per_s"])) if "img_per_s" in history else None,
+        "hardware": results.hardware(),
+    }
+    if "val_accuracy" in history:
+        metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
+        metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
+    files.write_json(os.path.join(run_dir, "history.json"), history)
+    if final:
+        files.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    tta_note = "".join(
+        f", {label} {metrics[f'test_accuracy_{name}']:.4f}"
+        for name, label in evaluation.TTA_LABELS.items()
+        if f"test_accuracy_{name}" in metrics
+    )
+    log(
+        f"test accuracy {metrics['test_accuracy']:.4f}{tta_note}, test loss "
+        f"{metrics['test_loss']:.4f} ({metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
+    )
+    return metrics, history
+
+
+def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
+    """Writes the model in each format and the history plot; returns the paths.
+
+    Only the chief writes; other workers of a multi-worker run return [].
+    """
+    if not distribute.is_chief():
+        return []
+    paths = [saving.save_model(model, saving.model_path(stem, f)) for f in formats]
+    paths.append(plotting.plot_history(history, plot_path, title))
+    return paths
+
+
+def train_study(configs, stems, formats=("h5",), retrain=False, log=print):
+    """Trains and saves each config's model unless runs/ holds its finished run.
+
+    Study scripts call this with every configuration, so an interrupted study
+    picks up where it stopped and a finished one can be re-reported without
+    retraining. A finished run made with other settings (say another
+    --epochs) stops the study before any training; `retrain` replaces each
+    run once its new one has finished.
+    """
+    for config, stem, reuse in zip(configs, stems, runs.claim_runs(configs, retrain)):
+        if reuse:
+            log(
+                f"{config.run_name}: finished run in {config.run_dir} reused "
+                "(--retrain to train again)"
+            )
+            continue
+        log(f"{config.run_name}: training ({config.epochs} epochs)")
+        model, _, _ = run_classification(config, log=log, retrain=retrain)
+        for fmt in formats if distribute.is_chief() else ():
+            log(f"wrote {saving.save_model(model, saving.model_path(stem, fmt))}")

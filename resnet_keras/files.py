@@ -1,0 +1,90 @@
+"""Atomic file writes: every file the package writes appears whole or not at all.
+
+A writer fills a temporary file beside the target (same folder, so the same
+file system) and renames it into place; a crash or a kill midway leaves the
+old file, or none, under the final name, never half a file:
+
+    with files.atomic_path("plots/history.png") as tmp:
+        fig.savefig(tmp)
+    files.write_json("runs/run/metrics.json", metrics)
+
+`check_writable` tells before any work whether a folder takes files at all.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def usual_mode(path, mode):
+    """chmod to `mode` less the process umask (mkstemp/mkdtemp make 0600/0700,
+    which other users could not read)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def check_writable(folder, flag="output_dir"):
+    """Fails before training, not after hours of it, if outputs cannot be written.
+
+    `flag` names the option the folder came from, for the error message.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"--{flag} {folder}: not writable ({e.strerror})") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary file name to write `path`'s content to.
+
+    When the block ends without an exception the file is renamed onto `path`,
+    with the permissions `open` would give it; otherwise it is removed. The
+    temporary name ends as `path` does, so writers that pick the format from
+    the name (Keras' .h5/.keras, matplotlib's .png, np.savez's .npz) write
+    the same format. The folder must exist.
+    """
+    folder, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=os.path.splitext(base)[1], dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        usual_mode(tmp, 0o666)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text, newline=None):
+    """Writes `text` to `path` atomically; returns `path`."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline=newline) as f:
+            f.write(text)
+    return path
+
+
+def write_json(path, obj):
+    """Writes `obj` as indented JSON with sorted keys, atomically; NumPy
+    numbers and arrays become plain numbers and lists. Returns `path`."""
+    return write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj

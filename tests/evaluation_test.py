@@ -1,0 +1,91 @@
+"""resnet_keras.evaluation: test metrics from predictions, TTA and the files they go to.
+
+The flip and shift views are checked in training_test (FlipTtaTest); the
+colorization metrics in colorization_test.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import evaluation
+
+
+def _classifier(classes, input_shape=(4, 4, 3)):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(input_shape)
+    flat = keras.layers.Flatten()(inputs)  # position-sensitive: a mirror changes the output
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(flat))
+
+
+class ClassifierMetricsTest(tf.test.TestCase):
+    def test_predictions_by_hand(self):
+        probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
+        scores = evaluation.evaluate_predictions(probs, np.array([[0], [1], [1]]))
+        self.assertAllEqual(scores["y_pred"], [0, 2, 0])
+        self.assertAlmostEqual(scores["accuracy"], 1 / 3)
+        self.assertAlmostEqual(scores["loss"], -np.mean(np.log([0.7, 0.3, 0.4])))
+        self.assertAllClose(scores["confidence"], [0.7, 0.6, 0.5])
+
+    def test_confusion_matrix_and_per_class_accuracy(self):
+        y_true, y_pred = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 0, 2, 2])
+        cm = evaluation.confusion_matrix(y_true, y_pred, 4)
+        self.assertEqual(cm.dtype, np.int64)
+        want = [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+        self.assertAllEqual(cm, want)
+        # (N, 1) labels as the data sets give them count the same.
+        self.assertAllEqual(evaluation.confusion_matrix(y_true[:, None], y_pred, 4), want)
+        accuracy = evaluation.per_class_accuracy(y_true, y_pred, 4)
+        self.assertAllClose(accuracy[:3], [0.5, 1.0, 2 / 3])
+        self.assertTrue(np.isnan(accuracy[3]))  # no test image of class 3
+
+    def test_test_classifier_metrics_and_views(self):
+        model = _classifier(12)
+        x = np.random.default_rng(0).integers(0, 256, (20, 4, 4, 3)).astype("uint8")
+        y = np.arange(20) % 12
+        scores, metrics = evaluation.test_classifier(model, x, y, tta=True, tta_shifts=True)
+        probs = model.predict(x, verbose=0)
+        plain = evaluation.evaluate_predictions(probs, y)
+        self.assertEqual(scores["accuracy"], plain["accuracy"])
+        flips = evaluation.evaluate_predictions(evaluation.predict_with_flips(model, x), y)
+        self.assertAllClose(metrics["test_loss_tta"], flips["loss"])
+        self.assertEqual(
+            sorted(metrics),
+            [
+                "test_accuracy",
+                "test_accuracy_tta",
+                "test_accuracy_tta_shifts",
+                "test_loss",
+                "test_loss_tta",
+                "test_loss_tta_shifts",
+                "test_top5_accuracy",  # more than 10 classes
+            ],
+        )
+        self.assertEqual(metrics["test_top5_accuracy"], plain["top5_accuracy"])
+        # Cached features are no images: they have no mirror views.
+        features = _classifier(3, (8,))
+        f = np.random.default_rng(1).normal(size=(5, 8)).astype("float32")
+        _, metrics = evaluation.test_classifier(features, f, np.zeros(5), tta=True)
+        self.assertEqual(sorted(metrics), ["test_accuracy", "test_loss"])
+
+    def test_saved_predictions_keep_a_fixed_sample_of_the_wrong_ones(self):
+        x = np.arange(10 * 2 * 2 * 3, dtype="uint8").reshape(10, 2, 2, 3)
+        probs = np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]]
+        y = np.array([0, 1, 2, 1, 2, 0, 1, 2, 0, 0])  # wrong: 3, 4, 5, 6, 7, 8
+        scores = evaluation.evaluate_predictions(probs, y)
+        path = os.path.join(self.create_tempdir().full_path, "test_predictions.npz")
+        evaluation.save_test_predictions(path, scores, x, keep_wrong=4)
+        saved = np.load(path)
+        self.assertAllEqual(saved["y_true"], y)
+        self.assertLen(saved["wrong_index"], 4)
+        self.assertContainsSubset(saved["wrong_index"].tolist(), [3, 4, 5, 6, 7, 8])
+        self.assertAllEqual(saved["wrong_images"], x[saved["wrong_index"]])
+        again = path.replace(".npz", "_again.npz")
+        evaluation.save_test_predictions(again, scores, x, keep_wrong=4)
+        self.assertAllEqual(np.load(again)["wrong_index"], saved["wrong_index"])
+
+
+if __name__ == "__main__":
+    tf.test.main()
