@@ -23,7 +23,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import colorization, experiment
+from resnet_keras import colorization
 from resnet_keras import colorization_tasks as tasks
 from resnet_keras import files
 from resnet_keras.checks import check_choice
