@@ -54,7 +54,7 @@ def profile_tf(steps):
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
 
-    from resnet_keras import classification, data, experiment
+    from resnet_keras import classification, experiment, pipeline
 
     config = experiment.TrainConfig(n=3, opt="sgd", lr=0.1, batch_size=128)
     rng = np.random.default_rng(0)
@@ -62,7 +62,7 @@ def profile_tf(steps):
     y = rng.integers(0, 10, (len(x), 1)).astype("uint8")
     model = classification.build_model(config, 10, x)
     classification.compile_for_run(model, config, len(x), top5=False)
-    ds = data.train_dataset(x, y, 128, 0, True, 0)
+    ds = pipeline.train_dataset(x, y, 128, 0, True, 0)
     model.fit(ds.take(10), epochs=1, verbose=0)
     logdir = tempfile.mkdtemp()
     tf.profiler.experimental.start(logdir)

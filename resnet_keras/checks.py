@@ -1,5 +1,13 @@
 """Argument checks shared by the modules: bad names fail early, listing the
-accepted values (keras-hub's "Received: ..." habit)."""
+accepted values (keras-hub's "Received: ..." habit); and `DataError`, which
+every data source raises (data.py, image_folders.py, pipeline.py), kept here
+so those modules need not import one another for it."""
+
+
+class DataError(ValueError):
+    """A data set that cannot be used as given; the message names path and fix.
+
+    A ValueError, so the scripts' error wrapper prints it as one line."""
 
 
 def check_choice(name, value, accepted):

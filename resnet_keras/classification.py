@@ -13,9 +13,8 @@ import os
 
 import numpy as np
 
-from resnet_keras import data as data_lib
 from resnet_keras import distribute, evaluation, experiment, models, plotting, results, runs
-from resnet_keras import files, saving, speedups, training
+from resnet_keras import files, pipeline, saving, speedups, training
 
 
 def build_model(config, num_classes, x_train, sync_bn=False):
@@ -23,9 +22,9 @@ def build_model(config, num_classes, x_train, sync_bn=False):
     with the run's speed-ups (`speedups`: fused BatchNorm unless `fused_bn` is off,
     then block recomputation if `recompute`)."""
     if config.normalization == "per_channel":
-        mean, std = data_lib.channel_stats(x_train)
+        mean, std = pipeline.channel_stats(x_train)
     else:
-        mean, std = data_lib.pixel_mean(x_train), None
+        mean, std = pipeline.pixel_mean(x_train), None
     kwargs = dict(
         num_classes=num_classes,
         input_shape=x_train.shape[1:],
@@ -133,8 +132,8 @@ def fit_and_test(
     augment = config.augment if augment is None else augment
     (x, y), (xt, yt) = train, test
     one_hot = model.output.shape[-1] if config.label_smoothing else 0
-    train_ds = data_lib.train_dataset(x, y, config.batch_size, config.seed, augment, one_hot)
-    val_ds = data_lib.eval_dataset(*val, batch_size=1000, one_hot=one_hot) if val else None
+    train_ds = pipeline.train_dataset(x, y, config.batch_size, config.seed, augment, one_hot)
+    val_ds = pipeline.eval_dataset(*val, batch_size=1000, one_hot=one_hot) if val else None
     history, train_time = training.fit_with_resume(
         model,
         train_ds,

@@ -27,8 +27,8 @@ import keras
 import numpy as np
 
 from resnet_keras import colorization as col
-from resnet_keras import data, distribute, evaluation, experiment, files, plotting, results, runs
-from resnet_keras import saving, training
+from resnet_keras import distribute, evaluation, experiment, files, image_folders, plotting, results
+from resnet_keras import runs, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure: the first ones of the test split
@@ -337,7 +337,7 @@ def read_gray(path, color_space):
         raise OSError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
-            im = data.to_8bit(ImageOps.exif_transpose(im))  # phones store photos rotated
+            im = image_folders.to_8bit(ImageOps.exif_transpose(im))  # phones store photos rotated
             if im.mode in ("1", "L", "LA"):
                 return np.asarray(im.convert("L"), "float32")[..., None]
             rgb = np.asarray(im.convert("RGB"), "float32") / 255.0

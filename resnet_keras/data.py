@@ -1,38 +1,31 @@
-"""CIFAR-10/100 loading from three sources, and the tf.data pipelines.
+"""Where the data comes from: CIFAR-10/100 as uint8 arrays from three sources.
 
 Sources for `load_cifar(name, data_dir)`:
   1. `data_dir=None`: `keras.datasets` (downloads once on a machine with internet).
   2. CIFAR's own python-format folder (`cifar-10-batches-py`, `cifar-100-python`)
      or its `.tar.gz`: what an offline cluster keeps on disk.
   3. An image folder `train/<class>/*` + `test/<class>/*` (class order = sorted
-     folder names), e.g. ../shared/datasets/cifar10, or a user's own data.
+     folder names), e.g. ../shared/datasets/cifar10, or a user's own data; read
+     by image_folders.py.
+
+What the model is then fed (subsets, augmentation, tf.data) is pipeline.py.
 
     python -c "from resnet_keras import data; print(data.load_cifar('cifar10', '../shared/datasets/cifar10')[0][0].shape)"
 """
 
-import concurrent.futures
 import hashlib
 import os
 import tarfile
 import tempfile
 
 import numpy as np
-import tensorflow as tf
 
-from resnet_keras import keras_private
-from resnet_keras.checks import check_choice
-from resnet_keras.files import atomic_path
+from resnet_keras import image_folders, keras_private
+from resnet_keras.checks import DataError, check_choice
+from resnet_keras.files import cache_dir
 
 DATASETS = ("cifar10", "cifar100")
 LABEL_MODES = ("fine", "coarse")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
-
-
-def cache_dir():
-    """Where decoded image folders and extracted tarballs are kept."""
-    default = os.path.join(os.path.expanduser("~"), ".cache", "resnet_keras")
-    return os.environ.get("RESNET_KERAS_CACHE", default)
-
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -46,10 +39,6 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-
-
-class DataError(ValueError):
-    """A data set that cannot be used as given; the message names path and fix."""
 
 
 class Dataset:
@@ -79,6 +68,10 @@ def load_cifar(name="cifar10", data_dir=None, label_mode="fine"):
     Returns:
         `(x_train, y_train), (x_test, y_test)`: uint8 arrays of shapes
         (N, 32, 32, 3) and (N, 1), as `keras.datasets.cifar10.load_data()`.
+
+    Raises:
+        checks.DataError: data that cannot be used as given (the message
+            names the path and the fix); ValueError for an unknown name.
     """
     ds = load_dataset(name, data_dir, label_mode)
     return (ds.x_train, ds.y_train), (ds.x_test, ds.y_test)
@@ -106,7 +99,7 @@ def load_dataset(
     if py_dir is not None:
         return _from_python_format(py_dir, name, label_mode)
     if os.path.isdir(os.path.join(path, "train")):
-        return _from_image_folder(path, image_size, skip_bad_images)
+        return Dataset(*image_folders.load_image_folder(path, image_size, skip_bad_images))
     raise DataError(
         f"--data_dir {data_dir}: found neither CIFAR python-format files "
         "(data_batch_1 / test_batch, or train / test / meta) nor an image folder "
@@ -286,304 +279,3 @@ def _rmtree(path):
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-# --- image folders ----------------------------------------------------------
-
-
-def printable(path):
-    """A path as text, with bytes that are not UTF-8 shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _is_utf8(name):
-    try:
-        name.encode("utf-8")  # Python keeps undecodable bytes as lone surrogates
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _list_images(split_dir, skip_bad=False):
-    """(class names, {class: image paths}, file names skipped as not UTF-8).
-
-    A name that is not valid UTF-8 cannot be written to logs, JSON or the
-    cache key; it is named and refused, or skipped with `skip_bad`.
-    """
-    classes = sorted(
-        d
-        for d in os.listdir(split_dir)
-        if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")
-    )
-    for c in classes:
-        if not _is_utf8(c):
-            raise DataError(
-                f"{printable(os.path.join(split_dir, c))}: a class folder name that "
-                "is not valid UTF-8; rename it"
-            )
-    files, skipped = {}, 0
-    for c in classes:
-        found = []
-        for f in os.listdir(os.path.join(split_dir, c)):
-            path = os.path.join(split_dir, c, f)
-            if not f.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            if not _is_utf8(f):
-                if not skip_bad:
-                    raise DataError(
-                        f"{printable(path)}: file name is not valid UTF-8; rename it, "
-                        "or pass --skip_bad_images to leave it out"
-                    )
-                skipped += 1
-                continue
-            found.append(path)
-        files[c] = sorted(found)
-    return classes, files, skipped
-
-
-def to_8bit(im):
-    """16-bit gray images (Pillow modes I;16*, and I or F holding values over
-    255) scaled to 8-bit gray: Pillow's own convert() clips them, which turns
-    nearly every pixel white. Other images are returned as they are (16-bit
-    colour PNGs already open as 8-bit RGB)."""
-    from PIL import Image
-
-    if not (im.mode.startswith("I;16") or im.mode in ("I", "F")):
-        return im
-    a = np.asarray(im, "float64")
-    if im.mode.startswith("I;16") or a.max() > 255:
-        a = a / 257.0  # 65535 -> 255
-    return Image.fromarray(np.clip(np.round(a), 0, 255).astype("uint8"), "L")
-
-
-def _read_image(path, size):
-    """(H, W, 3) uint8 and whether it had to be resized; DataError if unreadable."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = to_8bit(im).convert("RGB")
-            resized = im.size != (size, size)
-            if resized:
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im, dtype="uint8"), resized
-    except Exception as e:  # PIL raises many types for broken files
-        raise DataError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
-
-
-def _read_split(split_dir, classes, files, size, skip_bad):
-    paths = [(p, i) for i, c in enumerate(classes) for p in files[c]]
-    out = np.empty((len(paths), size, size, 3), "uint8")
-    labels = np.empty((len(paths), 1), "uint8" if len(classes) <= 256 else "int32")
-    keep = np.ones(len(paths), bool)
-    resized = 0
-
-    def work(k):
-        try:
-            out[k], r = _read_image(paths[k][0], size)
-            return r
-        except DataError:
-            if not skip_bad:
-                raise
-            keep[k] = False
-            return False
-
-    # PIL releases the GIL while decoding, so threads give a real speed-up.
-    with concurrent.futures.ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as ex:
-        for r in ex.map(work, range(len(paths))):
-            resized += int(r)
-    labels[:, 0] = [i for _, i in paths]
-    return out[keep], labels[keep], resized, int((~keep).sum())
-
-
-def _from_image_folder(root, size, skip_bad):
-    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
-    if not os.path.isdir(test_dir):
-        raise DataError(
-            f"{root}: has train/ but no test/ folder; expected train/<class>/ and test/<class>/"
-        )
-    classes, train_files, bad_names = _list_images(train_dir, skip_bad)
-    if not classes:
-        raise DataError(f"{train_dir}: no class folders; expected train/<class>/<image>")
-    test_classes, test_files, bad_test_names = _list_images(test_dir, skip_bad)
-    bad_names += bad_test_names
-    missing = [c for c in classes if c not in test_classes]
-    if missing:
-        raise DataError(
-            f"{test_dir}: class folder(s) {', '.join(missing)} missing (present in train/)"
-        )
-    extra = [c for c in test_classes if c not in classes]
-    if extra:
-        raise DataError(f"{test_dir}: class folder(s) {', '.join(extra)} not in train/")
-    for split, files in (("train", train_files), ("test", test_files)):
-        empty = [c for c in classes if not files[c]]
-        if empty:
-            raise DataError(
-                f"{os.path.join(root, split)}: no images in {', '.join(empty)} "
-                f"(looked for {', '.join(IMAGE_EXTENSIONS[:3])}, ...)"
-            )
-    notes = []
-    if bad_names:
-        notes.append(f"skipped {bad_names} files whose names are not UTF-8 (--skip_bad_images)")
-    cache = _cache_path(root, size, train_files, test_files)
-    if cache and os.path.isfile(cache):
-        with np.load(cache, allow_pickle=False) as z:
-            return Dataset(
-                (z["x_train"], z["y_train"]),
-                (z["x_test"], z["y_test"]),
-                classes,
-                f"image folder {root} (cached)",
-                notes,
-            )
-    x, y, r1, s1 = _read_split(train_dir, classes, train_files, size, skip_bad)
-    xt, yt, r2, s2 = _read_split(test_dir, classes, test_files, size, skip_bad)
-    if r1 + r2:
-        notes.append(f"resized {r1 + r2} images to {size}x{size}")
-    if s1 + s2:
-        notes.append(f"skipped {s1 + s2} unreadable images (--skip_bad_images)")
-    if cache and not (s1 + s2):
-        _save_cache(cache, x_train=x, y_train=y, x_test=xt, y_test=yt)
-    return Dataset((x, y), (xt, yt), classes, f"image folder {root}", notes)
-
-
-def _cache_path(root, size, *file_maps):
-    """Decoded arrays are cached per folder state: 60k JPEG decodes cost ~1 min.
-    The key's version changes with the decoding (v2: 16-bit images scaled, not
-    clipped white), so no stale decode outlives a fix."""
-    h = hashlib.sha1(b"v2:" + os.fsencode(root) + f":{size}".encode())
-    for files in file_maps:
-        for c in sorted(files):
-            for p in files[c]:
-                st = os.stat(p)
-                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return os.path.join(cache_dir(), "decoded", h.hexdigest()[:20] + ".npz")
-
-
-def _save_cache(path, **arrays):
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with atomic_path(path) as tmp:
-            np.savez(tmp, **arrays)
-    except OSError:
-        pass  # a cache is an optimisation; a read-only home must not stop a run
-
-
-# --- subsets and splits -----------------------------------------------------
-
-
-def balanced_indices(y, limit, seed=0):
-    """`limit` indices with the classes as equal as possible, in random order."""
-    y = np.asarray(y).reshape(-1)
-    if limit > len(y):
-        raise DataError(f"asked for {limit} images but the split has only {len(y)}")
-    rng = np.random.default_rng(seed)
-    classes = np.unique(y)
-    per_class = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
-    base, extra = divmod(limit, len(classes))
-    picked, short = [], 0
-    for k, c in enumerate(classes):
-        want = base + (k < extra)
-        take = per_class[c][:want]
-        short += want - len(take)
-        picked.append(take)
-    if short:  # a class ran out: fill from the others' leftovers
-        used = np.concatenate(picked)
-        rest = rng.permutation(np.setdiff1d(np.arange(len(y)), used))
-        picked.append(rest[:short])
-    return rng.permutation(np.concatenate(picked))
-
-
-def split_validation(x, y, val_size, seed=0):
-    """Holds `val_size` class-balanced images out of the training split."""
-    if val_size <= 0:
-        return (x, y), None
-    if val_size >= len(x):
-        raise DataError(f"--val_size {val_size} leaves no training images (the split has {len(x)})")
-    val = balanced_indices(y, val_size, seed)
-    mask = np.ones(len(x), bool)
-    mask[val] = False
-    return (x[mask], y[mask]), (x[val], y[val])
-
-
-def limit(x, y, n, seed=0):
-    """A class-balanced subset of `n` images (`--train_limit`/`--test_limit`)."""
-    if not n:
-        return x, y
-    idx = balanced_indices(y, n, seed)
-    return x[idx], y[idx]
-
-
-# --- tf.data ----------------------------------------------------------------
-
-
-def augment_batch(images, seed, pad=4):
-    """Per-image random crop after zero padding, and per-image horizontal flip.
-
-    Works on a batch (B, H, W, C) of any dtype (uint8 in the pipeline, so the
-    gathers move a quarter of the bytes). Each image draws its own offsets,
-    unlike keras.layers.RandomCrop, which crops a whole batch alike. `seed` is
-    a shape-[2] int tensor: stateless ops keep parallel map calls repeatable.
-    """
-    shape = tf.shape(images)
-    b, h, w = shape[0], shape[1], shape[2]
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    offsets = tf.random.stateless_uniform([b, 2], seed, 0, 2 * pad + 1, dtype=tf.int32)
-    rows = offsets[:, :1] + tf.range(h)[None, :]  # (B, H)
-    cols = offsets[:, 1:] + tf.range(w)[None, :]  # (B, W)
-    out = tf.gather(padded, rows, axis=1, batch_dims=1)  # (B, H, W + 2p, C)
-    out = tf.gather(out, cols, axis=2, batch_dims=1)  # (B, H, W, C)
-    flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-    flip = tf.random.stateless_uniform([b], flip_seed) < 0.5
-    return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
-
-
-def _one_hot_labels(ds, one_hot):
-    # One-hot float labels for a label-smoothed loss, made per batch.
-    return ds.map(lambda x, y: (x, tf.one_hot(y, one_hot))) if one_hot else ds
-
-
-def train_dataset(x, y, batch_size, seed=0, augment=True, one_hot=0):
-    """Shuffled, augmented, batched uint8 images with int32 labels (or, with
-    `one_hot` = the number of classes, one-hot float32 labels).
-
-    Augmentation runs here in the pipeline (on whole uint8 batches, in
-    parallel with the training step) rather than in the model, so saved
-    models carry no augmentation layers and evaluation sees untouched images.
-    """
-    y = np.asarray(y).reshape(-1).astype("int32")
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augment:
-        # One random seed per batch, new every epoch, independent of map order.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: (augment_batch(xy[0], s), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return _one_hot_labels(ds, one_hot).prefetch(tf.data.AUTOTUNE)
-
-
-def eval_dataset(x, y, batch_size, one_hot=0):
-    """Batched, in order, nothing random (labels as in `train_dataset`)."""
-    y = np.asarray(y).reshape(-1).astype("int32")
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-    return _one_hot_labels(ds, one_hot).prefetch(tf.data.AUTOTUNE)
-
-
-def channel_stats(x):
-    """Per-channel mean and std of uint8 images, in 0-255 units."""
-    x = x.reshape(-1, x.shape[-1])
-    mean = np.zeros(x.shape[-1])
-    sq = np.zeros(x.shape[-1])
-    for i in range(0, len(x), 1 << 20):  # chunks keep float64 copies small
-        c = x[i : i + (1 << 20)].astype("float64")
-        mean += c.sum(0)
-        sq += (c**2).sum(0)
-    mean /= len(x)
-    return mean.astype("float32"), np.sqrt(sq / len(x) - mean**2).astype("float32")
-
-
-def pixel_mean(x):
-    """The mean image (H, W, C) of uint8 images, 0-255 units (paper's per-pixel mean)."""
-    return x.mean(axis=0, dtype="float64").astype("float32")

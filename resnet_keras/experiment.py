@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import distribute, files, models, runs, training
+from resnet_keras import distribute, files, models, pipeline, runs, training
 from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
@@ -204,17 +204,17 @@ def prepare_data(config, image_size=32):
             raise ValueError(
                 f"--train_limit {config.train_limit} is larger than the training split ({len(x)})"
             )
-        x, y = data_lib.limit(x, y, config.train_limit, config.seed)
+        x, y = pipeline.limit(x, y, config.train_limit, config.seed)
     if config.test_limit:
         if config.test_limit > len(xt):
             raise ValueError(
                 f"--test_limit {config.test_limit} is larger than the test split ({len(xt)})"
             )
-        xt, yt = data_lib.limit(xt, yt, config.test_limit, config.seed)
+        xt, yt = pipeline.limit(xt, yt, config.test_limit, config.seed)
     val_size = config.val_size
     if config.train_limit and val_size >= len(x):
         raise ValueError(f"--val_size {val_size} leaves no training images out of {len(x)}")
-    (x, y), val = data_lib.split_validation(x, y, val_size, config.seed)
+    (x, y), val = pipeline.split_validation(x, y, val_size, config.seed)
     return ds, (x, y), val, (xt, yt)
 
 

@@ -8,7 +8,8 @@ old file, or none, under the final name, never half a file:
         fig.savefig(tmp)
     files.write_json("runs/run/metrics.json", metrics)
 
-`check_writable` tells before any work whether a folder takes files at all.
+`check_writable` tells before any work whether a folder takes files at all;
+`cache_dir` is where decoded image folders and extracted tarballs are kept.
 """
 
 import contextlib
@@ -25,6 +26,12 @@ def usual_mode(path, mode):
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, mode & ~umask)
+
+
+def cache_dir():
+    """Where decoded image folders and extracted tarballs are kept."""
+    default = os.path.join(os.path.expanduser("~"), ".cache", "resnet_keras")
+    return os.environ.get("RESNET_KERAS_CACHE", default)
 
 
 def check_writable(folder, flag="output_dir"):

@@ -160,7 +160,7 @@ def compile_classifier(
 ):
     """Cross-entropy on integer labels; with `label_smoothing`, on one-hot
     labels (Keras smooths only those: the pipeline then yields one-hot, see
-    `data.train_dataset`). Both losses are Keras' own, so a saved model
+    `pipeline.train_dataset`). Both losses are Keras' own, so a saved model
     loads without project code."""
     metrics = ["accuracy"]  # Keras picks sparse or categorical accuracy from the labels
     if label_smoothing:

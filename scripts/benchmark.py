@@ -5,7 +5,7 @@
 
 Builds the real model (`classification.build_model`; the colorization U-Net; the
 question3 ResNet-50 transfer model), the real `tf.data` pipeline (augmenting
-`data.train_dataset`, or the colorization pairs) and the real `compile`/`fit` path,
+`pipeline.train_dataset`, or the colorization pairs) and the real `compile`/`fit` path,
 on random uint8 images by default (`--data_dir` for real ones). The first
 `--warmup` steps are not counted. The last line holds every figure as
 key=value pairs, ending with what decides the speed on a CPU: the CPU's
@@ -27,7 +27,7 @@ import keras
 from absl import flags
 
 from resnet_keras import classification, colorization, cpu, data, distribute, experiment
-from resnet_keras import training, transfer
+from resnet_keras import pipeline, training, transfer
 from resnet_keras.checks import check_choice
 
 flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.", lower_bound=1)
@@ -111,7 +111,7 @@ def setup(kind, config, x, y, num_classes, settings):
         )
         gray = colorization.pairs_dataset(x[:1000], "lab", 1000)
         return ds, model, next(iter(gray))[0].numpy()
-    ds = data.train_dataset(x, y, bs, seed=seed)
+    ds = pipeline.train_dataset(x, y, bs, seed=seed)
     if kind == "transfer":
         # Question 3's uncached path: the frozen ResNet-50 base runs every step
         # (random weights: the ImageNet ones cannot be downloaded here, and the
@@ -163,7 +163,7 @@ def main(argv):
     t0 = time.perf_counter()
     for _ in range(steps - FLAGS.warmup):
         next(it)
-    pipeline = (steps - FLAGS.warmup) * bs / (time.perf_counter() - t0)
+    pipeline_rate = (steps - FLAGS.warmup) * bs / (time.perf_counter() - t0)
 
     timer = StepTimer(FLAGS.warmup)
     model.fit(ds, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
@@ -191,7 +191,7 @@ def main(argv):
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     print(
         f"train_img_per_s={train:.1f} eval_img_per_s={evaluation:.1f} "
-        f"pipeline_img_per_s={pipeline:.1f} peak_rss_mb={rss_train:.0f} "
+        f"pipeline_img_per_s={pipeline_rate:.1f} peak_rss_mb={rss_train:.0f} "
         f"cpu={cpu.reported_flags(cpu.cpu_flags())} onednn={cpu.onednn_state()}"
         + (f" onednn_max_isa={isa}" if isa else "")
         + f" precision={precision}"

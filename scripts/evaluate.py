@@ -16,7 +16,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import data, evaluation, saving
+from resnet_keras import data, evaluation, pipeline, saving
 
 FLAGS = flags.FLAGS
 DEFAULTS = dict(
@@ -69,7 +69,7 @@ def main(argv):
         s["label_mode"],
         skip_bad_images=s["skip_bad_images"],
     )
-    xt, yt = data.limit(ds.x_test, ds.y_test, s["test_limit"], s["seed"])
+    xt, yt = pipeline.limit(ds.x_test, ds.y_test, s["test_limit"], s["seed"])
     for path, model in zip(paths, loaded):
         check_classifier(model, path, ds.num_classes, xt.shape[1:])
     print(f"data: {ds.source}: {len(xt)} test images, {ds.num_classes} classes")

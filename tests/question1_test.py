@@ -99,11 +99,11 @@ class Question1EndToEndTest(tf.test.TestCase):
         # The saved model takes raw 0-255 images and gives the logged accuracy.
         import keras
 
-        from resnet_keras import data
+        from resnet_keras import data, pipeline
 
         model = keras.models.load_model(h5)
         (_, _), (xt, yt) = data.load_cifar("cifar10", fixtures.REAL_CIFAR10)
-        xt, yt = data.limit(xt, yt, 200, seed=0)
+        xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
         self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
 

@@ -467,10 +467,10 @@ class ScriptTest(tf.test.TestCase):
         self.assertTrue(metrics["cache_features"])
         self.assertEqual((metrics["epochs"], metrics["fine_tune_start_epoch"]), (3, 2))
         # The saved model takes raw 32x32 images and gives the logged accuracy.
-        from resnet_keras import data
+        from resnet_keras import data, pipeline
 
         (_, _), (xt, yt) = data.load_cifar("cifar10", fixtures.REAL_CIFAR10)
-        xt, yt = data.limit(xt, yt, 200, seed=0)
+        xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         model = keras.models.load_model(h5)
         acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
         self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)

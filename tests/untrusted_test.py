@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import data, saving
+from resnet_keras.checks import DataError
 from tests import fixtures
 from tests.data_test import DataTestCase
 from tests.question1_test import run_script
@@ -39,9 +40,7 @@ class UntrustedDataTest(DataTestCase):
         batch = os.path.join(self.dir, "cifar-10-batches-py", "data_batch_2")
         with open(batch, "wb") as f:
             pickle.dump({b"data": _Evil(self.marker), b"labels": [0]}, f, protocol=4)
-        with self.assertRaisesRegex(
-            data.DataError, r"data_batch_2: refused .*posix\.system|system"
-        ):
+        with self.assertRaisesRegex(DataError, r"data_batch_2: refused .*posix\.system|system"):
             data.load_cifar("cifar10", self.dir)
         self.assertFalse(os.path.exists(self.marker))
         # Through the script: one line, exit 2, still nothing run.
@@ -55,7 +54,7 @@ class UntrustedDataTest(DataTestCase):
         fixtures.write_cifar100_python(self.dir)
         with open(os.path.join(self.dir, "cifar-100-python", "meta"), "wb") as f:
             pickle.dump({b"fine_label_names": _Evil(self.marker)}, f, protocol=4)
-        with self.assertRaisesRegex(data.DataError, "meta: refused"):
+        with self.assertRaisesRegex(DataError, "meta: refused"):
             data.load_cifar("cifar100", self.dir)
         self.assertFalse(os.path.exists(self.marker))
 
@@ -81,9 +80,7 @@ class UntrustedDataTest(DataTestCase):
         ]
         for name, kind, reason in cases:
             tar = self._tar_with(name, **kind)
-            with self.assertRaisesRegex(
-                data.DataError, f"hostile.tar.gz: refused member .*{reason}"
-            ):
+            with self.assertRaisesRegex(DataError, f"hostile.tar.gz: refused member .*{reason}"):
                 data.load_cifar("cifar10", tar)
             self.assertFalse(os.path.exists(outside), name)
             shutil.rmtree(os.path.join(self.dir, "cache"), ignore_errors=True)
