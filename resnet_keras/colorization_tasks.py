@@ -31,7 +31,19 @@ from resnet_keras import distribute, evaluation, experiment, files, image_folder
 from resnet_keras import runs, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
-EXAMPLES = 8  # test images in the examples figure: the first ones of the test split
+EXAMPLES = 8  # test images in the examples figure (`example_indices`)
+
+
+def example_indices(labels, n=EXAMPLES):
+    """Indices of the examples figure's test images: the first test image of
+    `n` classes spread over all of them (airplane, automobile, cat, deer, dog,
+    frog, ship, truck for CIFAR-10), so one fixed figure shows varied scenes
+    instead of the first n images (which can all be of one class)."""
+    classes = np.unique(labels)
+    picked = classes[np.round(np.linspace(0, len(classes) - 1, min(n, len(classes)))).astype(int)]
+    first = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(picked)]
+    rest = [i for i in range(len(labels)) if i not in first]  # fewer classes than n
+    return np.array(first + rest[: n - len(first)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +124,7 @@ def train(config, log=print, retrain=False):
     config.validate()
     strategy, run_dir = experiment.setup_run(config, retrain)
     data = load_data(config, config.image_size)
-    ds, (x, _), val, (xt, _) = data
+    ds, (x, _), val, (xt, yt) = data
     size = config.image_size
     with experiment.model_scope(config, strategy):
         model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
@@ -133,7 +145,7 @@ def train(config, log=print, retrain=False):
         mode="min",
         log=log,
     )
-    result = evaluation.evaluate_colorizer(model, xt, config.color_space, keep=EXAMPLES)
+    result = evaluation.evaluate_colorizer(model, xt, config.color_space, keep=0)
     metrics = {
         "test": evaluation.summarize(result["model"]),
         "gray_baseline": evaluation.summarize(result["gray"]),
@@ -148,23 +160,29 @@ def train(config, log=print, retrain=False):
     if not distribute.is_chief():  # other workers of a cluster write nothing final
         return model, metrics, []
     out = config.output_dir
-    stem = os.path.join(out, "saved_models", config.name)
+    # A run named with --run_name names its files too, so a trial run never
+    # replaces the default run's model and figures.
+    name = config.run_name or config.name
+    stem = os.path.join(out, "saved_models", name)
     paths = [saving.save_model(model, saving.model_path(stem, f)) for f in config.formats]
     plots = os.path.join(out, "plots", "colorization")
-    title = f"{config.name} on {_data_name(config)}"
+    title = f"{name} on {_data_name(config)}"
     paths.append(
         plotting.plot_colorization_eval(
-            history, per_image, os.path.join(plots, f"{config.name}_eval.png"), title
+            history, per_image, os.path.join(plots, f"{name}_eval.png"), title
         )
     )
-    n = min(EXAMPLES, len(xt))
-    gray = col.training_pair(xt[:n], config.color_space)[0].numpy()
+    shown = xt[example_indices(yt)]
+    predicted = evaluation.evaluate_colorizer(model, shown, config.color_space, keep=len(shown))[
+        "predicted"
+    ]
+    gray = col.training_pair(shown, config.color_space)[0].numpy()
     paths.append(
         plotting.plot_colorization_examples(
             gray[..., 0],
-            result["predicted"],
-            xt[:n],
-            os.path.join(plots, f"{config.name}_examples.png"),
+            predicted,
+            shown,
+            os.path.join(plots, f"{name}_examples.png"),
             title,
         )
     )
