@@ -74,8 +74,8 @@ def default_onednn(environ=None):
     """Turns TensorFlow's oneDNN kernels on, unless the user set TF_ENABLE_ONEDNN_OPTS.
 
     TensorFlow enables them by default only on CPUs with TF_ONEDNN_FLAGS; on
-    an AVX2-only CPU it runs Eigen's kernels, measured 2x slower for this
-    project's training. On CPUs where TensorFlow enables oneDNN anyway, "1"
+    an AVX2-only CPU it runs Eigen's kernels, much slower for this project's
+    training (docs/performance.md, "Both CPU classes"). On CPUs where TensorFlow enables oneDNN anyway, "1"
     changes nothing. Must run before TensorFlow is imported: it reads the
     variable once. A value the user set is never overridden.
 

@@ -85,8 +85,8 @@ def precision_decision(mixed_precision=None):
     None (the default) means on where a GPU is present and off on the CPU.
     On means float16 compute on a GPU (Keras adds loss scaling). On a CPU it
     means bfloat16 only where the CPU computes it natively (AVX512_BF16 or
-    AMX-BF16: 1.27x training, 1.2x evaluation on this project's machine,
-    docs/performance.md). Elsewhere every bfloat16 op would go through
+    AMX-BF16, where it trains faster than float32: docs/performance.md).
+    Elsewhere every bfloat16 op would go through
     conversions to and from float32, with no hardware to gain from, so the
     run stays float32 and the reason says why. Variables, the softmax and the
     losses stay float32 either way. The CPU's flags come from `cpu.cpu_flags`
@@ -120,7 +120,7 @@ def precision_note(mixed_precision, policy, reason):
 
 def use_xla(jit_compile=None):
     """`--jit_compile`: None (the default) means on where a GPU is present.
-    On this project's 2-core CPU, XLA made ResNet-20 training 2-3x slower."""
+    Off on a CPU, where XLA trains ResNet-20 slower (docs/performance.md)."""
     if jit_compile is None:
         return bool(tf.config.list_physical_devices("GPU"))
     return bool(jit_compile)

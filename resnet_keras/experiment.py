@@ -55,9 +55,9 @@ class RunConfig:
     output_dir: str = "."
     verbose: int = 1
     tensorboard: bool = False
-    # None: on where a GPU is present, off on the CPU, where XLA measured 2-3x
-    # slower and float32 is what the README's numbers were made with
-    # (docs/performance.md; distribute.use_xla and precision_policy).
+    # None: on where a GPU is present, off on the CPU, where XLA is slower and
+    # float32 is what the published numbers were made with (docs/performance.md,
+    # docs/results.md; distribute.use_xla and precision_policy).
     jit_compile: bool | None = None
     mixed_precision: bool | None = None
     strategy: str = "auto"

@@ -188,7 +188,8 @@ def load_image_folder(root, size=32, skip_bad=False):
 
 
 def _cache_path(root, size, *file_maps):
-    """Decoded arrays are cached per folder state: 60k JPEG decodes cost ~1 min.
+    """Decoded arrays are cached per folder state, so a folder is decoded once
+    (docs/data.md, "The cache").
     The key's version changes with the decoding (v2: 16-bit images scaled, not
     clipped white), so no stale decode outlives a fix."""
     h = hashlib.sha1(b"v2:" + os.fsencode(root) + f":{size}".encode())

@@ -37,9 +37,9 @@ from resnet_keras.checks import check_choice
 SHORTCUTS = ("projection", "identity")
 # The deepest network built: Keras walks a functional graph recursively when it
 # builds, saves and loads one, and at Python's default recursion limit (1,000)
-# ResNet-(6n+2) fails beyond n = 44 (measured: n = 48 raises RecursionError in
-# keras.Model, n = 44 builds, trains, saves and loads). A limit raised here would
-# not help a user loading the file in plain Keras, so deeper nets are refused.
+# ResNet-(6n+2) fails somewhat beyond n = 40 (docs/reliability.md has the
+# measurement). A limit raised here would not help a user loading the file in
+# plain Keras, so deeper nets are refused.
 MAX_N = 40
 NORMALIZATIONS = ("per_channel", "per_pixel")
 # 1e-4 is the paper's weight decay: a gradient of 1e-4 * w. Keras' l2(c) adds

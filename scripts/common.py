@@ -133,14 +133,14 @@ flags.DEFINE_bool("tensorboard", None, "Also write TensorBoard logs under runs/<
 flags.DEFINE_bool(
     "jit_compile",
     None,
-    "Compile the training step with XLA; where no default is shown, on with a GPU (on a "
-    "CPU 2-3x slower here, docs/performance.md).",
+    "Compile the training step with XLA; where no default is shown, on with a GPU (slower "
+    "on a CPU: docs/performance.md).",
 )
 flags.DEFINE_bool(
     "fused_bn",
     None,
-    "Run BatchNorm through TensorFlow's fused kernel (the same arithmetic, 1.2-1.4x "
-    "faster training here).",
+    "Run BatchNorm through TensorFlow's fused kernel (the same arithmetic, faster "
+    "training: docs/performance.md).",
 )
 flags.DEFINE_bool(
     "recompute",
