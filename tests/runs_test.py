@@ -1,17 +1,22 @@
 """resnet_keras.runs: what a new command may do with an existing run folder.
 
-The scripts' side (exit status, one line, files untouched) is in
-robustness_test.py; these cases build the folders by hand.
+These cases build the folders by hand; RunFolderTest runs the scripts on
+them (killed mid-retrain, two processes at once). Bad input's one line and
+exit status are in robustness_test.py.
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import tensorflow as tf
 
-from resnet_keras import experiment, runs
+from resnet_keras import runs
+from tests import fixtures
+from tests.fixtures import csv_epochs, finished_run, popen_script, run_script, tree_hashes
 
 DEFAULTS = {"epochs": 20, "opt": "adam", "lr": None, "label_smoothing": 0.0, "recompute": False}
 
@@ -165,11 +170,67 @@ class NameTest(tf.test.TestCase):
         runs.check_name("question1_resnet20_cifar10")
 
 
-class SettingsTest(tf.test.TestCase):
-    def test_default_learning_rate_is_filled_in(self):
-        settings = experiment.run_settings(experiment.TrainConfig(opt="sgd"))
-        self.assertEqual(settings["lr"], 0.1)
-        self.assertEqual(experiment.run_settings(experiment.TrainConfig(lr=0.5))["lr"], 0.5)
+class RunFolderTest(tf.test.TestCase):
+    def test_retrain_replaces_the_finished_run_only_once_it_has_finished(self):
+        root = self.create_tempdir().full_path
+        _, out, args = finished_run(root, "--seed=3")
+        run = os.path.join(out, "runs", "question1_resnet8_cifar10")
+        before = tree_hashes(out)
+        staging = os.path.join(out, "runs", ".question1_resnet8_cifar10.retrain")
+        proc = popen_script("scripts.question1", *args, "--epochs=4", "--retrain")
+        deadline = time.time() + 300
+        while not csv_epochs(os.path.join(staging, "log.csv")) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # Killed while retraining: the finished run and its model are as they were.
+        self.assertNotEmpty(os.listdir(staging))
+        now = tree_hashes(out)
+        self.assertEqual({k: v for k, v in now.items() if ".retrain" not in k}, before)
+
+        r = run_script("scripts.question1", *args, "--epochs=4", "--retrain")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertEqual(csv_epochs(os.path.join(run, "log.csv")), [0, 1, 2, 3])
+        with open(os.path.join(run, "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 4)
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(out, "runs"))),
+            [".question1_resnet8_cifar10.lock", "question1_resnet8_cifar10"],
+        )
+        model = os.path.join("saved_models", "resnet_cifar10.h5")
+        self.assertNotEqual(tree_hashes(out)[model], before[model])
+
+    def test_a_second_process_is_refused_and_a_dead_ones_lock_is_not_in_the_way(self):
+        root = self.create_tempdir().full_path
+        data = os.path.join(root, "data")
+        fixtures.write_cifar10_python(data, per_batch=20, test=20)
+        args = [
+            f"--data_dir={data}",
+            "--n=1",
+            "--val_size=20",
+            "--batch_size=16",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+            "--run_name=shared",
+        ]
+        lock = os.path.join(root, "out", "runs", ".shared.lock")
+        first = popen_script("scripts.question1", *args, "--epochs=200")
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline and first.poll() is None:
+                if os.path.isfile(lock) and f"process {first.pid}" in open(lock).read():
+                    break
+                time.sleep(0.2)
+            r = run_script("scripts.question1", *args, "--epochs=200")
+            self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+            self.assertIn(f"runs/shared is in use by process {first.pid} ", r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        # The killed process left its lock file; the kernel dropped its lock.
+        r = run_script("scripts.question1", *args, "--epochs=1", "--retrain")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
 
 
 if __name__ == "__main__":
