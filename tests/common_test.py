@@ -1,14 +1,20 @@
 """scripts/common.py: each script's --help, defaults, presets and refusals,
-through the scripts' own command lines, in this process."""
+through the scripts' own command lines, in this process; and the flags every
+training script shares reaching its run, in a subprocess as a user runs it."""
 
+import json
+import os
 import re
 import unittest.mock
 
+import keras
 import tensorflow as tf
+from absl.testing import parameterized
 
-from resnet_keras import experiment
+from resnet_keras import classification, files
 from scripts import common
-from tests.question1_test import run_in_process
+from tests import fixtures
+from tests.fixtures import run_in_process, run_script
 
 # The flags each script defines itself, beside the shared ones it takes.
 OWN = {
@@ -40,9 +46,9 @@ def configs_of(module, *args):
         raise _Stop
 
     with (
-        unittest.mock.patch.object(experiment, "run_classification", run_classification),
-        unittest.mock.patch.object(experiment, "train_study", train_study),
-        unittest.mock.patch.object(experiment, "check_writable", lambda *_: None),
+        unittest.mock.patch.object(classification, "run_classification", run_classification),
+        unittest.mock.patch.object(classification, "train_study", train_study),
+        unittest.mock.patch.object(files, "check_writable", lambda *_: None),
     ):
         try:
             r = run_in_process(module, *args)
@@ -142,6 +148,74 @@ class RefusalTest(tf.test.TestCase):
             r = run_in_process(module, *args)
             self.assertEqual((r.returncode, r.stderr.count("\n")), (2, 1), (args, r.stderr))
             self.assertIn(message, r.stderr)
+
+
+class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
+    """Each training script takes --mixed_precision and --strategy and records them."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.data = fixtures.class_tempdir(cls)
+        fixtures.write_cifar10_python(cls.data, per_batch=16, test=16)
+
+    # The CPU class is faked (fixtures.*_CPU), so each expectation holds on any host.
+    @parameterized.named_parameters(
+        ("question1", "scripts.question1", [], fixtures.BF16_CPU, "mixed_bfloat16"),
+        (
+            "question3",
+            "scripts.question3",
+            ["--weights=none", "--head_units=8"],
+            fixtures.BF16_CPU,
+            "mixed_bfloat16",
+        ),
+        (
+            "colorize",
+            "scripts.colorize",
+            ["train", "--model=autoencoder"],
+            fixtures.BF16_CPU,
+            "mixed_bfloat16",
+        ),
+        ("question1_avx2", "scripts.question1", [], fixtures.AVX2_CPU, "float32"),
+    )
+    def test_flags_reach_the_run(self, module, extra, cpu_env, precision):
+        out = self.create_tempdir().full_path
+        args = [
+            f"--data_dir={self.data}",
+            "--epochs=1",
+            "--val_size=16",
+            "--batch_size=16",
+            f"--output_dir={out}",
+            "--verbose=0",
+            "--mixed_precision",
+            "--strategy=one_device",
+        ]
+        if module == "scripts.question1":
+            args.append("--n=1")
+        r = run_script(module, *extra, *args, env=cpu_env)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        runs = [d for d in os.listdir(os.path.join(out, "runs")) if not d.startswith(".")]
+        self.assertLen(runs, 1)
+        with open(os.path.join(out, "runs", runs[0], "flags.json")) as f:
+            flags = json.load(f)
+        self.assertEqual(
+            (flags["precision"], flags["strategy"], flags["replicas"]), (precision, "one_device", 1)
+        )
+        # The reason is recorded, and a refused bfloat16 is said once in the log.
+        note = "mixed precision: float32, this CPU has no native bfloat16"
+        if precision == "float32":
+            self.assertIn("no native bfloat16", flags["precision_reason"])
+            self.assertEqual(r.stdout.count(note), 1, r.stdout)
+        else:
+            self.assertIn("natively (avx512_bf16)", flags["precision_reason"])
+            self.assertNotIn(note, r.stdout)
+        saved = [
+            os.path.join(d, f)
+            for d, _, fs in os.walk(os.path.join(out, "saved_models"))
+            for f in fs
+        ]
+        self.assertLen(saved, 1)
+        self.assertEqual(keras.models.load_model(saved[0], compile=False).output.dtype, "float32")
 
 
 if __name__ == "__main__":

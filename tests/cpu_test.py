@@ -8,7 +8,6 @@ switch before TensorFlow reads it, and `resnet_keras.cpu` imports no TensorFlow.
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import tensorflow as tf
@@ -30,16 +29,18 @@ CPUINFO = textwrap.dedent("""\
 """)
 
 
-def write(text):
-    path = os.path.join(tempfile.mkdtemp(), "cpuinfo")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+class CpuinfoTestCase(tf.test.TestCase):
+    def write(self, text):
+        """A cpuinfo file holding `text`."""
+        path = os.path.join(self.create_tempdir().full_path, "cpuinfo")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
 
 
-class FlagsTest(tf.test.TestCase):
+class FlagsTest(CpuinfoTestCase):
     def test_first_flags_line_of_the_file(self):
-        flags = cpu.cpu_flags(write(CPUINFO), environ={})
+        flags = cpu.cpu_flags(self.write(CPUINFO), environ={})
         self.assertEqual(
             flags,
             {"fpu", "sse2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_bf16", "amx_tile"},
@@ -48,15 +49,15 @@ class FlagsTest(tf.test.TestCase):
         self.assertEqual(cpu.reported_flags(flags), "avx2,avx512f,amx_bf16,avx512_vnni")
 
     def test_no_file_or_no_flags_line_answers_no(self):
-        missing = os.path.join(tempfile.mkdtemp(), "absent")
+        missing = os.path.join(self.create_tempdir().full_path, "absent")
         self.assertEqual(cpu.cpu_flags(missing, environ={}), frozenset())
-        arm = write("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # aarch64 names them so
+        arm = self.write("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # aarch64 names them so
         self.assertEqual(cpu.cpu_flags(arm, environ={}), frozenset())
         self.assertFalse(cpu.native_bfloat16(frozenset()))
         self.assertEqual(cpu.reported_flags(frozenset()), "none")
 
     def test_the_variable_replaces_the_file(self):
-        path = write(CPUINFO)
+        path = self.write(CPUINFO)
         env = {cpu.FLAGS_VAR: "SSE4_2 avx  avx2 fma"}
         self.assertEqual(cpu.cpu_flags(path, environ=env), {"sse4_2", "avx", "avx2", "fma"})
         self.assertEqual(cpu.flags_source(env), cpu.FLAGS_VAR)
@@ -72,7 +73,7 @@ class FlagsTest(tf.test.TestCase):
         self.assertFalse(cpu.native_bfloat16(set(fixtures.AVX2_FLAGS.split())))
 
 
-class OneDnnTest(tf.test.TestCase):
+class OneDnnTest(CpuinfoTestCase):
     def test_set_to_on_when_the_user_has_not_chosen(self):
         env = {}
         self.assertTrue(cpu.default_onednn(env))
@@ -94,8 +95,8 @@ class OneDnnTest(tf.test.TestCase):
             self.assertEqual(cpu.onednn_state(env), state)
 
     def test_unset_is_what_tensorflow_decides_from_the_real_cpu(self):
-        avx2 = write(f"flags\t\t: {fixtures.AVX2_FLAGS}\n")
-        vnni = write(CPUINFO)
+        avx2 = self.write(f"flags\t\t: {fixtures.AVX2_FLAGS}\n")
+        vnni = self.write(CPUINFO)
         self.assertEqual(cpu.onednn_state({}, path=avx2), "off(tf-default)")
         self.assertEqual(cpu.onednn_state({}, path=vnni), "on(tf-default)")
         # TensorFlow tests the real CPU: the override does not change its default.

@@ -1,6 +1,8 @@
+import io
 import os
+import pickle
 import shutil
-import tempfile
+import tarfile
 from unittest import mock
 
 import numpy as np
@@ -10,6 +12,7 @@ from absl.testing import parameterized
 from resnet_keras import data
 from resnet_keras.checks import DataError
 from tests import fixtures
+from tests.fixtures import run_script
 
 
 class DataTestCase(tf.test.TestCase):
@@ -17,8 +20,7 @@ class DataTestCase(tf.test.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.dir = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.dir = self.create_tempdir().full_path
         patcher = mock.patch.dict(
             os.environ, {"RESNET_KERAS_CACHE": os.path.join(self.dir, "cache")}
         )
@@ -112,6 +114,86 @@ class BadDataTest(DataTestCase):
             data.load_cifar("mnist")
         with self.assertRaisesRegex(ValueError, "Unknown label_mode"):
             data.load_cifar("cifar100", label_mode="medium")
+
+
+class _Evil:
+    """Unpickling this calls os.system, which would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class UntrustedDataTest(DataTestCase):
+    """A temporary folder and data cache per test (DataTestCase)."""
+
+    def setUp(self):
+        super().setUp()
+        self.marker = os.path.join(self.dir, "PWNED")
+
+    def test_pickle_calling_a_function_is_refused_and_nothing_runs(self):
+        fixtures.write_cifar10_python(self.dir)
+        batch = os.path.join(self.dir, "cifar-10-batches-py", "data_batch_2")
+        with open(batch, "wb") as f:
+            pickle.dump({b"data": _Evil(self.marker), b"labels": [0]}, f, protocol=4)
+        with self.assertRaisesRegex(
+            DataError, r"data_batch_2: refused or unreadable pickle .*(posix|os)\.system"
+        ):
+            data.load_cifar("cifar10", self.dir)
+        self.assertFalse(os.path.exists(self.marker))
+        # Through the script: one line, exit 2, still nothing run.
+        r = run_script("scripts.question1", f"--data_dir={self.dir}", f"--output_dir={self.dir}/o")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("data_batch_2: refused", r.stderr)
+        self.assertLen(r.stderr.strip().splitlines(), 1)
+        self.assertFalse(os.path.exists(self.marker))
+
+    def test_hostile_meta_file_is_refused(self):
+        fixtures.write_cifar100_python(self.dir)
+        with open(os.path.join(self.dir, "cifar-100-python", "meta"), "wb") as f:
+            pickle.dump({b"fine_label_names": _Evil(self.marker)}, f, protocol=4)
+        with self.assertRaisesRegex(DataError, "meta: refused"):
+            data.load_cifar("cifar100", self.dir)
+        self.assertFalse(os.path.exists(self.marker))
+
+    def _tar_with(self, name, **kind):
+        path = os.path.join(self.dir, "hostile.tar.gz")
+        with tarfile.open(path, "w:gz") as tar:
+            info = tarfile.TarInfo(name)
+            payload = b"owned"
+            if kind.get("symlink"):
+                info.type, info.linkname = tarfile.SYMTYPE, kind["symlink"]
+                tar.addfile(info)
+            else:
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+        return path
+
+    def test_tar_members_escaping_the_folder_are_refused(self):
+        outside = os.path.join(self.dir, "escaped.txt")
+        cases = [
+            ("cifar-10-batches-py/../../escaped.txt", {}, "outside the extraction folder"),
+            (outside, {}, "an absolute path"),
+            ("cifar-10-batches-py/link", {"symlink": "/etc/passwd"}, "link pointing outside"),
+        ]
+        for name, kind, reason in cases:
+            tar = self._tar_with(name, **kind)
+            with self.assertRaisesRegex(DataError, f"hostile.tar.gz: refused member .*{reason}"):
+                data.load_cifar("cifar10", tar)
+            self.assertFalse(os.path.exists(outside), name)
+            shutil.rmtree(os.path.join(self.dir, "cache"), ignore_errors=True)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "..", "escaped.txt")))
+
+    def test_valid_tarball_still_loads_exactly(self):
+        (x, y), (xt, yt) = fixtures.write_cifar10_python(self.dir)
+        tar = fixtures.make_tarball(
+            os.path.join(self.dir, "cifar-10-batches-py"), os.path.join(self.dir, "c.tar.gz")
+        )
+        (gx, gy), (gxt, gyt) = data.load_cifar("cifar10", tar)
+        self.assertAllEqual(gx, x)
+        self.assertAllEqual(gyt, yt)
 
 
 if __name__ == "__main__":

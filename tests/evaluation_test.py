@@ -1,6 +1,6 @@
 """resnet_keras.evaluation: test metrics from predictions, TTA and the files they go to.
 
-The flip and shift views are checked in training_test (FlipTtaTest); the
+The flip and shift views are checked in experiment_test (FlipTtaTest); the
 colorization metrics in colorization_test.
 """
 

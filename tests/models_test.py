@@ -1,14 +1,17 @@
+"""resnet_keras.models: parameter counts per depth, shortcuts, gradients, plain
+Keras models from the builders, and the models under mixed precision. The
+speed-ups (fused BatchNorm, recomputed blocks) are speedups_test's."""
+
 import os
-import subprocess
-import sys
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import keras_private, models, saving
+from resnet_keras import colorization, distribute, keras_private, models, speedups, training
+from resnet_keras import transfer
+from tests import fixtures
 
 # (n, trainable, count_params()) with option A shortcuts: see models.py.
 IDENTITY_COUNTS = [
@@ -143,65 +146,60 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(names, [l.name for l in models.build_resnet(1).layers])
 
 
-class SavingTest(tf.test.TestCase, parameterized.TestCase):
-    def setUp(self):
-        super().setUp()
-        self.dir = tempfile.mkdtemp()
-        self.model = models.build_resnet(1, num_classes=5, shortcut="identity")
-        self.model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        self.x = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3)).astype("float32")
-        self.expected = self.model.predict(self.x, verbose=0)
+class DeepestNetworkTest(tf.test.TestCase):
+    def test_deeper_than_max_n_is_refused(self):
+        with self.assertRaisesRegex(ValueError, f"from 1 to {models.MAX_N}"):
+            models.build_resnet(models.MAX_N + 1)
+        with self.assertRaisesRegex(ValueError, "deeper than"):
+            models.depth_to_n(6 * (models.MAX_N + 1) + 2)
+        self.assertEqual(models.depth_to_n(6 * models.MAX_N + 2), models.MAX_N)
 
-    @parameterized.parameters(("h5",), ("keras",))
-    def test_save_and_reload_gives_equal_predictions(self, fmt):
-        path = saving.save_model(self.model, saving.model_path(os.path.join(self.dir, "m"), fmt))
-        self.assertEqual(sorted(os.listdir(self.dir)), [os.path.basename(path)])  # no temp left
-        loaded = saving.load_model(path)
-        self.assertAllClose(loaded.predict(self.x, verbose=0), self.expected, atol=1e-5)
-        self.assertEqual([w.path for w in loaded.weights], [w.path for w in self.model.weights])
 
-    def test_a_keras_file_written_after_an_h5_keeps_the_optimizer(self):
-        # Keras 3.15's .h5 writer drops the optimizer from the model's compile
-        # config; saving.save_model puts it back (--formats h5,keras).
-        saving.save_model(self.model, os.path.join(self.dir, "m.h5"))
-        self.assertIn("optimizer", self.model.get_compile_config())
-        path = saving.save_model(self.model, os.path.join(self.dir, "m.keras"))
-        self.assertIsInstance(keras.models.load_model(path).optimizer, keras.optimizers.Adam)
+class MixedModelsTest(tf.test.TestCase, parameterized.TestCase):
+    def test_resnet_computes_in_bfloat16_keeps_float32_weights_and_softmax(self):
+        x = fixtures.random_images(8).astype("float32")
+        keras.utils.set_random_seed(0)
+        reference = models.build_resnet(1)
+        with distribute.dtype_policy("mixed_bfloat16"):
+            model = models.build_resnet(1)
+        model.set_weights(reference.get_weights())
+        for m in (reference, model):  # BatchNorm on the fused kernel, as training runs it
+            speedups.fuse_batch_norm(m)
+        self.assertEqual(model.get_layer("stem_conv").compute_dtype, "bfloat16")
+        self.assertTrue(all(w.dtype == "float32" for w in model.weights))
+        out = model(x, training=False)
+        self.assertEqual(out.dtype, tf.float32)
+        # Same weights, same answer up to bfloat16's 8-bit mantissa.
+        self.assertAllClose(out, reference(x, training=False), atol=0.05)
 
-    def test_savedmodel_export_serves_equal_predictions(self):
-        path = saving.save_model(
-            self.model, saving.model_path(os.path.join(self.dir, "m"), "savedmodel")
-        )
-        served = tf.saved_model.load(path)
-        self.assertAllClose(served.serve(tf.constant(self.x)).numpy(), self.expected, atol=1e-5)
-        # Overwriting replaces the folder atomically and leaves nothing beside it.
-        saving.save_model(self.model, path)
-        self.assertEqual(os.listdir(self.dir), ["m_savedmodel"])
+        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+        before = model.get_layer("stem_conv").kernel.numpy()
+        h = model.fit(x, np.arange(8) % 10, batch_size=8, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(h.history["loss"][0]))
+        self.assertNotAllClose(model.get_layer("stem_conv").kernel.numpy(), before)
 
-    def test_h5_loads_in_plain_keras_without_project_code(self):
-        path = saving.save_model(self.model, os.path.join(self.dir, "m.h5"))
-        np.save(os.path.join(self.dir, "x.npy"), self.x)
-        code = (
-            "import sys, numpy as np, keras;"
-            f"m = keras.models.load_model({path!r});"
-            f"p = m.predict(np.load({os.path.join(self.dir, 'x.npy')!r}), verbose=0);"
-            "assert 'resnet_keras' not in sys.modules;"
-            f"np.save({os.path.join(self.dir, 'p.npy')!r}, p)"
-        )
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        subprocess.run(
-            [sys.executable, "-c", code], check=True, cwd=self.dir, env=env, capture_output=True
-        )
-        self.assertAllClose(np.load(os.path.join(self.dir, "p.npy")), self.expected, atol=1e-5)
+        path = os.path.join(self.create_tempdir().full_path, "m.h5")
+        model.save(path)
+        loaded = keras.models.load_model(path)  # plain Keras, raw 0-255 images
+        self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
-    def test_bad_model_files_get_one_clear_error(self):
-        bad = os.path.join(self.dir, "bad.h5")
-        with open(bad, "w") as f:
-            f.write("not hdf5")
-        with self.assertRaisesRegex(saving.ModelFileError, "bad.h5: cannot load model"):
-            saving.load_model(bad)
-        with self.assertRaisesRegex(saving.ModelFileError, "no such model file"):
-            saving.load_model(os.path.join(self.dir, "missing.h5"))
+    def test_float16_on_a_gpu_gets_loss_scaling(self):
+        with distribute.dtype_policy("mixed_float16"):
+            model = models.build_resnet(1)
+        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+        self.assertIsInstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    @parameterized.parameters("colorizer", "transfer")
+    def test_other_models_keep_float32_outputs(self, kind):
+        with distribute.dtype_policy("mixed_bfloat16"):
+            if kind == "colorizer":
+                model = colorization.build_colorizer("unet", (32, 32, 1), "lab")
+                x = np.zeros((2, 32, 32, 1), "float32")
+            else:
+                model = transfer.build_transfer_model(10, weights=None)
+                x = fixtures.random_images(2).astype("float32")
+        self.assertEqual(model(x).dtype, tf.float32)
+        self.assertTrue(all(w.dtype == "float32" for w in model.weights))
 
 
 if __name__ == "__main__":

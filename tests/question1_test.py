@@ -1,73 +1,26 @@
 """scripts.question1 end to end, as a user runs it (a subprocess)."""
 
-import contextlib
-import importlib
-import io
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import unittest
 
+import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
-from absl.testing import flagsaver
 
+from resnet_keras import data, evaluation, pipeline
 from tests import fixtures
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_script(module, *args, cwd=None, env=None):
-    """Runs `python -m module args`; `env` adds variables (e.g. fixtures.AVX2_CPU)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd or ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (imported from here)
 
 
-def run_in_process(module, *args):
-    """`run_script` without a new process: the script's command line (its
-    `cli`, through scripts/common.py `run`, the entry a user's run takes)
-    called here, its exit status and what it printed returned alike.
+class _EndToEnd:
+    """question1 on a few hundred images of `data_dir` (an image folder)."""
 
-    Every flag is put back as it was afterwards, so cases do not see each
-    other's values or defaults. Output that bypasses Python's sys.stderr (C++
-    logging) is not caught: a few cases of each table run in a subprocess.
-    """
-    script = importlib.import_module(module)
-    app.define_help_flags()  # before the flags are saved: --help, as `run` would define it
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with flagsaver.flagsaver(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        flags.FLAGS.unparse_flags()
-        try:
-            script.cli([module, *args])
-        except SystemExit as e:
-            code = 0 if e.code is None else e.code
-        finally:
-            if not flags.FLAGS.is_parsed():  # a refused command line leaves them unparsed
-                flags.FLAGS.mark_as_parsed()  # as conftest.py has them
-    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
-
-
-@unittest.skipUnless(
-    os.path.isdir(fixtures.REAL_CIFAR10),
-    "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10",
-)
-class Question1EndToEndTest(tf.test.TestCase):
-    def test_few_hundred_real_images(self):
-        out = tempfile.mkdtemp()
+    def test_few_hundred_images(self):
+        out = self.create_tempdir().full_path
         r = run_script(
             "scripts.question1",
-            f"--data_dir={fixtures.REAL_CIFAR10}",
+            f"--data_dir={self.data_dir}",
             "--epochs=2",
             "--train_limit=400",
             "--val_size=100",
@@ -78,15 +31,14 @@ class Question1EndToEndTest(tf.test.TestCase):
             "--formats=h5,keras",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertRegex(r.stdout, r"Test accuracy: 0\.\d{4}")
+        self.assertRegex(r.stdout, r"Test accuracy: [01]\.\d{4}")
         h5 = os.path.join(out, "saved_models", "resnet_cifar10.h5")
-        self.assertTrue(os.path.isfile(h5))
-        self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet_cifar10.keras")))
         self.assertTrue(os.path.isfile(os.path.join(out, "plots", "question1_resnet8_cifar10.png")))
         run = os.path.join(out, "runs", "question1_resnet8_cifar10")
         with open(os.path.join(run, "flags.json")) as f:
             flags = json.load(f)
         self.assertEqual((flags["opt"], flags["epochs"], flags["train_images"]), ("adam", 2, 300))
+        self.assertEqual((flags["val_images"], flags["test_images"]), (100, 200))
         with open(os.path.join(run, "history.json")) as f:
             history = json.load(f)
         self.assertLen(history["loss"], 2)
@@ -95,17 +47,31 @@ class Question1EndToEndTest(tf.test.TestCase):
             metrics = json.load(f)
         printed = float(r.stdout.split("Test accuracy: ")[1].split()[0])
         self.assertAlmostEqual(metrics["test_accuracy"], printed, places=4)
-        self.assertGreater(metrics["img_per_s"], 0)
-        # The saved model takes raw 0-255 images and gives the logged accuracy.
-        import keras
-
-        from resnet_keras import data, pipeline
-
+        self.assertEqual(metrics["epochs"], 2)
+        self.assertAlmostEqual(metrics["img_per_s"], np.mean(history["img_per_s"]))
+        self.assertGreater(min(history["img_per_s"]), 0)
+        self.assertEqual(metrics["best_val_accuracy"], max(history["val_accuracy"]))
+        # The saved model takes raw 0-255 images and gives the logged accuracy;
+        # the .keras file holds the same network.
         model = keras.models.load_model(h5)
-        (_, _), (xt, yt) = data.load_cifar("cifar10", fixtures.REAL_CIFAR10)
+        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
-        acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
+        probs = model.predict(xt, verbose=0)
+        acc = np.mean(probs.argmax(1) == yt[:, 0])
         self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
+        self.assertAlmostEqual(
+            evaluation.evaluate_predictions(probs, yt)["loss"], metrics["test_loss"], places=4
+        )
+        other = keras.models.load_model(os.path.join(out, "saved_models", "resnet_cifar10.keras"))
+        self.assertAllClose(other.predict(xt[:8], verbose=0), probs[:8], atol=1e-5)
+
+
+class Question1EndToEndTest(_EndToEnd, fixtures.FixtureImagesTestCase):
+    pass
+
+
+class Question1RealDataTest(_EndToEnd, fixtures.RealImagesTestCase):
+    pass
 
 
 class BadInputTest(tf.test.TestCase):
@@ -161,9 +127,21 @@ class BadInputTest(tf.test.TestCase):
 
 
 class FastScheduleTest(tf.test.TestCase):
+    def assertTtaAccuracies(self, model_path, xt, yt, metrics, names):
+        """The run's test-time-augmentation figures, computed again from its saved model."""
+        model = keras.models.load_model(model_path)
+        probs = model.predict(xt, verbose=0)
+        views = evaluation.predict_tta(model, xt, probs, "tta" in names, "tta_shifts" in names)
+        self.assertCountEqual(views, names)
+        for name, p in views.items():
+            got = evaluation.evaluate_predictions(p, yt)
+            self.assertAlmostEqual(metrics[f"test_loss_{name}"], got["loss"], places=3, msg=name)
+            self.assertAlmostEqual(metrics[f"test_accuracy_{name}"], got["accuracy"], msg=name)
+        return model
+
     def test_preset_brings_its_settings_and_flags_still_win(self):
-        root = tempfile.mkdtemp()
-        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        root = self.create_tempdir().full_path
+        _, (xt, yt) = fixtures.write_cifar10_python(root, per_batch=20, test=20)
         common = [
             f"--data_dir={root}",
             "--n=1",
@@ -207,14 +185,10 @@ class FastScheduleTest(tf.test.TestCase):
         )
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
-        self.assertBetween(metrics["test_accuracy_tta"], 0.0, 1.0)
-        self.assertBetween(metrics["test_accuracy_tta_shifts"], 0.0, 1.0)
-        self.assertIn("with flips 0.", r.stdout)
-        import keras
-
-        model = keras.models.load_model(
-            os.path.join(root, "a", "saved_models", "resnet_cifar10.h5")
-        )
+        # --val_size 0: the last weights are tested, and saved.
+        model_path = os.path.join(root, "a", "saved_models", "resnet_cifar10.h5")
+        model = self.assertTtaAccuracies(model_path, xt, yt, metrics, ["tta", "tta_shifts"])
+        self.assertIn(f"with flips {metrics['test_accuracy_tta']:.4f}", r.stdout)
         self.assertEqual(model.output.dtype, "float32")
         # Flags the user sets override the preset.
         r = run_script(
@@ -236,9 +210,11 @@ class FastScheduleTest(tf.test.TestCase):
         )
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
-        self.assertNotIn("test_accuracy_tta", metrics)  # --notta; the preset's six views stay
-        self.assertBetween(metrics["test_accuracy_tta_shifts"], 0.0, 1.0)
-        self.assertIn("with flips and shifts", r.stdout)
+        # --notta; the preset's six views stay.
+        model_path = os.path.join(root, "b", "saved_models", "resnet_cifar10.h5")
+        self.assertTtaAccuracies(model_path, xt, yt, metrics, ["tta_shifts"])
+        self.assertNotIn("test_accuracy_tta", metrics)
+        self.assertIn(f"with flips and shifts {metrics['test_accuracy_tta_shifts']:.4f}", r.stdout)
         self.assertNotIn("with flips 0.", r.stdout)
 
 

@@ -2,15 +2,24 @@
 
 import json
 import os
-import tempfile
-import unittest
+import re
 
+import keras
+import numpy as np
 import tensorflow as tf
 from absl import flags
 
+from resnet_keras import data, evaluation, pipeline
 from scripts import question2
 from tests import fixtures
-from tests.question1_test import run_script
+from tests.fixtures import run_script
+
+
+def printed_scores(stdout, name):
+    """(accuracy, loss) that scripts.evaluate printed for `name`."""
+    m = re.search(re.escape(name) + r": test accuracy ([\d.]+), test loss ([\d.]+)", stdout)
+    assert m, f"no line for {name} in {stdout!r}"
+    return float(m.group(1)), float(m.group(2))
 
 
 class ConfigTest(tf.test.TestCase):
@@ -39,9 +48,17 @@ class ConfigTest(tf.test.TestCase):
 class Cifar100Test(tf.test.TestCase):
     """No CIFAR-100 exists here: a python-format copy written by the test."""
 
+    def assertPrinted(self, stdout, name, probs, y):
+        """scripts.evaluate's line for `name` gives the scores of `probs`."""
+        want = evaluation.evaluate_predictions(probs, y)
+        accuracy, loss = printed_scores(stdout, name)
+        self.assertEqual(accuracy, round(want["accuracy"], 4), name)
+        self.assertAlmostEqual(loss, want["loss"], places=3, msg=name)
+
     def test_question1_question2_and_evaluate_on_cifar100(self):
-        root = tempfile.mkdtemp()
-        fixtures.write_cifar100_python(root, train=240, test=100)
+        root = self.create_tempdir().full_path
+        written = fixtures.write_cifar100_python(root, train=240, test=100)
+        _, (xt, yt) = written["fine"]
         out = os.path.join(root, "out")
         common = [
             f"--data_dir={root}",
@@ -55,11 +72,10 @@ class Cifar100Test(tf.test.TestCase):
         r = run_script("scripts.question1", *common)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         q1 = os.path.join(out, "saved_models", "resnet_cifar100.h5")
-        self.assertTrue(os.path.isfile(q1))
         r = run_script("scripts.question2", *common, "--opt=sgd", "--label_mode=coarse")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         q2 = os.path.join(out, "saved_models", "resnet_n1_SGD_cifar100.h5")
-        self.assertTrue(os.path.isfile(q2))
+        self.assertEqual(keras.models.load_model(q2).output_shape, (None, 20))
         self.assertTrue(
             os.path.isfile(
                 os.path.join(out, "plots", "question2_multi_config_comparison_cifar100.png")
@@ -73,7 +89,12 @@ class Cifar100Test(tf.test.TestCase):
 
         r = run_script("scripts.evaluate", q1, f"--data_dir={root}", "--dataset=cifar100")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertRegex(r.stdout, r"test accuracy 0\.\d{4}, test loss \d+\.\d{4}, top-5 accuracy")
+        model = keras.models.load_model(q1)
+        self.assertEqual(model.output_shape, (None, 100))
+        probs = model.predict(xt, verbose=0)
+        self.assertPrinted(r.stdout, q1, probs, yt)
+        top5 = evaluation.evaluate_predictions(probs, yt)["top5_accuracy"]
+        self.assertIn(f", top-5 accuracy {top5:.4f}", r.stdout)
         self.assertIn("fine0 ", r.stdout)
         r = run_script(
             "scripts.evaluate",
@@ -84,10 +105,9 @@ class Cifar100Test(tf.test.TestCase):
             "--tta_shifts",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertRegex(r.stdout, r"resnet_cifar100\.h5 with flips: test accuracy 0\.\d{4}")
-        self.assertRegex(
-            r.stdout, r"resnet_cifar100\.h5 with flips and shifts: test accuracy 0\.\d{4}"
-        )
+        views = evaluation.predict_tta(model, xt, probs, tta=True, tta_shifts=True)
+        self.assertPrinted(r.stdout, f"{q1} with flips", views["tta"], yt)
+        self.assertPrinted(r.stdout, f"{q1} with flips and shifts", views["tta_shifts"], yt)
         # A 20-class model on the 100-class labels: one line, exit 2.
         r = run_script("scripts.evaluate", q2, f"--data_dir={root}", "--dataset=cifar100")
         self.assertEqual(r.returncode, 2)
@@ -95,17 +115,15 @@ class Cifar100Test(tf.test.TestCase):
         self.assertLen(r.stderr.strip().splitlines(), 1)
 
 
-@unittest.skipUnless(
-    os.path.isdir(fixtures.REAL_CIFAR10),
-    "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10",
-)
-class AllConfigurationsTest(tf.test.TestCase):
+class _AllConfigurations:
+    """question2 --all on a few hundred images of `data_dir`, then the ensemble."""
+
     def test_all_three_then_ensemble(self):
-        out = tempfile.mkdtemp()
+        out = self.create_tempdir().full_path
         r = run_script(
             "scripts.question2",
             "--all",
-            f"--data_dir={fixtures.REAL_CIFAR10}",
+            f"--data_dir={self.data_dir}",
             "--epochs=1",
             "--train_limit=300",
             "--val_size=100",
@@ -116,28 +134,51 @@ class AllConfigurationsTest(tf.test.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         names = ["resnet_n7_RMSprop", "resnet_n7_Adam", "resnet_n5_SGD"]
         models = [os.path.join(out, "saved_models", f"{n}.h5") for n in names]
-        for m in models:
-            self.assertTrue(os.path.isfile(m), m)
         self.assertTrue(
             os.path.isfile(os.path.join(out, "plots", "question2_multi_config_comparison.png"))
         )
         with open(os.path.join(out, "results", "question2.json")) as f:
             rows = json.load(f)["rows"]
         self.assertEqual([r["batch_size"] for r in rows], [128, 64, 256])
+        self.assertEqual([r["run"] for r in rows], [f"question2_{n}" for n in names])
         r = run_script(
             "scripts.evaluate",
             *models[:2],
-            f"--data_dir={fixtures.REAL_CIFAR10}",
+            f"--data_dir={self.data_dir}",
             "--test_limit=200",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertIn("ensemble of 2: test accuracy", r.stdout)
         self.assertIn("airplane ", r.stdout)
+        # Each model's line is its run's own test (the same 200 images), and
+        # the ensemble's is the mean of their softmax outputs.
+        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        xt, yt = pipeline.limit(xt, yt, 200, seed=0)
+        probs = []
+        for k, (name, path, row) in enumerate(zip(names, models, rows)):
+            with open(os.path.join(out, "runs", f"question2_{name}", "metrics.json")) as f:
+                metrics = json.load(f)
+            self.assertEqual(row["test_accuracy_pct"], round(100 * metrics["test_accuracy"], 2))
+            if k < 2:
+                probs.append(keras.models.load_model(path).predict(xt, verbose=0))
+                accuracy, _ = printed_scores(r.stdout, path)
+                self.assertEqual(accuracy, round(metrics["test_accuracy"], 4), name)
+        ensemble = evaluation.evaluate_predictions(np.mean(probs, 0), yt)
+        self.assertEqual(
+            printed_scores(r.stdout, "ensemble of 2")[0], round(ensemble["accuracy"], 4)
+        )
+
+
+class AllConfigurationsTest(_AllConfigurations, fixtures.FixtureImagesTestCase):
+    pass
+
+
+class AllConfigurationsRealDataTest(_AllConfigurations, fixtures.RealImagesTestCase):
+    pass
 
 
 class BadInputTest(tf.test.TestCase):
     def test_one_line_exit_2(self):
-        out = tempfile.mkdtemp()
+        out = self.create_tempdir().full_path
         for args, message in [
             (["--opt=adagrad"], "Unknown optimizer 'adagrad'"),
             (["--n=0"], "--n must be at least 1"),
@@ -150,6 +191,7 @@ class BadInputTest(tf.test.TestCase):
         r = run_script("scripts.evaluate", os.path.join(out, "missing.h5"))
         self.assertEqual(r.returncode, 2)
         self.assertIn("missing.h5: no such model file", r.stderr)
+        self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,15 @@
 import json
 import os
 import shutil
-import tempfile
-import unittest
 
+import numpy as np
 import tensorflow as tf
 from absl import flags
 
+from resnet_keras import data, pipeline
 from scripts import resnet_vs_plain
 from tests import fixtures
-from tests.question1_test import run_script
+from tests.fixtures import run_script
 
 
 class PairConfigTest(tf.test.TestCase):
@@ -45,17 +45,15 @@ class PairConfigTest(tf.test.TestCase):
             resnet_vs_plain.parse_pairs(["20"], ["dense"])
 
 
-@unittest.skipUnless(
-    os.path.isdir(fixtures.REAL_CIFAR10),
-    "needs the real CIFAR-10 image folder at ../shared/datasets/cifar10",
-)
-class EndToEndTest(tf.test.TestCase):
+class _EndToEnd:
+    """The study on a few hundred images of `data_dir`: train, report, reuse."""
+
     def test_train_report_and_reuse(self):
-        out = tempfile.mkdtemp()
+        out = self.create_tempdir().full_path
         args = [
             "--depths=8,14",
             "--models=resnet,plain",
-            f"--data_dir={fixtures.REAL_CIFAR10}",
+            f"--data_dir={self.data_dir}",
             "--train_limit=300",
             "--val_size=100",
             "--test_limit=200",
@@ -70,8 +68,8 @@ class EndToEndTest(tf.test.TestCase):
         for stem in ("resnet-8", "resnet-14", "plainnet-8", "plainnet-14"):
             self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", f"{stem}.h5")), stem)
             expected += [f"{stem}.png", f"confusion-{stem}.png"]
-        for name in expected:
-            self.assertTrue(os.path.isfile(os.path.join(plots, name)), name)
+        drawn = fixtures.tree_hashes(plots)
+        self.assertCountEqual(drawn, expected)
         if shutil.which("dot"):
             self.assertTrue(os.path.isfile(os.path.join(out, "plots", "resnet_architecture.png")))
         else:
@@ -82,12 +80,23 @@ class EndToEndTest(tf.test.TestCase):
             [(r["model"], r["depth"]) for r in rows],
             [("resnet", 8), ("resnet", 14), ("plain", 8), ("plain", 14)],
         )
+        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         for row in rows:
             stem = f"{resnet_vs_plain.FILE_STEM[row['model']]}-{row['depth']}"
             with open(os.path.join(out, "runs", stem, "metrics.json")) as f:
                 metrics = json.load(f)
             self.assertEqual(row["test_accuracy_pct"], round(100 * metrics["test_accuracy"], 2))
             self.assertEqual(row["epochs"], 1)
+            # What the confusion matrix and the misclassified grid are drawn from.
+            with np.load(os.path.join(out, "runs", stem, "test_predictions.npz")) as p:
+                y_true, y_pred, wrong = p["y_true"], p["y_pred"], p["wrong_index"]
+                self.assertAllEqual(y_true, yt[:, 0])
+                self.assertAlmostEqual(np.mean(y_true == y_pred), metrics["test_accuracy"])
+                # Misclassified test images, each once, as many as the grid takes.
+                self.assertLen(set(wrong), min(64, np.sum(y_true != y_pred)))
+                self.assertAllEqual(y_true[wrong] != y_pred[wrong], [True] * len(wrong))
+                self.assertAllEqual(p["wrong_images"], xt[wrong])
         with open(os.path.join(out, "results", "resnet_vs_plain.md")) as f:
             text = f.read()
         self.assertIn("| resnet | 14 |", text)
@@ -98,7 +107,7 @@ class EndToEndTest(tf.test.TestCase):
             r"(no GPU|\d GPU\(s\)), TensorFlow 2\.",
         )
 
-        # --report_only redraws from runs/ alone: no data, no training.
+        # --report_only redraws from runs/ alone, the same figures: no data, no training.
         shutil.rmtree(plots)
         r = run_script(
             "scripts.resnet_vs_plain",
@@ -109,8 +118,7 @@ class EndToEndTest(tf.test.TestCase):
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertNotIn("training", r.stdout)
-        for name in expected:
-            self.assertTrue(os.path.isfile(os.path.join(plots, name)), name)
+        self.assertEqual(fixtures.tree_hashes(plots), drawn)
 
         # A finished pair is reused, not retrained.
         r = run_script("scripts.resnet_vs_plain", *args[:1], "--models=resnet", *args[2:])
@@ -138,6 +146,14 @@ class EndToEndTest(tf.test.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         with open(os.path.join(out, "runs", "plainnet-8", "metrics.json")) as f:
             self.assertEqual(json.load(f)["epochs"], 2)
+
+
+class EndToEndTest(_EndToEnd, fixtures.FixtureImagesTestCase):
+    pass
+
+
+class EndToEndRealDataTest(_EndToEnd, fixtures.RealImagesTestCase):
+    pass
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
 """resnet_keras.runs: what a new command may do with an existing run folder.
 
-The scripts' side (exit status, one line, files untouched) is in
-robustness_test.py; these cases build the folders by hand.
+These cases build the folders by hand; RunFolderTest runs the scripts on
+them (killed mid-retrain, a named trial run beside a finished one, two
+processes at once). SettingsTest checks what a run's reuse is decided on.
+Bad input's one line and exit status are in robustness_test.py.
 """
 
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import tensorflow as tf
 
 from resnet_keras import experiment, runs
+from tests import fixtures
+from tests.fixtures import csv_epochs, finished_run, popen_script, run_script, tree_hashes
 
 DEFAULTS = {"epochs": 20, "opt": "adam", "lr": None, "label_smoothing": 0.0, "recompute": False}
 
@@ -183,6 +189,87 @@ class SettingsTest(tf.test.TestCase):
         self.assertEqual(
             (defaults["epochs"], defaults["lr"], defaults["head_units"]), (20, None, 256)
         )
+
+
+class RunFolderTest(tf.test.TestCase):
+    def test_retrain_replaces_the_finished_run_only_once_it_has_finished(self):
+        root = self.create_tempdir().full_path
+        _, out, args = finished_run(root, "--seed=3")
+        run = os.path.join(out, "runs", "question1_resnet8_cifar10")
+        before = tree_hashes(out)
+        model = os.path.join("saved_models", "resnet_cifar10.h5")
+        old_model = os.stat(os.path.join(out, model)).st_ino
+        staging = os.path.join(out, "runs", ".question1_resnet8_cifar10.retrain")
+        # Another seed: with the same one the retrain repeats the first two
+        # epochs, and where one of them stays the best on validation it saves a
+        # byte-identical model, proving nothing below.
+        retrain = [a for a in args if a != "--seed=3"] + ["--seed=4", "--epochs=4", "--retrain"]
+        proc = popen_script("scripts.question1", *retrain)
+        deadline = time.time() + 300
+        while not csv_epochs(os.path.join(staging, "log.csv")) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # Killed while retraining: the finished run and its model are as they were.
+        self.assertNotEmpty(os.listdir(staging))
+        now = tree_hashes(out)
+        self.assertEqual({k: v for k, v in now.items() if ".retrain" not in k}, before)
+
+        r = run_script("scripts.question1", *retrain)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertEqual(csv_epochs(os.path.join(run, "log.csv")), [0, 1, 2, 3])
+        with open(os.path.join(run, "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 4)
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(out, "runs"))),
+            [".question1_resnet8_cifar10.lock", "question1_resnet8_cifar10"],
+        )
+        # A new file in its place, holding the other seed's model.
+        self.assertNotEqual(os.stat(os.path.join(out, model)).st_ino, old_model)
+        self.assertNotEqual(tree_hashes(out)[model], before[model])
+
+    def test_a_named_trial_run_leaves_the_default_runs_model_alone(self):
+        root = self.create_tempdir().full_path
+        _, out, args = finished_run(root)
+        before = tree_hashes(out)
+        r = run_script("scripts.question1", *args, "--epochs=1", "--run_name=trial")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        now = tree_hashes(out)
+        self.assertEqual({k: now[k] for k in before}, before)  # nothing of the first run changed
+        self.assertIn(os.path.join("saved_models", "trial.h5"), now)
+        self.assertIn(os.path.join("plots", "trial.png"), now)
+
+    def test_a_second_process_is_refused_and_a_dead_ones_lock_is_not_in_the_way(self):
+        root = self.create_tempdir().full_path
+        data = os.path.join(root, "data")
+        fixtures.write_cifar10_python(data, per_batch=20, test=20)
+        args = [
+            f"--data_dir={data}",
+            "--n=1",
+            "--val_size=20",
+            "--batch_size=16",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+            "--run_name=shared",
+        ]
+        lock = os.path.join(root, "out", "runs", ".shared.lock")
+        first = popen_script("scripts.question1", *args, "--epochs=200")
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline and first.poll() is None:
+                if os.path.isfile(lock) and f"process {first.pid}" in open(lock).read():
+                    break
+                time.sleep(0.2)
+            r = run_script("scripts.question1", *args, "--epochs=200")
+            self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+            self.assertIn(f"runs/shared is in use by process {first.pid} ", r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        # The killed process left its lock file; the kernel dropped its lock.
+        r = run_script("scripts.question1", *args, "--epochs=1", "--retrain")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
+from absl.testing import parameterized
 
 from resnet_keras import classification, colorization, colorization_tasks, experiment, models
 from resnet_keras import saving
 from resnet_keras import transfer_experiment
 from tests import fixtures
+from tests.fixtures import run_script
 
 # Runs with no project module importable: PYTHONPATH empty, cwd the temp folder.
 LOADER = """
@@ -167,13 +169,100 @@ class CommittedModelsTest(tf.test.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
 
 
-class DeepestNetworkTest(tf.test.TestCase):
-    def test_deeper_than_max_n_is_refused(self):
-        with self.assertRaisesRegex(ValueError, f"from 1 to {models.MAX_N}"):
-            models.build_resnet(models.MAX_N + 1)
-        with self.assertRaisesRegex(ValueError, "deeper than"):
-            models.depth_to_n(6 * (models.MAX_N + 1) + 2)
-        self.assertEqual(models.depth_to_n(6 * models.MAX_N + 2), models.MAX_N)
+class SavingTest(tf.test.TestCase, parameterized.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.dir = self.create_tempdir().full_path
+        self.model = models.build_resnet(1, num_classes=5, shortcut="identity")
+        self.model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.x = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3)).astype("float32")
+        self.expected = self.model.predict(self.x, verbose=0)
+
+    @parameterized.parameters(("h5",), ("keras",))
+    def test_save_and_reload_gives_equal_predictions(self, fmt):
+        path = saving.save_model(self.model, saving.model_path(os.path.join(self.dir, "m"), fmt))
+        self.assertEqual(sorted(os.listdir(self.dir)), [os.path.basename(path)])  # no temp left
+        loaded = saving.load_model(path)
+        self.assertAllClose(loaded.predict(self.x, verbose=0), self.expected, atol=1e-5)
+        self.assertEqual([w.path for w in loaded.weights], [w.path for w in self.model.weights])
+
+    def test_a_keras_file_written_after_an_h5_keeps_the_optimizer(self):
+        # Keras 3.15's .h5 writer drops the optimizer from the model's compile
+        # config; saving.save_model puts it back (--formats h5,keras).
+        saving.save_model(self.model, os.path.join(self.dir, "m.h5"))
+        self.assertIn("optimizer", self.model.get_compile_config())
+        path = saving.save_model(self.model, os.path.join(self.dir, "m.keras"))
+        self.assertIsInstance(keras.models.load_model(path).optimizer, keras.optimizers.Adam)
+
+    def test_savedmodel_export_serves_equal_predictions(self):
+        path = saving.save_model(
+            self.model, saving.model_path(os.path.join(self.dir, "m"), "savedmodel")
+        )
+        served = tf.saved_model.load(path)
+        self.assertAllClose(served.serve(tf.constant(self.x)).numpy(), self.expected, atol=1e-5)
+        # Overwriting replaces the folder atomically and leaves nothing beside it.
+        saving.save_model(self.model, path)
+        self.assertEqual(os.listdir(self.dir), ["m_savedmodel"])
+
+    def test_h5_loads_in_plain_keras_without_project_code(self):
+        path = saving.save_model(self.model, os.path.join(self.dir, "m.h5"))
+        np.save(os.path.join(self.dir, "x.npy"), self.x)
+        code = (
+            "import sys, numpy as np, keras;"
+            f"m = keras.models.load_model({path!r});"
+            f"p = m.predict(np.load({os.path.join(self.dir, 'x.npy')!r}), verbose=0);"
+            "assert 'resnet_keras' not in sys.modules;"
+            f"np.save({os.path.join(self.dir, 'p.npy')!r}, p)"
+        )
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, cwd=self.dir, env=env, capture_output=True
+        )
+        self.assertAllClose(np.load(os.path.join(self.dir, "p.npy")), self.expected, atol=1e-5)
+
+    def test_bad_model_files_get_one_clear_error(self):
+        bad = os.path.join(self.dir, "bad.h5")
+        with open(bad, "w") as f:
+            f.write("not hdf5")
+        with self.assertRaisesRegex(saving.ModelFileError, "bad.h5: cannot load model"):
+            saving.load_model(bad)
+        with self.assertRaisesRegex(saving.ModelFileError, "no such model file"):
+            saving.load_model(os.path.join(self.dir, "missing.h5"))
+
+
+class UntrustedModelTest(tf.test.TestCase):
+    def test_lambda_models_are_refused_in_both_formats(self):
+        d = self.create_tempdir().full_path
+        inp = keras.Input((32, 32, 3))
+        out = keras.layers.Lambda(lambda t: t * 0 + 1.0)(inp)
+        out = keras.layers.GlobalAveragePooling2D()(out)
+        out = keras.layers.Dense(10, activation="softmax")(out)
+        model = keras.Model(inp, out)
+        for ext in ("keras", "h5"):
+            path = os.path.join(d, f"lambda.{ext}")
+            model.save(path)
+            with self.assertRaisesRegex(saving.ModelFileError, "carries code .* safe mode refuses"):
+                saving.load_model(path)
+            r = run_script("scripts.evaluate", path, "--data_dir=/nonexistent")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("safe mode refuses", r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1)
+
+    def test_truncated_h5_is_one_clear_error(self):
+        d = self.create_tempdir().full_path
+        good = os.path.join(d, "m.h5")
+        inp = keras.Input((4,))
+        keras.Model(inp, keras.layers.Dense(2)(inp)).save(good)
+        with open(good, "rb") as f:
+            head = f.read(2000)
+        bad = os.path.join(d, "truncated.h5")
+        with open(bad, "wb") as f:
+            f.write(head)
+        with self.assertRaisesRegex(saving.ModelFileError, "truncated.h5: cannot load model"):
+            saving.load_model(bad)
+        self.assertEqual(
+            np.asarray(saving.load_model(good).predict(np.zeros((1, 4)), verbose=0)).shape, (1, 2)
+        )
 
 
 if __name__ == "__main__":

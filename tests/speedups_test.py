@@ -2,7 +2,6 @@
 path applies them as its flags say."""
 
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -84,7 +83,7 @@ class FusedBatchNormTest(tf.test.TestCase, parameterized.TestCase):
         fused_bn.compile("sgd", "sparse_categorical_crossentropy")
         x = np.random.default_rng(2).integers(0, 256, (16, 32, 32, 3)).astype("uint8")
         fused_bn.fit(x, np.arange(16) % 10, batch_size=8, epochs=1, verbose=0)
-        path = os.path.join(tempfile.mkdtemp(), "m.h5")
+        path = os.path.join(self.create_tempdir().full_path, "m.h5")
         fused_bn.save(path)
         loaded = keras.models.load_model(path)
         self.assertFalse(any("call" in vars(l) for l in loaded.layers))
@@ -140,7 +139,7 @@ class RecomputeBlocksTest(tf.test.TestCase, parameterized.TestCase):
         y = np.arange(32) % 10
         history = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history
         self.assertTrue(np.all(np.isfinite(history["loss"])))
-        path = os.path.join(tempfile.mkdtemp(), "m.h5")
+        path = os.path.join(self.create_tempdir().full_path, "m.h5")
         model.save(path)
         loaded = keras.models.load_model(path)
         self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)

@@ -1,5 +1,7 @@
+import json
 import os
-import tempfile
+import signal
+import time
 from unittest import mock
 
 import keras
@@ -7,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import evaluation, experiment, files, models, training
+from resnet_keras import experiment, files, models, training
 from tests import fixtures
+from tests.fixtures import csv_epochs, popen_script, run_script, tree_hashes
 
 
 class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
@@ -121,7 +124,7 @@ class LabelSmoothingTest(tf.test.TestCase):
     def test_saved_smoothed_model_loads_in_plain_keras(self):
         model = self._model()
         training.compile_classifier(model, keras.optimizers.SGD(0.1), label_smoothing=0.2)
-        path = os.path.join(tempfile.mkdtemp(), "m.h5")
+        path = os.path.join(self.create_tempdir().full_path, "m.h5")
         model.save(path)
         loaded = keras.models.load_model(path)  # no project code needed
         x = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
@@ -130,44 +133,6 @@ class LabelSmoothingTest(tf.test.TestCase):
         # The smoothing came back with the file.
         self.assertAllClose(
             loaded.compute_loss(x, y, loaded(x)), model.compute_loss(x, y, model(x))
-        )
-
-
-class FlipTtaTest(tf.test.TestCase):
-    def model(self):
-        keras.utils.set_random_seed(0)
-        inputs = keras.Input((4, 4, 3))
-        flat = keras.layers.Flatten()(inputs)  # position-sensitive: a mirror or shift changes it
-        return keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat))
-
-    def test_mirror_invariant_and_the_mean_of_both_views(self):
-        model = self.model()
-        x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3)).astype("uint8")
-        mirror = x[:, :, ::-1]
-        plain, flipped = model.predict(x, verbose=0), model.predict(mirror, verbose=0)
-        self.assertNotAllClose(plain, flipped)
-        tta = evaluation.predict_with_flips(model, x)
-        self.assertAllClose(tta, (plain + flipped) / 2, atol=1e-6)
-        # An image and its mirror get the same answer; given plain, the same again.
-        self.assertAllClose(evaluation.predict_with_flips(model, mirror), tta, atol=1e-6)
-        self.assertAllClose(evaluation.predict_with_flips(model, x, plain), tta, atol=1e-6)
-
-    def test_six_views_weighted_half_plain_pair_quarter_each_shift(self):
-        model = self.model()
-        x = np.random.default_rng(1).integers(1, 256, (6, 4, 4, 3)).astype("uint8")
-        # By hand: moved up-left, image pixel (i, j) lands at (i - 1, j - 1) and
-        # the uncovered last row and column are zero; down-right the reverse.
-        up_left, down_right = np.zeros_like(x), np.zeros_like(x)
-        up_left[:, :-1, :-1] = x[:, 1:, 1:]
-        down_right[:, 1:, 1:] = x[:, :-1, :-1]
-        pair = evaluation.predict_with_flips
-        want = pair(model, x) / 2 + (pair(model, up_left) + pair(model, down_right)) / 4
-        got = evaluation.predict_with_shifts(model, x)
-        self.assertAllClose(got, want, atol=1e-6)
-        self.assertNotAllClose(got, pair(model, x))
-        self.assertAllClose(got.sum(axis=1), np.ones(6), atol=1e-6)
-        self.assertAllClose(
-            evaluation.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6
         )
 
 
@@ -193,7 +158,7 @@ class ResumeTest(tf.test.TestCase):
 
 class FilesTest(tf.test.TestCase):
     def test_csv_history_and_atomic_json(self):
-        d = tempfile.mkdtemp()
+        d = self.create_tempdir().full_path
         path = os.path.join(d, "log.csv")
         with open(path, "w") as f:
             f.write("epoch,accuracy,loss\n0,0.5,1.5\n1,0.6,1.2\n")
@@ -201,14 +166,110 @@ class FilesTest(tf.test.TestCase):
             training.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]}
         )
         # A run without validation: CSVLogger writes NA in every val_ column.
-        na = os.path.join(tempfile.mkdtemp(), "log.csv")
+        na = os.path.join(self.create_tempdir().full_path, "log.csv")
         with open(na, "w") as f:
             f.write("epoch,accuracy,val_accuracy\n0,0.5,NA\n1,0.6,NA\n")
         self.assertEqual(training.read_csv_history(na), {"accuracy": [0.5, 0.6]})
         files.write_json(os.path.join(d, "h.json"), {"a": np.float32(1.5), "b": np.arange(2)})
         self.assertEqual(sorted(os.listdir(d)), ["h.json", "log.csv"])
         with open(os.path.join(d, "h.json")) as f:
-            self.assertIn('"a": 1.5', f.read())
+            self.assertEqual(json.load(f), {"a": 1.5, "b": [0, 1]})  # NumPy values as JSON
+
+
+class CrashSafeTest(tf.test.TestCase):
+    def test_sigkill_mid_epoch_then_resume_logs_every_epoch_once(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=80, test=40)
+        out = os.path.join(root, "out")
+        args = [
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=6",
+            "--val_size=40",
+            "--batch_size=8",
+            f"--output_dir={out}",
+            "--verbose=0",
+            "--seed=3",
+        ]
+        log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
+        proc = popen_script("scripts.question1", *args)
+        deadline = time.time() + 300
+        while len(csv_epochs(log)) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(0.5)  # into the next epoch (45 steps of batch 8)
+        self.assertIsNone(proc.poll(), "the run finished before it could be killed")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = len(csv_epochs(log))
+        self.assertBetween(done, 2, 5)
+        self.assertFalse(os.path.exists(os.path.join(out, "saved_models", "resnet_cifar10.h5")))
+
+        # Another optimizer may not pick up this run's resume state (reliability, 2).
+        before = tree_hashes(out)
+        r = run_script("scripts.question1", *args, "--opt=sgd", "--lr=0.05")
+        self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+        self.assertRegex(
+            r.stderr,
+            r"holds an interrupted run \(\d epochs done\) made with other "
+            r"settings \(lr 0.001 -> 0.05, opt adam -> sgd\); run its own",
+        )
+        self.assertEqual(tree_hashes(out), before)
+
+        r = run_script("scripts.question1", *args)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertEqual(csv_epochs(log), [0, 1, 2, 3, 4, 5])
+        with open(os.path.join(os.path.dirname(log), "history.json")) as f:
+            history = json.load(f)
+        self.assertLen(history["loss"], 6)
+        with open(os.path.join(os.path.dirname(log), "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 6)
+        self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet_cifar10.h5")))
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(log), "backup")))
+
+    def test_ctrl_c_says_how_to_resume(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=80, test=40)
+        out = os.path.join(root, "out")
+        proc = popen_script(
+            "scripts.question1",
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=100000",  # never done before the signal, however slow the test machine
+            "--val_size=40",
+            "--batch_size=8",
+            f"--output_dir={out}",
+            "--verbose=0",
+        )
+        log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
+        deadline = time.time() + 300
+        while not csv_epochs(log) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 130, err[-2000:])
+        self.assertIn("run the same command again to resume", err)
+        self.assertNotIn("Traceback", err)
+
+    def test_nan_loss_names_epoch_batch_and_learning_rate(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        r = run_script(
+            "scripts.question1",
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=2",
+            "--opt=sgd",
+            "--lr=1e30",
+            "--val_size=20",
+            "--batch_size=16",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+        )
+        self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+        self.assertRegex(
+            r.stderr, r"loss became NaN at epoch 1, batch \d+ \(learning rate 1e\+30\)"
+        )
+        self.assertFalse(os.path.exists(os.path.join(root, "out", "saved_models")))
 
 
 class FitWithResumeTest(tf.test.TestCase):

@@ -1,14 +1,12 @@
-"""resnet_keras.transfer, resnet_keras.transfer_experiment and scripts.question3.
+"""resnet_keras.transfer: bases, heads, freezing and weights files.
 
 No ImageNet weights exist on the test machines: bases use weights=None, or a
 notop weights file the test writes itself, or a tiny model of the project.
+The runs built on it are in transfer_experiment_test.py, the script in
+question3_test.py.
 """
 
-import dataclasses
-import json
 import os
-import tempfile
-import unittest
 from unittest import mock
 
 import h5py
@@ -18,11 +16,8 @@ import tensorflow as tf
 from absl.testing import parameterized
 from keras.src.legacy.saving import legacy_h5_format
 
-from resnet_keras import experiment, models, runs, saving, transfer
-from resnet_keras import transfer_experiment as te
-from resnet_keras import transfer_results
+from resnet_keras import models, saving, transfer
 from tests import fixtures
-from tests.question1_test import run_script
 
 RESNET50_NOTOP_PARAMS = 23_587_712  # keras.applications.ResNet50(include_top=False)
 
@@ -103,7 +98,7 @@ class ResNet50Test(tf.test.TestCase):
         )
 
     def test_saved_h5_loads_in_plain_keras_with_the_base_frozen(self):
-        path = saving.save_model(self.model, os.path.join(tempfile.mkdtemp(), "m.h5"))
+        path = saving.save_model(self.model, os.path.join(self.create_tempdir().full_path, "m.h5"))
         loaded = keras.models.load_model(path)
         self.assertAllClose(
             loaded.predict(self.x, verbose=0), self.model.predict(self.x, verbose=0), atol=1e-5
@@ -181,7 +176,7 @@ class WeightsTest(tf.test.TestCase, parameterized.TestCase):
         source = keras.applications.ResNet50(
             include_top=False, weights=None, input_shape=(32, 32, 3)
         )
-        path = os.path.join(tempfile.mkdtemp(), name)
+        path = os.path.join(self.create_tempdir().full_path, name)
         if name == "notop.h5":  # the legacy layout of Keras' own downloaded files
             with h5py.File(path, "w") as f:
                 legacy_h5_format.save_weights_to_hdf5_group(f, source)
@@ -193,7 +188,7 @@ class WeightsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertTrue(all(np.array_equal(a, b) for a, b in zip(source.get_weights(), loaded)))
 
     def test_bad_weights_files(self):
-        d = tempfile.mkdtemp()
+        d = self.create_tempdir().full_path
         with self.assertRaisesRegex(ValueError, "missing.h5: no such file"):
             transfer.build_transfer_model(10, weights=os.path.join(d, "missing.h5"))
         other = os.path.join(d, "other.weights.h5")
@@ -217,7 +212,7 @@ class WeightsTest(tf.test.TestCase, parameterized.TestCase):
 class ProjectBaseTest(tf.test.TestCase):
     def setUp(self):
         super().setUp()
-        self.dir = tempfile.mkdtemp()
+        self.dir = self.create_tempdir().full_path
         keras.utils.set_random_seed(0)
         self.source = models.build_resnet(1, num_classes=10)
         self.path = saving.save_model(self.source, os.path.join(self.dir, "resnet_cifar10.h5"))
@@ -273,261 +268,6 @@ class ProjectBaseTest(tf.test.TestCase):
         path = saving.save_model(keras.Model(inputs, out), os.path.join(self.dir, "flat.h5"))
         with self.assertRaisesRegex(ValueError, "flat.h5: no GlobalAveragePooling2D layer"):
             transfer.build_from_saved_model(path, 10)
-
-    def test_options(self):
-        opts = te.TransferOptions(base=self.path)
-        self.assertEqual((opts.mode, opts.weights_label), ("transfer", "own"))
-        self.assertEqual(opts.stem("cifar100", "sgd"), "resnet_cifar10_transfer_cifar100_sgd")
-        scratch = te.TransferOptions(base=self.path, weights="none", train_base=True)
-        self.assertEqual(scratch.stem("cifar10", "adam"), "resnet_cifar10_scratch_cifar10_adam")
-        self.assertFalse(scratch.caches(augment=False))
-        self.assertTrue(opts.caches(augment=False))
-        self.assertFalse(opts.caches(augment=True))
-        default = te.TransferOptions().stem("cifar10", "adam")
-        self.assertEqual(default, "resnet50_transfer_cifar10_adam")
-        with self.assertRaisesRegex(ValueError, "takes 32x32 images.*--image_size is 96"):
-            te.build_model(te.TransferOptions(base=self.path, image_size=96), 10, (32, 32, 3))
-        bad = [
-            (dict(base="resnet5O"), "Unknown base 'resnet5O'; expected one of resnet50, resnet1"),
-            (dict(base=self.path, weights="imagenet"), "brings its own weights"),
-            (dict(base=os.path.join(self.dir, "gone.h5")), "gone.h5: no such model file"),
-            (dict(unfreeze=6), "--unfreeze must be at most 5"),
-            (dict(base=self.path, unfreeze=5), "--unfreeze must be at most 4"),
-            (dict(train_base=True, fine_tune_epochs=2), "needs a frozen base"),
-            (dict(cache_features=True, train_base=True), "--cache_features needs a frozen base"),
-            (dict(fine_tune_lr=0.0), "--fine_tune_lr must be positive"),
-        ]
-        for kwargs, message in bad:
-            with self.assertRaisesRegex(ValueError, message, msg=kwargs):
-                te.TransferOptions(**kwargs).validate()
-        with self.assertRaisesRegex(ValueError, "drop --augment"):
-            te.TransferOptions(cache_features=True).validate(augment=True)
-
-
-class RunTest(tf.test.TestCase):
-    def setUp(self):
-        super().setUp()
-        self.dir = tempfile.mkdtemp()
-        fixtures.write_cifar10_python(self.dir, per_batch=20, test=30)
-        keras.utils.set_random_seed(0)
-        self.base = saving.save_model(models.build_resnet(1), os.path.join(self.dir, "b.h5"))
-
-    def config(self, **kwargs):
-        return experiment.TrainConfig(
-            **dict(
-                data_dir=self.dir,
-                epochs=2,
-                batch_size=16,
-                val_size=20,
-                augment=False,
-                verbose=0,
-                output_dir=os.path.join(self.dir, "out"),
-            )
-            | kwargs
-        )
-
-    def test_cached_and_uncached_runs_agree_and_fine_tuning_moves_the_top(self):
-        runs = {}
-        for cache in (True, False):
-            opts = te.TransferOptions(base=self.base, cache_features=cache, fine_tune_epochs=1)
-            config = self.config(run_name=f"c{cache}")
-            runs[cache] = te.run_transfer(config, opts, log=lambda line: None)
-        (model, metrics, history), (_, plain, plain_history) = runs[True], runs[False]
-        self.assertTrue(metrics["cache_features"])
-        self.assertFalse(plain["cache_features"])
-        self.assertAllClose(history["loss"], plain_history["loss"], atol=1e-4)
-        self.assertAllClose(metrics["test_accuracy"], plain["test_accuracy"])
-        self.assertLen(history["loss"], 3)
-        self.assertEqual(metrics["fine_tune_start_epoch"], 2)
-        self.assertEqual(metrics["epochs"], 3)
-        self.assertGreater(metrics["fine_tune_trainable_params"], metrics["trainable_params"])
-        run_dir = os.path.join(self.dir, "out", "runs", "cTrue")
-        with open(os.path.join(run_dir, "history.json")) as f:
-            self.assertLen(json.load(f)["loss"], 3)
-        self.assertTrue(os.path.isfile(os.path.join(run_dir, "fine_tune", "metrics.json")))
-        source = saving.load_model(self.base).get_layer
-        net = model.get_layer("base")
-        for name, moved in (
-            ("stage3_block1_conv1", True),
-            ("stage2_block1_conv1", False),
-            ("stage3_block1_bn1", False),
-            ("stem_conv", False),
-        ):
-            pairs = zip(source(name).get_weights(), net.get_layer(name).get_weights())
-            self.assertEqual(all(np.array_equal(a, b) for a, b in pairs), not moved, name)
-
-    def test_flip_tta_on_images_only(self):
-        for cache in (True, False):
-            opts = te.TransferOptions(base=self.base, cache_features=cache)
-            config = self.config(run_name=f"tta{cache}", epochs=1, tta=True)
-            _, metrics, _ = te.run_transfer(config, opts, log=lambda line: None)
-            # Cached features have no mirror image; the images of an uncached run do.
-            self.assertEqual("test_accuracy_tta" in metrics, not cache)
-
-    def test_runs_that_differ_in_optimizer_extract_features_once(self):
-        cache, lines = {}, []
-        for opt in ("adam", "sgd"):
-            opts = te.TransferOptions(base=self.base)
-            _, metrics, _ = te.run_transfer(
-                self.config(opt=opt, run_name=opt, epochs=1),
-                opts,
-                log=lines.append,
-                feature_cache=cache,
-            )
-        self.assertLen([l for l in lines if l.startswith("features:")], 1)
-        self.assertLen(cache, 1)
-        self.assertEqual(metrics["feature_time_s"], 0.0)
-        # A finished run is reused only with the settings it was made with
-        # (options included); with others it is refused, not replaced.
-        config = self.config(opt="sgd", run_name="sgd", epochs=1)
-        opts = te.TransferOptions(base=self.base)
-        self.assertEqual(runs.claim_runs([config], extra=opts), [True])
-        self.assertEqual(runs.load_run(config.run_dir)[1], metrics)
-        with self.assertRaisesRegex(runs.RunConflict, r"other settings \(epochs 1 -> 2\)"):
-            runs.claim_runs([dataclasses.replace(config, epochs=2)], extra=opts)
-        with self.assertRaisesRegex(runs.RunConflict, r"other settings \(head_units 256 -> 8\)"):
-            runs.claim_runs([config], extra=te.TransferOptions(base=self.base, head_units=8))
-
-
-class ResultsTest(tf.test.TestCase):
-    def test_rows_merge_by_key_and_the_plot_is_drawn_from_histories(self):
-        out = tempfile.mkdtemp()
-        row = dict(
-            base="resnet50",
-            weights="imagenet",
-            mode="transfer",
-            dataset="cifar10",
-            opt="adam",
-            train_images=45_000,
-            cache_features=True,
-            params=24_114_838,
-            test_accuracy=0.5,
-            run="runs/a",
-        )
-        transfer_results.record(out, row)
-        transfer_results.record(
-            out,
-            row
-            | {"opt": "sgd", "run": "runs/b", "mode": "transfer_ft5", "fine_tune_start_epoch": 20},
-        )
-        rows = transfer_results.record(out, row | {"test_accuracy": 0.75})
-        # A rerun replaces its row (and moves it last); other rows stay.
-        self.assertEqual(
-            [(r["opt"], r["test_accuracy"]) for r in rows], [("sgd", 0.5), ("adam", 0.75)]
-        )
-        self.assertEqual(
-            sorted(os.listdir(os.path.join(out, "results"))), ["question3.json", "question3.md"]
-        )
-        with open(os.path.join(out, "results", "question3.md")) as f:
-            lines = [l for l in f.read().splitlines() if l.startswith("|")]
-        self.assertLen(lines, 4)
-        cells = "| resnet50 | imagenet | transfer | cifar10 | adam | 45000 | True | 24114838 |"
-        self.assertIn(cells, lines[3])
-        for name, n in (("a", 20), ("b", 25)):
-            os.makedirs(os.path.join(out, "runs", name))
-            training_history = {"accuracy": list(np.linspace(0.1, 0.6, n)), "loss": [1.0] * n}
-            with open(os.path.join(out, "runs", name, "history.json"), "w") as f:
-                json.dump(training_history, f)
-        paths = transfer_results.plot_results(rows, out, "resnet50", "cifar10", 45_000)
-        names = ["question3_transfer_learning.png", "question3_resnet50_cifar10_45000.png"]
-        self.assertEqual([os.path.basename(p) for p in paths], names)
-        self.assertTrue(all(os.path.getsize(p) > 0 for p in paths))
-        self.assertEqual(transfer_results.run_label(rows[0]), "sgd, frozen base + fine-tuning")
-        with open(os.path.join(out, "results", "question3.json"), "w") as f:
-            f.write("{not json")
-        with self.assertRaisesRegex(ValueError, "question3.json: not a results table"):
-            transfer_results.record(out, row)
-
-
-class ScriptTest(tf.test.TestCase):
-    @unittest.skipUnless(
-        os.path.isdir(fixtures.REAL_CIFAR10),
-        "needs the real CIFAR-10 at ../shared/datasets/cifar10",
-    )
-    def test_few_hundred_real_images_from_a_project_base(self):
-        out = tempfile.mkdtemp()
-        keras.utils.set_random_seed(0)
-        base = saving.save_model(models.build_resnet(1), os.path.join(out, "resnet_cifar10.h5"))
-        common = [
-            f"--data_dir={fixtures.REAL_CIFAR10}",
-            f"--base={base}",
-            "--train_limit=400",
-            "--val_size=100",
-            "--test_limit=200",
-            f"--output_dir={out}",
-            "--verbose=0",
-        ]
-        r = run_script("scripts.question3", *common, "--epochs=2", "--fine_tune_epochs=1")
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        stem = "resnet_cifar10_transfer_ft1_cifar10_adam"
-        self.assertRegex(r.stdout, rf"Test accuracy: 0\.\d{{4}} \({stem}\)")
-        h5 = os.path.join(out, "saved_models", f"{stem}.h5")
-        with open(os.path.join(out, "runs", f"question3_{stem}", "metrics.json")) as f:
-            metrics = json.load(f)
-        self.assertTrue(metrics["cache_features"])
-        self.assertEqual((metrics["epochs"], metrics["fine_tune_start_epoch"]), (3, 2))
-        # The saved model takes raw 32x32 images and gives the logged accuracy.
-        from resnet_keras import data, pipeline
-
-        (_, _), (xt, yt) = data.load_cifar("cifar10", fixtures.REAL_CIFAR10)
-        xt, yt = pipeline.limit(xt, yt, 200, seed=0)
-        model = keras.models.load_model(h5)
-        acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
-        self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
-        # The same network from scratch: a second row, a second curve in the same figure.
-        scratch = ["--epochs=1", "--weights=none", "--train_base"]
-        r = run_script("scripts.question3", *common, *scratch)
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        with open(os.path.join(out, "results", "question3.json")) as f:
-            rows = json.load(f)["rows"]
-        self.assertEqual(
-            [(r["mode"], r["train_images"]) for r in rows],
-            [("transfer_ft1", 300), ("scratch", 300)],
-        )
-        plot = os.path.join(out, "plots", "question3_transfer_learning.png")
-        self.assertTrue(os.path.isfile(plot))
-        # The same command again reuses the finished run instead of training.
-        r = run_script("scripts.question3", *common, *scratch)
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertIn("finished run reused", r.stdout)
-
-    def test_failed_imagenet_download_is_one_line(self):
-        root = tempfile.mkdtemp()
-        fixtures.write_cifar10_python(root, per_batch=4, test=10)
-        # A closed local proxy makes the download fail fast even where there is
-        # internet; a fresh KERAS_HOME keeps any cached weights out of reach.
-        env = {
-            "https_proxy": "http://127.0.0.1:9",
-            "HTTPS_PROXY": "http://127.0.0.1:9",
-            "KERAS_HOME": os.path.join(root, "keras"),
-        }
-        with mock.patch.dict(os.environ, env):
-            r = run_script(
-                "scripts.question3",
-                f"--data_dir={root}",
-                "--val_size=0",
-                "--weights=imagenet",
-                f"--output_dir={root}/out",
-            )
-        self.assertEqual(r.returncode, 2, r.stderr[-3000:])
-        self.assertNotIn("Traceback", r.stderr)
-        self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
-        self.assertRegex(r.stderr, r"^error: could not download ImageNet weights for resnet50 \(")
-        self.assertIn("pass --weights PATH to a local notop .h5 file or --weights none", r.stderr)
-
-    def test_bad_flags_get_one_line_and_exit_2(self):
-        out = tempfile.mkdtemp()
-        # The script's own checks; the library's are in ProjectBaseTest.test_options.
-        cases = [
-            (["--n=3"], "--n is not used by scripts.question3; it is taken by"),
-            (["--all", "--opt=sgd"], "--all runs rmsprop, adam and sgd; drop --opt"),
-        ]
-        for args, message in cases:
-            r = run_script("scripts.question3", *args, f"--output_dir={out}")
-            self.assertEqual(r.returncode, 2, (args, r.stderr))
-            self.assertIn(message, r.stderr)
-            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
-        self.assertEqual(os.listdir(out), [])
 
 
 if __name__ == "__main__":

@@ -1,14 +1,11 @@
-"""--mixed_precision: the policy chosen, float32 where it must be, and every
-training script taking it (with --strategy) end to end.
-
-Speed is measured by scripts.benchmark (docs/performance.md), not here.
-"""
+"""resnet_keras.distribute: the precision policy each device gets, the GPU
+defaults trained on the CPU, and the strategies (mirrored over two logical
+CPUs, multi-worker over two local processes)."""
 
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 import unittest.mock
 
@@ -17,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import colorization, cpu, distribute, models, speedups, training, transfer
+from resnet_keras import cpu, distribute, training
 from tests import fixtures
-from tests.question1_test import ROOT, run_script
+from tests.fixtures import ROOT, popen_script, run_script
 
 GPU = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
 BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
@@ -81,7 +78,7 @@ class PolicyTest(tf.test.TestCase):
             )
 
     def test_flags_from_a_cpuinfo_file(self):
-        folder = tempfile.mkdtemp()
+        folder = self.create_tempdir().full_path
         for flags, policy in [
             ("fpu avx2 amx_tile amx_bf16", "mixed_bfloat16"),
             ("fpu avx2 avx512f avx512_vnni", "float32"),
@@ -117,53 +114,6 @@ class PolicyTest(tf.test.TestCase):
             with distribute.dtype_policy("mixed_float16"):
                 raise RuntimeError
         self.assertEqual(keras.config.dtype_policy().name, "float32")
-
-
-class MixedModelsTest(tf.test.TestCase, parameterized.TestCase):
-    def test_resnet_computes_in_bfloat16_keeps_float32_weights_and_softmax(self):
-        x = fixtures.random_images(8).astype("float32")
-        keras.utils.set_random_seed(0)
-        reference = models.build_resnet(1)
-        with distribute.dtype_policy("mixed_bfloat16"):
-            model = models.build_resnet(1)
-        model.set_weights(reference.get_weights())
-        for m in (reference, model):  # BatchNorm on the fused kernel, as training runs it
-            speedups.fuse_batch_norm(m)
-        self.assertEqual(model.get_layer("stem_conv").compute_dtype, "bfloat16")
-        self.assertTrue(all(w.dtype == "float32" for w in model.weights))
-        out = model(x, training=False)
-        self.assertEqual(out.dtype, tf.float32)
-        # Same weights, same answer up to bfloat16's 8-bit mantissa.
-        self.assertAllClose(out, reference(x, training=False), atol=0.05)
-
-        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
-        before = model.get_layer("stem_conv").kernel.numpy()
-        h = model.fit(x, np.arange(8) % 10, batch_size=8, epochs=1, verbose=0)
-        self.assertTrue(np.isfinite(h.history["loss"][0]))
-        self.assertNotAllClose(model.get_layer("stem_conv").kernel.numpy(), before)
-
-        path = os.path.join(tempfile.mkdtemp(), "m.h5")
-        model.save(path)
-        loaded = keras.models.load_model(path)  # plain Keras, raw 0-255 images
-        self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-
-    def test_float16_on_a_gpu_gets_loss_scaling(self):
-        with distribute.dtype_policy("mixed_float16"):
-            model = models.build_resnet(1)
-        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
-        self.assertIsInstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-
-    @parameterized.parameters("colorizer", "transfer")
-    def test_other_models_keep_float32_outputs(self, kind):
-        with distribute.dtype_policy("mixed_bfloat16"):
-            if kind == "colorizer":
-                model = colorization.build_colorizer("unet", (32, 32, 1), "lab")
-                x = np.zeros((2, 32, 32, 1), "float32")
-            else:
-                model = transfer.build_transfer_model(10, weights=None)
-                x = fixtures.random_images(2).astype("float32")
-        self.assertEqual(model(x).dtype, tf.float32)
-        self.assertTrue(all(w.dtype == "float32" for w in model.weights))
 
 
 # The project as it trains on a GPU, run on two logical CPUs: the defaults are
@@ -241,7 +191,7 @@ class GpuDefaultsTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.parameters(("one_device", 1, True), ("mirrored", 2, False))
     def test_gpu_defaults_train_and_save_plain_keras_files(self, strategy, replicas, xla):
-        out = tempfile.mkdtemp()
+        out = self.create_tempdir().full_path
         # Hidden GPUs: the CPUs train, whatever the machine has.
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="-1")
         r = subprocess.run(
@@ -284,72 +234,156 @@ class GpuDefaultsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(loaded[files[0]]["optimizer"][0], "LossScaleOptimizer")
 
 
-class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
-    """Each training script takes --mixed_precision and --strategy and records them."""
+def free_ports(count):
+    import socket
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.data = tempfile.mkdtemp()
-        fixtures.write_cifar10_python(cls.data, per_batch=16, test=16)
+    socks = [socket.socket() for _ in range(count)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
-    # The CPU class is faked (fixtures.*_CPU), so each expectation holds on any host.
-    @parameterized.named_parameters(
-        ("question1", "scripts.question1", [], fixtures.BF16_CPU, "mixed_bfloat16"),
-        (
-            "question3",
-            "scripts.question3",
-            ["--weights=none", "--head_units=8"],
-            fixtures.BF16_CPU,
-            "mixed_bfloat16",
-        ),
-        (
-            "colorize",
-            "scripts.colorize",
-            ["train", "--model=autoencoder"],
-            fixtures.BF16_CPU,
-            "mixed_bfloat16",
-        ),
-        ("question1_avx2", "scripts.question1", [], fixtures.AVX2_CPU, "float32"),
-    )
-    def test_flags_reach_the_run(self, module, extra, cpu_env, precision):
-        out = tempfile.mkdtemp()
-        args = [
-            f"--data_dir={self.data}",
-            "--epochs=1",
-            "--val_size=16",
-            "--batch_size=16",
-            f"--output_dir={out}",
-            "--verbose=0",
-            "--mixed_precision",
-            "--strategy=one_device",
-        ]
-        if module == "scripts.question1":
-            args.append("--n=1")
-        r = run_script(module, *extra, *args, env=cpu_env)
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        runs = [d for d in os.listdir(os.path.join(out, "runs")) if not d.startswith(".")]
-        self.assertLen(runs, 1)
-        with open(os.path.join(out, "runs", runs[0], "flags.json")) as f:
-            flags = json.load(f)
-        self.assertEqual(
-            (flags["precision"], flags["strategy"], flags["replicas"]), (precision, "one_device", 1)
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from resnet_keras import distribute, models, training
+    x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
+    y = np.arange(16) % 10
+    out = {}
+    for name in ("one_device", "mirrored"):
+        strategy = distribute.make_strategy(name)
+        with strategy.scope():
+            keras.utils.set_random_seed(1)
+            m = models.build_resnet(1, sync_bn=strategy.num_replicas_in_sync > 1)
+            training.compile_classifier(m, training.make_optimizer("sgd", 0.1))
+        h = m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        out[name] = {"replicas": strategy.num_replicas_in_sync, "loss": h.history["loss"][0],
+                     "w": m.get_layer("stem_conv").kernel.numpy().ravel()[:50].tolist()}
+    json.dump(out, sys.stdout)
+""")
+
+
+class StrategyTest(tf.test.TestCase):
+    def test_mirrored_over_two_cpus_matches_one_device(self):
+        # GPUs hidden: "mirrored" would otherwise mirror over them, not the two CPUs.
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="-1")
+        r = subprocess.run(
+            [sys.executable, "-c", MIRRORED], env=env, capture_output=True, text=True, timeout=600
         )
-        # The reason is recorded, and a refused bfloat16 is said once in the log.
-        note = "mixed precision: float32, this CPU has no native bfloat16"
-        if precision == "float32":
-            self.assertIn("no native bfloat16", flags["precision_reason"])
-            self.assertEqual(r.stdout.count(note), 1, r.stdout)
-        else:
-            self.assertIn("natively (avx512_bf16)", flags["precision_reason"])
-            self.assertNotIn(note, r.stdout)
-        saved = [
-            os.path.join(d, f)
-            for d, _, fs in os.walk(os.path.join(out, "saved_models"))
-            for f in fs
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((out["one_device"]["replicas"], out["mirrored"]["replicas"]), (1, 2))
+        self.assertAllClose(out["mirrored"]["loss"], out["one_device"]["loss"], rtol=1e-4)
+        self.assertAllClose(out["mirrored"]["w"], out["one_device"]["w"], atol=1e-5)
+
+    def test_unknown_strategy_and_missing_tf_config(self):
+        for args, message in [
+            (["--strategy=horovod"], "Unknown strategy 'horovod'"),
+            (["--strategy=multi_worker"], "needs TF_CONFIG"),
+        ]:
+            env_backup = os.environ.pop("TF_CONFIG", None)
+            try:
+                r = run_script(
+                    "scripts.question1",
+                    *args,
+                    "--data_dir=/nonexistent",
+                    f"--output_dir={self.create_tempdir().full_path}",
+                )
+            finally:
+                if env_backup is not None:
+                    os.environ["TF_CONFIG"] = env_backup
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(message, r.stderr)
+
+    def test_multi_worker_two_local_processes_train_and_only_the_chief_writes(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        ports = free_ports(2)
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        outs, procs = [], []
+        for index in range(2):
+            # Each worker its own output folder, so what a non-chief writes shows.
+            outs.append(os.path.join(root, f"out{index}"))
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            procs.append(
+                popen_script(
+                    "scripts.question1",
+                    "--strategy=multi_worker",
+                    f"--data_dir={root}",
+                    "--n=1",
+                    "--epochs=2",
+                    "--val_size=20",
+                    "--batch_size=16",
+                    f"--output_dir={outs[index]}",
+                    "--verbose=0",
+                    "--seed=1",
+                    env={"TF_CONFIG": config},
+                )
+            )
+        try:
+            results = [p.communicate(timeout=400) for p in procs]
+        finally:
+            for p in procs:  # a hung collective must not outlive the test
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        for p, (_, err) in zip(procs, results):
+            self.assertEqual(p.returncode, 0, err[-3000:])
+        chief_model = os.path.join(outs[0], "saved_models", "resnet_cifar10.h5")
+        import keras
+
+        model = keras.models.load_model(chief_model)
+        self.assertEqual(model.output_shape, (None, 10))
+        run = os.path.join(outs[0], "runs", "question1_resnet8_cifar10")
+        with open(os.path.join(run, "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 2)
+        with open(os.path.join(run, "flags.json")) as f:
+            self.assertEqual(json.load(f)["replicas"], 2)
+        # Worker 1 kept only its resume state, in a folder of its own.
+        written = sorted(
+            os.path.relpath(os.path.join(d, f), outs[1])
+            for d, _, files in os.walk(outs[1])
+            for f in files
+        )
+        self.assertTrue(written, "worker 1 should have a run folder")
+        for path in written:
+            self.assertTrue(
+                path.startswith(os.path.join("runs", "question1_resnet8_cifar10", "worker1")), path
+            )
+
+    def test_chief_is_worker_0_without_a_chief_task(self):
+        from resnet_keras import distribute
+
+        cases = [
+            (None, True),
+            (
+                '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}',
+                True,
+            ),
+            (
+                '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}',
+                False,
+            ),
+            (
+                '{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}',
+                False,
+            ),
+            (
+                '{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+                True,
+            ),
         ]
-        self.assertLen(saved, 1)
-        self.assertEqual(keras.models.load_model(saved[0], compile=False).output.dtype, "float32")
+        for config, chief in cases:
+            env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+            if config:
+                env["TF_CONFIG"] = config
+            with unittest.mock.patch.dict(os.environ, env, clear=True):
+                self.assertEqual(distribute.is_chief(), chief, config)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,185 @@
+"""resnet_keras.colorization_tasks: applying a colorizer to pictures of any
+size, the run's configuration checks, and `eval` / `probe` with their results
+table, on an image folder the tests write and on real CIFAR-10 images (slow).
+
+Training through the script is in colorize_test.py.
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import colorization as col
+from resnet_keras import colorization_tasks as tasks
+from resnet_keras import data, evaluation, pipeline, saving
+from tests import fixtures
+
+
+class ColorizeImageTest(tf.test.TestCase):
+    def test_lab_keeps_the_full_resolution_lightness(self):
+        model = fixtures.small_colorizer("unet", "lab")
+        last = model.get_layer("ab")
+        # A constant a* = b* = 12.8 tint, in gamut for mid grays, so nothing is clipped.
+        last.set_weights([np.zeros_like(last.get_weights()[0]), np.arctanh([0.1, 0.1])])
+        gray = np.random.default_rng(0).integers(60, 200, (9, 13, 1)).astype("float32")
+        out = col.colorize_image(model, gray, "lab")
+        self.assertEqual((out.shape, out.dtype), ((9, 13, 3), np.uint8))
+        # Pixel noise survives the 16x16 model copy: L* comes from the full image.
+        back = col.to_gray(out.astype("float32") / 255.0, "lab").numpy() * 255.0
+        self.assertAllClose(back, gray, atol=1.0)
+        lab = col.rgb_to_lab(out.astype("float32") / 255.0).numpy()
+        self.assertAllClose(lab[..., 1:], np.full((9, 13, 2), 12.8), atol=1.5)
+
+    def test_rgb_model_keeps_the_size(self):
+        model = fixtures.small_colorizer("autoencoder", "rgb")
+        out = col.colorize_image(model, np.full((21, 5, 1), 128.0, "float32"), "rgb")
+        self.assertEqual((out.shape, out.dtype), ((21, 5, 3), np.uint8))
+
+
+class ConfigTest(tf.test.TestCase):
+    def test_config_checks(self):
+        config = tasks.ColorizeConfig()
+        config.validate()
+        for change, message in [
+            (dict(epochs=0), "--epochs must be at least 1"),
+            (dict(lr=0.0), "--lr must be positive"),
+            (dict(formats=("onnx",)), "Unknown format 'onnx'"),
+            (dict(model="gan"), "Unknown model 'gan'"),
+            (dict(color_space="hsv"), "Unknown color space 'hsv'"),
+            (dict(image_size=30), "--image_size must be a multiple of 8"),
+        ]:
+            with self.assertRaisesRegex(ValueError, message):
+                dataclasses.replace(config, **change).validate()
+
+
+class LinearProbeTest(tf.test.TestCase):
+    def test_beats_chance_where_the_class_shows_in_gray(self):
+        # Ten classes of fixtures.easy_images: their lightness tells them apart.
+        def split(n, offset):
+            x = np.concatenate([fixtures.easy_images(k, n, offset + k, 16) for k in range(10)])
+            return x, np.repeat(np.arange(10), n).reshape(-1, 1)
+
+        model = fixtures.small_colorizer("unet", "lab")
+        before = [w.copy() for w in model.get_weights()]
+        result = evaluation.linear_probe(
+            model, "lab", split(20, 0), split(10, 100), 10, epochs=20, batch_size=16, lr=1e-2
+        )
+        self.assertEqual(result["feature_dim"], model.get_layer("bottleneck").output.shape[-1])
+        # Chance is 0.1; the random encoder's features show lightness too.
+        self.assertGreater(result["trained_accuracy"], 0.3)
+        self.assertGreater(result["random_accuracy"], 0.3)
+        for a, b in zip(before, model.get_weights()):
+            self.assertAllEqual(a, b)  # the probed model is left as it was
+
+
+class _ResultsTable:
+    """`evaluate_file` and `probe_file` on `data_dir`, with a default-width
+    U-Net (untrained: what is tested is which images they score, how, and
+    the table they write)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        keras.utils.set_random_seed(0)
+        model = col.build_colorizer("unet", color_space="lab")
+        folder = fixtures.class_tempdir(cls)
+        cls.model_path = saving.save_model(model, os.path.join(folder, "colorizer_unet_lab.h5"))
+
+    def config(self):
+        return tasks.ColorizeConfig(
+            data_dir=self.data_dir, train_limit=200, test_limit=100, val_size=0
+        )
+
+    def split(self, name, n):
+        """The first `n` class-balanced images of a split, as the runs choose them."""
+        train, test = data.load_cifar("cifar10", self.data_dir)
+        return pipeline.limit(*(train if name == "train" else test), n, seed=0)
+
+    def test_eval_beside_the_gray_baseline_keeps_other_rows(self):
+        results = self.create_tempdir().full_path
+        other = {
+            "model": "autoencoder",
+            "color_space": "rgb",
+            "test_images": 7,
+            "data": "x",
+            "mse": 0.5,
+            "psnr": 3.0,
+            "ssim": 0.1,
+        }
+        with open(os.path.join(results, "colorization.json"), "w") as f:
+            json.dump({"colorizers": {"older.h5": other}}, f)
+        row = tasks.evaluate_file(self.model_path, self.config(), results, log=lambda s: None)
+        # The scores of the 100 test images, computed here from the model's output.
+        xt, _ = self.split("test", 100)
+        truth = xt.astype("float32") / 255.0
+        gray = col.to_gray(truth, "lab") * 255.0
+        model = keras.models.load_model(self.model_path, compile=False)
+        rgb = col.to_rgb(model.predict(gray, verbose=0), gray, "lab").numpy()
+        mse = np.mean(np.square(rgb - truth), axis=(1, 2, 3))
+        self.assertAllClose(row["mse"], np.mean(mse), rtol=1e-4)
+        self.assertAllClose(row["psnr"], np.mean(10 * np.log10(1 / mse)), rtol=1e-4)
+        ssim = evaluation.image_metrics(rgb, truth)["ssim"]
+        self.assertAllClose(row["ssim"], np.mean(ssim), rtol=1e-4)
+        self.assertEqual((row["test_images"], row["image_size"]), (100, 32))
+        with open(os.path.join(results, "colorization.json")) as f:
+            saved = json.load(f)
+        self.assertEqual(saved["colorizers"]["older.h5"], other)
+        self.assertEqual(saved["colorizers"]["colorizer_unet_lab.h5"], row)
+        (baseline,) = saved["baselines"].values()
+        self.assertEqual((baseline["test_images"], baseline["color_space"]), (100, "lab"))
+        gray_mse = np.mean(np.square(np.repeat(gray / 255.0, 3, axis=-1) - truth), axis=(1, 2, 3))
+        self.assertAllClose(baseline["mse"], np.mean(gray_mse), rtol=1e-3)
+        with open(os.path.join(results, "colorization.md")) as f:
+            md = f.read()
+        self.assertIn("| older.h5 | autoencoder | rgb |", md)
+        self.assertIn(
+            f"| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 | {row['mse']:.5f} |", md
+        )
+        self.assertIn("| (baseline) | gray input as colour (luminance gray) | lab |", md)
+
+    def test_unreadable_results_file_is_refused_not_replaced(self):
+        results = self.create_tempdir().full_path
+        path = os.path.join(results, "colorization.json")
+        with open(path, "w") as f:
+            f.write("{ half a table")
+        with self.assertRaisesRegex(ValueError, "colorization.json: not a results table"):
+            tasks.evaluate_file(self.model_path, self.config(), results, log=lambda s: None)
+        with open(path) as f:
+            self.assertEqual(f.read(), "{ half a table")
+        self.assertEqual(os.listdir(results), ["colorization.json"])
+
+    def test_probe_row_is_the_probe_of_the_configs_splits(self):
+        results = self.create_tempdir().full_path
+        row = tasks.probe_file(
+            self.model_path, self.config(), results, epochs=2, log=lambda s: None
+        )
+        self.assertEqual((row["feature_dim"], row["classes"], row["train_images"]), (128, 10, 200))
+        # The same probe on the 200 training and 100 test images chosen here.
+        model = keras.models.load_model(self.model_path, compile=False)
+        want = evaluation.linear_probe(
+            model, "lab", self.split("train", 200), self.split("test", 100), 10, epochs=2
+        )
+        for k in ("trained_accuracy", "random_accuracy"):
+            self.assertAlmostEqual(row[k], want[k], places=6, msg=k)
+        with open(os.path.join(results, "colorization.md")) as f:
+            self.assertIn(
+                "| colorizer_unet_lab.h5 | 10 (cifar10) | 200 / 100 | 2 | "
+                f"{row['trained_accuracy']:.4f} | {row['random_accuracy']:.4f} |",
+                f.read(),
+            )
+
+
+class ResultsTableTest(_ResultsTable, fixtures.FixtureImagesTestCase):
+    pass
+
+
+class ResultsTableRealDataTest(_ResultsTable, fixtures.RealImagesTestCase):
+    pass
+
+
+if __name__ == "__main__":
+    tf.test.main()

@@ -1,0 +1,179 @@
+"""scripts.colorize end to end, as a user runs it: train and eval on a few
+hundred images (an image folder the tests write, and real CIFAR-10 images,
+slow), apply to pictures of every kind, and bad input."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from resnet_keras import models, saving
+from tests import fixtures
+from tests.fixtures import run_script
+
+
+def write_pictures(folder):
+    """Pictures of several sizes, modes and formats, and two broken files."""
+    rng = np.random.default_rng(0)
+    palette = Image.fromarray(rng.integers(0, 256, (33, 17, 3), dtype=np.uint8)).quantize()
+    pics = {
+        "photo.jpg": Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)),
+        "gray.png": Image.fromarray(rng.integers(0, 256, (9, 13), dtype=np.uint8)),
+        "alpha.png": Image.fromarray(rng.integers(0, 256, (40, 40, 4), dtype=np.uint8)),
+        "scan16.png": Image.fromarray(rng.integers(0, 65536, (20, 30), dtype=np.uint16)),
+        "palette.gif": palette,
+    }
+    for name, im in pics.items():
+        im.save(os.path.join(folder, name))
+    with open(os.path.join(folder, "corrupt.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+    open(os.path.join(folder, "empty.png"), "wb").close()
+    return {name: (im.size[1], im.size[0]) for name, im in pics.items()}
+
+
+class ApplyTest(tf.test.TestCase):
+    def test_several_sizes_and_broken_files_through_the_script(self):
+        folder = self.create_tempdir().full_path
+        sizes = write_pictures(folder)
+        model_path = saving.save_model(
+            fixtures.small_colorizer("unet", "lab"), os.path.join(folder, "c.h5")
+        )
+        out = os.path.join(folder, "out")
+        files = [
+            os.path.join(folder, n)
+            for n in (
+                "photo.jpg",
+                "corrupt.jpg",
+                "gray.png",
+                "alpha.png",
+                "empty.png",
+                "scan16.png",
+                "palette.gif",
+            )
+        ]
+        r = run_script("scripts.colorize", "apply", model_path, *files, f"--out={out}")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])  # 1: some files were skipped
+        errors = r.stderr.strip().splitlines()
+        self.assertLen(errors, 2, r.stderr)
+        self.assertIn("corrupt.jpg: unreadable image", errors[0])
+        self.assertIn("empty.png: unreadable image", errors[1])
+        for name, (h, w) in sizes.items():
+            target = os.path.join(out, os.path.splitext(name)[0] + "_colorized.png")
+            with Image.open(target) as im:
+                self.assertEqual((im.mode, im.size), ("RGB", (w, h)), name)
+
+
+class _Train:
+    """One short training run through the script on `data_dir`, shared by the tests below."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.out = fixtures.class_tempdir(cls)
+        cls.result = run_script(
+            "scripts.colorize",
+            "train",
+            "--model=unet",
+            "--color_space=lab",
+            "--epochs=2",
+            f"--data_dir={cls.data_dir}",
+            "--train_limit=300",
+            "--val_size=60",
+            "--test_limit=100",
+            "--batch_size=32",
+            f"--output_dir={cls.out}",
+            "--verbose=0",
+            "--formats=h5,keras",
+        )
+        cls.model_path = os.path.join(cls.out, "saved_models", "colorizer_unet_lab.h5")
+        cls.run_dir = os.path.join(cls.out, "runs", "colorizer_unet_lab")
+
+    def metrics(self):
+        with open(os.path.join(self.run_dir, "metrics.json")) as f:
+            return json.load(f)
+
+    def test_train_writes_everything_and_lowers_the_loss(self):
+        r = self.result
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        metrics = self.metrics()
+        t, g = metrics["test"], metrics["gray_baseline"]
+        self.assertIn(
+            f"test MSE {t['mse']:.5f}, PSNR {t['psnr']:.2f} dB, SSIM {t['ssim']:.4f} "
+            f"(gray input: MSE {g['mse']:.5f}, PSNR {g['psnr']:.2f} dB",
+            r.stdout,
+        )
+        for part in (
+            "saved_models/colorizer_unet_lab.keras",
+            "plots/colorization/colorizer_unet_lab_eval.png",
+            "plots/colorization/colorizer_unet_lab_examples.png",
+        ):
+            self.assertTrue(os.path.isfile(os.path.join(self.out, part)), part)
+        with open(os.path.join(self.run_dir, "history.json")) as f:
+            history = json.load(f)
+        self.assertLen(history["val_loss"], 2)
+        self.assertLess(history["loss"][1], history["loss"][0])
+        self.assertEqual(metrics["epochs"], 2)
+        with open(os.path.join(self.run_dir, "flags.json")) as f:
+            flags = json.load(f)
+        self.assertEqual((flags["train_images"], flags["val_images"]), (240, 60))
+        # The per-image errors the figure is drawn from are the test's.
+        with open(os.path.join(self.run_dir, "test_mse.json")) as f:
+            per_image = json.load(f)
+        self.assertLen(per_image["model_mse"], 100)
+        self.assertAllClose(np.mean(per_image["model_mse"]), t["mse"], rtol=1e-5)
+        self.assertAllClose(np.mean(per_image["gray_mse"]), g["mse"], rtol=1e-5)
+
+    def test_eval_through_the_script_scores_the_test_of_the_run(self):
+        r = run_script(
+            "scripts.colorize",
+            "eval",
+            self.model_path,
+            f"--output_dir={self.out}",
+            f"--data_dir={self.data_dir}",
+            "--test_limit=100",
+        )
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("gray input as colour: MSE", r.stdout)
+        # The saved model on the run's 100 test images: the run's own figures.
+        with open(os.path.join(self.out, "results", "colorization.json")) as f:
+            saved = json.load(f)
+        row = saved["colorizers"]["colorizer_unet_lab.h5"]
+        (baseline,) = saved["baselines"].values()
+        metrics = self.metrics()
+        for k in ("mse", "psnr", "ssim"):
+            self.assertAllClose(row[k], metrics["test"][k], rtol=1e-4, msg=k)
+            self.assertAllClose(baseline[k], metrics["gray_baseline"][k], rtol=1e-4, msg=k)
+        with open(os.path.join(self.out, "results", "colorization.md")) as f:
+            self.assertIn("| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 |", f.read())
+
+
+class TrainTest(_Train, fixtures.FixtureImagesTestCase):
+    pass
+
+
+class TrainRealDataTest(_Train, fixtures.RealImagesTestCase):
+    pass
+
+
+class BadInputTest(tf.test.TestCase):
+    def test_one_line_and_exit_2(self):
+        folder = self.create_tempdir().full_path
+        resnet = saving.save_model(models.build_resnet(1), os.path.join(folder, "resnet.h5"))
+        # Each case costs a TensorFlow start-up; the config checks
+        # (colorization_tasks_test.ConfigTest) cover the rest.
+        cases = [
+            (["colour"], "Unknown command 'colour'; expected one of train, eval, apply, probe"),
+            (["train", "--opt=sgd"], "--opt is not used by scripts.colorize; it is taken by"),
+            (["eval", resnet], "is not a colorizer"),
+        ]
+        for args, message in cases:
+            r = run_script("scripts.colorize", *args, f"--output_dir={folder}")
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(message, r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+
+
+if __name__ == "__main__":
+    tf.test.main()

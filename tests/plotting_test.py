@@ -1,0 +1,69 @@
+"""resnet_keras.plotting: each figure is written whole, as a PNG, with nothing
+left beside it; the architecture diagram says why when graphviz is missing.
+
+What the figures are drawn from is checked where it is made (experiment_test,
+resnet_vs_plain_test); here, that any such data draws."""
+
+import os
+import shutil
+import unittest
+from unittest import mock
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from resnet_keras import models, plotting
+from tests import fixtures
+
+NAMES = [f"class{k}" for k in range(10)]
+
+
+class FiguresTest(tf.test.TestCase):
+    def assertPng(self, path, folder):
+        with Image.open(path) as im:
+            self.assertEqual(im.format, "PNG")
+            self.assertGreater(min(im.size), 100)
+        self.assertEqual(os.listdir(folder), [os.path.basename(path)])  # no temporary file
+
+    def test_confusion_misclassified_and_history(self):
+        rng = np.random.default_rng(0)
+        y_true, y_pred = rng.integers(0, 10, 50), rng.integers(0, 10, 50)
+        cases = {
+            "confusion": lambda p: plotting.plot_confusion(
+                np.bincount(10 * y_true + y_pred, minlength=100).reshape(10, 10), NAMES, p, "t"
+            ),
+            # Fewer images than the grid holds, and more.
+            "few": lambda p: plotting.plot_misclassified(
+                fixtures.random_images(5), y_true[:5], y_pred[:5], NAMES, p
+            ),
+            "many": lambda p: plotting.plot_misclassified(
+                fixtures.random_images(40), y_true[:40], y_pred[:40], NAMES, p
+            ),
+            "history": lambda p: plotting.plot_history(
+                {"accuracy": [0.3, 0.5], "val_accuracy": [0.2, 0.4], "loss": [2.0, 1.5]}, p
+            ),
+        }
+        for name, draw in cases.items():
+            folder = self.create_tempdir().full_path
+            path = os.path.join(folder, f"{name}.png")
+            self.assertEqual(draw(path), path)
+            self.assertPng(path, folder)
+
+    @unittest.skipUnless(shutil.which("dot"), "graphviz is not installed")
+    def test_architecture_with_graphviz(self):
+        folder = self.create_tempdir().full_path
+        path = os.path.join(folder, "resnet_architecture.png")
+        self.assertIsNone(plotting.plot_architecture(models.build_resnet(1), path))
+        self.assertPng(path, folder)
+
+    def test_architecture_without_graphviz_says_so(self):
+        folder = self.create_tempdir().full_path
+        with mock.patch("shutil.which", return_value=None):
+            note = plotting.plot_architecture(models.build_resnet(1), f"{folder}/a.png")
+        self.assertIn("graphviz is missing (apt-get install graphviz", note)
+        self.assertEqual(os.listdir(folder), [])
+
+
+if __name__ == "__main__":
+    tf.test.main()

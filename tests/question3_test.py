@@ -1,0 +1,123 @@
+"""scripts.question3 end to end, as a user runs it (a subprocess): transfer
+from a saved project model on a few hundred images (an image folder the tests
+write, and real CIFAR-10 images, slow), a failed download, and bad flags."""
+
+import json
+import os
+from unittest import mock
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import data, models, pipeline, saving
+from tests import fixtures
+from tests.fixtures import run_script
+
+
+class _FromAProjectBase:
+    """question3 on a few hundred images of `data_dir`, from a saved project ResNet."""
+
+    def test_few_hundred_images_from_a_project_base(self):
+        out = self.create_tempdir().full_path
+        keras.utils.set_random_seed(0)
+        base = saving.save_model(models.build_resnet(1), os.path.join(out, "resnet_cifar10.h5"))
+        common = [
+            f"--data_dir={self.data_dir}",
+            f"--base={base}",
+            "--train_limit=400",
+            "--val_size=100",
+            "--test_limit=200",
+            f"--output_dir={out}",
+            "--verbose=0",
+        ]
+        r = run_script("scripts.question3", *common, "--epochs=2", "--fine_tune_epochs=1")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        stem = "resnet_cifar10_transfer_ft1_cifar10_adam"
+        self.assertRegex(r.stdout, rf"Test accuracy: 0\.\d{{4}} \({stem}\)")
+        h5 = os.path.join(out, "saved_models", f"{stem}.h5")
+        with open(os.path.join(out, "runs", f"question3_{stem}", "metrics.json")) as f:
+            metrics = json.load(f)
+        self.assertTrue(metrics["cache_features"])
+        self.assertEqual((metrics["epochs"], metrics["fine_tune_start_epoch"]), (3, 2))
+        # The saved model takes raw 32x32 images and gives the logged accuracy.
+        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        xt, yt = pipeline.limit(xt, yt, 200, seed=0)
+        model = keras.models.load_model(h5)
+        acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
+        self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
+        # The same network from scratch: a second row, a second curve in the same figure.
+        scratch = ["--epochs=1", "--weights=none", "--train_base"]
+        r = run_script("scripts.question3", *common, *scratch)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        with open(os.path.join(out, "results", "question3.json")) as f:
+            rows = json.load(f)["rows"]
+        self.assertEqual(
+            [(r["mode"], r["train_images"]) for r in rows],
+            [("transfer_ft1", 300), ("scratch", 300)],
+        )
+        plot = os.path.join(out, "plots", "question3_transfer_learning.png")
+        self.assertTrue(os.path.isfile(plot))
+        # The same command again reuses the finished run instead of training:
+        # its run folder and model stay as they were, and its row is the same.
+        kept = [os.path.join(out, d) for d in ("runs", "saved_models")]
+        before = [fixtures.tree_hashes(d) for d in kept]
+        r = run_script("scripts.question3", *common, *scratch)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("finished run reused", r.stdout)
+        self.assertNotIn("features:", r.stdout)
+        self.assertEqual([fixtures.tree_hashes(d) for d in kept], before)
+        with open(os.path.join(out, "results", "question3.json")) as f:
+            self.assertEqual(json.load(f)["rows"], rows)
+
+
+class FromAProjectBaseTest(_FromAProjectBase, fixtures.FixtureImagesTestCase):
+    pass
+
+
+class FromAProjectBaseRealDataTest(_FromAProjectBase, fixtures.RealImagesTestCase):
+    pass
+
+
+class ScriptTest(tf.test.TestCase):
+    def test_failed_imagenet_download_is_one_line(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=4, test=10)
+        # A closed local proxy makes the download fail fast even where there is
+        # internet; a fresh KERAS_HOME keeps any cached weights out of reach.
+        env = {
+            "https_proxy": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "KERAS_HOME": os.path.join(root, "keras"),
+        }
+        with mock.patch.dict(os.environ, env):
+            r = run_script(
+                "scripts.question3",
+                f"--data_dir={root}",
+                "--val_size=0",
+                "--weights=imagenet",
+                f"--output_dir={root}/out",
+            )
+        self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+        self.assertNotIn("Traceback", r.stderr)
+        self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+        self.assertRegex(r.stderr, r"^error: could not download ImageNet weights for resnet50 \(")
+        self.assertIn("pass --weights PATH to a local notop .h5 file or --weights none", r.stderr)
+
+    def test_bad_flags_get_one_line_and_exit_2(self):
+        out = self.create_tempdir().full_path
+        # The script's own checks; the library's are in ProjectBaseTest.test_options.
+        cases = [
+            (["--n=3"], "--n is not used by scripts.question3; it is taken by"),
+            (["--all", "--opt=sgd"], "--all runs rmsprop, adam and sgd; drop --opt"),
+        ]
+        for args, message in cases:
+            r = run_script("scripts.question3", *args, f"--output_dir={out}")
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(message, r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+        self.assertEqual(os.listdir(out), [])
+
+
+if __name__ == "__main__":
+    tf.test.main()

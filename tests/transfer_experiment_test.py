@@ -1,0 +1,196 @@
+"""resnet_keras.transfer_experiment: question3's options, runs (cached
+features or not, fine-tuning, reuse) and results table, on data the tests
+write. The script end to end is in question3_test.py."""
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from resnet_keras import experiment, models, runs, saving
+from resnet_keras import transfer_experiment as te
+from resnet_keras import transfer_results
+from tests import fixtures
+
+
+class OptionsTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.dir = self.create_tempdir().full_path
+        keras.utils.set_random_seed(0)
+        model = models.build_resnet(1, num_classes=10)
+        self.path = saving.save_model(model, os.path.join(self.dir, "resnet_cifar10.h5"))
+
+    def test_options_and_their_checks(self):
+        opts = te.TransferOptions(base=self.path)
+        self.assertEqual((opts.mode, opts.weights_label), ("transfer", "own"))
+        self.assertEqual(opts.stem("cifar100", "sgd"), "resnet_cifar10_transfer_cifar100_sgd")
+        scratch = te.TransferOptions(base=self.path, weights="none", train_base=True)
+        self.assertEqual(scratch.stem("cifar10", "adam"), "resnet_cifar10_scratch_cifar10_adam")
+        self.assertFalse(scratch.caches(augment=False))
+        self.assertTrue(opts.caches(augment=False))
+        self.assertFalse(opts.caches(augment=True))
+        default = te.TransferOptions().stem("cifar10", "adam")
+        self.assertEqual(default, "resnet50_transfer_cifar10_adam")
+        with self.assertRaisesRegex(ValueError, "takes 32x32 images.*--image_size is 96"):
+            te.build_model(te.TransferOptions(base=self.path, image_size=96), 10, (32, 32, 3))
+        bad = [
+            (dict(base="resnet5O"), "Unknown base 'resnet5O'; expected one of resnet50, resnet1"),
+            (dict(base=self.path, weights="imagenet"), "brings its own weights"),
+            (dict(base=os.path.join(self.dir, "gone.h5")), "gone.h5: no such model file"),
+            (dict(unfreeze=6), "--unfreeze must be at most 5"),
+            (dict(base=self.path, unfreeze=5), "--unfreeze must be at most 4"),
+            (dict(train_base=True, fine_tune_epochs=2), "needs a frozen base"),
+            (dict(cache_features=True, train_base=True), "--cache_features needs a frozen base"),
+            (dict(fine_tune_lr=0.0), "--fine_tune_lr must be positive"),
+        ]
+        for kwargs, message in bad:
+            with self.assertRaisesRegex(ValueError, message, msg=kwargs):
+                te.TransferOptions(**kwargs).validate()
+        with self.assertRaisesRegex(ValueError, "drop --augment"):
+            te.TransferOptions(cache_features=True).validate(augment=True)
+
+
+class RunTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.dir = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(self.dir, per_batch=20, test=30)
+        keras.utils.set_random_seed(0)
+        self.base = saving.save_model(models.build_resnet(1), os.path.join(self.dir, "b.h5"))
+
+    def config(self, **kwargs):
+        return experiment.TrainConfig(
+            **dict(
+                data_dir=self.dir,
+                epochs=2,
+                batch_size=16,
+                val_size=20,
+                augment=False,
+                verbose=0,
+                output_dir=os.path.join(self.dir, "out"),
+            )
+            | kwargs
+        )
+
+    def test_cached_and_uncached_runs_agree_and_fine_tuning_moves_the_top(self):
+        runs = {}
+        for cache in (True, False):
+            opts = te.TransferOptions(base=self.base, cache_features=cache, fine_tune_epochs=1)
+            config = self.config(run_name=f"c{cache}")
+            runs[cache] = te.run_transfer(config, opts, log=lambda line: None)
+        (model, metrics, history), (_, plain, plain_history) = runs[True], runs[False]
+        self.assertTrue(metrics["cache_features"])
+        self.assertFalse(plain["cache_features"])
+        self.assertAllClose(history["loss"], plain_history["loss"], atol=1e-4)
+        self.assertAllClose(metrics["test_accuracy"], plain["test_accuracy"])
+        self.assertLen(history["loss"], 3)
+        self.assertEqual(metrics["fine_tune_start_epoch"], 2)
+        self.assertEqual(metrics["epochs"], 3)
+        self.assertGreater(metrics["fine_tune_trainable_params"], metrics["trainable_params"])
+        run_dir = os.path.join(self.dir, "out", "runs", "cTrue")
+        with open(os.path.join(run_dir, "history.json")) as f:
+            self.assertLen(json.load(f)["loss"], 3)
+        self.assertTrue(os.path.isfile(os.path.join(run_dir, "fine_tune", "metrics.json")))
+        source = saving.load_model(self.base).get_layer
+        net = model.get_layer("base")
+        for name, moved in (
+            ("stage3_block1_conv1", True),
+            ("stage2_block1_conv1", False),
+            ("stage3_block1_bn1", False),
+            ("stem_conv", False),
+        ):
+            pairs = zip(source(name).get_weights(), net.get_layer(name).get_weights())
+            self.assertEqual(all(np.array_equal(a, b) for a, b in pairs), not moved, name)
+
+    def test_flip_tta_on_images_only(self):
+        for cache in (True, False):
+            opts = te.TransferOptions(base=self.base, cache_features=cache)
+            config = self.config(run_name=f"tta{cache}", epochs=1, tta=True)
+            _, metrics, _ = te.run_transfer(config, opts, log=lambda line: None)
+            # Cached features have no mirror image; the images of an uncached run do.
+            self.assertEqual("test_accuracy_tta" in metrics, not cache)
+
+    def test_runs_that_differ_in_optimizer_extract_features_once(self):
+        cache, lines = {}, []
+        for opt in ("adam", "sgd"):
+            opts = te.TransferOptions(base=self.base)
+            _, metrics, _ = te.run_transfer(
+                self.config(opt=opt, run_name=opt, epochs=1),
+                opts,
+                log=lines.append,
+                feature_cache=cache,
+            )
+        self.assertLen([l for l in lines if l.startswith("features:")], 1)
+        self.assertLen(cache, 1)
+        self.assertEqual(metrics["feature_time_s"], 0.0)
+        # A finished run is reused only with the settings it was made with
+        # (options included); with others it is refused, not replaced.
+        config = self.config(opt="sgd", run_name="sgd", epochs=1)
+        opts = te.TransferOptions(base=self.base)
+        self.assertEqual(runs.claim_runs([config], extra=opts), [True])
+        self.assertEqual(runs.load_run(config.run_dir)[1], metrics)
+        with self.assertRaisesRegex(runs.RunConflict, r"other settings \(epochs 1 -> 2\)"):
+            runs.claim_runs([dataclasses.replace(config, epochs=2)], extra=opts)
+        with self.assertRaisesRegex(runs.RunConflict, r"other settings \(head_units 256 -> 8\)"):
+            runs.claim_runs([config], extra=te.TransferOptions(base=self.base, head_units=8))
+
+
+class ResultsTest(tf.test.TestCase):
+    def test_rows_merge_by_key_and_the_plot_is_drawn_from_histories(self):
+        out = self.create_tempdir().full_path
+        row = dict(
+            base="resnet50",
+            weights="imagenet",
+            mode="transfer",
+            dataset="cifar10",
+            opt="adam",
+            train_images=45_000,
+            cache_features=True,
+            params=24_114_838,
+            test_accuracy=0.5,
+            run="runs/a",
+        )
+        transfer_results.record(out, row)
+        transfer_results.record(
+            out,
+            row
+            | {"opt": "sgd", "run": "runs/b", "mode": "transfer_ft5", "fine_tune_start_epoch": 20},
+        )
+        rows = transfer_results.record(out, row | {"test_accuracy": 0.75})
+        # A rerun replaces its row (and moves it last); other rows stay.
+        self.assertEqual(
+            [(r["opt"], r["test_accuracy"]) for r in rows], [("sgd", 0.5), ("adam", 0.75)]
+        )
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(out, "results"))), ["question3.json", "question3.md"]
+        )
+        with open(os.path.join(out, "results", "question3.md")) as f:
+            lines = [l for l in f.read().splitlines() if l.startswith("|")]
+        self.assertLen(lines, 4)
+        cells = "| resnet50 | imagenet | transfer | cifar10 | adam | 45000 | True | 24114838 |"
+        self.assertIn(cells, lines[3])
+        for name, n in (("a", 20), ("b", 25)):
+            os.makedirs(os.path.join(out, "runs", name))
+            training_history = {"accuracy": list(np.linspace(0.1, 0.6, n)), "loss": [1.0] * n}
+            with open(os.path.join(out, "runs", name, "history.json"), "w") as f:
+                json.dump(training_history, f)
+        paths = transfer_results.plot_results(rows, out, "resnet50", "cifar10", 45_000)
+        names = ["question3_transfer_learning.png", "question3_resnet50_cifar10_45000.png"]
+        self.assertEqual([os.path.basename(p) for p in paths], names)
+        for p in paths:
+            with Image.open(p) as im:
+                self.assertEqual(im.format, "PNG", p)
+        self.assertEqual(transfer_results.run_label(rows[0]), "sgd, frozen base + fine-tuning")
+        with open(os.path.join(out, "results", "question3.json"), "w") as f:
+            f.write("{not json")
+        with self.assertRaisesRegex(ValueError, "question3.json: not a results table"):
+            transfer_results.record(out, row)
+
+
+if __name__ == "__main__":
+    tf.test.main()
