@@ -56,6 +56,17 @@ class ConfigTest(tf.test.TestCase):
                 dataclasses.replace(config, **change).validate()
 
 
+class ExampleIndicesTest(tf.test.TestCase):
+    def test_one_image_of_each_of_eight_classes_spread_over_all(self):
+        labels = np.repeat(np.arange(10), 5)[::-1].copy()  # sorted by class, backwards
+        idx = tasks.example_indices(labels)
+        self.assertAllEqual(labels[idx], [0, 1, 3, 4, 5, 6, 8, 9])
+        self.assertAllEqual(idx, [45, 40, 30, 25, 20, 15, 5, 0])  # each class's first image
+
+    def test_fewer_classes_than_examples_fill_up_in_order(self):
+        self.assertAllEqual(tasks.example_indices(np.array([0, 0, 1, 1, 1])), [0, 2, 1, 3, 4])
+
+
 class LinearProbeTest(tf.test.TestCase):
     def test_beats_chance_where_the_class_shows_in_gray(self):
         # Ten classes of fixtures.easy_images: their lightness tells them apart.

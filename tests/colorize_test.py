@@ -125,6 +125,36 @@ class _Train:
         self.assertAllClose(np.mean(per_image["model_mse"]), t["mse"], rtol=1e-5)
         self.assertAllClose(np.mean(per_image["gray_mse"]), g["mse"], rtol=1e-5)
 
+    def test_a_named_run_names_its_files_and_leaves_the_default_ones_alone(self):
+        before = {
+            p: open(os.path.join(self.out, p), "rb").read()
+            for p in ("saved_models/colorizer_unet_lab.h5",)
+        }
+        r = run_script(
+            "scripts.colorize",
+            "train",
+            "--model=unet",
+            "--color_space=lab",
+            "--epochs=1",
+            f"--data_dir={self.data_dir}",
+            "--train_limit=100",
+            "--val_size=20",
+            "--test_limit=20",
+            "--batch_size=32",
+            f"--output_dir={self.out}",
+            "--verbose=0",
+            "--run_name=trial",
+        )
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        for part in (
+            "saved_models/trial.h5",
+            "plots/colorization/trial_eval.png",
+            "plots/colorization/trial_examples.png",
+        ):
+            self.assertTrue(os.path.isfile(os.path.join(self.out, part)), part)
+        for p, content in before.items():
+            self.assertEqual(open(os.path.join(self.out, p), "rb").read(), content, p)
+
     def test_eval_through_the_script_scores_the_test_of_the_run(self):
         r = run_script(
             "scripts.colorize",
