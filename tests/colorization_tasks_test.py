@@ -1,5 +1,5 @@
-"""resnet_keras.colorization_tasks: applying a colorizer to pictures of any
-size, the run's configuration checks, and `eval` / `probe` with their results
+"""resnet_keras.colorization_tasks: the run's configuration checks, the
+examples figure's images, and `eval` / `probe` with their results
 table, on an image folder the tests write and on real CIFAR-10 images (slow).
 
 Training through the script is in colorize_test.py.
@@ -17,27 +17,6 @@ from resnet_keras import colorization as col
 from resnet_keras import colorization_tasks as tasks
 from resnet_keras import data, evaluation, pipeline, saving
 from tests import fixtures
-
-
-class ColorizeImageTest(tf.test.TestCase):
-    def test_lab_keeps_the_full_resolution_lightness(self):
-        model = fixtures.small_colorizer("unet", "lab")
-        last = model.get_layer("ab")
-        # A constant a* = b* = 12.8 tint, in gamut for mid grays, so nothing is clipped.
-        last.set_weights([np.zeros_like(last.get_weights()[0]), np.arctanh([0.1, 0.1])])
-        gray = np.random.default_rng(0).integers(60, 200, (9, 13, 1)).astype("float32")
-        out = col.colorize_image(model, gray, "lab")
-        self.assertEqual((out.shape, out.dtype), ((9, 13, 3), np.uint8))
-        # Pixel noise survives the 16x16 model copy: L* comes from the full image.
-        back = col.to_gray(out.astype("float32") / 255.0, "lab").numpy() * 255.0
-        self.assertAllClose(back, gray, atol=1.0)
-        lab = col.rgb_to_lab(out.astype("float32") / 255.0).numpy()
-        self.assertAllClose(lab[..., 1:], np.full((9, 13, 2), 12.8), atol=1.5)
-
-    def test_rgb_model_keeps_the_size(self):
-        model = fixtures.small_colorizer("autoencoder", "rgb")
-        out = col.colorize_image(model, np.full((21, 5, 1), 128.0, "float32"), "rgb")
-        self.assertEqual((out.shape, out.dtype), ((21, 5, 3), np.uint8))
 
 
 class ConfigTest(tf.test.TestCase):

@@ -1,5 +1,6 @@
 """resnet_keras.colorization: colour conversions against published sRGB/CIELAB
-(D65) values, the models, and metrics on known images.
+(D65) values, the models, metrics on known images, and colouring pictures
+of any size (colorize_image).
 
 The runs built on it are in colorization_tasks_test.py, the script in
 colorize_test.py.
@@ -201,6 +202,27 @@ class MetricsTest(tf.test.TestCase):
         for k in ("mse", "psnr", "ssim"):
             self.assertAllClose(result["gray"][k], expected[k], atol=1e-5)
             self.assertEqual(result["model"][k].shape, (5,))
+
+
+class ColorizeImageTest(tf.test.TestCase):
+    def test_lab_keeps_the_full_resolution_lightness(self):
+        model = fixtures.small_colorizer("unet", "lab")
+        last = model.get_layer("ab")
+        # A constant a* = b* = 12.8 tint, in gamut for mid grays, so nothing is clipped.
+        last.set_weights([np.zeros_like(last.get_weights()[0]), np.arctanh([0.1, 0.1])])
+        gray = np.random.default_rng(0).integers(60, 200, (9, 13, 1)).astype("float32")
+        out = col.colorize_image(model, gray, "lab")
+        self.assertEqual((out.shape, out.dtype), ((9, 13, 3), np.uint8))
+        # Pixel noise survives the 16x16 model copy: L* comes from the full image.
+        back = col.to_gray(out.astype("float32") / 255.0, "lab").numpy() * 255.0
+        self.assertAllClose(back, gray, atol=1.0)
+        lab = col.rgb_to_lab(out.astype("float32") / 255.0).numpy()
+        self.assertAllClose(lab[..., 1:], np.full((9, 13, 2), 12.8), atol=1.5)
+
+    def test_rgb_model_keeps_the_size(self):
+        model = fixtures.small_colorizer("autoencoder", "rgb")
+        out = col.colorize_image(model, np.full((21, 5, 1), 128.0, "float32"), "rgb")
+        self.assertEqual((out.shape, out.dtype), ((21, 5, 3), np.uint8))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """resnet_keras.evaluation: test metrics from predictions, TTA and the files they go to.
 
-The flip and shift views are checked in experiment_test (FlipTtaTest); the
-colorization metrics in colorization_test.
+Also the flip and shift views (FlipTtaTest); the colorization metrics are
+colorization_test's.
 """
 
 import os
@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import evaluation
+from tests import fixtures
 
 
 def _classifier(classes, input_shape=(4, 4, 3)):
@@ -85,6 +86,82 @@ class ClassifierMetricsTest(tf.test.TestCase):
         again = path.replace(".npz", "_again.npz")
         evaluation.save_test_predictions(again, scores, x, keep_wrong=4)
         self.assertAllEqual(np.load(again)["wrong_index"], saved["wrong_index"])
+
+
+class EvaluationTest(tf.test.TestCase):
+    def test_metrics_of_hand_made_predictions(self):
+        probs = np.array(
+            [
+                [0.7, 0.1, 0.1, 0.05, 0.05, 0.0],  # right
+                [0.1, 0.6, 0.1, 0.1, 0.05, 0.05],  # wrong (true 2), 2 in the top 5
+                [0.01, 0.05, 0.1, 0.1, 0.14, 0.6],  # wrong (true 0), 0 outside the top 5
+                [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],  # right, and a zero elsewhere
+            ]
+        )
+        y = np.array([[0], [2], [0], [5]])
+        got = evaluation.evaluate_predictions(probs, y)
+        self.assertAllEqual(got["y_true"], [0, 2, 0, 5])
+        self.assertAllEqual(got["y_pred"], [0, 1, 5, 5])
+        self.assertEqual(got["accuracy"], 0.5)
+        self.assertEqual(got["top5_accuracy"], 0.75)
+        self.assertAllClose(got["loss"], -np.mean(np.log([0.7, 0.1, 0.01, 1.0])))
+        self.assertAllClose(got["confidence"], [0.7, 0.6, 0.6, 1.0])
+        cm = evaluation.confusion_matrix(got["y_true"], got["y_pred"], 6)
+        self.assertEqual(cm.shape, (6, 6))
+        self.assertEqual((cm[0, 0], cm[2, 1], cm[0, 5], cm[5, 5], cm.sum()), (1, 1, 1, 1, 4))
+
+    def test_saved_predictions_keep_a_sample_of_the_misclassified_images(self):
+        y = np.arange(100) % 10
+        pred = np.where(np.arange(100) < 30, (y + 1) % 10, y)  # the first 30 wrong
+        scores = {"y_true": y, "y_pred": pred, "confidence": np.full(100, 0.5)}
+        images = fixtures.random_images(100, size=4)
+        path = os.path.join(self.create_tempdir().full_path, "test_predictions.npz")
+        evaluation.save_test_predictions(path, scores, images, keep_wrong=8)
+        with np.load(path) as saved:
+            wrong = saved["wrong_index"]
+            self.assertLen(set(wrong), 8)
+            self.assertTrue(set(wrong) <= set(range(30)), wrong)
+            self.assertAllEqual(saved["wrong_images"], images[wrong])
+            self.assertAllEqual(saved["y_pred"], pred)
+        self.assertEqual(os.listdir(os.path.dirname(path)), ["test_predictions.npz"])
+
+
+class FlipTtaTest(tf.test.TestCase):
+    def model(self):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4, 4, 3))
+        flat = keras.layers.Flatten()(inputs)  # position-sensitive: a mirror or shift changes it
+        return keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat))
+
+    def test_mirror_invariant_and_the_mean_of_both_views(self):
+        model = self.model()
+        x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3)).astype("uint8")
+        mirror = x[:, :, ::-1]
+        plain, flipped = model.predict(x, verbose=0), model.predict(mirror, verbose=0)
+        self.assertNotAllClose(plain, flipped)
+        tta = evaluation.predict_with_flips(model, x)
+        self.assertAllClose(tta, (plain + flipped) / 2, atol=1e-6)
+        # An image and its mirror get the same answer; given plain, the same again.
+        self.assertAllClose(evaluation.predict_with_flips(model, mirror), tta, atol=1e-6)
+        self.assertAllClose(evaluation.predict_with_flips(model, x, plain), tta, atol=1e-6)
+
+    def test_six_views_weighted_half_plain_pair_quarter_each_shift(self):
+        model = self.model()
+        x = np.random.default_rng(1).integers(1, 256, (6, 4, 4, 3)).astype("uint8")
+        # By hand: moved up-left, image pixel (i, j) lands at (i - 1, j - 1) and
+        # the uncovered last row and column are zero; down-right the reverse.
+        up_left, down_right = np.zeros_like(x), np.zeros_like(x)
+        up_left[:, :-1, :-1] = x[:, 1:, 1:]
+        down_right[:, 1:, 1:] = x[:, :-1, :-1]
+        pair = evaluation.predict_with_flips
+        want = pair(model, x) / 2 + (pair(model, up_left) + pair(model, down_right)) / 4
+        got = evaluation.predict_with_shifts(model, x)
+        self.assertAllClose(got, want, atol=1e-6)
+        self.assertNotAllClose(got, pair(model, x))
+        self.assertAllClose(got.sum(axis=1), np.ones(6), atol=1e-6)
+        self.assertAllClose(
+            evaluation.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6
+        )
 
 
 if __name__ == "__main__":
