@@ -2,7 +2,6 @@
 
 import json
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -77,7 +76,7 @@ class Question1RealDataTest(_EndToEnd, fixtures.RealImagesTestCase):
 class BadInputTest(tf.test.TestCase):
     def test_bad_flags_get_one_line_and_exit_2(self):
         # In this process; robustness_test's table runs some in a subprocess.
-        out = tempfile.mkdtemp()
+        out = self.create_tempdir().full_path
         keep = os.path.join(out, "saved_models", "resnet_cifar10.h5")
         os.makedirs(os.path.dirname(keep))
         with open(keep, "w") as f:
@@ -103,7 +102,7 @@ class BadInputTest(tf.test.TestCase):
             self.assertEqual(f.read(), "an earlier result")
 
     def test_python_format_data_through_the_script(self):
-        root = tempfile.mkdtemp()
+        root = self.create_tempdir().full_path
         fixtures.write_cifar10_python(root, per_batch=20, test=20)
         r = run_script(
             "scripts.question1",

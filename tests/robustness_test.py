@@ -8,7 +8,6 @@ scripts' own entry (fixtures.run_in_process).
 
 import os
 import shutil
-import tempfile
 import unittest
 
 import tensorflow as tf
@@ -184,7 +183,7 @@ class BadInputTableTest(tf.test.TestCase):
             self.assertEqual(_tree_hashes(out), before, (run, module, args))
 
     def test_skip_bad_images_reports_and_trains(self):
-        root = tempfile.mkdtemp()
+        root = self.create_tempdir().full_path
         bad = _write_bad_data(root)
         r = run_script(
             "scripts.question1",
@@ -204,7 +203,7 @@ class BadInputTableTest(tf.test.TestCase):
         if os.geteuid() == 0:
             target = "/proc/forbidden"  # root can write anywhere else
         else:
-            target = os.path.join(tempfile.mkdtemp(), "ro")
+            target = os.path.join(self.create_tempdir().full_path, "ro")
             os.makedirs(target)
             os.chmod(target, 0o500)
         r = run_script("scripts.question1", f"--output_dir={target}", "--data_dir=/nonexistent")
