@@ -288,6 +288,13 @@ def explicit_flags():
     return {name for name in SHARED if FLAGS[name].present}
 
 
+def file_name(run_name, default):
+    """A run's model and plot file name: the run's own when --run_name was
+    given, so a trial run never replaces the default run's files; else the
+    experiment's `default`."""
+    return run_name if FLAGS["run_name"].present else default
+
+
 def resolve():
     """The run's settings: the script's defaults, the active presets over
     them, the flags given over both.

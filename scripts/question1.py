@@ -37,10 +37,7 @@ def main(argv):
     dataset = settings["dataset"]
     if settings["run_name"] is None:
         settings["run_name"] = f"question1_resnet{depth}_{dataset}"
-        model_name = f"resnet_{dataset}"  # the assignment's file name
-        plot_name = settings["run_name"]
-    else:
-        model_name = plot_name = settings["run_name"]
+    model_name = common.file_name(settings["run_name"], f"resnet_{dataset}")  # the assignment's
     config = experiment.TrainConfig(**settings)
     config.validate()
     model, metrics, history = classification.run_classification(
@@ -51,7 +48,7 @@ def main(argv):
         model,
         history,
         stem=os.path.join(out, "saved_models", model_name),
-        plot_path=os.path.join(out, "plots", f"{plot_name}.png"),
+        plot_path=os.path.join(out, "plots", f"{config.run_name}.png"),
         title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
         formats=formats,
     )

@@ -155,17 +155,8 @@ def main(argv):
         c.validate()
     if not FLAGS.report_only:
         files.check_writable(settings["output_dir"])
-        # A run named with --run_name gets model files of that name, so a
-        # trial run never replaces the configuration's default model.
-        named = "run_name" in explicit
-        stems = [
-            os.path.join(
-                c.output_dir,
-                "saved_models",
-                c.run_name if named else config_name(c.n, c.opt, c.dataset),
-            )
-            for c in configs
-        ]
+        names = [common.file_name(c.run_name, config_name(c.n, c.opt, c.dataset)) for c in configs]
+        stems = [os.path.join(settings["output_dir"], "saved_models", n) for n in names]
         classification.train_study(configs, stems, formats, FLAGS.retrain)
     # The figure and table cover every configuration with a finished run.
     others = [

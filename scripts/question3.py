@@ -148,9 +148,7 @@ def main(argv):
     features = {}  # runs that differ only in optimizer extract features once
     reused = runs.claim_runs(configs, FLAGS.retrain, extra=options)
     for config, reuse in zip(configs, reused):
-        # Named runs (--run_name) get model files of their own name, so a trial
-        # run never replaces the default run's model.
-        name = config.run_name if FLAGS["run_name"].present else options.stem(dataset, config.opt)
+        name = common.file_name(config.run_name, options.stem(dataset, config.opt))
         stem = os.path.join(out, "saved_models", name)
         paths = [saving.model_path(stem, f) for f in formats]
         if reuse and all(os.path.exists(p) for p in paths):
