@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from resnet_keras import distribute, evaluation, experiment, models, plotting, results, runs
-from resnet_keras import files, pipeline, saving, speedups, training
+from resnet_keras import files, fitting, pipeline, saving, speedups, training
 
 
 def build_model(config, num_classes, x_train, sync_bn=False):
@@ -134,7 +134,7 @@ def fit_and_test(
     one_hot = model.output.shape[-1] if config.label_smoothing else 0
     train_ds = pipeline.train_dataset(x, y, config.batch_size, config.seed, augment, one_hot)
     val_ds = pipeline.eval_dataset(*val, batch_size=1000, one_hot=one_hot) if val else None
-    history, train_time = training.fit_with_resume(
+    history, train_time = fitting.fit_with_resume(
         model,
         train_ds,
         val_ds,

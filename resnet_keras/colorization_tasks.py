@@ -13,7 +13,7 @@ from); `eval` and `probe` merge their rows into results/colorization.md and
 .json, keyed by model file name, so other models' rows stay.
 
 A training run takes the steps every run takes (`experiment`; the fit is
-`training.fit_with_resume`, as for classifiers). Metrics
+`fitting.fit_with_resume`, as for classifiers). Metrics
 (`evaluation.evaluate_colorizer`) are means over test images of per-image
 MSE, PSNR and SSIM of the sRGB image in [0, 1], for both colour spaces, so
 their rows compare. The loss curves are in the model's own target space
@@ -28,7 +28,7 @@ import numpy as np
 
 from resnet_keras import colorization as col
 from resnet_keras import distribute, evaluation, experiment, files, image_folders, plotting, results
-from resnet_keras import runs, saving, training
+from resnet_keras import fitting, runs, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure (`example_indices`)
@@ -132,7 +132,7 @@ def train(config, log=print, retrain=False):
     experiment.start_run(
         config, strategy, data, run_dir, log, name=config.name, params=model.count_params()
     )
-    history, train_time = training.fit_with_resume(
+    history, train_time = fitting.fit_with_resume(
         model,
         col.pairs_dataset(x, config.color_space, config.batch_size, shuffle=True, seed=config.seed),
         col.pairs_dataset(val[0], config.color_space, 500) if val else None,

@@ -10,7 +10,7 @@ same steps:
     data = prepare_data(config)                   # (dataset, train, val, test)
     with model_scope(config, strategy): ...       # build and compile
     start_run(config, strategy, data, run_dir)    # logs and writes flags.json
-    training.fit_with_resume(...)                 # resumable fit, best weights
+    fitting.fit_with_resume(...)                 # resumable fit, best weights
     ...                                           # test, metrics.json
     finish_run(config, run_dir)                   # resume state goes, --retrain swap
 
@@ -271,7 +271,7 @@ def start_run(config, strategy, data, run_dir, log=print, **extra):
 
 def finish_run(config, run_dir):
     """Ends a run whose metrics.json is written: its resume state goes (every
-    phase's; Keras keeps it past the last epoch, `training.callbacks_for_run`,
+    phase's; Keras keeps it past the last epoch, `fitting.callbacks_for_run`,
     so a run killed before its test resumes there instead of starting over),
     and a finished run in a --retrain staging folder replaces the old one."""
     for phase in ((), ("fine_tune",)):

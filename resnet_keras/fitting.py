@@ -1,0 +1,239 @@
+"""The fit every training run goes through (`fit_with_resume`) and the Keras
+callbacks that make a run resumable: a killed run goes on from its last
+finished epoch with the same command, logs every epoch once, keeps its best
+weights on validation and stops on a NaN loss.
+
+Classification, transfer (head and fine-tuning phases) and colorization all
+train here; optimizers and schedules are `training`'s.
+"""
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from resnet_keras import files
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the epoch's wall time and training images/second to the logs."""
+
+    def __init__(self, num_images):
+        super().__init__()
+        self.num_images = num_images
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        dt = time.perf_counter() - self._t0
+        if logs is not None:
+            logs["epoch_time_s"] = dt
+            logs["img_per_s"] = self.num_images / dt
+
+
+def read_csv_history(path):
+    """The CSVLogger file as {metric: [values per epoch]}; {} if absent.
+
+    CSVLogger writes "NA" for metrics an epoch lacks (every val_ column of a
+    run without validation): those read as NaN, and all-NA columns are dropped.
+    """
+    if not os.path.isfile(path):
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    history = {}
+    for row in rows:
+        for k, v in row.items():
+            if k == "epoch":
+                continue
+            missing = v in ("", "NA", None)
+            history.setdefault(k, []).append(math.nan if missing else float(v))
+    return {k: v for k, v in history.items() if not all(math.isnan(x) for x in v)}
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' TerminateOnNaN, remembering where it stopped for the error message."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.stopped_at = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)) and self.stopped_at is None:
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            self.stopped_at = (self.epoch + 1, batch + 1, lr)
+        super().on_batch_end(batch, logs)
+
+
+# What a run folder holds besides its configuration; a fresh run removes them.
+RUN_OUTPUTS = ("log.csv", "history.json", "metrics.json", "test_predictions.npz", "best.weights.h5")
+
+
+def resume_epoch(run_dir):
+    """Epochs an interrupted run finished (BackupAndRestore's own record), or 0."""
+    path = os.path.join(run_dir, "backup", "training_metadata.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _truncate_csv(path, epochs):
+    """Keeps the header and the rows of the first `epochs` epochs."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+
+def callbacks_for_run(
+    run_dir, num_train_images, has_validation, tensorboard=False, monitor="val_accuracy", mode="max"
+):
+    """Keras' own callbacks, set up so that a killed run resumes cleanly.
+
+    BackupAndRestore saves after every epoch and the same command picks it up.
+    It comes last, after CSVLogger: a kill between the two leaves a logged
+    epoch that the backup does not hold yet, and the log is cut back to the
+    backup's epoch before training goes on, so every epoch is logged once.
+    Best-model selection (on `monitor`, "max" or "min" by `mode`) resumes
+    from the best value already logged.
+    """
+    start = resume_epoch(run_dir)
+    log_path = os.path.join(run_dir, "log.csv")
+    if start == 0:
+        for name in RUN_OUTPUTS:  # a fresh run: nothing stale may survive it
+            if os.path.exists(os.path.join(run_dir, name)):
+                os.remove(os.path.join(run_dir, name))
+        # A backup without its epoch record was cut off while the first epoch's
+        # weights were written: half an HDF5 file, and no earlier copy to fall
+        # back on (BackupAndRestore's double_checkpoint keeps one from the
+        # second epoch on). Nothing in it can be resumed.
+        shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
+    else:
+        _truncate_csv(log_path, start)
+    cbs = [EpochTimer(num_train_images), StopOnNaN()]
+    if has_validation:
+        logged = read_csv_history(log_path).get(monitor, [])
+        best = max if mode == "max" else min
+        cbs.append(
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(run_dir, "best.weights.h5"),
+                monitor=monitor,
+                mode=mode,
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=best(logged) if logged else None,
+            )
+        )
+    if tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
+    cbs.append(keras.callbacks.CSVLogger(log_path, append=True))
+    # double_checkpoint: a kill while the weights are written falls back to the
+    # previous epoch's copy instead of failing to resume.
+    cbs.append(
+        # delete_checkpoint=False: Keras would remove the state when the last
+        # epoch ends, before the run is tested and its metrics.json written,
+        # and a kill in between would then start the run over (or let other
+        # settings overwrite it). `experiment.finish_run` removes it instead.
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
+        )
+    )
+    return cbs
+
+
+def raise_if_nan(callbacks):
+    """FloatingPointError naming epoch, batch and learning rate if the run's
+    StopOnNaN ended it: a NaN run must never save a model."""
+    for c in callbacks:
+        if isinstance(c, StopOnNaN) and c.stopped_at:
+            epoch, batch, rate = c.stopped_at
+            raise FloatingPointError(
+                f"the loss became NaN at epoch {epoch}, batch {batch} (learning rate {rate:g}); "
+                "no model was saved: try a smaller --lr"
+            )
+
+
+def fit_with_resume(
+    model,
+    train_data,
+    val_data,
+    run_dir,
+    epochs,
+    num_train_images,
+    verbose=1,
+    tensorboard=False,
+    monitor="val_accuracy",
+    mode="max",
+    log=print,
+):
+    """Fits a compiled model in `run_dir` so that the same command resumes a
+    killed run, and leaves it with its best weights on validation.
+
+    Every training run goes through here (classification, transfer's head
+    and fine-tuning phases, colorization). The callbacks are
+    `callbacks_for_run`'s; a loss that becomes NaN ends the fit and raises
+    (`raise_if_nan`). The history is read back from log.csv, which holds
+    every epoch of every process that worked on the run.
+
+    Args:
+        model: a compiled Keras model.
+        train_data: a `tf.data.Dataset` of training batches; it shuffles
+            (Keras cannot shuffle a dataset).
+        val_data: validation batches, or None.
+        run_dir: the run's folder (made if missing).
+        epochs: the run's total epochs (a resumed run trains the rest).
+        num_train_images: for the images/second of each epoch.
+        verbose: Keras' fit verbosity.
+        tensorboard: also write TensorBoard logs under `run_dir`.
+        monitor, mode: the best weights' metric, and "max" or "min".
+        log: where the warning about an unreadable best-weights file goes.
+
+    Returns:
+        `(history, train_time_s)`: {metric: [value per epoch]}, and the
+        summed epoch times (this process's fit time where none are logged).
+
+    Raises:
+        FloatingPointError: the loss became NaN.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    has_val = val_data is not None
+    callbacks = callbacks_for_run(
+        run_dir, num_train_images, has_val, tensorboard, monitor=monitor, mode=mode
+    )
+    t0 = time.perf_counter()
+    model.fit(
+        train_data,
+        epochs=epochs,
+        validation_data=val_data,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
+    )
+    train_time = time.perf_counter() - t0
+    raise_if_nan(callbacks)
+    history = read_csv_history(os.path.join(run_dir, "log.csv"))
+    best = os.path.join(run_dir, "best.weights.h5")
+    if has_val and os.path.isfile(best):
+        try:
+            model.load_weights(best)
+        except OSError as e:  # killed while ModelCheckpoint wrote it
+            log(f"warning: {best} is unreadable ({e}); testing the last weights instead")
+    # Summed per-epoch times survive a resume; this process's time does not.
+    epoch_times = history.get("epoch_time_s", [])
+    return history, float(sum(epoch_times)) if epoch_times else train_time

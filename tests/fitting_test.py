@@ -1,0 +1,196 @@
+"""fitting: resume after a kill, the run's log, best weights, NaN and plateau stops."""
+
+import json
+import os
+import signal
+import time
+from unittest import mock
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import experiment, files, fitting, models, training
+from tests import fixtures
+from tests.fixtures import csv_epochs, popen_script, run_script, tree_hashes
+
+
+class ResumeTest(tf.test.TestCase):
+    def test_a_first_backup_cut_off_mid_write_is_discarded_not_loaded(self):
+        config = experiment.TrainConfig(output_dir=self.create_tempdir().full_path, run_name="r")
+        run = config.run_dir
+        os.makedirs(os.path.join(run, "backup"))
+        with open(os.path.join(run, "backup", "latest.weights.h5"), "w") as f:
+            f.write("half an HDF5 file")  # no training_metadata.json: no epoch finished
+        model = models.build_resnet(1)
+        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+        callbacks = fitting.callbacks_for_run(run, 8, has_validation=False)
+        self.assertFalse(os.path.exists(os.path.join(run, "backup")))
+        x, y = fixtures.random_images(8), np.arange(8)
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=callbacks, verbose=0)
+        # The resume state outlives the last epoch (a kill before the test
+        # resumes there) and goes only when the run is finished.
+        self.assertEqual(fitting.resume_epoch(run), 1)
+        experiment.finish_run(config, run)
+        self.assertFalse(os.path.exists(os.path.join(run, "backup")))
+
+
+class FilesTest(tf.test.TestCase):
+    def test_csv_history_and_atomic_json(self):
+        d = self.create_tempdir().full_path
+        path = os.path.join(d, "log.csv")
+        with open(path, "w") as f:
+            f.write("epoch,accuracy,loss\n0,0.5,1.5\n1,0.6,1.2\n")
+        self.assertEqual(
+            fitting.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]}
+        )
+        # A run without validation: CSVLogger writes NA in every val_ column.
+        na = os.path.join(self.create_tempdir().full_path, "log.csv")
+        with open(na, "w") as f:
+            f.write("epoch,accuracy,val_accuracy\n0,0.5,NA\n1,0.6,NA\n")
+        self.assertEqual(fitting.read_csv_history(na), {"accuracy": [0.5, 0.6]})
+        files.write_json(os.path.join(d, "h.json"), {"a": np.float32(1.5), "b": np.arange(2)})
+        self.assertEqual(sorted(os.listdir(d)), ["h.json", "log.csv"])
+        with open(os.path.join(d, "h.json")) as f:
+            self.assertEqual(json.load(f), {"a": 1.5, "b": [0, 1]})  # NumPy values as JSON
+
+
+class CrashSafeTest(tf.test.TestCase):
+    def test_sigkill_mid_epoch_then_resume_logs_every_epoch_once(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=80, test=40)
+        out = os.path.join(root, "out")
+        args = [
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=6",
+            "--val_size=40",
+            "--batch_size=8",
+            f"--output_dir={out}",
+            "--verbose=0",
+            "--seed=3",
+        ]
+        log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
+        proc = popen_script("scripts.question1", *args)
+        deadline = time.time() + 300
+        while len(csv_epochs(log)) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(0.5)  # into the next epoch (45 steps of batch 8)
+        self.assertIsNone(proc.poll(), "the run finished before it could be killed")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = len(csv_epochs(log))
+        self.assertBetween(done, 2, 5)
+        self.assertFalse(os.path.exists(os.path.join(out, "saved_models", "resnet_cifar10.h5")))
+
+        # Another optimizer may not pick up this run's resume state (reliability, 2).
+        before = tree_hashes(out)
+        r = run_script("scripts.question1", *args, "--opt=sgd", "--lr=0.05")
+        self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+        self.assertRegex(
+            r.stderr,
+            r"holds an interrupted run \(\d epochs done\) made with other "
+            r"settings \(lr 0.001 -> 0.05, opt adam -> sgd\); run its own",
+        )
+        self.assertEqual(tree_hashes(out), before)
+
+        r = run_script("scripts.question1", *args)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertEqual(csv_epochs(log), [0, 1, 2, 3, 4, 5])
+        with open(os.path.join(os.path.dirname(log), "history.json")) as f:
+            history = json.load(f)
+        self.assertLen(history["loss"], 6)
+        with open(os.path.join(os.path.dirname(log), "metrics.json")) as f:
+            self.assertEqual(json.load(f)["epochs"], 6)
+        self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet_cifar10.h5")))
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(log), "backup")))
+
+    def test_ctrl_c_says_how_to_resume(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=80, test=40)
+        out = os.path.join(root, "out")
+        proc = popen_script(
+            "scripts.question1",
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=100000",  # never done before the signal, however slow the test machine
+            "--val_size=40",
+            "--batch_size=8",
+            f"--output_dir={out}",
+            "--verbose=0",
+        )
+        log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
+        deadline = time.time() + 300
+        while not csv_epochs(log) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 130, err[-2000:])
+        self.assertIn("run the same command again to resume", err)
+        self.assertNotIn("Traceback", err)
+
+    def test_nan_loss_names_epoch_batch_and_learning_rate(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(root, per_batch=20, test=20)
+        r = run_script(
+            "scripts.question1",
+            f"--data_dir={root}",
+            "--n=1",
+            "--epochs=2",
+            "--opt=sgd",
+            "--lr=1e30",
+            "--val_size=20",
+            "--batch_size=16",
+            f"--output_dir={root}/out",
+            "--verbose=0",
+        )
+        self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+        self.assertRegex(
+            r.stderr, r"loss became NaN at epoch 1, batch \d+ \(learning rate 1e\+30\)"
+        )
+        self.assertFalse(os.path.exists(os.path.join(root, "out", "saved_models")))
+
+
+class FitWithResumeTest(tf.test.TestCase):
+    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        training.compile_classifier(model, training.make_optimizer("sgd", lr))
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(16, 4)).astype("float32"), np.arange(16) % 3
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+        history, seconds = fitting.fit_with_resume(
+            model, data, data.take(1) if val else None, run_dir, epochs, 16, verbose=0, log=log
+        )
+        return model, history, seconds
+
+    def test_history_read_back_and_the_best_weights_loaded(self):
+        run = os.path.join(self.create_tempdir().full_path, "new")  # made if missing
+        model, history, seconds = self.fit(run)
+        self.assertLen(history["loss"], 3)
+        self.assertLen(history["val_accuracy"], 3)
+        self.assertAllClose(seconds, sum(history["epoch_time_s"]))
+        best = keras.models.clone_model(model)
+        best.load_weights(os.path.join(run, "best.weights.h5"))
+        for got, want in zip(model.get_weights(), best.get_weights()):
+            self.assertAllEqual(got, want)
+        # The resume state stays until the run is finished (experiment.finish_run).
+        self.assertEqual(fitting.resume_epoch(run), 3)
+
+    def test_an_unreadable_best_weights_file_leaves_the_last_weights(self):
+        lines = []
+        truncated = OSError("Unable to open file (truncated file)")
+        with mock.patch.object(keras.Model, "load_weights", side_effect=truncated):
+            self.fit(self.create_tempdir().full_path, epochs=1, log=lines.append)
+        self.assertLen(lines, 1)
+        self.assertRegex(lines[0], r"^warning: .*best.weights.h5 is unreadable \(Unable to open")
+
+    def test_nan_loss_stops_with_its_place(self):
+        with self.assertRaisesRegex(
+            FloatingPointError, r"NaN at epoch \d, batch \d \(learning rate 1e\+38\)"
+        ):
+            self.fit(self.create_tempdir().full_path, lr=1e38, val=False)
+
+
+if __name__ == "__main__":
+    tf.test.main()
