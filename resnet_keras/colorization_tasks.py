@@ -58,6 +58,11 @@ class ColorizeConfig(experiment.RunConfig):
     color_space: str = "rgb"
     image_size: int = 32
     lr: float = 1e-3  # Adam, the original's optimizer
+    # Stop once the validation MSE has not improved for `patience` epochs, at
+    # least `min_epochs` in (0: train all `epochs`); the script's defaults
+    # train to the plateau.
+    patience: int = 0
+    min_epochs: int = 0
     run_name: str | None = None  # None: the model's name
     formats: tuple = ("h5",)
 
@@ -69,7 +74,13 @@ class ColorizeConfig(experiment.RunConfig):
             runs.check_name(self.run_name)
         for fmt in self.formats:
             check_choice("format", fmt, saving.FORMATS)
-        check_minimums(self, [("image_size", 8)])
+        check_minimums(self, [("image_size", 8), ("patience", 0), ("min_epochs", 0)])
+        if self.patience and not self.val_size:
+            raise ValueError(
+                f"--patience {self.patience} stops when the validation MSE stops improving, "
+                "and --val_size 0 holds out no validation images; give --patience 0 to "
+                "train all --epochs"
+            )
         step = 2 ** len(col.DEFAULT_FILTERS)
         if self.image_size % step:
             raise ValueError(
@@ -143,6 +154,8 @@ def train(config, log=print, retrain=False):
         tensorboard=config.tensorboard,
         monitor="val_loss",
         mode="min",
+        patience=config.patience,
+        min_epochs=config.min_epochs,
         log=log,
     )
     result = evaluation.evaluate_colorizer(model, xt, config.color_space, keep=0)

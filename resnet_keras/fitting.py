@@ -101,8 +101,47 @@ def _truncate_csv(path, epochs):
             csv.writer(f).writerows(kept)
 
 
+def plateaued(values, mode, patience, min_epochs=0):
+    """True once the last `patience` of `values` (one per epoch) brought no new
+    best and at least `min_epochs` epochs are done; never with `patience` 0."""
+    if patience <= 0 or len(values) < max(min_epochs, patience + 1):
+        return False
+    v = np.nan_to_num(np.asarray(values, float), nan=-np.inf if mode == "max" else np.inf)
+    best = int(np.argmax(v) if mode == "max" else np.argmin(v))  # the first of equal bests
+    return len(v) - 1 - best >= patience
+
+
+class StopOnPlateau(keras.callbacks.Callback):
+    """Keras' EarlyStopping(patience, start_from_epoch), made resumable: it
+    starts from the values the run's log already holds, so a resumed run stops
+    at the same epoch as one never interrupted (EarlyStopping would start
+    counting afresh in every process)."""
+
+    def __init__(self, monitor, mode, patience, min_epochs, logged):
+        super().__init__()
+        self.monitor, self.mode = monitor, mode
+        self.patience, self.min_epochs = patience, min_epochs
+        self.values = list(logged)
+
+    @property
+    def done(self):
+        return plateaued(self.values, self.mode, self.patience, self.min_epochs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.values.append(float((logs or {}).get(self.monitor, math.nan)))
+        if self.done:
+            self.model.stop_training = True
+
+
 def callbacks_for_run(
-    run_dir, num_train_images, has_validation, tensorboard=False, monitor="val_accuracy", mode="max"
+    run_dir,
+    num_train_images,
+    has_validation,
+    tensorboard=False,
+    monitor="val_accuracy",
+    mode="max",
+    patience=0,
+    min_epochs=0,
 ):
     """Keras' own callbacks, set up so that a killed run resumes cleanly.
 
@@ -111,7 +150,9 @@ def callbacks_for_run(
     epoch that the backup does not hold yet, and the log is cut back to the
     backup's epoch before training goes on, so every epoch is logged once.
     Best-model selection (on `monitor`, "max" or "min" by `mode`) resumes
-    from the best value already logged.
+    from the best value already logged; so does the stop once `monitor` has
+    not improved for `patience` epochs (after at least `min_epochs`; patience
+    0: no such stop).
     """
     start = resume_epoch(run_dir)
     log_path = os.path.join(run_dir, "log.csv")
@@ -140,6 +181,8 @@ def callbacks_for_run(
                 initial_value_threshold=best(logged) if logged else None,
             )
         )
+        if patience:
+            cbs.append(StopOnPlateau(monitor, mode, patience, min_epochs, logged))
     if tensorboard:
         cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
     cbs.append(keras.callbacks.CSVLogger(log_path, append=True))
@@ -180,6 +223,8 @@ def fit_with_resume(
     tensorboard=False,
     monitor="val_accuracy",
     mode="max",
+    patience=0,
+    min_epochs=0,
     log=print,
 ):
     """Fits a compiled model in `run_dir` so that the same command resumes a
@@ -202,6 +247,9 @@ def fit_with_resume(
         verbose: Keras' fit verbosity.
         tensorboard: also write TensorBoard logs under `run_dir`.
         monitor, mode: the best weights' metric, and "max" or "min".
+        patience, min_epochs: stop before `epochs` once `monitor` has not
+            improved for `patience` epochs, at least `min_epochs` in (0: no
+            such stop; it needs `val_data`).
         log: where the warning about an unreadable best-weights file goes.
 
     Returns:
@@ -213,21 +261,35 @@ def fit_with_resume(
     """
     os.makedirs(run_dir, exist_ok=True)
     has_val = val_data is not None
+    if patience and not has_val:
+        raise ValueError("a stop on a plateau needs validation data")
     callbacks = callbacks_for_run(
-        run_dir, num_train_images, has_val, tensorboard, monitor=monitor, mode=mode
+        run_dir, num_train_images, has_val, tensorboard, monitor, mode, patience, min_epochs
     )
+    plateau = next((c for c in callbacks if isinstance(c, StopOnPlateau)), None)
     t0 = time.perf_counter()
-    model.fit(
-        train_data,
-        epochs=epochs,
-        validation_data=val_data,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
-    )
+    if plateau is not None and plateau.done:  # a resumed run that had stopped already
+        # fit would have built the optimizer; the best weights' file holds its state
+        model.optimizer.build(model.trainable_variables)
+    else:
+        model.fit(
+            train_data,
+            epochs=epochs,
+            validation_data=val_data,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
+        )
     train_time = time.perf_counter() - t0
     raise_if_nan(callbacks)
     history = read_csv_history(os.path.join(run_dir, "log.csv"))
+    if plateau is not None and plateau.done:
+        values = history[monitor]
+        pick = np.nanargmax if mode == "max" else np.nanargmin
+        log(
+            f"stopped after epoch {len(values)} of {epochs}: {monitor} has not improved for "
+            f"{patience} epochs (best {values[pick(values)]:.6g}, epoch {pick(values) + 1})"
+        )
     best = os.path.join(run_dir, "best.weights.h5")
     if has_val and os.path.isfile(best):
         try:

@@ -13,7 +13,8 @@ apply exits with status 1 when it skipped a file (each gets one line on
 stderr) and 2 on bad input, as every script here.
 
 --epochs is the colorizer's training epochs for train and the linear
-classifier's for probe (defaults 20 and 10 below).
+classifier's for probe (defaults 100 and 10 below); train stops sooner
+once the validation MSE has not improved for --patience epochs.
 """
 
 import os
@@ -35,13 +36,27 @@ flags.DEFINE_enum(
     "train: rgb (predict sRGB from luma gray) or lab (predict a*b* from L*).",
 )
 flags.DEFINE_string("out", None, "apply: folder the colorized pictures are written to.")
+flags.DEFINE_integer(
+    "patience",
+    None,
+    "train: stop once the validation MSE has not improved for this many epochs "
+    "(0: train all --epochs); the best epoch's weights are kept.",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "min_epochs", None, "train: epochs trained before --patience may stop the run.", lower_bound=0
+)
 
 DEFAULTS = dict(
     model="autoencoder",
     color_space="rgb",
     image_size=32,
     dataset="cifar10",
-    epochs=20,
+    # train to the plateau of the validation MSE: at least 30 epochs, then
+    # until 10 in a row bring no new best, at most 100.
+    epochs=100,
+    patience=10,
+    min_epochs=30,
     probe_epochs=10,
     batch_size=128,
     lr=1e-3,
@@ -56,7 +71,8 @@ USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
 HELP = {
     "model": f"train: the colorizer, {' or '.join(colorization.MODELS)}.",
     "image_size": "The side images are resized to, a multiple of 8.",
-    "epochs": "train: the colorizer's training epochs (default below); probe: the linear "
+    "epochs": "train: the colorizer's most training epochs (default below; --patience may "
+    "stop it sooner); probe: the linear "
     f"classifier's ({DEFAULTS['probe_epochs']} unless given).",
 }
 

@@ -30,6 +30,8 @@ class ConfigTest(tf.test.TestCase):
             (dict(model="gan"), "Unknown model 'gan'"),
             (dict(color_space="hsv"), "Unknown color space 'hsv'"),
             (dict(image_size=30), "--image_size must be a multiple of 8"),
+            (dict(patience=-1), "--patience must be at least 0"),
+            (dict(patience=3, val_size=0), "--val_size 0 holds out no validation images"),
         ]:
             with self.assertRaisesRegex(ValueError, message):
                 dataclasses.replace(config, **change).validate()

@@ -118,6 +118,8 @@ class _Train:
         with open(os.path.join(self.run_dir, "flags.json")) as f:
             flags = json.load(f)
         self.assertEqual((flags["train_images"], flags["val_images"]), (240, 60))
+        # The script's defaults train to the validation plateau; --epochs caps it.
+        self.assertEqual((flags["patience"], flags["min_epochs"], flags["epochs"]), (10, 30, 2))
         # The per-image errors the figure is drawn from are the test's.
         with open(os.path.join(self.run_dir, "test_mse.json")) as f:
             per_image = json.load(f)
@@ -203,6 +205,20 @@ class BadInputTest(tf.test.TestCase):
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn(message, r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+
+    def test_patience_without_validation_in_process(self):
+        folder = self.create_tempdir().full_path
+        for args, message in [
+            (["--val_size=0"], "--patience 10 stops when the validation MSE stops improving"),
+            (["--patience=-1"], "--patience must be at least 0; got -1"),
+        ]:
+            r = fixtures.run_in_process(
+                "scripts.colorize", "train", *args, f"--output_dir={folder}"
+            )
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(message, r.stderr)
+            self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+        self.assertEqual(os.listdir(folder), [])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ OWN = {
     "question3": "base weights head_units train_base fine_tune_epochs unfreeze fine_tune_lr "
     "cache_features".split(),
     "resnet_vs_plain": ["depths", "models"],
-    "colorize": ["color_space", "out"],
+    "colorize": ["color_space", "out", "patience", "min_epochs"],
     "evaluate": [],
     "benchmark": ["steps", "warmup", "eval_batch_size", "steps_per_execution"],
 }

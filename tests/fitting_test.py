@@ -152,7 +152,7 @@ class CrashSafeTest(tf.test.TestCase):
 
 
 class FitWithResumeTest(tf.test.TestCase):
-    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print):
+    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print, **stop):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
         training.compile_classifier(model, training.make_optimizer("sgd", lr))
@@ -160,7 +160,15 @@ class FitWithResumeTest(tf.test.TestCase):
         x, y = rng.normal(size=(16, 4)).astype("float32"), np.arange(16) % 3
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
         history, seconds = fitting.fit_with_resume(
-            model, data, data.take(1) if val else None, run_dir, epochs, 16, verbose=0, log=log
+            model,
+            data,
+            data.take(1) if val else None,
+            run_dir,
+            epochs,
+            16,
+            verbose=0,
+            log=log,
+            **stop,
         )
         return model, history, seconds
 
@@ -184,6 +192,53 @@ class FitWithResumeTest(tf.test.TestCase):
             self.fit(self.create_tempdir().full_path, epochs=1, log=lines.append)
         self.assertLen(lines, 1)
         self.assertRegex(lines[0], r"^warning: .*best.weights.h5 is unreadable \(Unable to open")
+
+    def test_a_plateau_stops_the_run_at_the_same_epoch_when_resumed(self):
+        # lr 0: the validation loss never improves after the first epoch.
+        stop = dict(lr=0.0, monitor="val_loss", mode="min", patience=2)
+        run = self.create_tempdir().full_path
+        lines = []
+        _, history, _ = self.fit(run, epochs=10, min_epochs=4, log=lines.append, **stop)
+        self.assertLen(history["loss"], 4)  # not before min_epochs
+        self.assertEqual(
+            lines, ["stopped after epoch 4 of 10: val_loss has not improved for 2 epochs "
+                    f"(best {history['val_loss'][0]:.6g}, epoch 1)"]
+        )  # fmt: skip
+        # Cut at 2 epochs, then resumed: one more epoch, as without the cut.
+        # (Keras' EarlyStopping counts afresh after a resume and trains 3.)
+        cut = self.create_tempdir().full_path
+        self.fit(cut, epochs=2, **stop)
+        _, history, _ = self.fit(cut, epochs=10, **stop)
+        self.assertLen(history["loss"], 3)
+        # A run that has stopped trains no further epoch when run again, and
+        # its model gets the best weights and optimizer state all the same.
+        best = os.path.join(cut, "best.weights.h5")
+        before = os.path.getmtime(best)
+        model, history, _ = self.fit(cut, epochs=10, **stop)
+        self.assertLen(history["loss"], 3)
+        self.assertEqual(os.path.getmtime(best), before)
+        want = keras.models.clone_model(model)
+        want.compile(optimizer=training.make_optimizer("sgd", 0.0), loss="mse")
+        want.optimizer.build(want.trainable_variables)
+        want.load_weights(best)
+        self.assertEqual(int(model.optimizer.iterations), 2)  # the best epoch's, of batch 8
+        self.assertLen(model.optimizer.variables, len(want.optimizer.variables))
+        for got, saved in zip(model.optimizer.variables, want.optimizer.variables):
+            self.assertAllEqual(got, saved)
+        with self.assertRaisesRegex(ValueError, "needs validation data"):
+            self.fit(self.create_tempdir().full_path, val=False, patience=2)
+
+    def test_plateaued(self):
+        for values, mode, patience, min_epochs, want in [
+            ([3, 2, 1], "min", 2, 0, False),
+            ([1, 2, 3], "min", 2, 0, True),
+            ([1, 1, 1], "min", 2, 0, True),  # equal is no improvement
+            ([1, 2, 3], "min", 2, 4, False),  # fewer than min_epochs
+            ([1, 2, 3], "max", 2, 0, False),
+            ([1, float("nan"), 2], "min", 2, 0, True),  # a NaN is never a best
+            ([1, 2, 3], "min", 0, 0, False),  # patience 0: never
+        ]:
+            self.assertEqual(fitting.plateaued(values, mode, patience, min_epochs), want, values)
 
     def test_nan_loss_stops_with_its_place(self):
         with self.assertRaisesRegex(
