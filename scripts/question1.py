@@ -3,8 +3,10 @@
     python -m scripts.question1                       # keras.datasets download
     python -m scripts.question1 --data_dir ../shared/datasets/cifar10
     python -m scripts.question1 --dataset cifar100    # -> saved_models/resnet_cifar100.h5
+    python -m scripts.question1 --n 5                 # -> saved_models/resnet32_cifar10.h5
 
-Writes saved_models/resnet_<dataset>.h5, plots/question1_resnet<depth>_<dataset>.png
+Writes saved_models/resnet_<dataset>.h5 (the assignment's name, for its ResNet-20;
+resnet<depth>_<dataset>.h5 at another --n), plots/question1_resnet<depth>_<dataset>.png
 and runs/<run_name>/ (flags, history, metrics) under --output_dir. With
 --run_name the model and plot are named after the run, so a trial run never
 replaces the default one's.
@@ -30,6 +32,13 @@ DEFAULTS = dict(
 )
 
 
+def model_name_for(n, dataset):
+    """resnet_cifar10 (the assignment's file name) for its ResNet-20, and
+    resnet<depth>_<dataset> at any other depth: each depth has its own run
+    folder, so a run at another --n must not replace the ResNet-20's model."""
+    return f"resnet_{dataset}" if n == DEFAULTS["n"] else f"resnet{6 * n + 2}_{dataset}"
+
+
 def main(argv):
     settings = common.resolve()
     formats = settings.pop("formats")
@@ -37,7 +46,7 @@ def main(argv):
     dataset = settings["dataset"]
     if settings["run_name"] is None:
         settings["run_name"] = f"question1_resnet{depth}_{dataset}"
-    model_name = common.file_name(settings["run_name"], f"resnet_{dataset}")  # the assignment's
+    model_name = common.file_name(settings["run_name"], model_name_for(settings["n"], dataset))
     config = experiment.TrainConfig(**settings)
     config.validate()
     model, metrics, history = classification.run_classification(

@@ -334,7 +334,7 @@ class StrategyTest(tf.test.TestCase):
                     p.wait()
         for p, (_, err) in zip(procs, results):
             self.assertEqual(p.returncode, 0, err[-3000:])
-        chief_model = os.path.join(outs[0], "saved_models", "resnet_cifar10.h5")
+        chief_model = os.path.join(outs[0], "saved_models", "resnet8_cifar10.h5")
         import keras
 
         model = keras.models.load_model(chief_model)

@@ -8,8 +8,16 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import data, evaluation, pipeline
+from scripts import question1
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (imported from here)
+
+
+class ModelNameTest(tf.test.TestCase):
+    def test_the_assignments_name_for_resnet20_and_the_depth_otherwise(self):
+        # Each depth has its own run folder; its model file must be its own too.
+        self.assertEqual(question1.model_name_for(3, "cifar10"), "resnet_cifar10")
+        self.assertEqual(question1.model_name_for(5, "cifar100"), "resnet32_cifar100")
 
 
 class _EndToEnd:
@@ -31,7 +39,7 @@ class _EndToEnd:
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertRegex(r.stdout, r"Test accuracy: [01]\.\d{4}")
-        h5 = os.path.join(out, "saved_models", "resnet_cifar10.h5")
+        h5 = os.path.join(out, "saved_models", "resnet8_cifar10.h5")
         self.assertTrue(os.path.isfile(os.path.join(out, "plots", "question1_resnet8_cifar10.png")))
         run = os.path.join(out, "runs", "question1_resnet8_cifar10")
         with open(os.path.join(run, "flags.json")) as f:
@@ -61,7 +69,7 @@ class _EndToEnd:
         self.assertAlmostEqual(
             evaluation.evaluate_predictions(probs, yt)["loss"], metrics["test_loss"], places=4
         )
-        other = keras.models.load_model(os.path.join(out, "saved_models", "resnet_cifar10.keras"))
+        other = keras.models.load_model(os.path.join(out, "saved_models", "resnet8_cifar10.keras"))
         self.assertAllClose(other.predict(xt[:8], verbose=0), probs[:8], atol=1e-5)
 
 
@@ -77,7 +85,7 @@ class BadInputTest(tf.test.TestCase):
     def test_bad_flags_get_one_line_and_exit_2(self):
         # In this process; robustness_test's table runs some in a subprocess.
         out = self.create_tempdir().full_path
-        keep = os.path.join(out, "saved_models", "resnet_cifar10.h5")
+        keep = os.path.join(out, "saved_models", "resnet8_cifar10.h5")
         os.makedirs(os.path.dirname(keep))
         with open(keep, "w") as f:
             f.write("an earlier result")
@@ -185,7 +193,7 @@ class FastScheduleTest(tf.test.TestCase):
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
         # --val_size 0: the last weights are tested, and saved.
-        model_path = os.path.join(root, "a", "saved_models", "resnet_cifar10.h5")
+        model_path = os.path.join(root, "a", "saved_models", "resnet8_cifar10.h5")
         model = self.assertTtaAccuracies(model_path, xt, yt, metrics, ["tta", "tta_shifts"])
         self.assertIn(f"with flips {metrics['test_accuracy_tta']:.4f}", r.stdout)
         self.assertEqual(model.output.dtype, "float32")
@@ -210,7 +218,7 @@ class FastScheduleTest(tf.test.TestCase):
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
         # --notta; the preset's six views stay.
-        model_path = os.path.join(root, "b", "saved_models", "resnet_cifar10.h5")
+        model_path = os.path.join(root, "b", "saved_models", "resnet8_cifar10.h5")
         self.assertTtaAccuracies(model_path, xt, yt, metrics, ["tta_shifts"])
         self.assertNotIn("test_accuracy_tta", metrics)
         self.assertIn(f"with flips and shifts {metrics['test_accuracy_tta_shifts']:.4f}", r.stdout)

@@ -71,7 +71,7 @@ class Cifar100Test(tf.test.TestCase):
         ]
         r = run_script("scripts.question1", *common)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        q1 = os.path.join(out, "saved_models", "resnet_cifar100.h5")
+        q1 = os.path.join(out, "saved_models", "resnet8_cifar100.h5")
         r = run_script("scripts.question2", *common, "--opt=sgd", "--label_mode=coarse")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         q2 = os.path.join(out, "saved_models", "resnet_n1_SGD_cifar100.h5")

@@ -88,7 +88,7 @@ class BadInputTableTest(tf.test.TestCase):
             os.path.join(out, "runs", "resnet-8"),
         )
         before = _tree_hashes(out)
-        self.assertIn(os.path.join("saved_models", "resnet_cifar10.h5"), before)
+        self.assertIn(os.path.join("saved_models", "resnet8_cifar10.h5"), before)
         bad = _write_bad_data(root)
         fixtures.write_image_folder(os.path.join(root, "small"))  # 12 training images
         not_h5 = os.path.join(root, "model.h5")

@@ -197,7 +197,7 @@ class RunFolderTest(tf.test.TestCase):
         _, out, args = finished_run(root, "--seed=3")
         run = os.path.join(out, "runs", "question1_resnet8_cifar10")
         before = tree_hashes(out)
-        model = os.path.join("saved_models", "resnet_cifar10.h5")
+        model = os.path.join("saved_models", "resnet8_cifar10.h5")
         old_model = os.stat(os.path.join(out, model)).st_ino
         staging = os.path.join(out, "runs", ".question1_resnet8_cifar10.retrain")
         # Another seed: with the same one the retrain repeats the first two
