@@ -54,6 +54,11 @@ NO_EFFECT = {
     "output_dir",
 }
 
+# Settings that name a folder: the same folder spelt another way (relative or
+# absolute, through a symlink) is the same setting. A relative path in a
+# flags.json is read from the current folder, where the run's command is run.
+PATHS = {"data_dir"}
+
 _held = {}  # lock path -> open file, flock'ed until the process ends
 
 
@@ -153,6 +158,8 @@ def differences(wanted, recorded, defaults):
         if name in NO_EFFECT:
             continue
         old, new = _plain(recorded.get(name, defaults.get(name))), _plain(wanted[name])
+        if name in PATHS and old and new and os.path.realpath(old) == os.path.realpath(new):
+            continue
         if old != new and not (_is_nan(old) and _is_nan(new)):
             out.append(f"{name} {old} -> {new}")
     return out

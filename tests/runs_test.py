@@ -58,6 +58,24 @@ class DifferencesTest(tf.test.TestCase):
         self.assertEqual(runs.differences({"formats": ("h5",)}, {"formats": ["keras"]}, {}), [])
         self.assertEqual(runs.differences({"crop": (1, 2)}, {"crop": [1, 2]}, {}), [])
 
+    def test_a_folder_spelt_another_way_is_the_same_data(self):
+        here = self.create_tempdir().full_path
+        os.makedirs(os.path.join(here, "data"))
+        os.makedirs(os.path.join(here, "other"))
+        os.symlink(os.path.join(here, "data"), os.path.join(here, "link"))
+        recorded = {"data_dir": "data"}  # relative, as given on the command line
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(here)
+        for same in ["./data", os.path.join(here, "data"), os.path.join(here, "link")]:
+            self.assertEqual(runs.differences({"data_dir": same}, recorded, {}), [], same)
+        other = os.path.join(here, "other")
+        self.assertEqual(
+            runs.differences({"data_dir": other}, recorded, {}), [f"data_dir data -> {other}"]
+        )
+        self.assertEqual(
+            runs.differences({"data_dir": None}, recorded, {}), ["data_dir data -> None"]
+        )
+
 
 class ClaimTest(tf.test.TestCase):
     def setUp(self):
