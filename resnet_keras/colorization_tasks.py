@@ -27,8 +27,8 @@ import keras
 import numpy as np
 
 from resnet_keras import colorization as col
-from resnet_keras import distribute, evaluation, experiment, files, image_folders, plotting, results
-from resnet_keras import fitting, runs, saving, training
+from resnet_keras import colorization_results, distribute, evaluation, experiment, files, fitting
+from resnet_keras import image_folders, plotting, results, runs, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure (`example_indices`)
@@ -163,7 +163,10 @@ def train(config, log=print, retrain=False):
         "test": evaluation.summarize(result["model"]),
         "gray_baseline": evaluation.summarize(result["gray"]),
         "epochs": len(history.get("loss", [])),
+        "max_epochs": config.epochs,
+        "best_epoch": int(np.nanargmin(history["val_loss"])) + 1 if val else None,
         "train_time_s": train_time,
+        "hardware": results.hardware(),
     }
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
     files.write_json(os.path.join(run_dir, "history.json"), history)
@@ -240,6 +243,7 @@ def evaluate_file(path, config, results_dir, log=print):
         "image_size": size,
         "params": model.count_params(),
         **evaluation.summarize(result["model"]),
+        "run": colorization_results.run_of(path),
     }
     gray_kind = "luma" if space == "rgb" else "luminance"
     gray = {
@@ -252,7 +256,7 @@ def evaluate_file(path, config, results_dir, log=print):
     }
     # One baseline row per gray conversion and test set, however many models share it.
     baseline_key = f"gray_{space}_{data_name}_{len(xt)}_{size}px"
-    _update_results(
+    colorization_results.update(
         results_dir,
         {
             "colorizers": {os.path.basename(path): row},
@@ -284,7 +288,7 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
         "classes": ds.num_classes,
         **result,
     }
-    _update_results(results_dir, {"probes": {os.path.basename(path): row}})
+    colorization_results.update(results_dir, {"probes": {os.path.basename(path): row}})
     log(
         f"{os.path.basename(path)}: linear probe accuracy {result['trained_accuracy']:.4f} "
         f"(random encoder: {result['random_accuracy']:.4f}; {row['classes']} classes, "
@@ -297,59 +301,6 @@ def _data_name(config):
     if config.data_dir is None:
         return config.dataset
     return os.path.basename(os.path.normpath(config.data_dir))
-
-
-def _update_results(results_dir, sections):
-    """Merges {section: {key: row}} into colorization.json and rewrites the .md.
-
-    Rows of other models stay; an unreadable JSON file is refused, not replaced.
-    """
-    stem = os.path.join(results_dir, "colorization")
-    table = results.load_table(f"{stem}.json")
-    for section, rows in sections.items():
-        table.setdefault(section, {}).update(rows)
-    results.write_table(stem, table, results_markdown(table))
-
-
-def results_markdown(table):
-    """The results JSON as Markdown tables (test metrics, then linear probes)."""
-    lines = [
-        "# Colorization results",
-        "",
-        "Written by `python -m scripts.colorize eval` and `probe`; means over test "
-        "images of per-image MSE, PSNR and SSIM of the sRGB image in [0, 1].",
-        "",
-        "| Model file | Model | Colour space | Test images | MSE | PSNR (dB) | SSIM |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    rows = sorted(table.get("colorizers", {}).items()) + [
-        ("(baseline)", r) for _, r in sorted(table.get("baselines", {}).items())
-    ]
-    for key, r in rows:
-        lines.append(
-            f"| {key} | {r['model']} | {r['color_space']} | {r['test_images']} {r['data']} | "
-            f"{r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
-        )
-    probes = table.get("probes", {})
-    if probes:
-        lines += [
-            "",
-            "## Linear probe (colorization as a pretext task)",
-            "",
-            "A linear classifier on the frozen encoder's pooled bottleneck features, "
-            "against the same probe on a randomly initialised encoder.",
-            "",
-            "| Model file | Classes | Train / test images | Epochs | Trained encoder | "
-            "Random encoder |",
-            "|---|---|---|---|---|---|",
-        ]
-        for key, r in sorted(probes.items()):
-            lines.append(
-                f"| {key} | {r['classes']} ({r['data']}) | {r['train_images']} / "
-                f"{r['test_images']} | {r['epochs']} | {r['trained_accuracy']:.4f} | "
-                f"{r['random_accuracy']:.4f} |"
-            )
-    return "\n".join(lines) + "\n"
 
 
 # --- apply: users' own pictures -------------------------------------------------

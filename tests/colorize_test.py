@@ -177,8 +177,20 @@ class _Train:
         for k in ("mse", "psnr", "ssim"):
             self.assertAllClose(row[k], metrics["test"][k], rtol=1e-4, msg=k)
             self.assertAllClose(baseline[k], metrics["gray_baseline"][k], rtol=1e-4, msg=k)
+        # The run that trained it, read from its folder beside the model.
+        self.assertEqual(
+            {k: row["run"][k] for k in ("epochs", "max_epochs", "hardware")},
+            {"epochs": 2, "max_epochs": 2, "hardware": metrics["hardware"]},
+        )
+        self.assertBetween(row["run"]["best_epoch"], 1, 2)
         with open(os.path.join(self.out, "results", "colorization.md")) as f:
-            self.assertIn("| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 |", f.read())
+            text = f.read()
+        self.assertIn("| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 |", text)
+        self.assertRegex(
+            text,
+            r"- colorizer_unet_lab.h5: 2 epochs of at most 2 \(best validation MSE at epoch "
+            r"[12]\), \d+\.\d min of training, .*TensorFlow",
+        )
 
 
 class TrainTest(_Train, fixtures.FixtureImagesTestCase):

@@ -1,0 +1,98 @@
+"""results/colorization.{json,md}: the rows `colorize eval` and `probe` write,
+keyed by model file name and merged, so evaluating one model never removes
+another's row; with each trained model's run (epochs, wall time, hardware)
+when its run folder sits beside it.
+"""
+
+import json
+import os
+
+from resnet_keras import results
+
+
+def run_of(path):
+    """What the run that trained the model at `path` recorded (its epochs,
+    best epoch, training time, hardware), read from the run folder beside it
+    (<out>/saved_models/<name>.h5 -> <out>/runs/<name>/metrics.json); None
+    for a model without one."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    out = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    try:
+        with open(os.path.join(out, "runs", name, "metrics.json")) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return None
+    keys = ("epochs", "max_epochs", "best_epoch", "train_time_s", "hardware")
+    return {k: metrics.get(k) for k in keys}
+
+
+def run_line(key, run):
+    """'- colorizer_unet_lab.h5: 57 epochs of at most 100 (best validation
+    MSE at epoch 47), 38.2 min of training, <hardware>'."""
+    epochs = f"{run['epochs']} epochs"
+    if run.get("max_epochs"):
+        epochs += f" of at most {run['max_epochs']}"
+    if run.get("best_epoch"):
+        epochs += f" (best validation MSE at epoch {run['best_epoch']})"
+    minutes = run["train_time_s"] / 60
+    hardware = run.get("hardware") or "hardware not recorded"
+    return f"- {key}: {epochs}, {minutes:.1f} min of training, {hardware}"
+
+
+def update(results_dir, sections):
+    """Merges {section: {key: row}} into colorization.json and rewrites the .md.
+
+    Rows of other models stay; an unreadable JSON file is refused, not replaced.
+    """
+    stem = os.path.join(results_dir, "colorization")
+    table = results.load_table(f"{stem}.json")
+    for section, rows in sections.items():
+        table.setdefault(section, {}).update(rows)
+    results.write_table(stem, table, markdown(table))
+
+
+def markdown(table):
+    """The results JSON as Markdown tables (test metrics, then linear probes)."""
+    lines = [
+        "# Colorization results",
+        "",
+        "Written by `python -m scripts.colorize eval` and `probe`; means over test "
+        "images of per-image MSE, PSNR and SSIM of the sRGB image in [0, 1].",
+        "",
+        "| Model file | Model | Colour space | Test images | MSE | PSNR (dB) | SSIM |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = sorted(table.get("colorizers", {}).items()) + [
+        ("(baseline)", r) for _, r in sorted(table.get("baselines", {}).items())
+    ]
+    for key, r in rows:
+        lines.append(
+            f"| {key} | {r['model']} | {r['color_space']} | {r['test_images']} {r['data']} | "
+            f"{r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
+        )
+    trained = [
+        (k, r["run"]) for k, r in sorted(table.get("colorizers", {}).items()) if r.get("run")
+    ]
+    if trained:
+        lines += ["", "The runs that trained them:", ""]
+        lines += [run_line(k, run) for k, run in trained]
+    probes = table.get("probes", {})
+    if probes:
+        lines += [
+            "",
+            "## Linear probe (colorization as a pretext task)",
+            "",
+            "A linear classifier on the frozen encoder's pooled bottleneck features, "
+            "against the same probe on a randomly initialised encoder.",
+            "",
+            "| Model file | Classes | Train / test images | Epochs | Trained encoder | "
+            "Random encoder |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, r in sorted(probes.items()):
+            lines.append(
+                f"| {key} | {r['classes']} ({r['data']}) | {r['train_images']} / "
+                f"{r['test_images']} | {r['epochs']} | {r['trained_accuracy']:.4f} | "
+                f"{r['random_accuracy']:.4f} |"
+            )
+    return "\n".join(lines) + "\n"
