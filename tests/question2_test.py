@@ -141,6 +141,15 @@ class _AllConfigurations:
             rows = json.load(f)["rows"]
         self.assertEqual([r["batch_size"] for r in rows], [128, 64, 256])
         self.assertEqual([r["run"] for r in rows], [f"question2_{n}" for n in names])
+        with open(os.path.join(out, "results", "question2.md")) as f:
+            md = f.read()
+        for n, row in zip(names, rows):  # a line per run: epochs, time, hardware
+            self.assertIn(
+                f"- question2_{n}: 1 epochs, {row['train_time_min']} min of training, "
+                f"{row['hardware']}",
+                md,
+            )
+        self.assertIn("TensorFlow", rows[0]["hardware"])
         r = run_script(
             "scripts.evaluate",
             *models[:2],
