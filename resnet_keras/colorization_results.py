@@ -15,8 +15,10 @@ def run_of(path):
     best epoch, training time, hardware), read from the run folder beside it
     (<out>/saved_models/<name>.h5 -> <out>/runs/<name>/metrics.json); None
     for a model without one."""
-    name = os.path.splitext(os.path.basename(path))[0]
-    out = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    folder, file = os.path.split(os.path.abspath(path))
+    if os.path.basename(folder) != "saved_models":  # not where train writes: no run of its own
+        return None
+    name, out = os.path.splitext(file)[0], os.path.dirname(folder)
     try:
         with open(os.path.join(out, "runs", name, "metrics.json")) as f:
             metrics = json.load(f)
@@ -34,9 +36,10 @@ def run_line(key, run):
         epochs += f" of at most {run['max_epochs']}"
     if run.get("best_epoch"):
         epochs += f" (best validation MSE at epoch {run['best_epoch']})"
-    minutes = run["train_time_s"] / 60
+    seconds = run.get("train_time_s")
+    minutes = f"{seconds / 60:.1f} min of training" if seconds is not None else "time not recorded"
     hardware = run.get("hardware") or "hardware not recorded"
-    return f"- {key}: {epochs}, {minutes:.1f} min of training, {hardware}"
+    return f"- {key}: {epochs}, {minutes}, {hardware}"
 
 
 def update(results_dir, sections):

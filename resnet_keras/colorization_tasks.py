@@ -58,9 +58,9 @@ class ColorizeConfig(experiment.RunConfig):
     color_space: str = "rgb"
     image_size: int = 32
     lr: float = 1e-3  # Adam, the original's optimizer
-    # Stop once the validation MSE has not improved for `patience` epochs, at
-    # least `min_epochs` in (0: train all `epochs`); the script's defaults
-    # train to the plateau.
+    # Stop after the first epoch, `min_epochs` or later, that ends `patience`
+    # epochs in a row without a new best validation MSE (0: train all
+    # `epochs`; `fitting.StopOnPlateau`); the script's defaults train to the plateau.
     patience: int = 0
     min_epochs: int = 0
     run_name: str | None = None  # None: the model's name
@@ -164,7 +164,7 @@ def train(config, log=print, retrain=False):
         "gray_baseline": evaluation.summarize(result["gray"]),
         "epochs": len(history.get("loss", [])),
         "max_epochs": config.epochs,
-        "best_epoch": int(np.nanargmin(history["val_loss"])) + 1 if val else None,
+        "best_epoch": _plus_one(fitting.best_index(history.get("val_loss", []), "min")),
         "train_time_s": train_time,
         "hardware": results.hardware(),
     }
@@ -209,6 +209,10 @@ def train(config, log=print, retrain=False):
         f"{metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
     )
     return model, metrics, paths
+
+
+def _plus_one(index):
+    return None if index is None else index + 1
 
 
 # --- eval and probe: rows in results/colorization.md and .json ----------------

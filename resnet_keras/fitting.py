@@ -104,18 +104,29 @@ def _truncate_csv(path, epochs):
 def plateaued(values, mode, patience, min_epochs=0):
     """True once the last `patience` of `values` (one per epoch) brought no new
     best and at least `min_epochs` epochs are done; never with `patience` 0."""
-    if patience <= 0 or len(values) < max(min_epochs, patience + 1):
-        return False
-    v = np.nan_to_num(np.asarray(values, float), nan=-np.inf if mode == "max" else np.inf)
-    best = int(np.argmax(v) if mode == "max" else np.argmin(v))  # the first of equal bests
+    v = np.asarray(values, float)
+    if patience <= 0 or len(v) < max(min_epochs, patience + 1) or np.isnan(v).all():
+        return False  # a run whose every value is NaN has no best to keep: it runs on
+    best = best_index(v, mode)
     return len(v) - 1 - best >= patience
 
 
+def best_index(values, mode):
+    """Index of the best of `values` ("max" or "min"), the first of equal
+    bests; NaN is never the best. None if every value is NaN."""
+    v = np.asarray(values, float)
+    if not len(v) or np.isnan(v).all():
+        return None
+    return int(np.nanargmax(v) if mode == "max" else np.nanargmin(v))
+
+
 class StopOnPlateau(keras.callbacks.Callback):
-    """Keras' EarlyStopping(patience, start_from_epoch), made resumable: it
-    starts from the values the run's log already holds, so a resumed run stops
-    at the same epoch as one never interrupted (EarlyStopping would start
-    counting afresh in every process)."""
+    """Stops after the first epoch, `min_epochs` or later, that ends
+    `patience` epochs in a row without a new best (the best counted from
+    epoch 1; `plateaued`). Unlike Keras' EarlyStopping it starts from the
+    values the run's log already holds, so a resumed run stops at the same
+    epoch as one never interrupted (EarlyStopping counts afresh in every
+    process)."""
 
     def __init__(self, monitor, mode, patience, min_epochs, logged):
         super().__init__()
@@ -150,9 +161,9 @@ def callbacks_for_run(
     epoch that the backup does not hold yet, and the log is cut back to the
     backup's epoch before training goes on, so every epoch is logged once.
     Best-model selection (on `monitor`, "max" or "min" by `mode`) resumes
-    from the best value already logged; so does the stop once `monitor` has
-    not improved for `patience` epochs (after at least `min_epochs`; patience
-    0: no such stop).
+    from the best value already logged; so does the stop once `patience`
+    epochs in a row bring no new best of `monitor`, `min_epochs` or more in
+    (`StopOnPlateau`; patience 0: no such stop).
     """
     start = resume_epoch(run_dir)
     log_path = os.path.join(run_dir, "log.csv")
@@ -170,7 +181,7 @@ def callbacks_for_run(
     cbs = [EpochTimer(num_train_images), StopOnNaN()]
     if has_validation:
         logged = read_csv_history(log_path).get(monitor, [])
-        best = max if mode == "max" else min
+        at = best_index(logged, mode)
         cbs.append(
             keras.callbacks.ModelCheckpoint(
                 os.path.join(run_dir, "best.weights.h5"),
@@ -178,7 +189,7 @@ def callbacks_for_run(
                 mode=mode,
                 save_best_only=True,
                 save_weights_only=True,
-                initial_value_threshold=best(logged) if logged else None,
+                initial_value_threshold=None if at is None else logged[at],
             )
         )
         if patience:
@@ -247,9 +258,9 @@ def fit_with_resume(
         verbose: Keras' fit verbosity.
         tensorboard: also write TensorBoard logs under `run_dir`.
         monitor, mode: the best weights' metric, and "max" or "min".
-        patience, min_epochs: stop before `epochs` once `monitor` has not
-            improved for `patience` epochs, at least `min_epochs` in (0: no
-            such stop; it needs `val_data`).
+        patience, min_epochs: stop before `epochs` after the first epoch,
+            `min_epochs` or later, that ends `patience` epochs in a row without
+            a new best of `monitor` (0: no such stop; it needs `val_data`).
         log: where the warning about an unreadable best-weights file goes.
 
     Returns:
@@ -267,8 +278,9 @@ def fit_with_resume(
         run_dir, num_train_images, has_val, tensorboard, monitor, mode, patience, min_epochs
     )
     plateau = next((c for c in callbacks if isinstance(c, StopOnPlateau)), None)
+    stopped_before = plateau is not None and plateau.done
     t0 = time.perf_counter()
-    if plateau is not None and plateau.done:  # a resumed run that had stopped already
+    if stopped_before:  # a resumed run that had stopped already
         # fit would have built the optimizer; the best weights' file holds its state
         model.optimizer.build(model.trainable_variables)
     else:
@@ -285,16 +297,24 @@ def fit_with_resume(
     history = read_csv_history(os.path.join(run_dir, "log.csv"))
     if plateau is not None and plateau.done:
         values = history[monitor]
-        pick = np.nanargmax if mode == "max" else np.nanargmin
+        at = best_index(values, mode)
         log(
             f"stopped after epoch {len(values)} of {epochs}: {monitor} has not improved for "
-            f"{patience} epochs (best {values[pick(values)]:.6g}, epoch {pick(values) + 1})"
+            f"{patience} epochs (best {values[at]:.6g}, epoch {at + 1})"
         )
     best = os.path.join(run_dir, "best.weights.h5")
+    if stopped_before and not os.path.isfile(best):
+        # no fit ran in this process: the model holds no trained weights at all
+        raise RuntimeError(f"{run_dir} stopped training but has no {best}; train it with --retrain")
     if has_val and os.path.isfile(best):
         try:
             model.load_weights(best)
         except OSError as e:  # killed while ModelCheckpoint wrote it
+            if stopped_before:
+                raise RuntimeError(
+                    f"{best} is unreadable ({e}) and no fit ran in this process; "
+                    "train the run again with --retrain"
+                ) from None
             log(f"warning: {best} is unreadable ({e}); testing the last weights instead")
     # Summed per-epoch times survive a resume; this process's time does not.
     epoch_times = history.get("epoch_time_s", [])

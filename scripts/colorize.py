@@ -14,7 +14,8 @@ stderr) and 2 on bad input, as every script here.
 
 --epochs is the colorizer's training epochs for train and the linear
 classifier's for probe (defaults 100 and 10 below); train stops sooner
-once the validation MSE has not improved for --patience epochs.
+after the first epoch, --min_epochs or later, that ends --patience epochs in
+a row without a new best validation MSE.
 """
 
 import os
@@ -44,7 +45,10 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 flags.DEFINE_integer(
-    "min_epochs", None, "train: epochs trained before --patience may stop the run.", lower_bound=0
+    "min_epochs",
+    None,
+    "train: the earliest epoch after which --patience may stop the run.",
+    lower_bound=0,
 )
 
 DEFAULTS = dict(
@@ -52,8 +56,8 @@ DEFAULTS = dict(
     color_space="rgb",
     image_size=32,
     dataset="cifar10",
-    # train to the plateau of the validation MSE: at least 30 epochs, then
-    # until 10 in a row bring no new best, at most 100.
+    # train to the plateau of the validation MSE: stop after the first epoch,
+    # the 30th or later, that ends 10 in a row without a new best; at most 100.
     epochs=100,
     patience=10,
     min_epochs=30,
@@ -89,6 +93,10 @@ def main(argv):
     if command == "probe" and common.FLAGS["epochs"].present:
         probe_epochs = settings["epochs"]
     settings["formats"] = tuple(settings["formats"])
+    if command != "train":  # eval and probe train no colorizer: no stop to check
+        settings["patience"] = 0
+    if settings["patience"] == 0:  # no stop: --min_epochs means nothing, so it is
+        settings["min_epochs"] = 0  # no setting (a run from before the flag resumes)
     config = tasks.ColorizeConfig(**settings)
     config.validate()
     results = os.path.join(config.output_dir, "results")

@@ -120,13 +120,16 @@ def report(configs, output_dir, dataset):
         histories, plot, f"Question 2 on {dataset}: solid training, dashed validation"
     )
     print(f"wrote {plot}")
+    stem, key = os.path.join(output_dir, "results", "question2"), ("run", "dataset")
+    merged = results.merge_rows(results.load_rows(f"{stem}.json"), rows, key)  # the table's rows
+    names = [f"{r['run']} ({r['dataset']})" for r in merged]
     results.write_results(
-        os.path.join(output_dir, "results", "question2"),
+        stem,
         rows,
         COLUMNS,
-        key=("run", "dataset"),
+        key=key,
         title="Question 2: configurations compared",
-        notes=NOTES + "\nThe runs:\n\n" + results.run_lines(rows, [r["run"] for r in rows]),
+        notes=NOTES + "\nThe runs:\n\n" + results.run_lines(merged, names),
     )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras import colorization as col
+from resnet_keras import colorization_results
 from resnet_keras import colorization_tasks as tasks
 from resnet_keras import data, evaluation, pipeline, saving
 from tests import fixtures
@@ -35,6 +36,23 @@ class ConfigTest(tf.test.TestCase):
         ]:
             with self.assertRaisesRegex(ValueError, message):
                 dataclasses.replace(config, **change).validate()
+
+
+class RunOfTest(tf.test.TestCase):
+    def test_only_a_model_in_saved_models_has_the_run_beside_it(self):
+        out = self.create_tempdir().full_path
+        os.makedirs(os.path.join(out, "runs", "m"))
+        with open(os.path.join(out, "runs", "m", "metrics.json"), "w") as f:
+            json.dump({"epochs": 40, "best_epoch": 30, "train_time_s": 90, "hardware": "h"}, f)
+        run = colorization_results.run_of(os.path.join(out, "saved_models", "m.h5"))
+        self.assertEqual((run["epochs"], run["best_epoch"], run["max_epochs"]), (40, 30, None))
+        self.assertEqual(
+            colorization_results.run_line("m.h5", run),
+            "- m.h5: 40 epochs (best validation MSE at epoch 30), 1.5 min of training, h",
+        )
+        # A copy elsewhere (say ./m.h5 beside runs/) is not the run's model.
+        self.assertIsNone(colorization_results.run_of(os.path.join(out, "m.h5")))
+        self.assertIsNone(colorization_results.run_of(os.path.join(out, "saved_models", "n.h5")))
 
 
 class ExampleIndicesTest(tf.test.TestCase):

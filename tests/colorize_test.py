@@ -201,6 +201,33 @@ class TrainRealDataTest(_Train, fixtures.RealImagesTestCase):
     pass
 
 
+class PatienceSettingsTest(fixtures.FixtureImagesTestCase):
+    def test_without_a_stop_min_epochs_is_no_setting_and_eval_needs_no_validation(self):
+        out = self.create_tempdir().full_path
+        r = fixtures.run_in_process(
+            "scripts.colorize", "train", "--patience=0", "--epochs=1", "--train_limit=60",
+            "--val_size=0", "--test_limit=20", f"--data_dir={self.data_dir}",
+            f"--output_dir={out}", "--verbose=0",
+        )  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        with open(os.path.join(out, "runs", "colorizer_autoencoder_rgb", "flags.json")) as f:
+            flags = json.load(f)
+        # min_epochs 30 (the default) would mean nothing here; a run from before
+        # the flags (which counts as patience 0, min_epochs 0) resumes as it is.
+        self.assertEqual((flags["patience"], flags["min_epochs"]), (0, 0))
+        with open(os.path.join(out, "runs", "colorizer_autoencoder_rgb", "metrics.json")) as f:
+            self.assertIsNone(json.load(f)["best_epoch"])  # no validation split
+        r = fixtures.run_in_process(
+            "scripts.colorize", "eval",
+            os.path.join(out, "saved_models", "colorizer_autoencoder_rgb.h5"),
+            "--val_size=0", "--test_limit=20", f"--data_dir={self.data_dir}",
+            f"--output_dir={out}",
+        )  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        with open(os.path.join(out, "results", "colorization.md")) as f:
+            self.assertIn("- colorizer_autoencoder_rgb.h5: 1 epochs of at most 1, ", f.read())
+
+
 class BadInputTest(tf.test.TestCase):
     def test_one_line_and_exit_2(self):
         folder = self.create_tempdir().full_path

@@ -237,8 +237,21 @@ class FitWithResumeTest(tf.test.TestCase):
             ([1, 2, 3], "max", 2, 0, False),
             ([1, float("nan"), 2], "min", 2, 0, True),  # a NaN is never a best
             ([1, 2, 3], "min", 0, 0, False),  # patience 0: never
+            ([1, 2], "min", 2, 0, False),  # patience + 1 values at least
+            ([1, 2, 3], "min", 2, 3, True),  # as many values as min_epochs: may stop
+            ([1, 2, 3, 0.5, 2, 2], "min", 2, 0, True),  # a later best restarts the count
+            ([1, 2, 3, 0.5, 2], "min", 2, 0, False),
+            ([float("nan")] * 4, "min", 2, 0, False),  # no best at all: run on
         ]:
             self.assertEqual(fitting.plateaued(values, mode, patience, min_epochs), want, values)
+
+    def test_a_stopped_run_without_its_best_weights_is_refused_not_tested_untrained(self):
+        run = self.create_tempdir().full_path
+        stop = dict(lr=0.0, monitor="val_loss", mode="min", patience=1)
+        self.fit(run, epochs=10, **stop)
+        os.remove(os.path.join(run, "best.weights.h5"))
+        with self.assertRaisesRegex(RuntimeError, "stopped training but has no .*--retrain"):
+            self.fit(run, epochs=10, **stop)
 
     def test_nan_loss_stops_with_its_place(self):
         with self.assertRaisesRegex(

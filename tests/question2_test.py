@@ -145,7 +145,7 @@ class _AllConfigurations:
             md = f.read()
         for n, row in zip(names, rows):  # a line per run: epochs, time, hardware
             self.assertIn(
-                f"- question2_{n}: 1 epochs, {row['train_time_min']} min of training, "
+                f"- question2_{n} (cifar10): 1 epochs, {row['train_time_min']} min of training, "
                 f"{row['hardware']}",
                 md,
             )
