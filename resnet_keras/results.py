@@ -102,7 +102,7 @@ def markdown_table(rows, columns):
     return "\n".join(lines)
 
 
-def write_results(stem, rows, columns, key, title, notes=""):
+def write_results(stem, rows, columns, key, title, notes="", run_name=None):
     """Merges `rows` into results/<stem>.json and rewrites results/<stem>.md.
 
     Args:
@@ -112,8 +112,13 @@ def write_results(stem, rows, columns, key, title, notes=""):
         key: the fields that identify a row (a rerun replaces its old row).
         title: the Markdown heading.
         notes: Markdown text under the table (commands, hardware, caveats).
+        run_name: row -> its run's label; given, the notes end with a line
+            per row of the merged table (`run_lines`).
     """
     merged = merge_rows(load_rows(f"{stem}.json"), rows, key)
+    if run_name is not None:
+        runs = run_lines(merged, [run_name(r) for r in merged])
+        notes = f"{notes.strip()}\n\nThe runs:\n\n{runs}"
     text = f"# {title}\n\n{markdown_table(merged, columns)}\n\n{notes.strip()}\n"
     write_table(stem, {"rows": merged}, text)
     return merged

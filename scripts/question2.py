@@ -120,16 +120,14 @@ def report(configs, output_dir, dataset):
         histories, plot, f"Question 2 on {dataset}: solid training, dashed validation"
     )
     print(f"wrote {plot}")
-    stem, key = os.path.join(output_dir, "results", "question2"), ("run", "dataset")
-    merged = results.merge_rows(results.load_rows(f"{stem}.json"), rows, key)  # the table's rows
-    names = [f"{r['run']} ({r['dataset']})" for r in merged]
     results.write_results(
-        stem,
+        os.path.join(output_dir, "results", "question2"),
         rows,
         COLUMNS,
-        key=key,
+        key=("run", "dataset"),
         title="Question 2: configurations compared",
-        notes=NOTES + "\nThe runs:\n\n" + results.run_lines(merged, names),
+        notes=NOTES,
+        run_name=lambda r: f"{r['run']} ({r['dataset']})",
     )
 
 

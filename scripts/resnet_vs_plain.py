@@ -157,16 +157,14 @@ def report(pairs, output_dir, settings):
     if skipped:
         print(skipped)
     if rows:
-        stem, key = os.path.join(output_dir, "results", "resnet_vs_plain"), ("model", "depth")
-        merged = results.merge_rows(results.load_rows(f"{stem}.json"), rows, key)
-        names = [f"{FILE_STEM[r['model']]}-{r['depth']}" for r in merged]
         results.write_results(
-            stem,
+            os.path.join(output_dir, "results", "resnet_vs_plain"),
             rows,
             COLUMNS,
-            key=key,
+            key=("model", "depth"),
             title="ResNet against PlainNet on CIFAR-10",
-            notes=NOTES + "\nThe runs:\n\n" + results.run_lines(merged, names),
+            notes=NOTES,
+            run_name=lambda r: f"{FILE_STEM[r['model']]}-{r['depth']}",
         )
         print(f"wrote {os.path.join(output_dir, 'results', 'resnet_vs_plain.md')}")
 
