@@ -158,7 +158,7 @@ def fit_and_test(
     }
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
-        metrics["best_epoch"] = int(np.nanargmax(history["val_accuracy"])) + 1
+        metrics["best_epoch"] = fitting.best_epoch(history, "val_accuracy", "max")
     files.write_json(os.path.join(run_dir, "history.json"), history)
     if final:
         files.write_json(os.path.join(run_dir, "metrics.json"), metrics)

@@ -164,7 +164,7 @@ def train(config, log=print, retrain=False):
         "gray_baseline": evaluation.summarize(result["gray"]),
         "epochs": len(history.get("loss", [])),
         "max_epochs": config.epochs,
-        "best_epoch": _plus_one(fitting.best_index(history.get("val_loss", []), "min")),
+        "best_epoch": fitting.best_epoch(history, "val_loss", "min"),
         "train_time_s": train_time,
         "hardware": results.hardware(),
     }
@@ -209,10 +209,6 @@ def train(config, log=print, retrain=False):
         f"{metrics['epochs']} epochs, {metrics['train_time_s']:.0f} s)"
     )
     return model, metrics, paths
-
-
-def _plus_one(index):
-    return None if index is None else index + 1
 
 
 # --- eval and probe: rows in results/colorization.md and .json ----------------

@@ -104,11 +104,10 @@ def _truncate_csv(path, epochs):
 def plateaued(values, mode, patience, min_epochs=0):
     """True once the last `patience` of `values` (one per epoch) brought no new
     best and at least `min_epochs` epochs are done; never with `patience` 0."""
-    v = np.asarray(values, float)
-    if patience <= 0 or len(v) < max(min_epochs, patience + 1) or np.isnan(v).all():
+    best = best_index(values, mode)
+    if patience <= 0 or len(values) < max(min_epochs, patience + 1) or best is None:
         return False  # a run whose every value is NaN has no best to keep: it runs on
-    best = best_index(v, mode)
-    return len(v) - 1 - best >= patience
+    return len(values) - 1 - best >= patience
 
 
 def best_index(values, mode):
@@ -118,6 +117,12 @@ def best_index(values, mode):
     if not len(v) or np.isnan(v).all():
         return None
     return int(np.nanargmax(v) if mode == "max" else np.nanargmin(v))
+
+
+def best_epoch(history, monitor, mode):
+    """The 1-based epoch of `history`'s best `monitor` value; None without one."""
+    index = best_index(history.get(monitor, []), mode)
+    return None if index is None else index + 1
 
 
 class StopOnPlateau(keras.callbacks.Callback):

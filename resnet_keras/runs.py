@@ -38,7 +38,7 @@ except ImportError:  # Windows: no advisory locks; runs are then not guarded
 
 import numpy as np
 
-from resnet_keras import distribute, training
+from resnet_keras import distribute, fitting, training
 
 # Settings that cannot change a run's result: a command that differs only here
 # resumes or reuses the run. The speed options compute the same thing
@@ -169,14 +169,6 @@ def _is_nan(v):
     return isinstance(v, float) and math.isnan(v)
 
 
-def _epochs_done(run_dir):
-    try:
-        with open(os.path.join(run_dir, "backup", "training_metadata.json")) as f:
-            return int(json.load(f)["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
 def _clear(folder):
     if os.path.isdir(folder):
         shutil.rmtree(folder)
@@ -236,7 +228,7 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
     if now == "interrupted":
         if changed:
             raise RunConflict(
-                f"{run_dir} holds an interrupted run ({_epochs_done(run_dir)} epochs done) made "
+                f"{run_dir} holds an interrupted run ({fitting.resume_epoch(run_dir)} epochs done) made "
                 f"with other settings ({', '.join(changed)}); run its own command to resume it, "
                 f"pass --retrain to replace it once the new run has finished, or {ways}"
             )
