@@ -54,8 +54,43 @@ def update(results_dir, sections):
     results.write_table(stem, table, markdown(table))
 
 
+def against_gray_section(colorizers):
+    """Markdown lines: each model's PSNR against the gray input's, for all
+    test images and by colourfulness (`evaluation.against_gray`); none for
+    rows written before eval recorded it."""
+    rows = [(k, r["against_gray"]) for k, r in sorted(colorizers.items()) if r.get("against_gray")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## PSNR against the gray input, by colourfulness",
+        "",
+        "The mean of per-image PSNR weighs the nearly gray images heavily: there the "
+        "gray input is almost exact and a little wrong colour costs many decibels. "
+        "Below, each model's test images in equal groups by their mean Lab chroma "
+        "(colourfulness), least colourful first.",
+        "",
+        "| Model file | Test images | Mean chroma | Mean PSNR, model / gray (dB) | "
+        "Median PSNR, model / gray (dB) | Model's PSNR higher on |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, groups in rows:
+        for g in groups:
+            if g["chroma"] is None:
+                images, chroma = f"all {g['images']}", "any"
+            else:
+                images, chroma = str(g["images"]), f"{g['chroma'][0]:.1f}-{g['chroma'][1]:.1f}"
+            lines.append(
+                f"| {key} | {images} | {chroma} | {g['psnr']:.2f} / {g['gray_psnr']:.2f} | "
+                f"{g['median_psnr']:.2f} / {g['gray_median_psnr']:.2f} | "
+                f"{g['above_gray'] * 100:.1f} % |"
+            )
+    return lines
+
+
 def markdown(table):
-    """The results JSON as Markdown tables (test metrics, then linear probes)."""
+    """The results JSON as Markdown tables (test metrics, PSNR against the gray
+    input by colourfulness, then linear probes)."""
     lines = [
         "# Colorization results",
         "",
@@ -79,6 +114,7 @@ def markdown(table):
     if trained:
         lines += ["", "The runs that trained them:", ""]
         lines += [run_line(k, run) for k, run in trained]
+    lines += against_gray_section(table.get("colorizers", {}))
     probes = table.get("probes", {})
     if probes:
         lines += [

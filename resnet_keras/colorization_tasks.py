@@ -243,6 +243,9 @@ def evaluate_file(path, config, results_dir, log=print):
         "image_size": size,
         "params": model.count_params(),
         **evaluation.summarize(result["model"]),
+        "against_gray": evaluation.against_gray(
+            result["model"]["psnr"], result["gray"]["psnr"], evaluation.colorfulness(xt)
+        ),
         "run": colorization_results.run_of(path),
     }
     gray_kind = "luma" if space == "rgb" else "luminance"
@@ -266,7 +269,8 @@ def evaluate_file(path, config, results_dir, log=print):
     log(
         f"{os.path.basename(path)}: test MSE {row['mse']:.5f}, PSNR {row['psnr']:.2f} dB, "
         f"SSIM {row['ssim']:.4f}; gray input as colour: MSE {gray['mse']:.5f}, "
-        f"PSNR {gray['psnr']:.2f} dB, SSIM {gray['ssim']:.4f}"
+        f"PSNR {gray['psnr']:.2f} dB, SSIM {gray['ssim']:.4f}; the model's PSNR is "
+        f"higher on {row['against_gray'][0]['above_gray'] * 100:.1f} % of the images"
     )
     return row
 

@@ -8,9 +8,10 @@ and test_predictions.npz, from which figures are redrawn without the model.
 `scripts.evaluate` uses the same functions on saved models.
 
 Colorizers: per-image MSE, PSNR and SSIM of the sRGB image in [0, 1], for the
-model and for the gray input taken as colour (`evaluate_colorizer`), and how
-well a linear classifier reads the classes from its encoder's features
-(`linear_probe`).
+model and for the gray input taken as colour (`evaluate_colorizer`), the
+model's PSNR against the gray input's by how colourful the image is
+(`against_gray`), and how well a linear classifier reads the classes from
+its encoder's features (`linear_probe`).
 """
 
 import keras
@@ -209,6 +210,57 @@ def evaluate_colorizer(model, images, color_space, batch_size=500, keep=8):
         "gray": join(out["gray"]),
         "predicted": np.concatenate(out["predicted"]),
     }
+
+
+def colorfulness(images, batch_size=1000):
+    """Mean Lab chroma sqrt(a*^2 + b*^2) of each uint8 sRGB image, (N,):
+    0 for a gray image, about 13 for a typical CIFAR-10 one."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        lab = col.rgb_to_lab(tf.cast(images[i : i + batch_size], tf.float32) / 255.0)
+        out.append(tf.reduce_mean(tf.norm(lab[..., 1:], axis=-1), axis=[1, 2]).numpy())
+    return np.concatenate(out) if out else np.zeros((0,), "float32")
+
+
+def against_gray(model_psnr, gray_psnr, chroma, groups=4):
+    """A colorizer's per-image PSNR against the gray input's, for all images
+    and for `groups` equal groups of them by colourfulness, least first.
+
+    The mean of per-image PSNR weighs the nearly gray images heavily: there
+    the gray input is almost exact (35 dB and more) and a little wrong colour
+    costs many decibels, so a model better on most images can still have the
+    lower mean. The groups and the medians show where it wins and loses.
+
+    Args:
+        model_psnr, gray_psnr: per-image PSNR (N,) of the model and of the gray input.
+        chroma: the images' `colorfulness` (N,).
+        groups: how many groups (fewer if there are fewer images).
+
+    Returns:
+        [{"chroma": [min, max] or None for all images, "images", "psnr",
+        "gray_psnr", "median_psnr", "gray_median_psnr", "above_gray": share
+        of images where the model's PSNR is higher}], all images first.
+    """
+    model_psnr, gray_psnr = np.asarray(model_psnr), np.asarray(gray_psnr)
+
+    def row(index, chroma_range):
+        m, g = model_psnr[index], gray_psnr[index]
+        return {
+            "chroma": chroma_range,
+            "images": int(len(index)),
+            "psnr": float(np.mean(m)),
+            "gray_psnr": float(np.mean(g)),
+            "median_psnr": float(np.median(m)),
+            "gray_median_psnr": float(np.median(g)),
+            "above_gray": float(np.mean(m > g)),
+        }
+
+    # By rank, not by quantile value, so the groups are equal however many ties.
+    order = np.argsort(chroma, kind="stable")
+    parts = np.array_split(order, min(groups, len(order)))
+    rows = [row(np.arange(len(order)), None)]
+    rows += [row(p, [float(chroma[p].min()), float(chroma[p].max())]) for p in parts]
+    return rows
 
 
 def linear_probe(

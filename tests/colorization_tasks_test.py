@@ -150,6 +150,23 @@ class _ResultsTable:
             f"| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 | {row['mse']:.5f} |", md
         )
         self.assertIn("| (baseline) | gray input as colour (luminance gray) | lab |", md)
+        # The model's PSNR against the gray input's, all images then by colourfulness.
+        psnr, gray_psnr = 10 * np.log10(1 / mse), 10 * np.log10(1 / gray_mse)
+        everything, *groups = row["against_gray"]
+        self.assertAllClose(everything["psnr"], row["psnr"], rtol=1e-4)
+        self.assertAllClose(everything["gray_psnr"], baseline["psnr"], rtol=1e-4)
+        self.assertAllClose(everything["above_gray"], np.mean(psnr > gray_psnr))
+        self.assertEqual([g["images"] for g in groups], [25] * 4)
+        chroma = evaluation.colorfulness(xt)
+        least = np.argsort(chroma, kind="stable")[:25]
+        self.assertAllClose(groups[0]["chroma"], [chroma[least].min(), chroma[least].max()])
+        self.assertAllClose(groups[0]["median_psnr"], np.median(psnr[least]), rtol=1e-4)
+        self.assertIn(
+            f"| colorizer_unet_lab.h5 | all 100 | any | {row['psnr']:.2f} / "
+            f"{baseline['psnr']:.2f} |",
+            md,
+        )
+        self.assertEqual(md.count("| older.h5 |"), 1)  # a row without the comparison: none
 
     def test_unreadable_results_file_is_refused_not_replaced(self):
         results = self.create_tempdir().full_path

@@ -192,6 +192,41 @@ class MetricsTest(tf.test.TestCase):
         images = fixtures.random_images(2, size=8).astype("float32") / 255.0
         self.assertAllClose(evaluation.image_metrics(images, images)["ssim"], [1, 1], atol=1e-6)
 
+    def test_colorfulness_is_the_mean_lab_chroma(self):
+        images = np.zeros((3, 4, 4, 3), "uint8")
+        images[0] = 128  # gray
+        images[1] = (255, 0, 0)  # red: a* 80.09, b* 67.20
+        images[2, :2] = (255, 0, 0)  # half red, half black
+        chroma = evaluation.colorfulness(images, batch_size=2)
+        red = np.hypot(80.09, 67.20)
+        self.assertAllClose(chroma, [0, red, red / 2], atol=0.02)
+
+    def test_against_gray_overall_and_by_colourfulness(self):
+        chroma = np.array([9.0, 1.0, 5.0, 5.0, 3.0, 7.0, 2.0])
+        model = np.array([30.0, 20.0, 26.0, 27.0, 24.0, 29.0, 22.0])
+        gray = np.array([20.0, 40.0, 30.0, 20.0, 35.0, 25.0, 38.0])
+        rows = evaluation.against_gray(model, gray, chroma, groups=3)
+        self.assertEqual([r["images"] for r in rows], [7, 3, 2, 2])
+        everything, least, middle, most = rows
+        self.assertIsNone(everything["chroma"])
+        self.assertAllClose(
+            [everything["psnr"], everything["gray_psnr"], everything["above_gray"]],
+            [np.mean(model), np.mean(gray), 3 / 7],
+        )
+        self.assertAllClose([everything["median_psnr"], everything["gray_median_psnr"]], [26, 30])
+        # least colourful: chroma 1, 2, 3 (images 1, 6, 4), where gray wins
+        self.assertEqual(least["chroma"], [1.0, 3.0])
+        self.assertAllClose(
+            [least["psnr"], least["gray_psnr"], least["above_gray"]], [22, 113 / 3, 0]
+        )
+        # ties at chroma 5 split by position: images 2, 3, then 5 and 0
+        self.assertEqual(middle["chroma"], [5.0, 5.0])
+        self.assertAllClose([middle["psnr"], middle["above_gray"]], [26.5, 0.5])
+        self.assertEqual(most["chroma"], [7.0, 9.0])
+        self.assertAllClose([most["psnr"], most["above_gray"]], [29.5, 1.0])
+        # fewer images than groups: one group per image
+        self.assertLen(evaluation.against_gray(model[:2], gray[:2], chroma[:2], groups=4), 3)
+
     def test_evaluate_model_and_gray_baseline(self):
         images = fixtures.random_images(5, size=16)
         model = fixtures.small_colorizer("autoencoder", "rgb")
