@@ -67,10 +67,10 @@ def against_gray_section(colorizers):
         "",
         "The mean of per-image PSNR weighs the nearly gray images heavily: there the "
         "gray input is almost exact and a little wrong colour costs many decibels. "
-        "Below, each model's test images in equal groups by their mean Lab chroma "
-        "(colourfulness), least colourful first.",
+        "Below, each model's test images in equal groups by colourfulness (an image's "
+        "mean Lab chroma; the column gives the group's range), least colourful first.",
         "",
-        "| Model file | Test images | Mean chroma | Mean PSNR, model / gray (dB) | "
+        "| Model file | Test images | Chroma range | Mean PSNR, model / gray (dB) | "
         "Median PSNR, model / gray (dB) | Model's PSNR higher on |",
         "|---|---|---|---|---|---|",
     ]

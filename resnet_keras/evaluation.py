@@ -239,9 +239,16 @@ def against_gray(model_psnr, gray_psnr, chroma, groups=4):
     Returns:
         [{"chroma": [min, max] or None for all images, "images", "psnr",
         "gray_psnr", "median_psnr", "gray_median_psnr", "above_gray": share
-        of images where the model's PSNR is higher}], all images first.
+        of images where the model's PSNR is higher (a tie is not)}], all
+        images first. An image scored exactly gets PSNR inf (`image_metrics`),
+        and the means of its groups are then inf; the medians and shares stay.
     """
-    model_psnr, gray_psnr = np.asarray(model_psnr), np.asarray(gray_psnr)
+    model_psnr, gray_psnr, chroma = (np.asarray(a) for a in (model_psnr, gray_psnr, chroma))
+    if not len(chroma) == len(model_psnr) == len(gray_psnr) or not len(chroma) or groups < 1:
+        raise ValueError(
+            f"against_gray needs the same number (at least 1) of PSNRs and chromas and "
+            f"groups >= 1; got {len(model_psnr)}, {len(gray_psnr)}, {len(chroma)} and {groups}"
+        )
 
     def row(index, chroma_range):
         m, g = model_psnr[index], gray_psnr[index]

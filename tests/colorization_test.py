@@ -225,7 +225,18 @@ class MetricsTest(tf.test.TestCase):
         self.assertEqual(most["chroma"], [7.0, 9.0])
         self.assertAllClose([most["psnr"], most["above_gray"]], [29.5, 1.0])
         # fewer images than groups: one group per image
-        self.assertLen(evaluation.against_gray(model[:2], gray[:2], chroma[:2], groups=4), 3)
+        rows = evaluation.against_gray(model[:2], gray[:2], chroma[:2], groups=4)
+        self.assertEqual([(r["images"], r["chroma"]) for r in rows[1:]], [(1, [1, 1]), (1, [9, 9])])
+        self.assertEqual([r["above_gray"] for r in rows[1:]], [0, 1])
+        # a tie across a group boundary is split by position (stable rank)
+        tied = evaluation.against_gray([1, 2, 3, 4], [0, 0, 9, 9], [5, 5, 5, 5], groups=2)
+        self.assertEqual([r["psnr"] for r in tied[1:]], [1.5, 3.5])
+        self.assertEqual([r["above_gray"] for r in tied[1:]], [1, 0])
+        for bad in (([], [], []), ([1], [1, 2], [3])):
+            with self.assertRaisesRegex(ValueError, "same number"):
+                evaluation.against_gray(*bad)
+        with self.assertRaisesRegex(ValueError, "groups >= 1"):
+            evaluation.against_gray([1], [1], [1], groups=0)
 
     def test_evaluate_model_and_gray_baseline(self):
         images = fixtures.random_images(5, size=16)
