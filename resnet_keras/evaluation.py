@@ -45,6 +45,7 @@ def evaluate_predictions(probs, y):
         "y_true": y,
         "y_pred": pred,
         "confidence": probs.max(axis=1),
+        "probs": probs.astype("float32"),
     }
 
 
@@ -133,8 +134,9 @@ def per_class_accuracy(y_true, y_pred, num_classes):
 
 
 def save_test_predictions(path, test, x_test, keep_wrong=64):
-    """Labels, predictions and the first misclassified images, so that confusion
-    matrices and misclassified grids can be redrawn without the model or data.
+    """Labels, predictions, softmax outputs and the first misclassified images,
+    so that confusion matrices, misclassified grids and ensembles of runs can
+    be made without the model or data.
 
     Args:
         path: the .npz file to write.
@@ -152,6 +154,8 @@ def save_test_predictions(path, test, x_test, keep_wrong=64):
             y_true=test["y_true"],
             y_pred=test["y_pred"],
             confidence=test["confidence"],
+            # every softmax output, so that runs can be ensembled without their models
+            probs=test["probs"],
             wrong_index=wrong,
             wrong_images=x_test[wrong],
         )

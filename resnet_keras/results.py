@@ -112,12 +112,15 @@ def write_results(stem, rows, columns, key, title, notes="", run_name=None):
         key: the fields that identify a row (a rerun replaces its old row).
         title: the Markdown heading.
         notes: Markdown text under the table (commands, hardware, caveats).
-        run_name: row -> its run's label; given, the notes end with a line
-            per row of the merged table (`run_lines`).
+        run_name: row -> its run's label, or None for a row that is no run
+            (an ensemble); given, the notes end with a line per run of the
+            merged table (`run_lines`).
     """
     merged = merge_rows(load_rows(f"{stem}.json"), rows, key)
     if run_name is not None:
-        runs = run_lines(merged, [run_name(r) for r in merged])
+        named = [(r, run_name(r)) for r in merged]
+        named = [(r, n) for r, n in named if n is not None]
+        runs = run_lines([r for r, _ in named], [n for _, n in named])
         notes = f"{notes.strip()}\n\nThe runs:\n\n{runs}"
     text = f"# {title}\n\n{markdown_table(merged, columns)}\n\n{notes.strip()}\n"
     write_table(stem, {"rows": merged}, text)

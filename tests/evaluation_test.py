@@ -113,7 +113,8 @@ class EvaluationTest(tf.test.TestCase):
     def test_saved_predictions_keep_a_sample_of_the_misclassified_images(self):
         y = np.arange(100) % 10
         pred = np.where(np.arange(100) < 30, (y + 1) % 10, y)  # the first 30 wrong
-        scores = {"y_true": y, "y_pred": pred, "confidence": np.full(100, 0.5)}
+        probs = (0.5 * np.eye(10)[pred] + 0.05).astype("float32")
+        scores = {"y_true": y, "y_pred": pred, "confidence": np.full(100, 0.55), "probs": probs}
         images = fixtures.random_images(100, size=4)
         path = os.path.join(self.create_tempdir().full_path, "test_predictions.npz")
         evaluation.save_test_predictions(path, scores, images, keep_wrong=8)
@@ -123,6 +124,7 @@ class EvaluationTest(tf.test.TestCase):
             self.assertTrue(set(wrong) <= set(range(30)), wrong)
             self.assertAllEqual(saved["wrong_images"], images[wrong])
             self.assertAllEqual(saved["y_pred"], pred)
+            self.assertAllEqual(saved["probs"], probs)  # for ensembles of runs
         self.assertEqual(os.listdir(os.path.dirname(path)), ["test_predictions.npz"])
 
 

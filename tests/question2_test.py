@@ -115,6 +115,29 @@ class Cifar100Test(tf.test.TestCase):
         self.assertLen(r.stderr.strip().splitlines(), 1)
 
 
+class EnsembleRowTest(tf.test.TestCase):
+    def test_mean_softmax_of_two_or_more_runs_on_the_same_images(self):
+        y = np.array([0, 1, 2])
+        a = np.array([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.0, 0.0, 1.0]])
+        b = np.array([[0.2, 0.8, 0.0], [0.2, 0.8, 0.0], [0.0, 0.4, 0.6]])
+        row = question2.ensemble_row([(a, y, 10), (b, y, 5)], "cifar10")
+        # mean: [.4 .6 0], [.4 .6 0], [0 .2 .8] -> wrong, right, right
+        self.assertEqual(row["test_accuracy_pct"], round(200 / 3, 2))
+        self.assertAlmostEqual(row["test_loss"], round(-np.mean(np.log([0.4, 0.6, 0.8])), 4))
+        self.assertEqual(
+            (row["params"], row["run"], row["test_top5_accuracy_pct"]), (15, "ensemble", None)
+        )
+        self.assertIsNone(question2.ensemble_row([(a, y, 10)], "cifar10"))  # one run: none
+        self.assertIsNone(question2.ensemble_row([], "cifar10"))
+        other = np.array([0, 1, 1])  # other test images
+        self.assertIsNone(question2.ensemble_row([(a, y, 10), (b, other, 5)], "cifar10"))
+        self.assertIsNone(question2.ensemble_row([(a, y, 10), (b[:2], y[:2], 5)], "cifar10"))
+        wide = np.full((3, 100), 0.01)  # more than 10 classes: top-5 too
+        self.assertEqual(
+            question2.ensemble_row([(wide, y, 1)] * 2, "cifar100")["test_top5_accuracy_pct"], 100
+        )
+
+
 class _AllConfigurations:
     """question2 --all on a few hundred images of `data_dir`, then the ensemble."""
 
@@ -139,8 +162,10 @@ class _AllConfigurations:
         )
         with open(os.path.join(out, "results", "question2.json")) as f:
             rows = json.load(f)["rows"]
+        *rows, ensemble_row = rows
         self.assertEqual([r["batch_size"] for r in rows], [128, 64, 256])
         self.assertEqual([r["run"] for r in rows], [f"question2_{n}" for n in names])
+        self.assertEqual(ensemble_row["run"], "ensemble")
         with open(os.path.join(out, "results", "question2.md")) as f:
             md = f.read()
         for n, row in zip(names, rows):  # a line per run: epochs, time, hardware
@@ -167,14 +192,26 @@ class _AllConfigurations:
             with open(os.path.join(out, "runs", f"question2_{name}", "metrics.json")) as f:
                 metrics = json.load(f)
             self.assertEqual(row["test_accuracy_pct"], round(100 * metrics["test_accuracy"], 2))
+            probs.append(keras.models.load_model(path).predict(xt, verbose=0))
             if k < 2:
-                probs.append(keras.models.load_model(path).predict(xt, verbose=0))
                 accuracy, _ = printed_scores(r.stdout, path)
                 self.assertEqual(accuracy, round(metrics["test_accuracy"], 4), name)
-        ensemble = evaluation.evaluate_predictions(np.mean(probs, 0), yt)
+        ensemble = evaluation.evaluate_predictions(np.mean(probs[:2], 0), yt)
         self.assertEqual(
             printed_scores(r.stdout, "ensemble of 2")[0], round(ensemble["accuracy"], 4)
         )
+        # The table's ensemble row is the three saved models' mean softmax.
+        ensemble = evaluation.evaluate_predictions(np.mean(probs, 0), yt)
+        self.assertAllClose(
+            [ensemble_row["test_accuracy_pct"], ensemble_row["test_loss"]],
+            [round(100 * ensemble["accuracy"], 2), round(ensemble["loss"], 4)],
+            atol=1e-3,
+        )
+        self.assertEqual(ensemble_row["params"], sum(r["params"] for r in rows))
+        self.assertIn(
+            f"| ensemble of these 3 (mean softmax) | cifar10 | {ensemble_row['params']} |", md
+        )
+        self.assertNotIn("- ensemble", md)  # no run line: it is no run
 
 
 class AllConfigurationsTest(_AllConfigurations, fixtures.FixtureImagesTestCase):
