@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from resnet_keras import distribute, evaluation, experiment, models, plotting, results, runs
-from resnet_keras import files, fitting, pipeline, saving, speedups, training
+from resnet_keras import files, fitting, pipeline, provenance, saving, speedups, training
 
 
 def build_model(config, num_classes, x_train, sync_bn=False):
@@ -161,6 +161,7 @@ def fit_and_test(
         metrics["best_epoch"] = fitting.best_epoch(history, "val_accuracy", "max")
     files.write_json(os.path.join(run_dir, "history.json"), history)
     if final:
+        metrics |= provenance.timing(runs.read_flags(run_dir))
         files.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     tta_note = "".join(
         f", {label} {metrics[f'test_accuracy_{name}']:.4f}"

@@ -28,7 +28,7 @@ import numpy as np
 
 from resnet_keras import colorization as col
 from resnet_keras import colorization_results, distribute, evaluation, experiment, files, fitting
-from resnet_keras import image_folders, plotting, results, runs, saving, training
+from resnet_keras import image_folders, plotting, provenance, results, runs, saving, training
 from resnet_keras.checks import check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure (`example_indices`)
@@ -167,7 +167,7 @@ def train(config, log=print, retrain=False):
         "best_epoch": fitting.best_epoch(history, "val_loss", "min"),
         "train_time_s": train_time,
         "hardware": results.hardware(),
-    }
+    } | provenance.timing(runs.read_flags(run_dir))
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
     files.write_json(os.path.join(run_dir, "history.json"), history)
     files.write_json(os.path.join(run_dir, "test_mse.json"), per_image)

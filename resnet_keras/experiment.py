@@ -15,10 +15,11 @@ same steps:
     finish_run(config, run_dir)                   # resume state goes, --retrain swap
 
 and writes `runs/<run_name>/` under the output folder:
-  flags.json    the resolved configuration
+  flags.json    the resolved configuration, and the run record of each process
+                that trained it (`provenance`: command line, commit, versions, CPU)
   log.csv       Keras' CSVLogger, one row per finished epoch (survives resumes)
   history.json  the per-epoch metrics that plots are drawn from
-  metrics.json  test metrics, training time, ...; written last (the run is finished)
+  metrics.json  test metrics, training and wall time, ...; written last (the run is finished)
   best.weights.h5, backup/   best-on-validation weights, resume state
 """
 
@@ -31,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import distribute, files, models, pipeline, runs, training
+from resnet_keras import distribute, files, models, pipeline, provenance, runs, training
 from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
@@ -265,6 +266,8 @@ def start_run(config, strategy, data, run_dir, log=print, **extra):
         }
     )
     log(f"config: {resolved}")
+    # The run record: who ran what, with which code, on what (every resume adds one).
+    resolved["invocations"] = provenance.add_invocation(runs.read_flags(run_dir))
     files.write_json(os.path.join(run_dir, "flags.json"), resolved)
     return resolved
 

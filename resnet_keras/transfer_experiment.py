@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from resnet_keras import classification, experiment, files
+from resnet_keras import classification, experiment, files, provenance, runs
 from resnet_keras.checks import check_minimums
 from resnet_keras.transfer import (
     APPLICATIONS,
@@ -274,7 +274,10 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
             }
         )
         history = _concat(history, ft_history)
-    metrics["wall_time_s"] = time.perf_counter() - t_start
+    # This process's time from building the model to the test; wall_time_s
+    # (provenance) counts from the run's first start, resumes and pauses included.
+    metrics["process_time_s"] = time.perf_counter() - t_start
+    metrics |= provenance.timing(runs.read_flags(run_dir))
     metrics["train_images"] = len(x)
     files.write_json(os.path.join(run_dir, "history.json"), history)
     files.write_json(os.path.join(run_dir, "metrics.json"), metrics)

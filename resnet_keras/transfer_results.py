@@ -35,7 +35,8 @@ top of the base unfrozen), scratch (random weights, every layer trained), full
 the test split, with the weights that did best on the validation split.
 features (s): one pass of the base over training, validation and test images
 (0 where an earlier run of the same invocation had extracted them); training
-(s): the summed epoch times; wall (s): from building the model to the test.
+(s): the summed epoch times; wall (s): from the run's first start to its test,
+resumes and pauses included.
 Each row's settings are in its run's flags.json, its machine in the JSON rows.
 """
 

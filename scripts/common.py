@@ -216,7 +216,8 @@ SWITCHES = STUDY + ["paper"]
 USES = {
     "question1": SHARED + ["retrain"],
     "question2": SHARED + STUDY,
-    "resnet_vs_plain": [f for f in SHARED if f not in ("n", "run_name")]
+    # resnet_vs_plain names its runs itself (model, depth, seed) and takes --seeds.
+    "resnet_vs_plain": [f for f in SHARED if f not in ("n", "run_name", "seed")]
     + ["retrain", "report_only", "paper"],
     # The base network comes from --base: the CIFAR ResNet's settings do not apply.
     "question3": [

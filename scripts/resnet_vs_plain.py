@@ -26,8 +26,15 @@ from resnet_keras import plotting, results, runs, training
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
+flags.DEFINE_list(
+    "seeds",
+    ["0"],
+    "Seeds to train each network with (weights, validation split, shuffling, "
+    "augmentation); a seed other than 0 is in the run's name: resnet-20-seed1.",
+)
 FLAGS = flags.FLAGS
 
+DEFAULT_VAL_SIZE = 5000  # the write-up's held-out images; another size is in the run's name
 DEFAULTS = dict(
     dataset="cifar10",
     opt="sgd",
@@ -38,7 +45,7 @@ DEFAULTS = dict(
     weight_decay=1e-4,
     shortcut="projection",
     normalization="per_channel",
-    val_size=5000,
+    val_size=DEFAULT_VAL_SIZE,
     output_dir=".",
     formats=["h5"],
 )
@@ -82,10 +89,39 @@ def parse_pairs(depths, model_names):
     return pairs
 
 
-def pair_config(model, depth, settings, paper):
-    """The TrainConfig of one (model, depth) pair."""
+def parse_seeds(seeds):
+    out = []
+    for s in seeds:
+        try:
+            seed = int(s)
+        except ValueError:
+            raise ValueError(f"--seeds: {s!r} is not a whole number; expected e.g. 0,1,2") from None
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"--seeds: {seed} is not between 0 and 2**32 - 1")
+        out.append(seed)
+    if len(set(out)) != len(out):
+        raise ValueError(f"--seeds: {','.join(seeds)} names a seed twice")
+    return out
+
+
+def run_name(model, depth, seed=0, val_size=DEFAULT_VAL_SIZE):
+    """resnet-20; resnet-20-seed1 at another seed; resnet-20-val0 trained on
+    every training image (no held-out set, last-epoch weights): runs meant to
+    differ never claim each other's folder. Other held-out sizes keep the
+    name (a trial run), and a finished run with other settings is refused."""
+    name = f"{FILE_STEM[model]}-{depth}"
+    if seed:
+        name += f"-seed{seed}"
+    if val_size == 0:
+        name += "-val0"
+    return name
+
+
+def pair_config(model, depth, settings, paper, seed=0):
+    """The TrainConfig of one (model, depth) pair at one seed."""
     n = models.depth_to_n(depth)
-    s = dict(settings, model=model, n=n, run_name=f"{FILE_STEM[model]}-{depth}")
+    name = run_name(model, depth, seed, settings.get("val_size", DEFAULT_VAL_SIZE))
+    s = dict(settings, model=model, n=n, seed=seed, run_name=name)
     if paper and s.get("schedule") == "paper":
         if "epochs" not in common.explicit_flags():
             # Stop at 64k iterations: e.g. 45k images at batch 128 -> 352 steps, 182 epochs.
@@ -185,7 +221,8 @@ def main(argv):
     pairs = parse_pairs(FLAGS.depths, FLAGS.models)
     settings = common.resolve()
     formats = settings.pop("formats")
-    configs = [pair_config(m, d, settings, FLAGS.paper) for m, d in pairs]
+    seeds = parse_seeds(FLAGS.seeds)
+    configs = [pair_config(m, d, settings, FLAGS.paper, s) for m, d in pairs for s in seeds]
     for c in configs:
         c.validate()
     if not FLAGS.report_only:

@@ -34,6 +34,40 @@ class PairConfigTest(tf.test.TestCase):
         plain = resnet_vs_plain.pair_config("plain", 56, settings, paper=True)
         self.assertEqual((plain.model, plain.run_name), ("plain", "plainnet-56"))
 
+    def test_runs_meant_to_differ_have_their_own_names(self):
+        settings = dict(resnet_vs_plain.DEFAULTS)
+        settings.pop("formats")
+        names = {
+            (seed, val): resnet_vs_plain.pair_config(
+                "resnet", 20, dict(settings, val_size=val), paper=False, seed=seed
+            ).run_name
+            for seed in (0, 2)
+            for val in (5000, 1000, 0)
+        }
+        self.assertEqual(
+            names,
+            {
+                (0, 5000): "resnet-20",
+                (0, 1000): "resnet-20",  # a trial size: refused beside a finished run
+                (0, 0): "resnet-20-val0",
+                (2, 5000): "resnet-20-seed2",
+                (2, 1000): "resnet-20-seed2",
+                (2, 0): "resnet-20-seed2-val0",
+            },
+        )
+        c = resnet_vs_plain.pair_config("plain", 32, settings, paper=False, seed=7)
+        self.assertEqual((c.seed, c.run_name), (7, "plainnet-32-seed7"))
+
+    def test_seeds(self):
+        self.assertEqual(resnet_vs_plain.parse_seeds(["0", "1", "2"]), [0, 1, 2])
+        for bad, said in (
+            (["x"], "not a whole number"),
+            (["-1"], "between 0"),
+            (["1", "1"], "twice"),
+        ):
+            with self.assertRaisesRegex(ValueError, f"--seeds: .*{said}"):
+                resnet_vs_plain.parse_seeds(bad)
+
     def test_every_paper_depth_builds(self):
         for depth in (20, 32, 44, 56, 110):
             self.assertEqual(
