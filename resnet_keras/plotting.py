@@ -23,18 +23,25 @@ def save_figure(fig, path):
     return path
 
 
-def plot_history(history, path, title=""):
+# Keras' training and validation losses add the model's regularization losses
+# (the L2 weight-decay term) to the cross-entropy; the result tables give the
+# plain cross-entropy, so a classifier's loss axis says which it shows.
+LOSS_WITH_L2 = "loss (cross-entropy + L2 term)"
+
+
+def plot_history(history, path, title="", loss_label="loss"):
     """Training/validation accuracy (left) and loss (right) per epoch.
 
     Args:
         history: {"accuracy": [...], "val_accuracy": [...], "loss": [...], ...}.
         path: the PNG to write.
         title: figure title.
+        loss_label: the loss axis' label (LOSS_WITH_L2 for weight-decayed models).
     """
-    return plot_histories({"train": history}, path, title, single=True)
+    return plot_histories({"train": history}, path, title, single=True, loss_label=loss_label)
 
 
-def plot_histories(histories, path, title="", single=False, marks=None):
+def plot_histories(histories, path, title="", single=False, marks=None, loss_label="loss"):
     """Overlays several runs: {label: history}. Solid = training, dashed = validation.
 
     `marks` ({text: epoch}) draws a dotted grey line after each epoch, e.g.
@@ -60,20 +67,24 @@ def plot_histories(histories, path, title="", single=False, marks=None):
                 )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_ylabel(metric)
+        ax.set_ylabel(loss_label if metric == "loss" else metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return save_figure(fig, path)
 
 
-def plot_error_vs_depth(histories, path, title="Training (thin) and validation (bold) error"):
+def plot_error_vs_depth(
+    histories, path, title="Training (thin) and validation (bold) error", steps_per_epoch=None
+):
     """He et al. Figure 6: per-epoch error of every (model, depth) pair.
 
     Args:
         histories: {(model, depth): history}; model "plain" on the left panel,
             "resnet" on the right, one colour per depth.
         path: the PNG to write.
+        steps_per_epoch: given, the x axis counts iterations in units of 1e4,
+            as the paper's Figure 6 does; else epochs.
     """
     kinds = [k for k in ("plain", "resnet") if any(m == k for m, _ in histories)]
     fig, axes = plt.subplots(
@@ -85,7 +96,9 @@ def plot_error_vs_depth(histories, path, title="Training (thin) and validation (
             if model != kind:
                 continue
             color = f"C{depths.index(depth)}"
-            epochs = range(1, len(h["accuracy"]) + 1)
+            epochs = np.arange(1, len(h["accuracy"]) + 1)
+            if steps_per_epoch:
+                epochs = epochs * steps_per_epoch / 1e4
             name = "ResNet" if kind == "resnet" else "plain"
             marker = "o" if len(epochs) < 15 else None  # short runs: show the points
             ax.plot(
@@ -109,8 +122,11 @@ def plot_error_vs_depth(histories, path, title="Training (thin) and validation (
                     ms=4,
                 )
         ax.set_title("plain networks" if kind == "plain" else "residual networks")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if steps_per_epoch:
+            ax.set_xlabel(f"iterations (1e4; {steps_per_epoch} per epoch)")
+        else:
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("error (%)")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -37,16 +37,38 @@ def hardware():
 
 
 def run_lines(rows, names):
-    """One Markdown line per row: what ran, how long, on what.
+    """One Markdown line per row: what ran, how long, on what, from which code.
 
-    rows: result rows with "epochs", "train_time_min" and "hardware";
+    rows: result rows with "epochs", "train_time_min" and "hardware", and
+    where recorded "wall_time_min" and "commit" (`record_fields`);
     names: the label of each row.
     """
-    return "\n".join(
-        f"- {name}: {r['epochs']} epochs, {r['train_time_min']} min of training, "
-        f"{r.get('hardware') or 'hardware not recorded'}"
-        for name, r in zip(names, rows)
-    )
+    lines = []
+    for name, r in zip(names, rows):
+        hardware = r.get("hardware") or "hardware not recorded"
+        if "(" not in hardware:  # records from before the CPU flags were kept
+            hardware += " (CPU flags not recorded)"
+        wall = f", {r['wall_time_min']} min wall" if r.get("wall_time_min") is not None else ""
+        commit = f", commit {r['commit']}" if r.get("commit") else ", commit not recorded"
+        lines.append(
+            f"- {name}: {r['epochs']} epochs, {r['train_time_min']} min of training{wall}, "
+            f"{hardware}{commit}"
+        )
+    return "\n".join(lines)
+
+
+def record_fields(flags, metrics):
+    """What a results row names of its run record: the first invocation's short
+    commit (marked "+changes" where its work tree had uncommitted changes) and
+    the wall time, where the record holds them (runs/<run>/flags.json and
+    metrics.json; `provenance`)."""
+    out = {}
+    first = (flags.get("invocations") or [{}])[0]
+    if first.get("git_commit"):
+        out["commit"] = first["git_commit"][:7] + ("+changes" if first.get("git_dirty") else "")
+    if metrics.get("wall_time_s") is not None:
+        out["wall_time_min"] = round(metrics["wall_time_s"] / 60, 1)
+    return out
 
 
 def _refusal(json_path, why):

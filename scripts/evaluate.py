@@ -7,8 +7,15 @@ Prints test accuracy, loss (plain cross-entropy), top-5 accuracy when there are
 more than 10 classes, and per-class accuracy; given several models, also their
 ensemble (the mean of their softmax outputs). `--tta` adds each model's figures
 averaged with the mirrored test images, `--tta_shifts` its six-view figures
-(evaluation.predict_with_shifts). Models load in Keras' safe mode.
+(evaluation.predict_with_shifts). Each accuracy comes with its exact 95 %
+interval, and every pair of models with an exact McNemar test on the images
+one gets right and the other wrong (`stats`). `--predictions_out` keeps one
+model's predictions as a run's test_predictions.npz, from which the result
+tables draw their intervals and paired tests. Models load in Keras' safe mode.
 """
+
+import itertools
+import os
 
 import numpy as np
 
@@ -16,8 +23,14 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import data, evaluation, pipeline, saving
+from resnet_keras import data, evaluation, pipeline, saving, stats
 
+flags.DEFINE_string(
+    "predictions_out",
+    None,
+    "With one model: write its test predictions (labels, predictions, softmax, a sample "
+    "of misclassified images) to this new .npz file, as a run's test_predictions.npz.",
+)
 FLAGS = flags.FLAGS
 DEFAULTS = dict(
     dataset="cifar10",
@@ -48,8 +61,11 @@ def check_classifier(model, path, num_classes, image_shape):
 
 
 def report(name, test, class_names, top5):
+    right = int(np.sum(test["y_pred"] == test["y_true"]))
     print(
-        f"{name}: test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}"
+        f"{name}: test accuracy {test['accuracy']:.4f} "
+        f"(95 % interval {stats.interval_text(right, len(test['y_true']))} %), "
+        f"test loss {test['loss']:.4f}"
         + (f", top-5 accuracy {test['top5_accuracy']:.4f}" if top5 else "")
     )
     accuracy = evaluation.per_class_accuracy(test["y_true"], test["y_pred"], len(class_names))
@@ -62,6 +78,14 @@ def main(argv):
     if not paths:
         raise ValueError("give one or more model files: python -m scripts.evaluate MODEL.h5 [...]")
     s = common.resolve()
+    out = FLAGS.predictions_out
+    if out is not None:
+        if len(paths) != 1:
+            raise ValueError("--predictions_out takes the predictions of one model; give one")
+        if not out.endswith(".npz"):
+            raise ValueError(f"--predictions_out {out}: give a file name ending in .npz")
+        if os.path.exists(out):
+            raise ValueError(f"--predictions_out {out}: exists; move it aside or name a new file")
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
     ds = data.load_dataset(
         s["dataset"],
@@ -87,6 +111,13 @@ def main(argv):
                 ds.class_names,
                 top5,
             )
+    if out is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        evaluation.save_test_predictions(out, evaluation.evaluate_predictions(probs[0], yt), xt)
+        print(f"wrote {out}")
+    for (i, a), (j, b) in itertools.combinations(enumerate(paths), 2):
+        test = stats.mcnemar(yt, probs[i].argmax(-1), probs[j].argmax(-1))
+        print(stats.comparison_text(a, b, test))
     if len(paths) > 1:
         report(
             f"ensemble of {len(paths)}",

@@ -21,7 +21,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 from absl import flags
 
 from resnet_keras import classification, distribute, evaluation, experiment, files, plotting
-from resnet_keras import results, runs
+from resnet_keras import results, runs, stats
 from resnet_keras import training
 
 FLAGS = flags.FLAGS
@@ -62,8 +62,9 @@ COLUMNS = [
     ("batch_size", "batch"),
     ("epochs", "epochs"),
     ("test_accuracy_pct", "test accuracy %"),
+    ("interval_pct", "95 % interval"),
     ("test_loss", "test loss"),
-    ("train_time_min", "wall time (min)"),
+    ("train_time_min", "training time (min)"),
     ("img_per_s", "images/s per epoch"),
 ]
 
@@ -96,21 +97,41 @@ def ensemble_row(members, dataset):
     if len(members) < 2 or any(not np.array_equal(y, labels) for _, y, _ in members):
         return None
     test = evaluation.evaluate_predictions(np.mean([p for p, _, _ in members], 0), labels)
+    right = int(np.sum(test["y_pred"] == labels))
     return {
         "configuration": f"ensemble of these {len(members)} (mean softmax)",
         "dataset": dataset,
         "run": "ensemble",
         "params": sum(params for _, _, params in members),
         "test_accuracy_pct": round(100 * test["accuracy"], 2),
+        "interval_pct": stats.interval_text(right, len(labels)),
         "test_top5_accuracy_pct": (
             round(100 * test["top5_accuracy"], 2) if members[0][0].shape[-1] > 10 else None
         ),
         "test_loss": round(test["loss"], 4),
+        "y_pred": test["y_pred"],
     }
 
 
+def comparisons(predicted, labels):
+    """Exact McNemar tests between every two of the rows' predictions on the
+    same test images ({row label: predicted classes}), as Markdown lines."""
+    names = list(predicted)
+    lines = [
+        "- " + stats.comparison_text(a, b, stats.mcnemar(labels, predicted[a], predicted[b]))
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
+    if not lines:
+        return ""
+    return (
+        "\n\nPaired tests on the test images (exact McNemar: of the images exactly one "
+        "of the two gets right, how many each gets; p is two-sided):\n\n" + "\n".join(lines)
+    )
+
+
 def report(configs, output_dir, dataset):
-    histories, rows, members = {}, [], []
+    histories, rows, members, predicted, labels = {}, [], [], {}, None
     for c in configs:
         run = runs.load_run(c.run_dir)
         if run is None:
@@ -121,6 +142,12 @@ def report(configs, output_dir, dataset):
             members.append((preds["probs"], preds["y_true"], metrics["params"]))
         label = f"n={c.n} {OPT_NAME[c.opt]} (batch {flags_json['batch_size']})"
         histories[label] = history
+        interval = None
+        if preds is not None:
+            right = int(np.sum(preds["y_pred"] == preds["y_true"]))
+            interval = stats.interval_text(right, len(preds["y_true"]))
+            if labels is None or np.array_equal(labels, preds["y_true"]):
+                labels, predicted[c.run_name] = preds["y_true"], preds["y_pred"]
         rows.append(
             {
                 "configuration": label,
@@ -131,6 +158,7 @@ def report(configs, output_dir, dataset):
                 "epochs": metrics["epochs"],
                 "train_images": flags_json["train_images"],
                 "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
+                "interval_pct": interval,
                 "test_top5_accuracy_pct": (
                     round(100 * metrics["test_top5_accuracy"], 2)
                     if "test_top5_accuracy" in metrics
@@ -141,16 +169,22 @@ def report(configs, output_dir, dataset):
                 "img_per_s": round(metrics["img_per_s"] or 0, 1),
                 "hardware": metrics.get("hardware"),
             }
+            | results.record_fields(flags_json, metrics)
         )
     if not histories:
         return
     ensemble = ensemble_row(members, dataset)
     if ensemble is not None:
+        predicted["ensemble"] = ensemble.pop("y_pred")
         rows.append(ensemble)
     suffix = "" if dataset == "cifar10" else f"_{dataset}"
     plot = os.path.join(output_dir, "plots", f"question2_multi_config_comparison{suffix}.png")
+    longest = max(len(h.get("loss", [])) for h in histories.values())
     plotting.plot_histories(
-        histories, plot, f"Question 2 on {dataset}: solid training, dashed validation"
+        histories,
+        plot,
+        f"Question 2 on {dataset}, {longest} epochs: solid training, dashed validation",
+        loss_label=plotting.LOSS_WITH_L2,
     )
     print(f"wrote {plot}")
     results.write_results(
@@ -159,7 +193,7 @@ def report(configs, output_dir, dataset):
         COLUMNS,
         key=("run", "dataset"),
         title="Question 2: configurations compared",
-        notes=NOTES,
+        notes=NOTES.strip() + comparisons(predicted, labels),
         run_name=lambda r: None if r["run"] == "ensemble" else f"{r['run']} ({r['dataset']})",
     )
 
@@ -170,7 +204,8 @@ cifar100` for CIFAR-100), whose defaults are the original's: 20 epochs, each
 optimizer at Keras' default learning rate and its original batch size, no
 schedule. Test accuracy is measured once, on the test split, with the weights
 that did best on the validation split (5,000 images held out of the training
-split). The original write-up (resnet-assignment.md) shows these three
+split); "95 % interval" is its exact binomial (Clopper-Pearson) interval over
+the test images, and "training time" the sum of the epoch times. The original write-up (resnet-assignment.md) shows these three
 configurations' curves only, with no test accuracy to set beside these; its
 finding is that Adam converges best. The ensemble row averages the
 configurations' softmax outputs on the same test images (as `python -m

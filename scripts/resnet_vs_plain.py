@@ -16,13 +16,16 @@ plots/resnet_architecture.png and results/resnet_vs_plain.{md,json}.
 
 import math
 import os
+import re
+
+import numpy as np
 
 from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
 from resnet_keras import classification, distribute, evaluation, experiment, files, models
-from resnet_keras import plotting, results, runs, training
+from resnet_keras import plotting, results, runs, stats, training
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
@@ -62,10 +65,14 @@ FILE_STEM = {"resnet": "resnet", "plain": "plainnet"}
 COLUMNS = [
     ("model", "model"),
     ("depth", "depth"),
+    ("seed", "seed"),
+    ("train_images", "training images"),
     ("params", "parameters"),
     ("test_accuracy_pct", "test accuracy %"),
+    ("interval_pct", "95 % interval"),
     ("test_loss", "test loss"),
     ("epochs", "epochs"),
+    ("weights", "weights tested"),
     ("train_time_min", "training time (min)"),
     ("paper_error_pct", "paper error %"),
     ("original_accuracy_pct", "original write-up accuracy %"),
@@ -133,59 +140,90 @@ def pair_config(model, depth, settings, paper, seed=0):
     return experiment.TrainConfig(**s)
 
 
-def report(pairs, output_dir, settings):
-    """Redraws every figure and the table from runs/ alone (no training, no data)."""
-    plots = os.path.join(output_dir, "plots", "resnet")
-    histories, rows = {}, []
+def found_runs(pairs, output_dir):
+    """{(model, depth): {(seed, val0): run name}} of the finished runs in
+    runs/ for the pairs asked: every seed, with and without a held-out set."""
+    folder = os.path.join(output_dir, "runs")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    found = {}
     for model, depth in pairs:
-        name = f"{FILE_STEM[model]}-{depth}"
-        run = runs.load_run(os.path.join(output_dir, "runs", name))
-        if run is None:
+        pattern = re.compile(rf"{FILE_STEM[model]}-{depth}(?:-seed(\d+))?(-val0)?")
+        for name in sorted(names):
+            m = pattern.fullmatch(name)
+            if m and runs.state(os.path.join(folder, name)) == "finished":
+                key = (int(m.group(1) or 0), bool(m.group(2)))
+                found.setdefault((model, depth), {})[key] = name
+    return found
+
+
+def _label(model, depth, seed=0, val0=False):
+    name = f"{'ResNet' if model == 'resnet' else 'PlainNet'}-{depth}"
+    extras = ([f"seed {seed}"] if seed else []) + (["all 50k images"] if val0 else [])
+    return f"{name} ({', '.join(extras)})" if extras else name
+
+
+def report(pairs, output_dir, settings):
+    """Redraws every figure and the table from runs/ alone (no training, no data):
+    a row per finished run (every seed), its accuracy's exact 95 % interval,
+    each network's mean and sd over its seeds, and paired tests (McNemar on
+    the test images) between the networks the README compares."""
+    plots = os.path.join(output_dir, "plots", "resnet")
+    found = found_runs(pairs, output_dir)
+    histories, rows, preds_of, steps = {}, [], {}, None
+    for model, depth in pairs:
+        if (0, False) not in found.get((model, depth), {}):
+            name = run_name(model, depth)
             print(f"{name}: no finished run in runs/{name}; left out of the report")
-            continue
-        history, metrics, config, preds = run
-        histories[(model, depth)] = history
-        label = f"{'ResNet' if model == 'resnet' else 'PlainNet'}-{depth}"
-        plotting.plot_history(history, os.path.join(plots, f"{name}.png"), label)
-        names = config["class_names"]
-        if preds is not None:
-            cm = evaluation.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
-            plotting.plot_confusion(
-                cm,
-                names,
-                os.path.join(plots, f"confusion-{name}.png"),
-                f"{label}: test confusion matrix",
+        for (seed, val0), name in sorted(found.get((model, depth), {}).items()):
+            history, metrics, config, preds = runs.load_run(os.path.join(output_dir, "runs", name))
+            label = _label(model, depth, seed, val0)
+            title = f"{label}: {metrics['epochs']} epochs"
+            plotting.plot_history(
+                history, os.path.join(plots, f"{name}.png"), title, plotting.LOSS_WITH_L2
             )
-            if model == "resnet":
-                w = preds["wrong_index"]
-                plotting.plot_misclassified(
-                    preds["wrong_images"],
-                    preds["y_true"][w],
-                    preds["y_pred"][w],
-                    names,
-                    os.path.join(plots, f"misclassified-{depth}.png"),
-                    f"{label}: misclassified test images (true -> predicted)",
-                )
-        original = ORIGINAL.get((model, depth))
-        rows.append(
-            {
-                "model": model,
-                "depth": depth,
-                "params": metrics["params"],
-                "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
-                "test_loss": round(metrics["test_loss"], 4),
-                "epochs": metrics["epochs"],
-                "train_time_min": round(metrics["train_time_s"] / 60, 1),
-                "train_images": config["train_images"],
-                "schedule": config["schedule"],
-                "shortcut": config["shortcut"] if model == "resnet" else None,
-                "paper_error_pct": PAPER_RESNET_ERROR.get(depth) if model == "resnet" else None,
-                "original_accuracy_pct": original[0] if original else None,
-                "hardware": metrics.get("hardware"),
-            }
-        )
+            correct = None
+            if preds is not None:
+                preds_of[name] = preds
+                correct = int(np.sum(preds["y_true"] == preds["y_pred"]))
+            if seed == 0 and not val0:
+                histories[(model, depth)] = history
+                steps = steps or config.get("steps_per_epoch")
+                _draw_test_figures(model, depth, name, label, config, preds, plots)
+            original = ORIGINAL.get((model, depth))
+            rows.append(
+                {
+                    "model": model,
+                    "depth": depth,
+                    "seed": seed,
+                    "train_images": config["train_images"],
+                    "params": metrics["params"],
+                    "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
+                    "interval_pct": (
+                        stats.interval_text(correct, len(preds["y_true"])) if correct else None
+                    ),
+                    "test_loss": round(metrics["test_loss"], 4),
+                    "epochs": metrics["epochs"],
+                    "weights": "best validation" if config.get("val_images") else "last epoch",
+                    "train_time_min": round(metrics["train_time_s"] / 60, 1),
+                    "schedule": config["schedule"],
+                    "shortcut": config["shortcut"] if model == "resnet" else None,
+                    "paper_error_pct": (
+                        PAPER_RESNET_ERROR.get(depth) if model == "resnet" else None
+                    ),
+                    "original_accuracy_pct": original[0] if original else None,
+                    "hardware": metrics.get("hardware"),
+                    "run": name,
+                }
+                | results.record_fields(config, metrics)
+            )
     if histories:
-        plotting.plot_error_vs_depth(histories, os.path.join(plots, "error_vs_depth.png"))
+        plotting.plot_error_vs_depth(
+            histories,
+            os.path.join(plots, "error_vs_depth.png"),
+            "Training (thin) and validation (bold) error, seed 0, "
+            f"{max(len(h['accuracy']) for h in histories.values())} epochs",
+            steps_per_epoch=steps,
+        )
     skipped = plotting.plot_architecture(
         models.build_resnet(3, shortcut=settings["shortcut"]),
         os.path.join(output_dir, "plots", "resnet_architecture.png"),
@@ -197,23 +235,97 @@ def report(pairs, output_dir, settings):
             os.path.join(output_dir, "results", "resnet_vs_plain"),
             rows,
             COLUMNS,
-            key=("model", "depth"),
+            key=("model", "depth", "seed", "train_images"),
             title="ResNet against PlainNet on CIFAR-10",
-            notes=NOTES,
-            run_name=lambda r: f"{FILE_STEM[r['model']]}-{r['depth']}",
+            notes=NOTES.strip() + summary(rows) + comparisons(rows, preds_of),
+            run_name=lambda r: r.get("run") or run_name(r["model"], r["depth"]),
         )
         print(f"wrote {os.path.join(output_dir, 'results', 'resnet_vs_plain.md')}")
 
 
+def _draw_test_figures(model, depth, name, label, config, preds, plots):
+    """The confusion matrix and (ResNets) the misclassified grid of a seed-0 run."""
+    if preds is None:
+        return
+    names = config["class_names"]
+    cm = evaluation.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
+    plotting.plot_confusion(
+        cm,
+        names,
+        os.path.join(plots, f"confusion-{name}.png"),
+        f"{label}: test confusion matrix",
+    )
+    if model == "resnet":
+        w = preds["wrong_index"]
+        plotting.plot_misclassified(
+            preds["wrong_images"],
+            preds["y_true"][w],
+            preds["y_pred"][w],
+            names,
+            os.path.join(plots, f"misclassified-{depth}.png"),
+            f"{label}: misclassified test images (true -> predicted)",
+        )
+
+
+def summary(rows):
+    """Mean and sd of each network's test accuracy over its seeds (two or more)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["depth"], r["train_images"]), []).append(r)
+    lines = []
+    for (model, depth, images), group in groups.items():
+        if len(group) < 2:
+            continue
+        mean, sd = stats.mean_sd([r["test_accuracy_pct"] for r in group])
+        seeds = ", ".join(str(r["seed"]) for r in group)
+        lines.append(
+            f"- {_label(model, depth)}, {images} training images: {mean:.2f} +- {sd:.2f} % "
+            f"(mean +- sd over seeds {seeds})"
+        )
+    return "\n\nOver seeds:\n\n" + "\n".join(lines) if lines else ""
+
+
+def comparisons(rows, preds_of):
+    """Paired tests on the test images: ResNet against PlainNet at each depth
+    and seed, and each network against the next depth at each seed."""
+    by = {(r["model"], r["depth"], r["seed"], r["train_images"]): r["run"] for r in rows}
+    pairs = []
+    for (model, depth, seed, images), run in sorted(by.items()):
+        if model == "resnet" and ("plain", depth, seed, images) in by:
+            pairs.append((run, by[("plain", depth, seed, images)]))
+    for (model, depth, seed, images), run in sorted(by.items()):
+        deeper = sorted(d for m, d, s, i in by if (m, s, i) == (model, seed, images) and d > depth)
+        if deeper:
+            pairs.append((by[(model, deeper[0], seed, images)], run))
+    lines = [
+        "- "
+        + stats.comparison_text(
+            a, b, stats.mcnemar(preds_of[a]["y_true"], preds_of[a]["y_pred"], preds_of[b]["y_pred"])
+        )
+        for a, b in pairs
+        if a in preds_of and b in preds_of
+    ]
+    if not lines:
+        return ""
+    return (
+        "\n\nPaired tests on the 10,000 test images (exact McNemar: of the images exactly "
+        "one of the two networks gets right, how many each gets; p is two-sided):\n\n"
+        + "\n".join(lines)
+    )
+
+
 NOTES = """
 Made by `python -m scripts.resnet_vs_plain --depths 20,32 --models resnet,plain
---data_dir DATA`, whose defaults are the original write-up's 100-epoch recipe.
+--data_dir DATA` (`--seeds 1,2` for more seeds, `--val_size 0` to train on all
+training images), whose defaults are the original write-up's 100-epoch recipe.
 Test accuracy is measured once, on the test split, with the weights that did
-best on the validation split. "paper error %" is He et al. 2015, Table 6
+best on the validation split ("last epoch" where no images were held out).
+"95 % interval" is the exact binomial (Clopper-Pearson) interval of the test
+accuracy over the test images. "paper error %" is He et al. 2015, Table 6
 (ResNet, option A, 64k iterations); "original write-up accuracy %" is
-deep-learning-lab.md (100 epochs). Each row's epochs and schedule are in
-results/resnet_vs_plain.json and runs/<model>-<depth>/flags.json; a short run
-is not the paper's setting.
+deep-learning-lab.md (100 epochs). Each row's run record (command line,
+commit, versions, CPU flags, settings, history) is in runs/<run>/; a short
+run is not the paper's setting.
 """
 
 

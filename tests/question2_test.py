@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from resnet_keras import data, evaluation, pipeline
+from resnet_keras import data, evaluation, pipeline, stats
 from scripts import question2
 from tests import fixtures
 from tests.fixtures import run_script
@@ -17,7 +17,11 @@ from tests.fixtures import run_script
 
 def printed_scores(stdout, name):
     """(accuracy, loss) that scripts.evaluate printed for `name`."""
-    m = re.search(re.escape(name) + r": test accuracy ([\d.]+), test loss ([\d.]+)", stdout)
+    m = re.search(
+        re.escape(name) + r": test accuracy ([\d.]+) \(95 % interval [\d.]+-[\d.]+ %\), "
+        r"test loss ([\d.]+)",
+        stdout,
+    )
     assert m, f"no line for {name} in {stdout!r}"
     return float(m.group(1)), float(m.group(2))
 
@@ -171,7 +175,7 @@ class _AllConfigurations:
         for n, row in zip(names, rows):  # a line per run: epochs, time, hardware
             self.assertIn(
                 f"- question2_{n} (cifar10): 1 epochs, {row['train_time_min']} min of training, "
-                f"{row['hardware']}",
+                f"{row['wall_time_min']} min wall, {row['hardware']}, commit {row['commit']}",
                 md,
             )
         self.assertIn("TensorFlow", rows[0]["hardware"])
@@ -199,6 +203,17 @@ class _AllConfigurations:
         ensemble = evaluation.evaluate_predictions(np.mean(probs[:2], 0), yt)
         self.assertEqual(
             printed_scores(r.stdout, "ensemble of 2")[0], round(ensemble["accuracy"], 4)
+        )
+        # The paired test of the two models, from their predictions on the same images.
+        paired = stats.mcnemar(yt, probs[0].argmax(-1), probs[1].argmax(-1))
+        self.assertIn(stats.comparison_text(models[0], models[1], paired), r.stdout)
+        self.assertIn(
+            stats.comparison_text(
+                f"question2_{names[0]}",
+                f"question2_{names[1]}",
+                stats.mcnemar(yt, probs[0].argmax(-1), probs[1].argmax(-1)),
+            ),
+            md,
         )
         # The table's ensemble row is the three saved models' mean softmax.
         ensemble = evaluation.evaluate_predictions(np.mean(probs, 0), yt)

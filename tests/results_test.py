@@ -106,15 +106,23 @@ class WriteTest(tf.test.TestCase):
             [{"model": "resnet", "depth": 1234.5, "acc": 0.123456}, {"model": None}], COLUMNS
         )
         self.assertEqual(table.splitlines()[2:], ["| resnet | 1234 | 0.1235 |", "|  |  |  |"])
+        flags = {"invocations": [{"git_commit": "0123456789abc", "git_dirty": True}, {}]}
         rows = [
-            {"epochs": 2, "train_time_min": 0.5, "hardware": "cpu (avx2), 2 cores"},
+            {"epochs": 2, "train_time_min": 0.5, "hardware": "cpu (avx2), 2 cores"}
+            | results.record_fields(flags, {"wall_time_s": 90}),
+            {"epochs": 3, "train_time_min": 1.0, "hardware": "AMD EPYC, 2 cores"},
             {"epochs": 3, "train_time_min": 1.0},
         ]
         self.assertEqual(
-            results.run_lines(rows, ["a", "b"]),
-            "- a: 2 epochs, 0.5 min of training, cpu (avx2), 2 cores\n"
-            "- b: 3 epochs, 1.0 min of training, hardware not recorded",
+            results.run_lines(rows, ["a", "b", "c"]),
+            "- a: 2 epochs, 0.5 min of training, 1.5 min wall, cpu (avx2), 2 cores, "
+            "commit 0123456+changes\n"
+            "- b: 3 epochs, 1.0 min of training, AMD EPYC, 2 cores (CPU flags not recorded), "
+            "commit not recorded\n"
+            "- c: 3 epochs, 1.0 min of training, hardware not recorded (CPU flags not recorded), "
+            "commit not recorded",
         )
+        self.assertEqual(results.record_fields({}, {}), {})
         self.assertRegex(
             results.hardware(), r"\(.+\), \d+ cores, (no GPU|\d+ GPU\(s\)), TensorFlow 2\."
         )

@@ -1,0 +1,82 @@
+"""Intervals and paired tests against answers known from the literature and by hand."""
+
+import numpy as np
+import tensorflow as tf
+
+from resnet_keras import stats
+
+
+class IntervalTest(tf.test.TestCase):
+    def test_clopper_pearson_known_values(self):
+        # Clopper and Pearson's exact interval; published values (e.g. R's binom.test).
+        lo, hi = stats.accuracy_interval(5, 10)
+        self.assertAllClose((lo, hi), (0.187086, 0.812914), atol=1e-6)
+        lo, hi = stats.accuracy_interval(0, 10)
+        self.assertAllClose((lo, hi), (0.0, 0.308497), atol=1e-6)
+        lo, hi = stats.accuracy_interval(10, 10)
+        self.assertAllClose((lo, hi), (0.691503, 1.0), atol=1e-6)
+        # No successes: the upper end has the closed form 1 - (alpha / 2) ** (1 / n).
+        self.assertAlmostEqual(stats.accuracy_interval(0, 10000)[1], 1 - 0.025 ** (1 / 10000))
+        # The defining property at a test set's size: each tail holds 2.5 %.
+        lo, hi = stats.accuracy_interval(8625, 10000)
+        self.assertAlmostEqual(1 - stats.binom_cdf(8624, 10000, lo), 0.025, places=6)
+        self.assertAlmostEqual(stats.binom_cdf(8625, 10000, hi), 0.025, places=6)
+        # A little wider than the normal approximation's 86.25 +- 0.675.
+        self.assertLess(lo, 0.8625 - 1.96 * np.sqrt(0.8625 * 0.1375 / 10000))
+        self.assertEqual(stats.interval_text(8625, 10000), "85.56-86.92")
+
+    def test_coverage_of_the_interval(self):
+        # An exact interval covers the true p at least 95 % of the time.
+        rng = np.random.default_rng(0)
+        p, n = 0.3, 40
+        hits = [
+            lo <= p <= hi
+            for lo, hi in (stats.accuracy_interval(int(k), n) for k in rng.binomial(n, p, 400))
+        ]
+        self.assertGreaterEqual(np.mean(hits), 0.95)
+
+    def test_bad_counts_are_refused(self):
+        for correct, total in ((11, 10), (-1, 10), (0, 0)):
+            with self.assertRaisesRegex(ValueError, "correct <= total"):
+                stats.accuracy_interval(correct, total)
+
+    def test_binomial_cdf(self):
+        self.assertAlmostEqual(stats.binom_cdf(2, 12, 0.5), 79 / 4096)
+        self.assertEqual(stats.binom_cdf(-1, 5, 0.5), 0.0)
+        self.assertEqual(stats.binom_cdf(5, 5, 0.3), 1.0)
+        self.assertAlmostEqual(stats.binom_cdf(5000, 10000, 0.5), 0.503989, places=6)
+
+
+class McNemarTest(tf.test.TestCase):
+    def _case(self, a_only, b_only, both, neither):
+        y = np.zeros(a_only + b_only + both + neither, int)
+        a = np.concatenate([np.zeros(a_only), np.ones(b_only), np.zeros(both), np.ones(neither)])
+        b = np.concatenate([np.ones(a_only), np.zeros(b_only), np.zeros(both), np.ones(neither)])
+        return y, a.astype(int), b.astype(int)
+
+    def test_exact_p_value_by_hand(self):
+        # 10 against 2 discordant pairs: 2 * P(X <= 2; 12, 1/2) = 2 * 79 / 4096.
+        m = stats.mcnemar(*self._case(10, 2, 50, 8))
+        self.assertEqual((m["a_only"], m["b_only"], m["both"], m["neither"]), (10, 2, 50, 8))
+        self.assertAlmostEqual(m["p_value"], 158 / 4096)
+        self.assertAlmostEqual(m["z"], 8 / np.sqrt(12))
+
+    def test_symmetric_and_no_disagreement(self):
+        y, a, b = self._case(3, 7, 20, 5)
+        self.assertAlmostEqual(stats.mcnemar(y, a, b)["p_value"], stats.mcnemar(y, b, a)["p_value"])
+        self.assertEqual(stats.mcnemar(y, a, a)["p_value"], 1.0)
+        self.assertEqual(stats.mcnemar(y, a, a)["z"], 0.0)
+        # equal counts: the largest p, capped at 1
+        self.assertEqual(stats.mcnemar(*self._case(5, 5, 1, 1))["p_value"], 1.0)
+
+    def test_different_test_sets_are_refused(self):
+        with self.assertRaisesRegex(ValueError, "not tested on the same images"):
+            stats.mcnemar([0, 1], [0, 1], [0])
+
+    def test_mean_sd(self):
+        self.assertEqual(stats.mean_sd([1, 2, 3]), (2.0, 1.0))
+        self.assertEqual(stats.mean_sd([4]), (4.0, None))
+
+
+if __name__ == "__main__":
+    tf.test.main()
