@@ -65,9 +65,8 @@ def against_gray_section(colorizers):
         "",
         "## PSNR against the gray input, by colourfulness",
         "",
-        "The mean of per-image PSNR weighs the nearly gray images heavily: there the "
-        "gray input is almost exact and a little wrong colour costs many decibels. "
-        "Below, each model's test images in equal groups by colourfulness (an image's "
+        "Per-image PSNR capped at one 8-bit level (48.13 dB), as in the main table. "
+        "Each model's test images in equal groups by colourfulness (an image's "
         "mean Lab chroma; the column gives the group's range), least colourful first.",
         "",
         "| Model file | Test images | Chroma range | Mean PSNR, model / gray (dB) | "
@@ -95,18 +94,26 @@ def markdown(table):
         "# Colorization results",
         "",
         "Written by `python -m scripts.colorize eval` and `probe`; means over test "
-        "images of per-image MSE, PSNR and SSIM of the sRGB image in [0, 1].",
+        "images of per-image MSE, PSNR and SSIM of the sRGB image in [0, 1]. "
+        "PSNR capped: each image's PSNR at most 48.13 dB (one 8-bit level), since above "
+        "it a nearly gray image's score measures float round-off; PSNR of mean MSE: "
+        "10 log10(1 / mean MSE). The uncapped mean is kept for comparison with "
+        "earlier tables.",
         "",
-        "| Model file | Model | Colour space | Test images | MSE | PSNR (dB) | SSIM |",
-        "|---|---|---|---|---|---|---|",
+        "| Model file | Model | Colour space | Test images | MSE | PSNR capped (dB) | "
+        "PSNR of mean MSE (dB) | PSNR uncapped (dB) | SSIM |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = sorted(table.get("colorizers", {}).items()) + [
         ("(baseline)", r) for _, r in sorted(table.get("baselines", {}).items())
     ]
     for key, r in rows:
+        capped, of_mean = (
+            f"{r[k]:.2f}" if k in r else "" for k in ("psnr_capped", "psnr_of_mean_mse")
+        )
         lines.append(
             f"| {key} | {r['model']} | {r['color_space']} | {r['test_images']} {r['data']} | "
-            f"{r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
+            f"{r['mse']:.5f} | {capped} | {of_mean} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
         )
     trained = [
         (k, r["run"]) for k, r in sorted(table.get("colorizers", {}).items()) if r.get("run")

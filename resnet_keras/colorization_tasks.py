@@ -243,8 +243,11 @@ def evaluate_file(path, config, results_dir, log=print):
         "image_size": size,
         "params": model.count_params(),
         **evaluation.summarize(result["model"]),
+        # Capped PSNR: above one 8-bit level the uncapped values measure round-off.
         "against_gray": evaluation.against_gray(
-            result["model"]["psnr"], result["gray"]["psnr"], evaluation.colorfulness(xt)
+            result["model"]["psnr_capped"],
+            result["gray"]["psnr_capped"],
+            evaluation.colorfulness(xt),
         ),
         "run": colorization_results.run_of(path),
     }
@@ -267,9 +270,10 @@ def evaluate_file(path, config, results_dir, log=print):
         },
     )
     log(
-        f"{os.path.basename(path)}: test MSE {row['mse']:.5f}, PSNR {row['psnr']:.2f} dB, "
-        f"SSIM {row['ssim']:.4f}; gray input as colour: MSE {gray['mse']:.5f}, "
-        f"PSNR {gray['psnr']:.2f} dB, SSIM {gray['ssim']:.4f}; the model's PSNR is "
+        f"{os.path.basename(path)}: test MSE {row['mse']:.5f}, PSNR {row['psnr']:.2f} dB "
+        f"(capped {row['psnr_capped']:.2f}), SSIM {row['ssim']:.4f}; gray input as colour: "
+        f"MSE {gray['mse']:.5f}, PSNR {gray['psnr']:.2f} dB (capped {gray['psnr_capped']:.2f}), "
+        f"SSIM {gray['ssim']:.4f}; the model's capped PSNR is "
         f"higher on {row['against_gray'][0]['above_gray'] * 100:.1f} % of the images"
     )
     return row

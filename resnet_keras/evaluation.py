@@ -164,20 +164,37 @@ def save_test_predictions(path, test, x_test, keep_wrong=64):
 # --- colorizers ---------------------------------------------------------------
 
 
+# One 8-bit level, 1/255, as the smallest error an image stored in 8 bits can
+# be said to have: PSNR 20 log10(255) = 48.13 dB. Above it, per-image PSNR
+# measures float round-off (a gray image's gray input scores 48-156 dB
+# depending on float32 or float64 arithmetic), and a mean of such values is
+# decided by it.
+PSNR_CAP_DB = 20 * np.log10(255.0)
+
+
+def capped_psnr(mse):
+    """PSNR (dB) of each MSE, no higher than PSNR_CAP_DB (float64)."""
+    mse = np.maximum(np.asarray(mse, "float64"), 1 / 255.0**2)
+    return -10 * np.log10(mse)
+
+
 def image_metrics(predicted, target):
     """Per-image MSE, PSNR (dB) and SSIM of sRGB batches (B, H, W, 3) in [0, 1].
 
     Returns:
-        {"mse": (B,), "psnr": (B,), "ssim": (B,)} NumPy arrays. Identical
-        images give MSE 0, PSNR inf and SSIM 1. SSIM uses tf.image's 11x11
-        Gaussian window (smaller for images under 11 pixels).
+        {"mse": (B,), "psnr": (B,), "psnr_capped": (B,), "ssim": (B,)} NumPy
+        arrays. Identical images give MSE 0, PSNR inf, capped PSNR 48.13 dB
+        (`PSNR_CAP_DB`) and SSIM 1. SSIM uses tf.image's 11x11 Gaussian window
+        (smaller for images under 11 pixels).
     """
     p = tf.convert_to_tensor(predicted, tf.float32)
     t = tf.convert_to_tensor(target, tf.float32)
     window = int(min(11, p.shape[1], p.shape[2]))
+    mse = tf.reduce_mean(tf.square(p - t), axis=[1, 2, 3]).numpy()
     return {
-        "mse": tf.reduce_mean(tf.square(p - t), axis=[1, 2, 3]).numpy(),
+        "mse": mse,
         "psnr": tf.image.psnr(p, t, max_val=1.0).numpy(),
+        "psnr_capped": capped_psnr(mse),
         "ssim": tf.image.ssim(p, t, max_val=1.0, filter_size=window).numpy(),
     }
 
@@ -327,5 +344,12 @@ def linear_probe(
 
 
 def summarize(metrics):
-    """Means of per-image metrics as floats: {"mse", "psnr", "ssim"}."""
-    return {k: float(np.mean(v)) for k, v in metrics.items()}
+    """Means of per-image metrics as floats ({"mse", "psnr", "psnr_capped",
+    "ssim"}), and "psnr_of_mean_mse": the PSNR of the mean MSE, which no
+    single nearly exact image can move."""
+    out = {k: float(np.mean(v)) for k, v in metrics.items()}
+    if "mse" in metrics:
+        out["psnr_of_mean_mse"] = float(
+            -10 * np.log10(np.mean(np.asarray(metrics["mse"], "float64")))
+        )
+    return out

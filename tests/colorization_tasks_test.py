@@ -132,6 +132,9 @@ class _ResultsTable:
         mse = np.mean(np.square(rgb - truth), axis=(1, 2, 3))
         self.assertAllClose(row["mse"], np.mean(mse), rtol=1e-4)
         self.assertAllClose(row["psnr"], np.mean(10 * np.log10(1 / mse)), rtol=1e-4)
+        capped = np.minimum(10 * np.log10(1 / mse), 20 * np.log10(255))
+        self.assertAllClose(row["psnr_capped"], np.mean(capped), rtol=1e-4)
+        self.assertAllClose(row["psnr_of_mean_mse"], 10 * np.log10(1 / np.mean(mse)), rtol=1e-4)
         ssim = evaluation.image_metrics(rgb, truth)["ssim"]
         self.assertAllClose(row["ssim"], np.mean(ssim), rtol=1e-4)
         self.assertEqual((row["test_images"], row["image_size"]), (100, 32))
@@ -147,14 +150,17 @@ class _ResultsTable:
             md = f.read()
         self.assertIn("| older.h5 | autoencoder | rgb |", md)
         self.assertIn(
-            f"| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 | {row['mse']:.5f} |", md
+            f"| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 | {row['mse']:.5f} | "
+            f"{row['psnr_capped']:.2f} | {row['psnr_of_mean_mse']:.2f} | {row['psnr']:.2f} |",
+            md,
         )
         self.assertIn("| (baseline) | gray input as colour (luminance gray) | lab |", md)
-        # The model's PSNR against the gray input's, all images then by colourfulness.
-        psnr, gray_psnr = 10 * np.log10(1 / mse), 10 * np.log10(1 / gray_mse)
+        # The model's capped PSNR against the gray input's, all images then by colourfulness.
+        cap = 20 * np.log10(255)
+        psnr, gray_psnr = (np.minimum(10 * np.log10(1 / m), cap) for m in (mse, gray_mse))
         everything, *groups = row["against_gray"]
-        self.assertAllClose(everything["psnr"], row["psnr"], rtol=1e-4)
-        self.assertAllClose(everything["gray_psnr"], baseline["psnr"], rtol=1e-4)
+        self.assertAllClose(everything["psnr"], row["psnr_capped"], rtol=1e-4)
+        self.assertAllClose(everything["gray_psnr"], baseline["psnr_capped"], rtol=1e-4)
         self.assertAllClose(everything["above_gray"], np.mean(psnr > gray_psnr))
         self.assertEqual([g["images"] for g in groups], [25] * 4)
         chroma = evaluation.colorfulness(xt)
@@ -162,8 +168,8 @@ class _ResultsTable:
         self.assertAllClose(groups[0]["chroma"], [chroma[least].min(), chroma[least].max()])
         self.assertAllClose(groups[0]["median_psnr"], np.median(psnr[least]), rtol=1e-4)
         self.assertIn(
-            f"| colorizer_unet_lab.h5 | all 100 | any | {row['psnr']:.2f} / "
-            f"{baseline['psnr']:.2f} |",
+            f"| colorizer_unet_lab.h5 | all 100 | any | {row['psnr_capped']:.2f} / "
+            f"{baseline['psnr_capped']:.2f} |",
             md,
         )
         self.assertEqual(md.count("| older.h5 |"), 1)  # a row without the comparison: none

@@ -166,5 +166,22 @@ class FlipTtaTest(tf.test.TestCase):
         )
 
 
+class CappedPsnrTest(tf.test.TestCase):
+    def test_round_off_no_longer_decides_the_mean(self):
+        # A gray image scored exactly, or off by float round-off only: uncapped
+        # PSNR is inf or 150 dB, the capped value one 8-bit level's 48.13 dB.
+        truth = np.full((3, 4, 4, 3), 0.5, "float32")
+        predicted = truth.copy()
+        predicted[1] += 1e-8
+        predicted[2] += 0.1  # an ordinary error: 20 dB, untouched by the cap
+        m = evaluation.image_metrics(predicted, truth)
+        self.assertTrue(np.isinf(m["psnr"][0]))
+        self.assertAllClose(m["psnr_capped"], [48.1308, 48.1308, 20.0], atol=1e-3)
+        s = evaluation.summarize(m)
+        self.assertAllClose(s["psnr_capped"], (2 * 48.1308 + 20) / 3, atol=1e-3)
+        # The PSNR of the mean MSE: 10 log10(1 / (0.01 / 3)).
+        self.assertAllClose(s["psnr_of_mean_mse"], 10 * np.log10(300), atol=1e-3)
+
+
 if __name__ == "__main__":
     tf.test.main()
