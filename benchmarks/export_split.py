@@ -1,0 +1,31 @@
+"""Writes the project's held-out training images for the PyTorch yardstick.
+
+    python benchmarks/export_split.py ../shared/datasets/cifar10 --out split.npz
+
+`val_index`: the indices, in the image folder's order (sorted class folders,
+sorted file names: what `benchmarks/torch_recipe.py --split` loads), of the
+training images a run of this project with `--seed` and `--val_size` holds
+out for validation (`pipeline.split_validation`); `y_train`: every training
+label in that order, so the yardstick can check that it reads the same images.
+"""
+
+import argparse
+
+import numpy as np
+
+from resnet_keras import data, pipeline
+
+p = argparse.ArgumentParser()
+p.add_argument("data_dir")
+p.add_argument("--out", required=True)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--val_size", type=int, default=5000)
+a = p.parse_args()
+ds = data.load_dataset("cifar10", a.data_dir)
+y = np.asarray(ds.y_train).reshape(-1)
+held = pipeline.balanced_indices(y, a.val_size, a.seed)
+# The same images split_validation holds out, whatever order it keeps them in.
+(_, _), (_, y_val) = pipeline.split_validation(ds.x_train, ds.y_train, a.val_size, a.seed)
+assert np.array_equal(np.sort(y[held]), np.sort(y_val.reshape(-1)))
+np.savez(a.out, val_index=np.sort(held), y_train=y, seed=a.seed, val_size=a.val_size)
+print(f"wrote {a.out}: {len(held)} of {len(y)} training images held out (seed {a.seed})")
