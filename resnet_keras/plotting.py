@@ -41,26 +41,42 @@ def plot_history(history, path, title="", loss_label="loss"):
     return plot_histories({"train": history}, path, title, single=True, loss_label=loss_label)
 
 
-def plot_histories(histories, path, title="", single=False, marks=None, loss_label="loss"):
+def plot_histories(
+    histories,
+    path,
+    title="",
+    single=False,
+    marks=None,
+    loss_label="loss",
+    starts=None,
+    legend_below=False,
+):
     """Overlays several runs: {label: history}. Solid = training, dashed = validation.
 
     `marks` ({text: epoch}) draws a dotted grey line after each epoch, e.g.
     {"fine-tuning starts": 20} where fine-tuning followed 20 head epochs.
+    `starts` ({label: epoch}) draws a run from that epoch on only: a run that
+    repeats another's first epochs (fine-tuning after the same head epochs)
+    would hide it. `legend_below`: legends under the axes, covering no curve.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    starts = starts or {}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6 if legend_below else 4.5))
     for ax, metric in zip(axes, ("accuracy", "loss")):
         for text, epoch in (marks or {}).items():
             ax.axvline(epoch + 0.5, color="0.4", linestyle=":", label=text)
         for i, (label, h) in enumerate(histories.items()):
             color = f"C{i}"
-            epochs = range(1, len(h.get(metric, [])) + 1)
+            first = starts.get(label, 1)
+            epochs = range(first, len(h.get(metric, [])) + 1)
             name = "" if single else f"{label} "
+            if first > 1:
+                name += f"(from epoch {first}) "
             if metric in h:
-                ax.plot(epochs, h[metric], "-", color=color, label=f"{name}training")
+                ax.plot(epochs, h[metric][first - 1 :], "-", color=color, label=f"{name}training")
             if f"val_{metric}" in h:
                 ax.plot(
                     epochs,
-                    h[f"val_{metric}"],
+                    h[f"val_{metric}"][first - 1 :],
                     "--",
                     color=color if not single else "C1",
                     label=f"{name}validation",
@@ -69,7 +85,10 @@ def plot_histories(histories, path, title="", single=False, marks=None, loss_lab
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(loss_label if metric == "loss" else metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if legend_below:
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+        else:
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     return save_figure(fig, path)
 

@@ -94,8 +94,10 @@ def plot_rows(rows, output_dir, path, title):
 
     Rows that differ only in how they ran (cached features or not) share a
     label; the last one drawn wins. Rows whose history is gone are left out.
+    A fine-tuned run is drawn from its fine-tuning on: its head epochs are
+    those of the frozen-base run, which they would hide.
     """
-    histories, marks = {}, {}
+    histories, marks, starts = {}, {}, {}
     for row in rows:
         history_path = os.path.join(output_dir, row["run"], "history.json")
         if not os.path.isfile(history_path):
@@ -106,21 +108,28 @@ def plot_rows(rows, output_dir, path, title):
         start = row.get("fine_tune_start_epoch")
         if start:
             marks[f"fine-tuning starts (epoch {start + 1})"] = start
-    return plotting.plot_histories(histories, path, title, marks=marks)
+            starts[label] = start + 1
+    return plotting.plot_histories(
+        histories,
+        path,
+        title,
+        marks=marks,
+        starts=starts,
+        loss_label=plotting.LOSS_WITH_L2,
+        legend_below=True,
+    )
 
 
 def plot_results(rows, output_dir, base, dataset, train_images):
-    """Draws every recorded run of one base, data set and training-set size.
-
-    Writes plots/question3_transfer_learning.png (the latest group drawn) and
-    plots/question3_<base>_<dataset>_<images>.png (kept per group); returns both paths.
-    """
+    """Draws every recorded run of one base, data set and training-set size
+    into plots/question3_<base>_<dataset>_<images>.png; returns its path."""
     label = base_label(base)
     key = (label, dataset, train_images)
     group = [r for r in rows if (r["base"], r["dataset"], r.get("train_images")) == key]
-    title = f"Question 3: {label} on {dataset} ({train_images:,} training images)"
-    names = ("question3_transfer_learning", f"question3_{label}_{dataset}_{train_images}")
-    return [
-        plot_rows(group, output_dir, os.path.join(output_dir, "plots", f"{n}.png"), title)
-        for n in names
-    ]
+    epochs = max((r.get("epochs") or 0 for r in group), default=0)
+    title = (
+        f"Question 3: {label} on {dataset} ({train_images:,} training images, "
+        f"up to {epochs} epochs)"
+    )
+    path = os.path.join(output_dir, "plots", f"question3_{label}_{dataset}_{train_images}.png")
+    return plot_rows(group, output_dir, path, title)

@@ -8,7 +8,7 @@
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 --dataset cifar100
 
 Writes saved_models/<base>_<mode>_<dataset>_<opt>.h5 (e.g.
-resnet50_transfer_cifar10_adam.h5), plots/question3_transfer_learning.png
+resnet50_transfer_cifar10_adam.h5), plots/question3_<base>_<dataset>_<images>.png
 (curves of every run with the same base, data set and training images, drawn
 from their history.json), results/question3.{md,json} (one row per run,
 merged) and runs/<run_name>/ under --output_dir. A finished run made with the
@@ -142,8 +142,9 @@ def main(argv):
         if not sizes:
             raise ValueError(f"{out}/results/question3.json holds no run of {label} on {dataset}")
         for images in sizes:
-            for p in transfer_results.plot_results(rows, out, options.base, dataset, images):
-                print(f"wrote {p}")
+            print(
+                f"wrote {transfer_results.plot_results(rows, out, options.base, dataset, images)}"
+            )
         return
     features = {}  # runs that differ only in optimizer extract features once
     reused = runs.claim_runs(configs, FLAGS.retrain, extra=options)
@@ -169,10 +170,10 @@ def main(argv):
         print(f"wrote {os.path.join(out, 'results', 'question3.md')} and .json")
         print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({os.path.basename(stem)})")
     if distribute.is_chief():
-        for p in transfer_results.plot_results(
+        path = transfer_results.plot_results(
             rows, out, options.base, dataset, metrics["train_images"]
-        ):
-            print(f"wrote {p}")
+        )
+        print(f"wrote {path}")
 
 
 def cli(argv=None):

@@ -56,7 +56,7 @@ class _FromAProjectBase:
             [(r["mode"], r["train_images"]) for r in rows],
             [("transfer_ft1", 300), ("scratch", 300)],
         )
-        plot = os.path.join(out, "plots", "question3_transfer_learning.png")
+        plot = os.path.join(out, "plots", "question3_resnet_cifar10_cifar10_300.png")
         self.assertTrue(os.path.isfile(plot))
         # The same command again reuses the finished run instead of training:
         # its run folder and model stay as they were, and its row is the same.

@@ -49,12 +49,12 @@ class ResultsTest(tf.test.TestCase):
             training_history = {"accuracy": list(np.linspace(0.1, 0.6, n)), "loss": [1.0] * n}
             with open(os.path.join(out, "runs", name, "history.json"), "w") as f:
                 json.dump(training_history, f)
-        paths = transfer_results.plot_results(rows, out, "resnet50", "cifar10", 45_000)
-        names = ["question3_transfer_learning.png", "question3_resnet50_cifar10_45000.png"]
-        self.assertEqual([os.path.basename(p) for p in paths], names)
-        for p in paths:
-            with Image.open(p) as im:
-                self.assertEqual(im.format, "PNG", p)
+        path = transfer_results.plot_results(rows, out, "resnet50", "cifar10", 45_000)
+        # One file per base, data set and size: no second copy under another name.
+        self.assertEqual(os.path.basename(path), "question3_resnet50_cifar10_45000.png")
+        self.assertEqual(os.listdir(os.path.join(out, "plots")), [os.path.basename(path)])
+        with Image.open(path) as im:
+            self.assertEqual(im.format, "PNG", path)
         self.assertEqual(transfer_results.run_label(rows[0]), "sgd, frozen base + fine-tuning")
         with open(os.path.join(out, "results", "question3.json"), "w") as f:
             f.write("{not json")
