@@ -195,27 +195,6 @@ def plot_confusion(cm, class_names, path, title=""):
     return save_figure(fig, path)
 
 
-def plot_architecture(model, path):
-    """keras.utils.plot_model; returns None with a reason if pydot/graphviz is missing."""
-    import shutil
-
-    import keras
-
-    if shutil.which("dot") is None:
-        return (
-            "skipped plots/resnet_architecture.png: graphviz is missing "
-            "(apt-get install graphviz, or brew install graphviz)"
-        )
-    try:
-        import pydot  # noqa: F401
-    except ImportError:
-        return "skipped the architecture diagram: pydot is missing (pip install pydot)"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with files.atomic_path(path) as tmp:
-        keras.utils.plot_model(model, to_file=tmp, show_shapes=True, dpi=60)
-    return None
-
-
 def plot_colorization_eval(history, per_image, path, title=""):
     """The original's autoencoder_eval.png: loss curves and the test MSE spread.
 

@@ -1,19 +1,16 @@
 """resnet_keras.plotting: each figure is written whole, as a PNG, with nothing
-left beside it; the architecture diagram says why when graphviz is missing.
+left beside it.
 
 What the figures are drawn from is checked where it is made (experiment_test,
 resnet_vs_plain_test); here, that any such data draws."""
 
 import os
-import shutil
-import unittest
-from unittest import mock
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from resnet_keras import models, plotting
+from resnet_keras import plotting
 from tests import fixtures
 
 NAMES = [f"class{k}" for k in range(10)]
@@ -49,20 +46,6 @@ class FiguresTest(tf.test.TestCase):
             path = os.path.join(folder, f"{name}.png")
             self.assertEqual(draw(path), path)
             self.assertPng(path, folder)
-
-    @unittest.skipUnless(shutil.which("dot"), "graphviz is not installed")
-    def test_architecture_with_graphviz(self):
-        folder = self.create_tempdir().full_path
-        path = os.path.join(folder, "resnet_architecture.png")
-        self.assertIsNone(plotting.plot_architecture(models.build_resnet(1), path))
-        self.assertPng(path, folder)
-
-    def test_architecture_without_graphviz_says_so(self):
-        folder = self.create_tempdir().full_path
-        with mock.patch("shutil.which", return_value=None):
-            note = plotting.plot_architecture(models.build_resnet(1), f"{folder}/a.png")
-        self.assertIn("graphviz is missing (apt-get install graphviz", note)
-        self.assertEqual(os.listdir(folder), [])
 
 
 if __name__ == "__main__":

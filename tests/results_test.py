@@ -7,7 +7,7 @@ import re
 
 import tensorflow as tf
 
-from resnet_keras import results
+from resnet_keras import models, results
 
 NAME_COLUMNS = [("name", "name"), ("acc", "accuracy")]
 COLUMNS = [("model", "model"), ("depth", "depth"), ("acc", "test accuracy %")]
@@ -126,6 +126,24 @@ class WriteTest(tf.test.TestCase):
         self.assertRegex(
             results.hardware(), r"\(.+\), \d+ cores, (no GPU|\d+ GPU\(s\)), TensorFlow 2\."
         )
+
+
+class ArchitectureTableTest(tf.test.TestCase):
+    def test_the_papers_table_from_the_built_model(self):
+        # He et al. 2015, 4.2: output 32x32 / 16x16 / 8x8, 1 + 2n / 2n / 2n layers,
+        # 16 / 32 / 64 filters, then pooling and a dense layer: 6n + 2.
+        for n in (1, 3):
+            for model in (models.build_resnet(n), models.build_plainnet(n)):
+                text = results.architecture_table(model)
+                rows = [l.split(" | ") for l in text.splitlines() if l.startswith("| ")][1:]
+                self.assertEqual([r[1] for r in rows[:5]], ["32x32", "32x32", "16x16", "8x8", "1"])
+                self.assertEqual(
+                    [r[3] for r in rows],
+                    ["1", str(2 * n), str(2 * n), str(2 * n), "1", str(6 * n + 2)],
+                )
+                self.assertEqual([r[4] for r in rows[:5]], ["16", "16", "32", "64", "10"])
+                self.assertTrue(rows[-1][-1].startswith(f"{model.count_params():,}"))
+                self.assertEqual("+ shortcut" in text, model.name.startswith("resnet"))
 
 
 if __name__ == "__main__":
