@@ -175,14 +175,21 @@ def fit_and_test(
     return metrics, history
 
 
-def save_outputs(model, history, stem, plot_path, title, formats=("h5",)):
-    """Writes the model in each format and the history plot; returns the paths.
+def run_class_names(config):
+    """The class names the finished run recorded (flags.json), which its saved
+    model carries (`saving.save_model`); None if it recorded none."""
+    return runs.read_flags(config.run_dir).get("class_names")
+
+
+def save_outputs(model, history, stem, plot_path, title, formats=("h5",), class_names=None):
+    """Writes the model in each format, with its `class_names`, and the history
+    plot; returns the paths.
 
     Only the chief writes; other workers of a multi-worker run return [].
     """
     if not distribute.is_chief():
         return []
-    paths = [saving.save_model(model, saving.model_path(stem, f)) for f in formats]
+    paths = [saving.save_model(model, saving.model_path(stem, f), class_names) for f in formats]
     paths.append(plotting.plot_history(history, plot_path, title))
     return paths
 
@@ -206,4 +213,5 @@ def train_study(configs, stems, formats=("h5",), retrain=False, log=print):
         log(f"{config.run_name}: training ({config.epochs} epochs)")
         model, _, _ = run_classification(config, log=log, retrain=retrain)
         for fmt in formats if distribute.is_chief() else ():
-            log(f"wrote {saving.save_model(model, saving.model_path(stem, fmt))}")
+            path = saving.model_path(stem, fmt)
+            log(f"wrote {saving.save_model(model, path, run_class_names(config))}")

@@ -15,6 +15,7 @@ old file, or none, under the final name, never half a file:
 import contextlib
 import json
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -69,6 +70,29 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """Points file descriptor 2 at /dev/null inside.
+
+    TensorFlow's C++ start-up notices, the TFLite converter and tf2onnx write
+    pages there that Python cannot filter and TF_CPP_MIN_LOG_LEVEL no longer
+    silences; they would bury the scripts' one-line answers.
+    RESNET_KERAS_TF_LOGS=1 leaves them shown.
+    """
+    if os.environ.get("RESNET_KERAS_TF_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def write_text(path, text, newline=None):

@@ -5,12 +5,26 @@
 (for TF Serving / TFLite). Every write goes to a temporary name in the same
 folder and is renamed into place, so a crash never leaves a half-written file
 under the final name.
+
+A classifier's file carries its class names, so a deployed model can answer
+with a name rather than an index (`save_model(..., class_names=...)`,
+`class_names_of(path)`): in an `.h5` file a root attribute `class_names`
+holding a JSON list of strings, read with plain h5py as
+`json.loads(h5py.File(path).attrs["class_names"])`; in a `.keras` file (a zip)
+a member `class_names.json` holding the same list, read as
+`json.loads(zipfile.ZipFile(path).read("class_names.json"))`. Keras ignores
+both when it loads the model. `scripts.export` puts them into the exported
+graphs.
 """
 
+import contextlib
+import json
 import os
 import shutil
 import tempfile
+import zipfile
 
+import h5py
 import keras
 
 from resnet_keras import files, keras_private
@@ -29,16 +43,22 @@ def model_path(stem, fmt):
     return f"{stem}_savedmodel" if fmt == "savedmodel" else f"{stem}.{fmt}"
 
 
-def save_model(model, path):
+CLASS_NAMES_KEY = "class_names"  # the .h5 root attribute
+CLASS_NAMES_MEMBER = "class_names.json"  # the .keras zip member
+
+
+def save_model(model, path, class_names=None):
     """Saves `model` to `path` atomically; the format follows the name.
 
     `*.h5` and `*.keras` are files; any other name is a SavedModel folder
     written by `model.export` (inference only: it has no optimizer).
+    `class_names` (a classifier's, in output order) go into the .h5 or .keras
+    file as the module docstring says; a SavedModel folder gets none (use
+    `scripts.export`, whose signatures return them).
     """
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
     if path.endswith((".h5", ".keras")):
         # Keras picks the format from the suffix, which the temporary name keeps.
         with files.atomic_path(path) as tmp:
@@ -49,10 +69,64 @@ def save_model(model, path):
                 keras_private.hdf5_legacy_warning_dropped(),
             ):
                 model.save(tmp)
+            if class_names is not None:
+                write_class_names(tmp, class_names)
         return path
+    with atomic_folder(path) as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+    return path
+
+
+def write_class_names(path, class_names):
+    """Stores `class_names` in the .h5 or .keras file `path`, in place; the
+    weights are not touched."""
+    names = [str(n) for n in class_names]
+    text = json.dumps(names)
+    if path.endswith(".h5"):
+        with h5py.File(path, "a") as f:
+            f.attrs[CLASS_NAMES_KEY] = text
+    elif path.endswith(".keras"):
+        with zipfile.ZipFile(path, "a") as z:
+            if CLASS_NAMES_MEMBER in z.namelist():
+                raise ValueError(f"{path}: already holds {CLASS_NAMES_MEMBER}")
+            z.writestr(CLASS_NAMES_MEMBER, text)
+    else:
+        raise ValueError(f"{path}: class names go into .h5 or .keras files")
+
+
+def class_names_of(path):
+    """The class names stored in the .h5 or .keras file `path`, or None."""
+    try:
+        if path.endswith(".h5"):
+            with h5py.File(path, "r") as f:
+                text = f.attrs.get(CLASS_NAMES_KEY)
+        elif path.endswith(".keras"):
+            with zipfile.ZipFile(path) as z:
+                members = z.namelist()
+                text = z.read(CLASS_NAMES_MEMBER) if CLASS_NAMES_MEMBER in members else None
+        else:
+            return None
+        if text is None:
+            return None
+        names = json.loads(text)
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        raise ModelFileError(f"{path}: cannot read its class names: {e}") from None
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ModelFileError(f"{path}: its class_names are not a JSON list of strings")
+    return names
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yields a temporary folder to write `path`'s content to; renamed onto
+    `path` (replacing a folder there) when the block ends without an
+    exception, removed otherwise."""
+    path = os.path.abspath(path)
+    folder, base = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=folder)
     try:
-        model.export(tmp, format="tf_saved_model", verbose=False)
+        yield tmp
         files.usual_mode(tmp, 0o777)
         old = None
         if os.path.exists(path):
@@ -65,7 +139,6 @@ def save_model(model, path):
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 def load_model(path, compile=True):

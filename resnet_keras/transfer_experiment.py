@@ -204,6 +204,11 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
         else:
             trained, train, val_in, test = model, (x, y), val, (xt, yt)
         lr, steps_per_epoch = classification.compile_for_run(trained, config, len(x), top5)
+        if trained is not model:
+            # The head trains on its own, so the whole model would be saved
+            # uncompiled ("No training configuration found" in plain Keras):
+            # it gets the head's loss, metrics and optimizer settings.
+            classification.compile_for_run(model, config, len(x), top5)
     experiment.start_run(
         config,
         strategy,

@@ -36,7 +36,6 @@ flags.DEFINE_enum(
     colorization.COLOR_SPACES,
     "train: rgb (predict sRGB from luma gray) or lab (predict a*b* from L*).",
 )
-flags.DEFINE_string("out", None, "apply: folder the colorized pictures are written to.")
 flags.DEFINE_integer(
     "patience",
     None,
@@ -73,6 +72,7 @@ DEFAULTS = dict(
 COMMANDS = ("train", "eval", "apply", "probe")
 USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
 HELP = {
+    "out": "apply: folder the colorized pictures are written to.",
     "model": f"train: the colorizer, {' or '.join(colorization.MODELS)}.",
     "image_size": "The side images are resized to, a multiple of 8.",
     "epochs": "train: the colorizer's most training epochs (default below; --patience may "

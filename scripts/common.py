@@ -15,7 +15,7 @@ import math
 import os
 import sys
 
-from resnet_keras import cpu  # imports no TensorFlow
+from resnet_keras import cpu, files  # import no TensorFlow
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 cpu.default_onednn()  # oneDNN on AVX2 CPUs too; TensorFlow reads it once, at import
@@ -25,19 +25,10 @@ def _import_tensorflow_quietly():
     """TF 2.2x prints start-up notices from C++ (oneDNN, missing CUDA) that
     TF_CPP_MIN_LOG_LEVEL no longer silences; they would bury the one-line
     answers the scripts give. RESNET_KERAS_TF_LOGS=1 shows them."""
-    if os.environ.get("RESNET_KERAS_TF_LOGS"):
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    with files.stderr_silenced():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery logs once, here
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 _import_tensorflow_quietly()
@@ -184,6 +175,7 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_bool("deterministic", None, "TensorFlow op determinism: same --seed, same weights.")
 flags.DEFINE_list("formats", None, "Model formats to write: h5, keras, savedmodel.")
+flags.DEFINE_string("out", None, "Where the script writes (its --help says what).")
 # Study scripts (question2, question3, resnet_vs_plain) share these.
 flags.DEFINE_bool("all", False, "Run every configuration of the original study.")
 flags.DEFINE_bool("retrain", False, "Train again even if runs/ holds a finished run.")
@@ -230,8 +222,9 @@ USES = {
     "colorize": (
         "dataset label_mode data_dir epochs batch_size lr seed train_limit test_limit "
         "val_size output_dir run_name verbose tensorboard jit_compile mixed_precision "
-        "strategy deterministic skip_bad_images formats model image_size retrain"
+        "strategy deterministic skip_bad_images formats model image_size retrain out"
     ).split(),
+    "export": ["out"],
     "evaluate": (
         "dataset label_mode data_dir test_limit seed batch_size skip_bad_images tta tta_shifts"
     ).split(),
@@ -241,7 +234,7 @@ USES = {
     ).split(),
 }
 # How the library's own checks name a flag's values ("Unknown optimizer 'x'").
-NOUNS = {"opt": "optimizer", "color_space": "color space"}
+NOUNS = {"opt": "optimizer", "color_space": "color space", "to": "target"}
 _running = {}  # the running script's key in USES and its DEFAULTS, set by `run`
 
 

@@ -60,6 +60,7 @@ def main(argv):
         plot_path=os.path.join(out, "plots", f"{config.run_name}.png"),
         title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
         formats=formats,
+        class_names=classification.run_class_names(config),
     )
     for p in paths:
         print(f"wrote {p}")

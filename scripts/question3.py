@@ -23,7 +23,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import distribute, experiment, results, runs, saving, training
+from resnet_keras import classification, distribute, experiment, results, runs, saving, training
 from resnet_keras import transfer_experiment as te
 from resnet_keras import transfer_results
 
@@ -163,8 +163,9 @@ def main(argv):
             )
             if not distribute.is_chief():  # other workers of a cluster write nothing final
                 continue
+            names = classification.run_class_names(config)
             for p in paths:
-                print(f"wrote {saving.save_model(model, p)}")
+                print(f"wrote {saving.save_model(model, p, names)}")
         row = transfer_results.result_row(config, options, metrics, paths[0])
         rows = transfer_results.record(out, row)
         print(f"wrote {os.path.join(out, 'results', 'question3.md')} and .json")

@@ -22,9 +22,10 @@ OWN = {
     "question2": [],
     "question3": "base weights head_units train_base fine_tune_epochs unfreeze fine_tune_lr "
     "cache_features".split(),
-    "resnet_vs_plain": ["depths", "models"],
-    "colorize": ["color_space", "out", "patience", "min_epochs"],
+    "resnet_vs_plain": ["depths", "models", "seeds"],
+    "colorize": ["color_space", "patience", "min_epochs"],
     "evaluate": [],
+    "export": ["to", "tolerance"],
     "benchmark": ["steps", "warmup", "eval_batch_size", "steps_per_execution"],
 }
 

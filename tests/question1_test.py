@@ -3,11 +3,12 @@
 import json
 import os
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import data, evaluation, pipeline
+from resnet_keras import data, evaluation, pipeline, saving
 from scripts import question1
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (imported from here)
@@ -71,6 +72,12 @@ class _EndToEnd:
         )
         other = keras.models.load_model(os.path.join(out, "saved_models", "resnet8_cifar10.keras"))
         self.assertAllClose(other.predict(xt[:8], verbose=0), probs[:8], atol=1e-5)
+        # Both files carry the run's class names.
+        keras_file = os.path.join(out, "saved_models", "resnet8_cifar10.keras")
+        for path in (h5, keras_file):
+            self.assertEqual(saving.class_names_of(path), flags["class_names"], path)
+        with h5py.File(h5, "r") as f:  # plain h5py reads them
+            self.assertEqual(json.loads(f.attrs["class_names"]), list(data.CIFAR10_CLASSES))
 
 
 class Question1EndToEndTest(_EndToEnd, fixtures.FixtureImagesTestCase):

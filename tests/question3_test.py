@@ -46,6 +46,7 @@ class _FromAProjectBase:
         model = keras.models.load_model(h5)
         acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
         self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
+        self.assertEqual(saving.class_names_of(h5), list(data.CIFAR10_CLASSES))
         # The same network from scratch: a second row, a second curve in the same figure.
         scratch = ["--epochs=1", "--weights=none", "--train_base"]
         r = run_script("scripts.question3", *common, *scratch)

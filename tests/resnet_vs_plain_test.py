@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from resnet_keras import data, pipeline
+from resnet_keras import data, pipeline, saving
 from scripts import resnet_vs_plain
 from tests import fixtures
 from tests.fixtures import run_script
@@ -100,7 +100,8 @@ class _EndToEnd:
         plots = os.path.join(out, "plots", "resnet")
         expected = ["error_vs_depth.png", "misclassified-8.png", "misclassified-14.png"]
         for stem in ("resnet-8", "resnet-14", "plainnet-8", "plainnet-14"):
-            self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", f"{stem}.h5")), stem)
+            h5 = os.path.join(out, "saved_models", f"{stem}.h5")
+            self.assertEqual(saving.class_names_of(h5), list(data.CIFAR10_CLASSES), stem)
             expected += [f"{stem}.png", f"confusion-{stem}.png"]
         drawn = fixtures.tree_hashes(plots)
         self.assertCountEqual(drawn, expected)

@@ -15,13 +15,15 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import classification, colorization, colorization_tasks, experiment, models
+from resnet_keras import classification, colorization, colorization_tasks, data, experiment, models
 from resnet_keras import saving
 from resnet_keras import transfer_experiment
 from tests import fixtures
@@ -140,33 +142,55 @@ class PlainKerasLoadsEveryKindTest(tf.test.TestCase):
                 self.assertAllClose(got, predictions, atol=1e-5, msg=f"{name}.{fmt}")
 
 
+# Runs with no project module importable, as LOADER: every committed model,
+# compiled, on the images of tests/data/committed_predictions.npz.
+COMMITTED_LOADER = """
+import json, os, sys, zipfile
+import h5py, keras, numpy as np
+root = sys.argv[1]
+x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+out = {}
+for name in sorted(os.listdir(root)):
+    if not name.endswith(".h5"):
+        continue
+    m = keras.models.load_model(os.path.join(root, name))
+    with h5py.File(os.path.join(root, name), "r") as f:
+        names = f.attrs.get("class_names")
+    pred = m.predict(x if m.input_shape[-1] == 3 else x[..., :1], verbose=0)
+    np.save(os.path.join(sys.argv[2], name + ".npy"), pred)
+    out[name] = {"compiled": m.compiled and m.optimizer is not None and m.loss is not None,
+                 "class_names": names and json.loads(names)}
+assert not any(k.startswith(("resnet_keras", "scripts")) for k in sys.modules)
+print(json.dumps(out))
+"""
+
+
 class CommittedModelsTest(tf.test.TestCase):
-    def test_committed_colorizers_load_in_plain_keras(self):
-        root = os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models"
-        )
-        paths = sorted(
-            os.path.join(root, f)
-            for f in os.listdir(root)
-            if f.startswith("colorizer_") and f.endswith(".h5")
-        )
-        self.assertNotEmpty(paths)
-        code = (
-            "import sys, keras\n"
-            "for p in sys.argv[1:]:\n"
-            "    keras.models.load_model(p)\n"
-            "print('ok')"
-        )
+    def test_every_committed_model_loads_compiled_in_plain_keras_as_it_predicted(self):
+        root = os.path.join(fixtures.ROOT, "saved_models")
+        before = np.load(os.path.join(fixtures.ROOT, "tests", "data", "committed_predictions.npz"))
+        folder = self.create_tempdir().full_path
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
         r = subprocess.run(
-            [sys.executable, "-c", code, *paths],
-            cwd=root,
+            [sys.executable, "-c", COMMITTED_LOADER, root, folder],
+            cwd=folder,
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=600,
         )
-        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertNotIn("No training configuration found", r.stderr)
+        loaded = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertContainsSubset(list(before), list(loaded))  # none went missing
+        for name, got in loaded.items():
+            self.assertTrue(got["compiled"], name)
+            colorizer = name.startswith("colorizer_")
+            want = None if colorizer else list(data.CIFAR10_CLASSES)
+            self.assertEqual(got["class_names"], want, name)
+            if name in before:  # the predictions recorded before class names were added
+                pred = np.load(os.path.join(folder, name + ".npy"))
+                self.assertAllClose(pred, before[name], atol=1e-4, msg=name)
 
 
 class SavingTest(tf.test.TestCase, parameterized.TestCase):
@@ -219,6 +243,23 @@ class SavingTest(tf.test.TestCase, parameterized.TestCase):
             [sys.executable, "-c", code], check=True, cwd=self.dir, env=env, capture_output=True
         )
         self.assertAllClose(np.load(os.path.join(self.dir, "p.npy")), self.expected, atol=1e-5)
+
+    @parameterized.parameters(("h5",), ("keras",))
+    def test_class_names_travel_in_the_file_and_leave_the_model_alone(self, fmt):
+        names = ["cat", "dog", "ship", "frog", "bird"]
+        path = saving.save_model(self.model, os.path.join(self.dir, f"m.{fmt}"), names)
+        self.assertEqual(saving.class_names_of(path), names)
+        if fmt == "h5":  # plain h5py reads them
+            with h5py.File(path, "r") as f:
+                self.assertEqual(json.loads(f.attrs["class_names"]), names)
+        else:
+            with zipfile.ZipFile(path) as z:
+                self.assertEqual(json.loads(z.read("class_names.json")), names)
+        loaded = keras.models.load_model(path)
+        self.assertAllClose(loaded.predict(self.x, verbose=0), self.expected, atol=1e-5)
+        self.assertIsNotNone(loaded.optimizer)
+        unnamed = saving.save_model(self.model, os.path.join(self.dir, f"u.{fmt}"))
+        self.assertIsNone(saving.class_names_of(unnamed))
 
     def test_bad_model_files_get_one_clear_error(self):
         bad = os.path.join(self.dir, "bad.h5")

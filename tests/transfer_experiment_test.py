@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
@@ -112,6 +113,15 @@ class RunTest(tf.test.TestCase):
             _, metrics, _ = te.run_transfer(config, opts, log=lambda line: None)
             # Cached features have no mirror image; the images of an uncached run do.
             self.assertEqual("test_accuracy_tta" in metrics, not cache)
+
+    def test_a_model_whose_head_trained_on_features_is_saved_compiled(self):
+        opts = te.TransferOptions(base=self.base, cache_features=True)
+        model, _, _ = te.run_transfer(self.config(run_name="head", epochs=1), opts, log=len)
+        path = saving.save_model(model, os.path.join(self.dir, "head.h5"))
+        with h5py.File(path, "r") as f:
+            training = json.loads(f.attrs["training_config"])  # absent: loads uncompiled
+        self.assertEqual(training["loss"], "sparse_categorical_crossentropy")
+        self.assertEqual(training["optimizer_config"]["class_name"], "Adam")
 
     def test_runs_that_differ_in_optimizer_extract_features_once(self):
         cache, lines = {}, []
