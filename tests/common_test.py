@@ -25,6 +25,7 @@ OWN = {
     "resnet_vs_plain": ["depths", "models"],
     "colorize": ["color_space", "out", "patience", "min_epochs"],
     "evaluate": [],
+    "convert": [],
     "benchmark": ["steps", "warmup", "eval_batch_size", "steps_per_execution"],
 }
 
