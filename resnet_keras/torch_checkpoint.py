@@ -125,8 +125,7 @@ def _resolve(obj):
     if isinstance(obj, _Tensor):
         return obj.array()
     if isinstance(obj, dict):
-        resolved = type(obj)((k, _resolve(v)) for k, v in obj.items())
-        return resolved
+        return type(obj)((k, _resolve(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
         return type(obj)(_resolve(v) for v in obj)
     return obj
