@@ -9,9 +9,10 @@ _LAZY = {
     "build_resnet": "models",
     "residual_block": "models",
     "load_cifar": "data",
+    "pretrained": "presets",
 }
 
-__all__ = ["build_plainnet", "build_resnet", "load_cifar", "residual_block"]
+__all__ = ["build_plainnet", "build_resnet", "load_cifar", "pretrained", "residual_block"]
 __version__ = "0.1.0"
 
 

@@ -14,13 +14,16 @@ import os
 import numpy as np
 
 from resnet_keras import distribute, evaluation, experiment, models, plotting, results, runs
-from resnet_keras import files, fitting, pipeline, provenance, saving, speedups, training
+from resnet_keras import conversion, files, fitting, pipeline, presets, provenance, saving
+from resnet_keras import speedups, training
 
 
 def build_model(config, num_classes, x_train, sync_bn=False):
     """The model the config names, normalised with the training images' statistics,
     with the run's speed-ups (`speedups`: fused BatchNorm unless `fused_bn` is off,
-    then block recomputation if `recompute`)."""
+    then block recomputation if `recompute`). With `init` a `presets` name, the
+    model starts from that network: its weights and the normalisation they were
+    trained with (not this data's statistics)."""
     if config.normalization == "per_channel":
         mean, std = pipeline.channel_stats(x_train)
     else:
@@ -34,7 +37,9 @@ def build_model(config, num_classes, x_train, sync_bn=False):
         std=std,
         sync_bn=sync_bn,
     )
-    if config.model == "plain":
+    if config.init != "random":
+        model = _pretrained_start(config, num_classes, x_train.shape[1:], sync_bn)
+    elif config.model == "plain":
         model = models.build_plainnet(config.n, **kwargs)
     else:
         model = models.build_resnet(config.n, shortcut=config.shortcut, **kwargs)
@@ -42,6 +47,20 @@ def build_model(config, num_classes, x_train, sync_bn=False):
         speedups.fuse_batch_norm(model)
     if config.recompute:
         speedups.recompute_blocks(model)
+    return model
+
+
+def _pretrained_start(config, num_classes, image_shape, sync_bn):
+    """The `presets` network `config.init` names, rebuilt with the run's weight
+    decay and BatchNorm kind, holding the shipped file's weights."""
+    if num_classes != 10 or tuple(image_shape) != (32, 32, 3):
+        raise ValueError(
+            f"--init {config.init} classifies 32x32 RGB images into CIFAR-10's 10 classes; "
+            f"the data has {num_classes} classes of {tuple(image_shape)} images"
+        )
+    model = conversion.build_reference_resnet(config.n, config.weight_decay, sync_bn)
+    shipped = saving.load_model(presets.path(config.init), compile=False)
+    model.set_weights(shipped.get_weights())
     return model
 
 

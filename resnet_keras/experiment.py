@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import distribute, files, models, pipeline, provenance, runs, training
+from resnet_keras import distribute, files, models, pipeline, presets, provenance, runs, training
 from resnet_keras.checks import check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
@@ -112,6 +112,9 @@ class TrainConfig(RunConfig):
     # Six views: that pair plus the pair moved one pixel up-left and one
     # down-right (metrics test_accuracy_tta_shifts; predict_with_shifts).
     tta_shifts: bool = False
+    # "random" (he_normal), or a `presets` name: start from that trained
+    # network (its weights and its input normalisation), e.g. to fine-tune it.
+    init: str = "random"
     run_name: str = "run"
 
     def validate(self):
@@ -140,6 +143,21 @@ class TrainConfig(RunConfig):
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
         runs.check_name(self.run_name)
+        self._check_init()
+
+    def _check_init(self):
+        check_choice("init", self.init, ("random",) + tuple(presets.PRESETS))
+        if self.init == "random":
+            return
+        n = presets.PRESETS[self.init].n
+        wanted = dict(model="resnet", n=n, shortcut="identity", dataset="cifar10")
+        got = {k: getattr(self, k) for k in wanted}
+        if got != wanted:
+            expected = ", ".join(f"--{k} {v}" for k, v in wanted.items())
+            raise ValueError(
+                f"--init {self.init} is ResNet-{6 * n + 2} with option-A shortcuts on CIFAR-10: "
+                f"it needs {expected}; got " + ", ".join(f"--{k} {v}" for k, v in got.items())
+            )
 
     @property
     def depth(self):

@@ -20,6 +20,14 @@ Projection shortcuts (the default, as both original write-ups use) add two
 1x1 conv + BN pairs, 2,944 weights (e.g. 274,042 for n=3). The input
 `Normalization` layer holds its mean/variance as constants, not weights.
 
+Stride-2 3x3 convolutions pad one pixel on every side, then run 'valid', as
+the paper's Torch/Caffe networks and PyTorch's `padding=1` do (Keras'
+padding="same" pads only bottom and right at stride 2), so a network trained
+in PyTorch runs here unchanged (`conversion`). The padding is a
+`ZeroPadding2D` layer named "<conv>_pad", which has no weights: parameter
+counts and weight names are those of the models built before (which used
+"same"; their saved files keep that graph).
+
 Every model takes raw 0-255 RGB images: normalisation is the model's first
 layer, so a saved file needs no project code to be used. The builders return
 plain Keras models on any backend; the training speed-ups (TensorFlow's fused
@@ -47,19 +55,32 @@ NORMALIZATIONS = ("per_channel", "per_pixel")
 PAPER_WEIGHT_DECAY = 1e-4
 
 
-def _conv(filters, kernel_size, strides, weight_decay, name):
+def _conv(x, filters, kernel_size, strides, weight_decay, name):
+    """A conv without bias (the batch normalisation after every conv has its own).
+
+    A strided 3x3 conv pads one pixel on every side and then runs 'valid', as
+    the paper's Torch/Caffe networks and PyTorch's `padding=1` do: output
+    pixel i is centred on input pixel 2i, the pixel the option-A shortcut
+    keeps. Keras' padding="same" would pad only bottom and right at stride 2
+    on an even size, centring it on 2i + 1 (one pixel off the shortcut, and
+    off every network trained in PyTorch). At stride 1, and for 1x1 convs,
+    "same" is already symmetric.
+    """
     reg = keras.regularizers.l2(weight_decay / 2) if weight_decay else None
-    # No bias: the batch normalisation that follows every conv has its own.
+    padding = "same"
+    if strides > 1 and kernel_size > 1:
+        x = layers.ZeroPadding2D((kernel_size - 1) // 2, name=f"{name}_pad")(x)
+        padding = "valid"
     return layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="same",
+        padding=padding,
         use_bias=False,
         kernel_initializer="he_normal",
         kernel_regularizer=reg,
         name=name,
-    )
+    )(x)
 
 
 def _bn(name, synchronized=False):
@@ -112,15 +133,15 @@ def residual_block(
     """
     check_choice("shortcut", shortcut, SHORTCUTS)
     stride = 2 if downsample else 1
-    y = _conv(filters, 3, stride, weight_decay, f"{name}_conv1")(x)
+    y = _conv(x, filters, 3, stride, weight_decay, f"{name}_conv1")
     y = _bn(f"{name}_bn1", sync_bn)(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
-    y = _conv(filters, 3, 1, weight_decay, f"{name}_conv2")(y)
+    y = _conv(y, filters, 3, 1, weight_decay, f"{name}_conv2")
     y = _bn(f"{name}_bn2", sync_bn)(y)
     if residual:
         if downsample or x.shape[-1] != filters:
             if shortcut == "projection":
-                s = _conv(filters, 1, stride, weight_decay, f"{name}_proj_conv")(x)
+                s = _conv(x, filters, 1, stride, weight_decay, f"{name}_proj_conv")
                 s = _bn(f"{name}_proj_bn", sync_bn)(s)
             else:
                 s = _identity_shortcut(x, filters, f"{name}_shortcut")
@@ -188,7 +209,7 @@ def _cifar_net(
     check_choice("shortcut", shortcut, SHORTCUTS)
     inputs = keras.Input(shape=input_shape, name="image")
     x = normalization_layer(normalization, mean, std)(inputs)
-    x = _conv(16, 3, 1, weight_decay, "stem_conv")(x)
+    x = _conv(x, 16, 3, 1, weight_decay, "stem_conv")
     x = _bn("stem_bn", sync_bn)(x)
     x = layers.ReLU(name="stem_relu")(x)
     for stage, filters in enumerate((16, 32, 64)):

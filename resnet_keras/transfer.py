@@ -9,7 +9,9 @@ The model takes raw 32x32 0-255 images, like every model of the project:
 Bases: keras.applications' resnet50 (the default), resnet101, densenet121 and
 efficientnet_b0, with ImageNet weights (Keras' download), a local "notop"
 weights file, or random weights; or one of this project's own trained CIFAR
-models (a .h5/.keras file), cut at its pooling layer.
+models (a .h5/.keras file), cut at its pooling layer; or, the same way, a
+paper-accuracy CIFAR-10 ResNet shipped with the package, by its `presets`
+name (e.g. resnet56_cifar10, offline).
 
 With a frozen base and no augmentation the pooled features of an image never
 change: `feature_extractor` and `head_model` let a run compute them once and
@@ -27,7 +29,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from resnet_keras import saving
+from resnet_keras import presets, saving
 from resnet_keras.checks import check_choice
 
 BASE = "base"  # the name of the nested base model inside every transfer model
@@ -86,8 +88,16 @@ MIN_IMAGE_SIZE = 32  # keras.applications refuses smaller inputs
 
 
 def is_saved_model(base):
-    """True when `base` names a model file rather than a keras.applications base."""
+    """True when `base` names a model file (or a `presets` name, whose file is
+    shipped) rather than a keras.applications base."""
+    if base in presets.PRESETS:
+        return True
     return base not in APPLICATIONS and (base.endswith((".h5", ".keras")) or os.sep in base)
+
+
+def model_file(base):
+    """The file of a saved-model base: "resnet56_cifar10" -> its shipped .h5; a path as it is."""
+    return presets.path(base) if base in presets.PRESETS else base
 
 
 def base_label(base):

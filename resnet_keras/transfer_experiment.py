@@ -22,6 +22,7 @@ import numpy as np
 
 from resnet_keras import classification, experiment, files, provenance, runs
 from resnet_keras.checks import check_minimums
+from resnet_keras.presets import PRESETS
 from resnet_keras.transfer import (
     APPLICATIONS,
     MIN_IMAGE_SIZE,
@@ -32,6 +33,7 @@ from resnet_keras.transfer import (
     feature_extractor,
     head_model,
     is_saved_model,
+    model_file,
     stages_of,
     unfreeze_top,
 )
@@ -54,7 +56,7 @@ class TransferOptions:
     def validate(self, augment=False):
         """Refuses bad values before any data is read or any file written."""
         if is_saved_model(self.base):
-            if not os.path.isfile(self.base):
+            if not os.path.isfile(model_file(self.base)):
                 raise ValueError(f"--base {self.base}: no such model file")
             if self.weights not in (None, "none"):
                 raise ValueError(
@@ -64,7 +66,7 @@ class TransferOptions:
         elif self.base not in APPLICATIONS:
             raise ValueError(
                 f"Unknown base {self.base!r}; expected one of {', '.join(APPLICATIONS)}, "
-                "or a saved model file (.h5 or .keras)"
+                f"{', '.join(PRESETS)}, or a saved model file (.h5 or .keras)"
             )
         check_minimums(
             self,
@@ -123,7 +125,7 @@ def build_model(options, num_classes, input_shape):
     """The transfer model `options` describe (uncompiled)."""
     if is_saved_model(options.base):
         model = build_from_saved_model(
-            options.base,
+            model_file(options.base),
             num_classes,
             options.head_units,
             reinitialize=options.weights == "none",

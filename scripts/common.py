@@ -228,6 +228,7 @@ USES = {
     "evaluate": (
         "dataset label_mode data_dir test_limit seed batch_size skip_bad_images tta tta_shifts"
     ).split(),
+    "convert": ["output_dir"],
     "benchmark": (
         "model n batch_size opt lr seed jit_compile mixed_precision fused_bn recompute "
         "data_dir dataset"

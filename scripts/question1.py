@@ -4,6 +4,8 @@
     python -m scripts.question1 --data_dir ../shared/datasets/cifar10
     python -m scripts.question1 --dataset cifar100    # -> saved_models/resnet_cifar100.h5
     python -m scripts.question1 --n 5                 # -> saved_models/resnet32_cifar10.h5
+    python -m scripts.question1 --init resnet20_cifar10 --shortcut identity --opt sgd \
+        --lr 0.001 --epochs 25 --run_name resnet20_cifar10_finetune   # fine-tune a paper-grade start
 
 Writes saved_models/resnet_<dataset>.h5 (the assignment's name, for its ResNet-20;
 resnet<depth>_<dataset>.h5 at another --n), plots/question1_resnet<depth>_<dataset>.png
@@ -16,7 +18,17 @@ import os
 
 from scripts import common  # defines the shared flags  # noqa: I001
 
-from resnet_keras import classification, experiment
+from absl import flags
+
+from resnet_keras import classification, experiment, presets
+
+flags.DEFINE_string(
+    "init",
+    None,
+    "random, or a paper-accuracy CIFAR-10 ResNet shipped with the package to start from ("
+    + ", ".join(presets.PRESETS)
+    + "; its --n, with --shortcut identity), e.g. to fine-tune it.",
+)
 
 DEFAULTS = dict(
     model="resnet",
@@ -29,6 +41,7 @@ DEFAULTS = dict(
     val_size=5000,
     output_dir=".",
     formats=["h5"],
+    init="random",
 )
 
 

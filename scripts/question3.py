@@ -6,6 +6,7 @@
     python -m scripts.question3 --image_size 128 --fine_tune_epochs 5
     python -m scripts.question3 --weights ~/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 --dataset cifar100
+    python -m scripts.question3 --base resnet56_cifar10 --data_dir ../shared/datasets/cifar10
 
 Writes saved_models/<base>_<mode>_<dataset>_<opt>.h5 (e.g.
 resnet50_transfer_cifar10_adam.h5), plots/question3_<base>_<dataset>_<images>.png
@@ -32,7 +33,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "base",
     None,
-    "resnet50, resnet101, densenet121, efficientnet_b0, or a "
+    "resnet50, resnet101, densenet121, efficientnet_b0 (ImageNet); resnet20_cifar10 ... "
+    "resnet56_cifar10 (the paper-accuracy CIFAR-10 ResNets shipped with the package); or a "
     "model file of this project (e.g. saved_models/resnet_cifar10.h5).",
 )
 flags.DEFINE_string(

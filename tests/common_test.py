@@ -18,14 +18,15 @@ from tests.fixtures import run_in_process, run_script
 
 # The flags each script defines itself, beside the shared ones it takes.
 OWN = {
-    "question1": [],
+    "question1": ["init"],
     "question2": [],
     "question3": "base weights head_units train_base fine_tune_epochs unfreeze fine_tune_lr "
     "cache_features".split(),
     "resnet_vs_plain": ["depths", "models", "seeds"],
     "colorize": ["color_space", "patience", "min_epochs"],
-    "evaluate": [],
+    "evaluate": ["predictions_out"],
     "export": ["to", "tolerance"],
+    "convert": [],
     "benchmark": ["steps", "warmup", "eval_batch_size", "steps_per_execution"],
 }
 

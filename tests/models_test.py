@@ -83,6 +83,43 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllEqual(y[..., :2], np.zeros_like(y[..., :2]))
         self.assertAllEqual(y[..., 6:], np.zeros_like(y[..., 6:]))
 
+    def test_stride_2_conv_pads_every_side_as_the_paper(self):
+        # Hand-computed on a 4x4 image: with padding 1 on every side, output
+        # (i, j) sees input rows and columns 2i-1..2i+1 (zeros outside).
+        x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+        inp = keras.Input((4, 4, 1))
+        m = keras.Model(inp, models._conv(inp, 1, 3, 2, 0, "c"))
+        conv = m.get_layer("c")
+        conv.set_weights([np.ones((3, 3, 1, 1), "float32")])
+        # [[0+1+4+5, 1+2+3+5+6+7], [4+5+8+9+12+13, 5+6+7+9+10+11+13+14+15]];
+        # Keras' padding="same" (bottom and right only) gives [[45, 39], [66, 50]].
+        self.assertAllEqual(m(x).numpy()[0, ..., 0], [[10, 24], [51, 90]])
+        top_left = np.zeros((3, 3, 1, 1), "float32")
+        top_left[0, 0] = 1.0
+        conv.set_weights([top_left])  # output (i, j) = input (2i-1, 2j-1)
+        self.assertAllEqual(m(x).numpy()[0, ..., 0], [[0, 0], [0, 5]])
+        centre = np.zeros((3, 3, 1, 1), "float32")
+        centre[1, 1] = 1.0
+        conv.set_weights([centre])  # centred on (2i, 2j): the pixels option A keeps
+        self.assertAllEqual(m(x).numpy()[0, ..., 0], x[0, ::2, ::2, 0])
+
+    def test_every_stride_2_conv_is_padded_then_valid(self):
+        for shortcut in models.SHORTCUTS:
+            model = models.build_resnet(1, shortcut=shortcut)
+            strided = [l for l in model.layers if getattr(l, "strides", (1, 1)) == (2, 2)]
+            convs = [l for l in strided if isinstance(l, keras.layers.Conv2D)]
+            self.assertLen(convs, 2 if shortcut == "identity" else 4)
+            for conv in convs:
+                if conv.kernel_size == (3, 3):
+                    self.assertEqual(conv.padding, "valid")
+                    pad = model.get_layer(f"{conv.name}_pad")
+                    self.assertEqual(pad.padding, ((1, 1), (1, 1)))
+                else:  # a 1x1 projection needs no padding to keep the even pixels
+                    self.assertEqual(conv.kernel_size, (1, 1))
+            self.assertEqual(
+                tuple(model.get_layer("stage2_block1_conv1").output.shape[1:3]), (16, 16)
+            )
+
     def test_every_trainable_weight_gets_a_gradient(self):
         for model in (
             models.build_resnet(1, shortcut="identity"),
@@ -181,7 +218,12 @@ class MixedModelsTest(tf.test.TestCase, parameterized.TestCase):
         path = os.path.join(self.create_tempdir().full_path, "m.h5")
         model.save(path)
         loaded = keras.models.load_model(path)  # plain Keras, raw 0-255 images
-        self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+        with distribute.dtype_policy("mixed_bfloat16"):
+            plain = models.build_resnet(1)  # Keras' own BatchNorm, as the loaded file
+        plain.set_weights(model.get_weights())
+        self.assertAllClose(loaded.predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-6)
+        # The fused kernel may round a bfloat16 BatchNorm output one unit (2**-7) apart.
+        self.assertAllClose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-2)
 
     def test_float16_on_a_gpu_gets_loss_scaling(self):
         with distribute.dtype_policy("mixed_float16"):

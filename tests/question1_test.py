@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import data, evaluation, pipeline, saving
+from resnet_keras import data, evaluation, pipeline, presets, saving
 from scripts import question1
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (imported from here)
@@ -88,6 +88,40 @@ class Question1RealDataTest(_EndToEnd, fixtures.RealImagesTestCase):
     pass
 
 
+class PretrainedStartTest(fixtures.FixtureImagesTestCase):
+    def test_init_starts_from_the_shipped_network_and_trains_on(self):
+        out = self.create_tempdir().full_path
+        common = [
+            f"--data_dir={self.data_dir}",
+            "--init=resnet20_cifar10",
+            "--shortcut=identity",
+            "--opt=sgd",
+            "--train_limit=200",
+            "--val_size=50",
+            "--test_limit=100",
+            "--batch_size=50",
+            f"--output_dir={out}",
+            "--verbose=0",
+            "--run_name=ft",
+        ]
+        r = run_in_process("scripts.question1", *common, "--lr=1e-9", "--epochs=1")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        tuned = keras.models.load_model(os.path.join(out, "saved_models", "ft.h5"))
+        shipped = keras.models.load_model(presets.path("resnet20_cifar10"))
+        # At lr 1e-9 the kernels are the shipped ones; BatchNorm's moving
+        # statistics follow this data whatever the rate, so they are left out.
+        for layer in ("stem_conv", "stage3_block3_conv2", "predictions"):
+            for a, b in zip(tuned.get_layer(layer).weights, shipped.get_layer(layer).weights):
+                self.assertAllClose(a, b, atol=1e-6, msg=a.path)
+        # Its input layer is the reference's normalisation, not this data's.
+        x = fixtures.random_images(2).astype("float32")
+        self.assertAllClose(
+            tuned.get_layer("normalization")(x), shipped.get_layer("normalization")(x)
+        )
+        with open(os.path.join(out, "runs", "ft", "flags.json")) as f:
+            self.assertEqual(json.load(f)["init"], "resnet20_cifar10")
+
+
 class BadInputTest(tf.test.TestCase):
     def test_bad_flags_get_one_line_and_exit_2(self):
         # In this process; robustness_test's table runs some in a subprocess.
@@ -106,6 +140,13 @@ class BadInputTest(tf.test.TestCase):
             (["--label_smoothing=-0.1"], "--label_smoothing must be at least 0"),
             (["--nesterov"], "--nesterov is SGD's momentum; --opt is adam"),
             (["--recompute", "--nofused_bn"], "--recompute needs --fused_bn"),
+            (["--init=resnet18"], "Unknown init 'resnet18'; expected one of random, resnet20_"),
+            (
+                ["--init=resnet20_cifar10"],
+                "--init resnet20_cifar10 is ResNet-20 with option-A shortcuts on CIFAR-10: it "
+                "needs --model resnet, --n 3, --shortcut identity, --dataset cifar10; got "
+                "--model resnet, --n 3, --shortcut projection, --dataset cifar10",
+            ),
         ]
         for args, message in cases:
             r = run_in_process("scripts.question1", *args, f"--output_dir={out}")

@@ -11,9 +11,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import experiment, models, runs, saving
+from resnet_keras import experiment, models, presets, runs, saving, transfer
 from resnet_keras import transfer_experiment as te
 from tests import fixtures
+
+
+def count_head(model):
+    return sum(model.get_layer(name).count_params() for name in transfer.HEAD)
 
 
 class OptionsTest(tf.test.TestCase):
@@ -105,6 +109,25 @@ class RunTest(tf.test.TestCase):
         ):
             pairs = zip(source(name).get_weights(), net.get_layer(name).get_weights())
             self.assertEqual(all(np.array_equal(a, b) for a, b in pairs), not moved, name)
+
+    def test_a_shipped_paper_grade_resnet_is_a_base_by_name(self):
+        opts = te.TransferOptions(base="resnet56_cifar10", fine_tune_epochs=1)
+        self.assertEqual(
+            (opts.stem("cifar10", "adam"), opts.weights_label),
+            ("resnet56_cifar10_transfer_ft1_cifar10_adam", "own"),
+        )
+        model, metrics, _ = te.run_transfer(
+            self.config(run_name="r56", epochs=1), opts, log=lambda line: None
+        )
+        # The base is the shipped ResNet-56 (weights untouched below its top
+        # stage), its own input normalisation inside, under a new head.
+        shipped = presets.pretrained("resnet56_cifar10", include_top=False, pooling="avg")
+        net = model.get_layer("base")
+        for name in ("stem_conv", "stage2_block9_conv2", "stage3_block1_bn1"):
+            pairs = zip(shipped.get_layer(name).get_weights(), net.get_layer(name).get_weights())
+            self.assertTrue(all(np.array_equal(a, b) for a, b in pairs), name)
+        self.assertEqual(metrics["params"] - count_head(model), shipped.count_params())
+        self.assertEqual(metrics["unfrozen_layers"][0], "stage3_block1_conv1")
 
     def test_flip_tta_on_images_only(self):
         for cache in (True, False):
