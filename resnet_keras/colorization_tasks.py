@@ -389,6 +389,8 @@ def check_pictures(pictures, targets, overwrite):
     for f in pictures:
         try:
             im = Image.open(f)
+        except Image.DecompressionBombError as e:  # over 179 megapixels: Pillow's own refusal
+            raise DataError(f"{f}: {e}; {TOO_LARGE}") from None
         except Exception:  # PIL raises many types for broken files
             continue
         with im:

@@ -4,12 +4,13 @@ slow), apply to pictures of every kind, and bad input."""
 
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from resnet_keras import models, saving
+from resnet_keras import colorization_tasks, models, saving
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
 
@@ -96,6 +97,17 @@ class ApplyFolderTest(tf.test.TestCase):
         r = run_in_process("scripts.colorize", "eval", model, "--overwrite")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--overwrite is for apply", r.stderr)
+
+
+class TooLargeTest(tf.test.TestCase):
+    def test_pictures_past_pillows_own_limit_are_refused_up_front_too(self):
+        folder = self.create_tempdir().full_path
+        picture = os.path.join(folder, "p.png")
+        Image.new("L", (16, 16)).save(picture)
+        # Pillow refuses to open pictures of over twice its limit (179 megapixels).
+        with mock.patch.object(Image, "MAX_IMAGE_PIXELS", 100):
+            with self.assertRaisesRegex(ValueError, "p.png: Image size .* shrink it first"):
+                colorization_tasks.check_pictures([picture], [], overwrite=False)
 
 
 class _Train:
