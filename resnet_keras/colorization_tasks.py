@@ -29,7 +29,7 @@ import numpy as np
 from resnet_keras import colorization as col
 from resnet_keras import colorization_results, distribute, evaluation, experiment, files, fitting
 from resnet_keras import image_folders, plotting, provenance, results, runs, saving, training
-from resnet_keras.checks import check_choice, check_minimums
+from resnet_keras.checks import DataError, check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure (`example_indices`)
 
@@ -99,9 +99,10 @@ class ColorizeConfig(experiment.RunConfig):
         return os.path.join(self.output_dir, "runs", self.run_name or self.name)
 
 
-def load_data(config, image_size):
-    """`experiment.prepare_data` with every split at `image_size` x `image_size`."""
-    ds, train, val, test = experiment.prepare_data(config, image_size=image_size)
+def load_data(config, image_size, classifier=False):
+    """`experiment.prepare_data` with every split at `image_size` x `image_size`
+    (`classifier`: for the linear probe, which needs two classes or more)."""
+    ds, train, val, test = experiment.prepare_data(config, image_size, classifier)
     resize = lambda xy: (col.resize_images(xy[0], image_size), xy[1]) if xy else xy  # noqa: E731
     return ds, resize(train), resize(val), resize(test)
 
@@ -283,7 +284,7 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
     """`linear_probe` of a saved colorizer on the config's data; records its row."""
     model, _, space = load_colorizer(path)
     size = model.input_shape[1]
-    ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size)
+    ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size, classifier=True)
     keras.utils.set_random_seed(config.seed)
     result = evaluation.linear_probe(
         model, space, train, test, ds.num_classes, epochs, seed=config.seed
@@ -319,25 +320,94 @@ def read_gray(path, color_space):
 
     Gray files are used as they are; colour ones are converted as the
     model's training images were (`colorization.to_gray`). Raises OSError
-    with the file's name for anything unreadable.
+    with the file's name for anything unreadable, and DataError (a
+    ValueError) for a picture over `image_folders.MAX_PIXELS`: apply works
+    on full-resolution float arrays, whose memory grows with the pixels.
     """
     from PIL import Image, ImageOps
 
     if not os.path.isfile(path):
         raise OSError(f"{path}: no such file")
+    image_folders.quiet_bomb_warning()
     try:
         with Image.open(path) as im:
+            image_folders.check_pixels(im, path, TOO_LARGE)
             im = image_folders.to_8bit(ImageOps.exif_transpose(im))  # phones store photos rotated
             if im.mode in ("1", "L", "LA"):
                 return np.asarray(im.convert("L"), "float32")[..., None]
             rgb = np.asarray(im.convert("RGB"), "float32") / 255.0
+    except DataError:
+        raise
     except Exception as e:  # PIL raises many types for broken files
         raise OSError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
     return col.to_gray(rgb, color_space).numpy() * 255.0
 
 
-def colorize_files(path, pictures, out_dir, log=print, warn=print):
-    """Colorizes each picture file into out_dir/<name>_colorized.png.
+TOO_LARGE = "shrink it first (apply colours every pixel at full resolution)"
+
+
+def pictures_in(paths):
+    """`paths` with each folder replaced by the pictures in it (sorted; not
+    its subfolders, nor hidden files such as macOS's `._photo.jpg`)."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += [
+                os.path.join(p, f)
+                for f in sorted(os.listdir(p))
+                if not f.startswith(".")
+                and f.lower().endswith(image_folders.IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(p, f))
+            ]
+        else:
+            out.append(p)
+    return out
+
+
+def output_names(pictures, out_dir):
+    """out_dir/<name>_colorized.png for each picture, numbered where two
+    pictures share a name (a.jpg and a.png, or two folders' a.jpg)."""
+    targets, used = [], set()
+    for f in pictures:
+        stem = os.path.splitext(os.path.basename(f))[0] + "_colorized"
+        name, k = stem, 1
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        targets.append(os.path.join(out_dir, f"{name}.png"))
+    return targets
+
+
+def check_pictures(pictures, targets, overwrite):
+    """Refuses, before any picture is colorized, an output file already
+    there (unless `overwrite`) and a picture over MAX_PIXELS, found from its
+    header alone; unreadable pictures are left to `colorize_files`' warnings."""
+    from PIL import Image
+
+    if not overwrite:
+        for t in targets:
+            if os.path.exists(t):
+                raise ValueError(f"{t}: already exists; pass --overwrite to replace it")
+    image_folders.quiet_bomb_warning()
+    for f in pictures:
+        try:
+            im = Image.open(f)
+        except Image.DecompressionBombError as e:  # over 179 megapixels: Pillow's own refusal
+            raise DataError(f"{f}: {e}; {TOO_LARGE}") from None
+        except Exception:  # PIL raises many types for broken files
+            continue
+        with im:
+            image_folders.check_pixels(im, f, TOO_LARGE)
+
+
+def colorize_files(path, pictures, out_dir, log=print, warn=print, overwrite=False):
+    """Colorizes each picture file (a folder: its pictures, `pictures_in`)
+    into out_dir/<name>_colorized.png.
+
+    An output file already there is refused unless `overwrite`, and so is a
+    picture over `image_folders.MAX_PIXELS`, both before any work
+    (`check_pictures`).
 
     Returns:
         (written paths, failed files). A bad file gets one `warn` line and
@@ -346,22 +416,20 @@ def colorize_files(path, pictures, out_dir, log=print, warn=print):
     from PIL import Image
 
     model, _, space = load_colorizer(path)
+    pictures = pictures_in(pictures)
+    if not pictures:
+        raise ValueError("no pictures to colorize (the folders given hold none)")
+    targets = output_names(pictures, out_dir)
+    check_pictures(pictures, targets, overwrite)
     files.check_writable(out_dir, flag="out")
-    written, failed, used = [], [], set()
-    for f in pictures:
+    written, failed = [], []
+    for f, target in zip(pictures, targets):
         try:
             rgb = col.colorize_image(model, read_gray(f, space), space)
         except OSError as e:
             warn(str(e).splitlines()[0])
             failed.append(f)
             continue
-        stem = os.path.splitext(os.path.basename(f))[0] + "_colorized"
-        name, k = stem, 1
-        while name in used:  # a.jpg and a.png, or two folders' a.jpg
-            k += 1
-            name = f"{stem}_{k}"
-        used.add(name)
-        target = os.path.join(out_dir, f"{name}.png")
         with files.atomic_path(target) as tmp:
             Image.fromarray(rgb).save(tmp, format="PNG")
         written.append(target)

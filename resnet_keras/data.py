@@ -55,6 +55,15 @@ class Dataset:
     def num_classes(self):
         return len(self.class_names)
 
+    def check_classifiable(self):
+        """DataError unless there are two classes or more to tell apart (a
+        colorizer trains on one; a classifier cannot)."""
+        if self.num_classes < 2:
+            raise DataError(
+                f"{self.source}: one class ({', '.join(self.class_names)}); a classifier needs "
+                "two or more: add a folder for each class under train/ and test/"
+            )
+
 
 def load_cifar(name="cifar10", data_dir=None, label_mode="fine"):
     """Loads CIFAR-10 or CIFAR-100 as uint8 arrays.
@@ -118,10 +127,12 @@ def _from_keras(name, label_mode):
             train, test = keras.datasets.cifar100.load_data(label_mode=label_mode)
             names = None
     except Exception as e:  # network errors come in many types
+        # Said for library users and script users alike: data_dir is the
+        # argument of load_cifar / load_dataset and the scripts' flag.
         raise DataError(
             f"could not download {name} through keras.datasets ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}); without internet, pass "
-            "--data_dir pointing at a CIFAR python-format folder, tarball or image folder"
+            f"{str(e).splitlines()[0] if str(e) else ''}); without internet, give data_dir "
+            "(the scripts' --data_dir): a CIFAR python-format folder, tarball or image folder"
         ) from None
     if names is None:
         names = tuple(f"class_{i}" for i in range(100 if label_mode == "fine" else 20))
@@ -178,7 +189,9 @@ def _unpickle(fpath):
     return {k.decode("utf8") if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
-def _load_batch(fpath, label_key):
+def _load_batch(fpath, label_key, class_names, names_from):
+    """(x, y) of one batch file, its labels checked against `class_names`
+    (read from the file `names_from`) before any model sees them."""
     if not os.path.isfile(fpath):
         raise DataError(f"{fpath}: missing CIFAR batch file")
     d = _unpickle(fpath)
@@ -189,8 +202,34 @@ def _load_batch(fpath, label_key):
         raise DataError(f"{fpath}: expected data of shape (N, 3072), found {data.shape}")
     # Stored as (N, 3, 32, 32) planes; keras.datasets returns channels-last.
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    y = np.asarray(d[label_key], dtype="uint8").reshape(-1, 1)
-    return x, y
+    y = _check_labels(fpath, d[label_key], len(x), class_names, names_from)
+    return x, y.astype("uint8").reshape(-1, 1)
+
+
+def _check_labels(fpath, labels, num_images, class_names, names_from):
+    """The labels as an integer array, or a DataError naming the file: a wrong
+    count, fractions or a label outside the class names would otherwise
+    surface as a traceback at load (OverflowError), inside `fit` after the
+    run's files are written, or not at all (-1 wrapped to 255, 0.5 cut to 0)."""
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) != num_images:
+        raise DataError(
+            f"{fpath}: {y.size} labels for {num_images} images; the batch file is damaged, "
+            "fetch it again"
+        )
+    if not (np.issubdtype(y.dtype, np.integer) and y.dtype != bool):
+        raise DataError(
+            f"{fpath}: labels must be whole numbers (class indices); found {y.dtype} values "
+            f"such as {y[0]!r}"
+        )
+    k = len(class_names)
+    bad = y[(y < 0) | (y >= k)]
+    if len(bad):
+        raise DataError(
+            f"{fpath}: label {int(bad[0])} is not a class index 0-{k - 1} ({names_from} "
+            f"names {k} classes); the files are damaged or from different data sets"
+        )
+    return y
 
 
 def _read_meta(fpath, key):
@@ -206,18 +245,22 @@ def _from_python_format(folder, name, label_mode):
     if found != name:
         raise DataError(f"{folder}: holds {found} python-format files, but --dataset is {name}")
     if is_cifar10:
+        meta = os.path.join(folder, "batches.meta")
+        if os.path.isfile(meta):
+            names, source = _read_meta(meta, "label_names"), meta
+        else:
+            names, source = CIFAR10_CLASSES, "CIFAR-10"
         parts = [
-            _load_batch(os.path.join(folder, f"data_batch_{i}"), "labels") for i in range(1, 6)
+            _load_batch(os.path.join(folder, f"data_batch_{i}"), "labels", names, source)
+            for i in range(1, 6)
         ]
         train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-        test = _load_batch(os.path.join(folder, "test_batch"), "labels")
-        meta = os.path.join(folder, "batches.meta")
-        names = _read_meta(meta, "label_names") if os.path.isfile(meta) else CIFAR10_CLASSES
+        test = _load_batch(os.path.join(folder, "test_batch"), "labels", names, source)
     else:
-        key = f"{label_mode}_labels"
-        train = _load_batch(os.path.join(folder, "train"), key)
-        test = _load_batch(os.path.join(folder, "test"), key)
-        names = _read_meta(os.path.join(folder, "meta"), f"{label_mode}_label_names")
+        key, meta = f"{label_mode}_labels", os.path.join(folder, "meta")
+        names = _read_meta(meta, f"{label_mode}_label_names")
+        train = _load_batch(os.path.join(folder, "train"), key, names, meta)
+        test = _load_batch(os.path.join(folder, "test"), key, names, meta)
     return Dataset(train, test, names, f"python format {folder}")
 
 
@@ -227,6 +270,10 @@ def extract_tarball(path, dest=None):
     Members are checked before anything is written: absolute names, `..`,
     links that point outside and device files stop the load (the standard
     library's "data" filter where Python has it, the same checks otherwise).
+    Each process extracts into a private folder and renames it into place;
+    when two processes meet the same new tarball, the second to finish
+    keeps the first one's folder and removes its own, so no process fails
+    and no partial folder stays behind (not even after Ctrl-C).
     """
     st = os.stat(path)
     key = hashlib.sha1(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -244,13 +291,19 @@ def extract_tarball(path, dest=None):
                 tar.extractall(tmp, members=members, filter="data")
             else:  # Python without PEP 706: the checks above are the filter
                 tar.extractall(tmp, members=members)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not os.path.isdir(dest):
+                raise
+            # Another process renamed its extraction into place first: use it.
     except tarfile.TarError as e:
+        reason = " ".join(str(e).split())  # tarfile's message spans several lines
+        if "could not be opened successfully" in reason:
+            reason = "neither a tar file nor a gzip, bz2 or xz compressed one"
+        raise DataError(f"{path}: not a readable tarball ({reason})") from None
+    finally:
         _rmtree(tmp)
-        raise DataError(f"{path}: not a readable tarball ({e})") from None
-    except DataError:
-        _rmtree(tmp)
-        raise
-    os.replace(tmp, dest)
     return dest
 
 

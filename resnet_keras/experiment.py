@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from resnet_keras import data as data_lib
 from resnet_keras import distribute, files, models, pipeline, presets, provenance, runs, training
-from resnet_keras.checks import check_choice, check_minimums
+from resnet_keras.checks import check_bounds, check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
 
@@ -77,8 +77,10 @@ class RunConfig:
                 ("train_limit", 0),
                 ("test_limit", 0),
                 ("val_size", 0),
+                ("seed", 0),
             ],
         )
+        check_bounds("seed", self.seed, upper=2**32 - 1)  # NumPy's and Keras' seeds are 32-bit
         if self.tensorboard:
             try:
                 import tensorboard  # noqa: F401
@@ -203,11 +205,12 @@ def setup_run(config, retrain=False, extra=None):
     return strategy, run_dir
 
 
-def prepare_data(config, image_size=32):
+def prepare_data(config, image_size=32, classifier=True):
     """Loads, limits and splits the data as the config says.
 
     `image_size` is the side an image folder's pictures are resized to; CIFAR
-    arrays come at 32 whatever it says.
+    arrays come at 32 whatever it says. A `classifier` needs two classes or
+    more, checked first (a colorizer trains on one).
     """
     ds = data_lib.load_dataset(
         config.dataset,
@@ -216,6 +219,8 @@ def prepare_data(config, image_size=32):
         image_size=image_size,
         skip_bad_images=config.skip_bad_images,
     )
+    if classifier:
+        ds.check_classifiable()
     x, y = ds.x_train, ds.y_train
     xt, yt = ds.x_test, ds.y_test
     if config.train_limit:
@@ -283,7 +288,9 @@ def start_run(config, strategy, data, run_dir, log=print, **extra):
             "data_source": ds.source,
         }
     )
-    log(f"config: {resolved}")
+    # The whole configuration (some 1,300 characters) is flags.json's to hold;
+    # the log only says where it is.
+    log(f"config: {os.path.join(run_dir, 'flags.json')}")
     # The run record: who ran what, with which code, on what (every resume adds one).
     resolved["invocations"] = provenance.add_invocation(runs.read_flags(run_dir))
     files.write_json(os.path.join(run_dir, "flags.json"), resolved)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 
 import keras
@@ -87,6 +88,99 @@ def resume_epoch(run_dir):
             return int(json.load(f)["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def _logged_epochs(path):
+    """Rows of epochs in a CSVLogger file (0 if absent)."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path, newline="") as f:
+        return sum(1 for row in list(csv.reader(f))[1:] if row)
+
+
+def _readable_hdf5(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except OSError:
+        return False
+
+
+def check_resume_state(run_dir):
+    """Refuses resume state that cannot be what this run left, before any
+    work: weights that are no HDF5 file (and no earlier copy that is), or an
+    epoch count above the epochs the run's own log.csv holds (a forged or
+    foreign `"epoch": 99` would make a 5-epoch run "finish" after 2).
+    Covers each phase of the run (a transfer run's fine_tune/ too).
+
+    Raises:
+        ValueError: naming the file and the way out.
+    """
+    for phase in (run_dir, os.path.join(run_dir, "fine_tune")):
+        backup = os.path.join(phase, "backup")
+        done = resume_epoch(phase)
+        if not done:
+            continue
+        logged = _logged_epochs(os.path.join(phase, "log.csv"))
+        redo = f"start the run over with --retrain, or remove {backup}"
+        if done > logged:
+            raise ValueError(
+                f"{os.path.join(backup, 'training_metadata.json')} records {done} finished "
+                f"epochs but {os.path.join(phase, 'log.csv')} holds {logged}: the resume "
+                f"state is not this run's; {redo}"
+            )
+        weights = os.path.join(backup, "latest.weights.h5")
+        # BackupAndRestore falls back on the previous epoch's copy by itself.
+        copies = [p for p in (weights, weights + ".bkp") if os.path.exists(p)]
+        if copies and not any(_readable_hdf5(p) for p in copies):
+            raise ValueError(f"{weights}: {_UNREADABLE}; {redo}")
+
+
+_UNREADABLE = "the resume weights (and their earlier copy) are no readable HDF5 file"
+
+
+class ResumeFromBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, whose failure to read damaged resume weights
+    names the file and the way out instead of HDF5's "file signature not
+    found" or Keras' "A total of 1 objects could not be loaded"
+    (`check_resume_state` finds files that are no HDF5 before any work)."""
+
+    def __init__(self, backup_dir, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.backup_dir = backup_dir
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError) as e:  # not HDF5; HDF5 without these weights
+            weights = os.path.join(self.backup_dir, "latest.weights.h5")
+            raise ValueError(
+                f"{weights}: {_UNREADABLE} ({str(e).splitlines()[0]}); start the run over "
+                f"with --retrain, or remove {self.backup_dir}"
+            ) from None
+
+
+class TensorBoardTags(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard, with EpochTimer's `epoch_time_s` under that tag:
+    TensorBoard prefixes every epoch metric with "epoch_", which would make
+    it `epoch_epoch_time_s`. log.csv keeps the column's own name."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "epoch_time_s" in logs:
+            logs = {("time_s" if k == "epoch_time_s" else k): v for k, v in logs.items()}
+        super().on_epoch_end(epoch, logs)
+
+
+def progress_verbosity(verbose, stream=None):
+    """Keras' fit verbosity for `verbose` on `stream` (stdout): its progress
+    bar (1) redraws itself with ANSI colour codes and backspaces, which fill
+    a log file; written anywhere but a terminal it becomes one line per epoch
+    (2), as Keras' own documentation advises for non-interactive runs."""
+    stream = sys.stdout if stream is None else stream
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    return 2 if verbose == 1 and not interactive else verbose
 
 
 def _truncate_csv(path, epochs):
@@ -200,7 +294,7 @@ def callbacks_for_run(
         if patience:
             cbs.append(StopOnPlateau(monitor, mode, patience, min_epochs, logged))
     if tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
+        cbs.append(TensorBoardTags(os.path.join(run_dir, "tensorboard")))
     cbs.append(keras.callbacks.CSVLogger(log_path, append=True))
     # double_checkpoint: a kill while the weights are written falls back to the
     # previous epoch's copy instead of failing to resume.
@@ -209,7 +303,7 @@ def callbacks_for_run(
         # epoch ends, before the run is tested and its metrics.json written,
         # and a kill in between would then start the run over (or let other
         # settings overwrite it). `experiment.finish_run` removes it instead.
-        keras.callbacks.BackupAndRestore(
+        ResumeFromBackup(
             os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
         )
     )
@@ -260,7 +354,8 @@ def fit_with_resume(
         run_dir: the run's folder (made if missing).
         epochs: the run's total epochs (a resumed run trains the rest).
         num_train_images: for the images/second of each epoch.
-        verbose: Keras' fit verbosity.
+        verbose: Keras' fit verbosity (the progress bar, 1, only on a
+            terminal: `progress_verbosity`).
         tensorboard: also write TensorBoard logs under `run_dir`.
         monitor, mode: the best weights' metric, and "max" or "min".
         patience, min_epochs: stop before `epochs` after the first epoch,
@@ -294,7 +389,7 @@ def fit_with_resume(
             epochs=epochs,
             validation_data=val_data,
             callbacks=callbacks,
-            verbose=verbose,
+            verbose=progress_verbosity(verbose),
             shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
         )
     train_time = time.perf_counter() - t0

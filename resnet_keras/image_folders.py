@@ -17,6 +17,12 @@ from resnet_keras.checks import DataError
 from resnet_keras.files import atomic_path, cache_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
+# The largest picture decoded, in pixels (16.8 megapixels, a 12-megapixel
+# phone photo with room to spare). A PNG of a few hundred KB can hold
+# 12000x12000 pixels: 1.4 GB decoded in an image folder, and tens of GB in
+# `colorize apply`, which works on the full-resolution Lab arrays. Pillow's
+# own bomb check starts at 89 megapixels and only warns below 179.
+MAX_PIXELS = 4096 * 4096
 
 
 def printable(path):
@@ -33,10 +39,13 @@ def _is_utf8(name):
 
 
 def _list_images(split_dir, skip_bad=False):
-    """(class names, {class: image paths}, file names skipped as not UTF-8).
+    """(class names, {class: image paths}, files skipped).
 
     A name that is not valid UTF-8 cannot be written to logs, JSON or the
-    cache key; it is named and refused, or skipped with `skip_bad`.
+    cache key, and a link to nothing (or to itself) cannot be read: either
+    is named and refused, or skipped with `skip_bad`. Hidden files are
+    passed over as hidden folders are: `._0001.jpg` is macOS's resource
+    fork of 0001.jpg, not an image.
     """
     classes = sorted(
         d
@@ -54,17 +63,20 @@ def _list_images(split_dir, skip_bad=False):
         found = []
         for f in os.listdir(os.path.join(split_dir, c)):
             path = os.path.join(split_dir, c, f)
-            if not f.lower().endswith(IMAGE_EXTENSIONS):
+            if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             if not _is_utf8(f):
-                if not skip_bad:
-                    raise DataError(
-                        f"{printable(path)}: file name is not valid UTF-8; rename it, "
-                        "or pass --skip_bad_images to leave it out"
-                    )
-                skipped += 1
+                problem = "file name is not valid UTF-8; rename it"
+            elif not os.path.isfile(path):  # follows links: dangling or looping ones fail
+                problem = "not a readable file (a broken or looping link?); fix or remove it"
+            else:
+                found.append(path)
                 continue
-            found.append(path)
+            if not skip_bad:
+                raise DataError(
+                    f"{printable(path)}: {problem}, or pass --skip_bad_images to leave it out"
+                )
+            skipped += 1
         files[c] = sorted(found)
     return classes, files, skipped
 
@@ -84,17 +96,42 @@ def to_8bit(im):
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype("uint8"), "L")
 
 
+def check_pixels(im, path, fix):
+    """DataError naming `path` if the opened image `im` (only its header read
+    yet) has more than MAX_PIXELS pixels; `fix` says what the user can do."""
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        side = int(MAX_PIXELS**0.5)
+        raise DataError(
+            f"{printable(path)}: {w}x{h} pixels, more than the {MAX_PIXELS / 1e6:.1f} "
+            f"megapixels ({side}x{side}) read; {fix}"
+        )
+
+
+def quiet_bomb_warning():
+    """Pillow warns on stderr about pictures of 89 to 179 megapixels; MAX_PIXELS,
+    far lower, refuses them first in one line, so the warning is only noise."""
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _read_image(path, size):
     """(H, W, 3) uint8 and whether it had to be resized; DataError if unreadable."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            check_pixels(im, path, "shrink it, or pass --skip_bad_images to leave it out")
             im = to_8bit(im).convert("RGB")
             resized = im.size != (size, size)
             if resized:
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype="uint8"), resized
+    except DataError:
+        raise
     except Exception as e:  # PIL raises many types for broken files
         raise DataError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 
@@ -116,6 +153,7 @@ def _read_split(split_dir, classes, files, size, skip_bad):
             keep[k] = False
             return False
 
+    quiet_bomb_warning()  # here, not in the threads: warning filters are process-wide
     # PIL releases the GIL while decoding, so threads give a real speed-up.
     with concurrent.futures.ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as ex:
         for r in ex.map(work, range(len(paths))):
@@ -130,8 +168,9 @@ def load_image_folder(root, size=32, skip_bad=False):
     Args:
         root: a folder with train/<class>/ and test/<class>/ of the same classes.
         size: the side images are resized to when they differ.
-        skip_bad: leave out unreadable images and names that are not UTF-8
-            (`--skip_bad_images`) instead of raising.
+        skip_bad: leave out unreadable images, broken links, images over
+            MAX_PIXELS and names that are not UTF-8 (`--skip_bad_images`)
+            instead of raising.
 
     Returns:
         `(train, test, class_names, source, notes)`, `data.Dataset`'s arguments:
@@ -141,7 +180,8 @@ def load_image_folder(root, size=32, skip_bad=False):
 
     Raises:
         DataError: a missing split or class, an empty class, an unreadable
-            image or an undecodable name (unless `skip_bad`).
+            image, a broken link, an image over MAX_PIXELS or an undecodable
+            name (unless `skip_bad`).
     """
     train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
     if not os.path.isdir(test_dir):
@@ -170,7 +210,10 @@ def load_image_folder(root, size=32, skip_bad=False):
             )
     notes = []
     if bad_names:
-        notes.append(f"skipped {bad_names} files whose names are not UTF-8 (--skip_bad_images)")
+        notes.append(
+            f"skipped {bad_names} files whose names are not UTF-8 or that cannot be opened "
+            "(--skip_bad_images)"
+        )
     cache = _cache_path(root, size, train_files, test_files)
     if cache and os.path.isfile(cache):
         with np.load(cache, allow_pickle=False) as z:

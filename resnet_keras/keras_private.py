@@ -14,6 +14,7 @@ notices ignore TF_CPP_MIN_LOG_LEVEL (see `_import_tensorflow_quietly` there).
 
 import contextlib
 import logging
+import pickle
 
 import tensorflow as tf
 from absl import logging as absl_logging
@@ -38,11 +39,45 @@ def unpickle_restricted(file, encoding="bytes"):
     Keras 3.15: CIFAR's python-format batches are pickles, and neither Python
     nor NumPy offers a restricted unpickler; Keras reads CIFAR with the private
     `keras.src.datasets.npz_utils.RestrictedUnpickler` (keras-team/keras#23252),
-    which this reuses so the project refuses exactly what Keras refuses.
+    which this reuses, so the project refuses what Keras refuses, with one
+    addition: a protocol-2 pickle written by Python 3 (`pickle.dump(d,
+    protocol=2)`, a user re-saving CIFAR) stores bytes as
+    `_codecs.encode(text, "latin1")` and empty bytes as `bytes()`. Those two
+    calls are allowed in the one harmless form that protocol writes
+    (`_PROTOCOL2_BYTES`); every other use, like every other name, is refused.
     """
     from keras.src.datasets.npz_utils import RestrictedUnpickler
 
-    return RestrictedUnpickler(file, encoding=encoding).load()
+    class Unpickler(RestrictedUnpickler):
+        def find_class(self, module, name):
+            if (module, name) in _PROTOCOL2_BYTES:
+                return _PROTOCOL2_BYTES[module, name]
+            return super().find_class(module, name)
+
+    return Unpickler(file, encoding=encoding).load()
+
+
+def _latin1_encode(text, encoding="utf-8", errors="strict"):
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(
+            f"Refusing _codecs.encode of {type(text).__name__} as {encoding!r}: "
+            "protocol-2 pickles only encode text as latin1"
+        )
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args):
+    if args:
+        raise pickle.UnpicklingError("Refusing bytes() with arguments: only b'' is rebuilt")
+    return b""
+
+
+# (module, name) -> the restricted stand-in `unpickle_restricted` rebuilds with.
+_PROTOCOL2_BYTES = {
+    ("_codecs", "encode"): _latin1_encode,
+    ("__builtin__", "bytes"): _empty_bytes,  # as Python 3 writes it (fix_imports)
+    ("builtins", "bytes"): _empty_bytes,
+}
 
 
 @contextlib.contextmanager

@@ -59,6 +59,10 @@ NO_EFFECT = {
 # flags.json is read from the current folder, where the run's command is run.
 PATHS = {"data_dir"}
 
+# The ways to another run folder that a refusal names; a script that names
+# its runs itself (resnet_vs_plain) offers only the second.
+OTHER_FOLDER = "use another --run_name or --output_dir"
+
 _held = {}  # lock path -> open file, flock'ed until the process ends
 
 
@@ -78,7 +82,13 @@ def staging_dir(run_dir):
 
 def check_name(name):
     """Refuses a --run_name that is not one plain folder name under runs/
-    (empty, a path, or hidden), which could name a folder outside it."""
+    (empty, a path, or hidden), which could name a folder outside it, or
+    that is not valid UTF-8 (flags.json and the logs could not hold it)."""
+    try:
+        name.encode("utf-8")  # undecodable bytes of argv arrive as lone surrogates
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        raise ValueError(f"--run_name {shown}: not valid UTF-8; give a plain folder name") from None
     if not name or name != os.path.basename(name) or name.startswith(".") or "\\" in name:
         raise ValueError(f"--run_name {name!r}: give a plain folder name (no path, not hidden)")
 
@@ -104,8 +114,7 @@ def lock(run_dir, inside=False):
         holder = f.read().strip() or "another process"
         f.close()
         raise RunConflict(
-            f"{run_dir} is in use by {holder}; wait for it to end, or use another "
-            "--run_name or --output_dir"
+            f"{run_dir} is in use by {holder}; wait for it to end, or {OTHER_FOLDER}"
         ) from None
     f.seek(0)
     f.truncate()
@@ -209,12 +218,13 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
         staging = staging_dir(run_dir)
         same = not differences(settings, read_flags(staging), defaults)
         if state(staging) == "interrupted" and same:
+            fitting.check_resume_state(staging)
             return staging, "resume"
         _clear(staging)
         return staging, "train"
     now = state(run_dir)
     changed = differences(settings, read_flags(run_dir), defaults)
-    ways = "use another --run_name or --output_dir"
+    ways = OTHER_FOLDER
     if now == "finished":
         if reuse and not changed:
             return run_dir, "reuse"
@@ -232,6 +242,7 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
                 f"with other settings ({', '.join(changed)}); run its own command to resume it, "
                 f"pass --retrain to replace it once the new run has finished, or {ways}"
             )
+        fitting.check_resume_state(run_dir)
         return run_dir, "resume"
     return run_dir, "train"
 

@@ -19,7 +19,9 @@ graphs.
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -55,8 +57,10 @@ def save_model(model, path, class_names=None):
     `class_names` (a classifier's, in output order) go into the .h5 or .keras
     file as the module docstring says; a SavedModel folder gets none (use
     `scripts.export`, whose signatures return them).
+    Returns `path` as given, as the plots' writers do, so the "wrote" lines
+    of a run name every file in one form.
     """
-    path = os.path.abspath(path)
+    given, path = path, os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     if path.endswith((".h5", ".keras")):
@@ -71,10 +75,10 @@ def save_model(model, path, class_names=None):
                 model.save(tmp)
             if class_names is not None:
                 write_class_names(tmp, class_names)
-        return path
-    with atomic_folder(path) as tmp:
+        return given
+    with atomic_folder(path) as tmp, _tensorflow_info_dropped():
         model.export(tmp, format="tf_saved_model", verbose=False)
-    return path
+    return given
 
 
 def write_class_names(path, class_names):
@@ -141,11 +145,43 @@ def atomic_folder(path):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _BelowWarning(logging.Filter):
+    def filter(self, record):
+        return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _tensorflow_info_dropped():
+    """TensorFlow's SavedModel writer logs INFO lines ("Assets written to" a
+    temporary name, renamed inputs, fingerprints) between a run's one-line
+    messages, even with `verbose=False`, through its own logger and absl's;
+    inside, only their warnings show. A filter, not a level: the export sets
+    absl's flags again, which puts the absl logger's level back."""
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    dropped = _BelowWarning()
+    for logger in loggers:
+        logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(dropped)
+
+
+def _custom_class(error):
+    """The class a model file names that Keras does not know, from the
+    error Keras raises (`.keras`: "Could not locate class 'X'"; `.h5`:
+    "Unknown layer: 'X'"); None for other errors."""
+    found = re.search(r"(?:Could not locate (?:class|function)|Unknown \w+:) '([^']+)'", error)
+    return found.group(1) if found else None
+
+
 def load_model(path, compile=True):
     """`keras.models.load_model` with safe mode on, and one-line errors.
 
     Safe mode refuses models that carry code (a `Lambda` layer's bytecode):
-    files from elsewhere must not run anything here.
+    files from elsewhere must not run anything here. Models of custom
+    classes and unbuilt models (no input shape) are refused by name.
     """
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: no such model file")
@@ -155,9 +191,21 @@ def load_model(path, compile=True):
             "give the .h5 or .keras file"
         )
     try:
-        return keras.models.load_model(path, compile=compile, safe_mode=True)
+        model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as e:  # h5py, zipfile and Keras raise many types
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        custom = _custom_class(str(e))
         if "safe_mode" in str(e) or "Lambda" in str(e):
             msg = "it carries code (e.g. a Lambda layer) and safe mode refuses to run it"
+        elif custom:
+            msg = (
+                f"it holds the custom class {custom!r}, which is no Keras layer; this project "
+                "loads models of built-in Keras layers only"
+            )
         raise ModelFileError(f"{path}: cannot load model: {msg}") from None
+    if not model.built:  # a Sequential saved before it saw an input: no shape, no weights
+        raise ModelFileError(
+            f"{path}: the model was saved unbuilt (no input shape, no weights); build it "
+            "(keras.Input, or call it on a batch) and train it before saving"
+        )
+    return model

@@ -31,7 +31,13 @@ from resnet_keras import pipeline, training, transfer
 from resnet_keras.checks import check_choice
 
 flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.", lower_bound=1)
-flags.DEFINE_integer("warmup", 10, "Steps not counted (tracing, allocator warm-up).", lower_bound=0)
+flags.DEFINE_integer(
+    "warmup",
+    None,
+    "Steps not counted (tracing, allocator warm-up); unset: 10, or half of --steps when "
+    "--steps is below 20.",
+    lower_bound=0,
+)
 flags.DEFINE_integer(
     "eval_batch_size", 1000, "Batch size of the evaluation measurement.", lower_bound=1
 )
@@ -128,11 +134,19 @@ def setup(kind, config, x, y, num_classes, settings):
     return ds, model, x
 
 
+def warmup_steps(steps, warmup=None):
+    """The steps not timed: `warmup` as given, else 10 (tracing and the
+    allocator settle within them), or half of a short `steps` such as 10, so
+    the first short run a user tries times something."""
+    return min(10, steps // 2) if warmup is None else warmup
+
+
 def main(argv):
     s = common.resolve()
     check_choice("model", s["model"], BENCH_MODELS)
-    if FLAGS.warmup >= FLAGS.steps:
-        raise ValueError(f"--steps ({FLAGS.steps}) must exceed --warmup ({FLAGS.warmup})")
+    warmup = warmup_steps(FLAGS.steps, FLAGS.warmup)
+    if warmup >= FLAGS.steps:
+        raise ValueError(f"--steps ({FLAGS.steps}) must exceed --warmup ({warmup})")
     if s["recompute"] and s["model"] not in experiment.MODELS:
         raise ValueError(f"--recompute is for the CIFAR networks (resnet, plain); got {s['model']}")
     keras.utils.set_random_seed(s["seed"])
@@ -158,14 +172,14 @@ def main(argv):
     # Input pipeline alone: decode-free uint8 batches through the model's own
     # pipeline (augmentation, or the colour conversions), prefetch.
     it = iter(ds)
-    for _ in range(FLAGS.warmup):
+    for _ in range(warmup):
         next(it)
     t0 = time.perf_counter()
-    for _ in range(steps - FLAGS.warmup):
+    for _ in range(steps - warmup):
         next(it)
-    pipeline_rate = (steps - FLAGS.warmup) * bs / (time.perf_counter() - t0)
+    pipeline_rate = (steps - warmup) * bs / (time.perf_counter() - t0)
 
-    timer = StepTimer(FLAGS.warmup)
+    timer = StepTimer(warmup)
     model.fit(ds, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
     if timer.t0 is None:
         raise ValueError(
@@ -184,7 +198,7 @@ def main(argv):
 
     print(
         f"model={kind} n={s['n']} params={model.count_params()} batch={bs} "
-        f"steps={steps} warmup={FLAGS.warmup} jit={s['jit_compile']} precision={precision} "
+        f"steps={steps} warmup={warmup} jit={s['jit_compile']} precision={precision} "
         f"fused_bn={s['fused_bn']} recompute={s['recompute']} "
         f"steps_per_execution={FLAGS.steps_per_execution}"
     )

@@ -9,8 +9,11 @@
 train writes saved_models/colorizer_<model>_<space>.h5, plots/colorization/
 <name>_eval.png and <name>_examples.png, and runs/<name>/ under --output_dir;
 eval and probe add their rows to results/colorization.md and .json there.
-apply exits with status 1 when it skipped a file (each gets one line on
-stderr) and 2 on bad input, as every script here.
+apply takes picture files and folders (their pictures, not subfolders);
+it refuses to replace a picture already in --out unless --overwrite is
+given, and pictures over 16.8 megapixels (4096x4096). It exits with status
+1 when it skipped an unreadable file (each gets one line on stderr) and 2
+on bad input, as every script here.
 
 --epochs is the colorizer's training epochs for train and the linear
 classifier's for probe (defaults 100 and 10 below); train stops sooner
@@ -35,6 +38,9 @@ flags.DEFINE_enum(
     None,
     colorization.COLOR_SPACES,
     "train: rgb (predict sRGB from luma gray) or lab (predict a*b* from L*).",
+)
+flags.DEFINE_bool(
+    "overwrite", False, "apply: replace colorized pictures already in --out (else refused)."
 )
 flags.DEFINE_integer(
     "patience",
@@ -70,7 +76,7 @@ DEFAULTS = dict(
     verbose=1,
 )
 COMMANDS = ("train", "eval", "apply", "probe")
-USAGE = "train | eval MODEL... | apply MODEL FILE... --out DIR | probe MODEL..."
+USAGE = "train | eval MODEL... | apply MODEL FILE|FOLDER... --out DIR | probe MODEL..."
 HELP = {
     "out": "apply: folder the colorized pictures are written to.",
     "model": f"train: the colorizer, {' or '.join(colorization.MODELS)}.",
@@ -88,6 +94,8 @@ def main(argv):
     check_choice("command", command, COMMANDS)
     if common.FLAGS.retrain and command != "train":
         raise ValueError(f"--retrain is for train; {command} trains nothing")
+    if common.FLAGS.overwrite and command != "apply":
+        raise ValueError(f"--overwrite is for apply; {command} writes no pictures")
     settings = common.resolve()
     out, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
     if command == "probe" and common.FLAGS["epochs"].present:
@@ -123,7 +131,9 @@ def main(argv):
         if len(args) < 2:
             raise ValueError("apply needs pictures after the model file")
         warn = lambda line: print(f"error: {line}", file=sys.stderr)  # noqa: E731
-        _, failed = tasks.colorize_files(args[0], args[1:], out, warn=warn)
+        _, failed = tasks.colorize_files(
+            args[0], args[1:], out, warn=warn, overwrite=common.FLAGS.overwrite
+        )
         if failed:
             sys.exit(1)
 

@@ -13,7 +13,9 @@ import dataclasses
 import difflib
 import math
 import os
+import signal
 import sys
+import threading
 
 from resnet_keras import cpu, files  # import no TensorFlow
 
@@ -105,7 +107,13 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "normalization", None, models.NORMALIZATIONS, "Per-channel mean/std, or the mean image."
 )
-flags.DEFINE_integer("seed", None, "Random seed (weights, split, shuffling, augmentation).")
+flags.DEFINE_integer(
+    "seed",
+    None,
+    "Random seed (weights, split, shuffling, augmentation).",
+    lower_bound=0,
+    upper_bound=2**32 - 1,  # NumPy's and Keras' seeds are 32-bit
+)
 flags.DEFINE_integer(
     "train_limit", None, "Train on a class-balanced subset of N images (0: all).", lower_bound=0
 )
@@ -343,9 +351,13 @@ def _in_words(error):
 
 
 def _parse(argv):
-    """absl's flag parsing, with its errors answered in one line, exit 2."""
+    """absl's flag parsing, with its errors answered in one line, exit 2, and
+    a help request (--help, --helpshort, --helpfull) answered with status 0:
+    absl's help flags print the help and exit with 1, as for an error."""
     try:
         return FLAGS(argv)
+    except SystemExit as e:  # only the help flags exit while the flags are parsed
+        sys.exit(0 if e.code == 1 else e.code)
     except flags.UnrecognizedFlagError as e:
         close = difflib.get_close_matches(e.flagname, list(FLAGS), n=1)
         hint = f" (did you mean --{close[0]}?)" if close else ""
@@ -360,6 +372,17 @@ def check_finite():
         value = FLAGS[name].value
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"--{name} must be a finite number; got {value}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a cluster's time limit), stopping a run as Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+STOPPED = "stopped: run the same command again to resume from the last finished epoch"
 
 
 def run(main, script, defaults, configs=(), help_text=None, positional=False, argv=None):
@@ -381,6 +404,8 @@ def run(main, script, defaults, configs=(), help_text=None, positional=False, ar
             theirs and call this again in the same process.
 
     RESNET_KERAS_TRACEBACK=1 shows the traceback, for debugging the project.
+    Ctrl-C and SIGTERM stop a script with one line saying how to resume, and
+    exit status 130 and 143 (128 + the signal's number), as the shell reports them.
     """
     _running.update(script=script, defaults=defaults)
     _prepare_flags(script, main.__module__, defaults, configs, help_text or {})
@@ -388,6 +413,8 @@ def run(main, script, defaults, configs=(), help_text=None, positional=False, ar
     def wrapped(argv):
         if len(argv) > 1 and not positional:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}; see --helpshort")
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
         try:
             check_used(script)
             check_finite()
@@ -396,11 +423,11 @@ def run(main, script, defaults, configs=(), help_text=None, positional=False, ar
             if os.environ.get("RESNET_KERAS_TRACEBACK"):
                 raise
             fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        except KeyboardInterrupt:
-            print(
-                "interrupted: run the same command again to resume from the last finished epoch",
-                file=sys.stderr,
-            )
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            print(STOPPED, file=sys.stderr)
+            sys.exit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT))
+        finally:
+            if main_thread:  # Python lets only the main thread set handlers
+                signal.signal(signal.SIGTERM, previous)
 
     app.run(wrapped, argv=argv, flags_parser=_parse)

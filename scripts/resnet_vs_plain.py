@@ -339,7 +339,12 @@ def main(argv):
     if not FLAGS.report_only:
         files.check_writable(settings["output_dir"])
         stems = [os.path.join(c.output_dir, "saved_models", c.run_name) for c in configs]
-        classification.train_study(configs, stems, formats, FLAGS.retrain)
+        try:
+            classification.train_study(configs, stems, formats, FLAGS.retrain)
+        except runs.RunConflict as e:  # this script names its runs: no --run_name to offer
+            raise runs.RunConflict(
+                str(e).replace(runs.OTHER_FOLDER, "use another --output_dir")
+            ) from None
     if distribute.is_chief():  # other workers of a cluster write nothing final
         report(pairs, settings["output_dir"], settings)
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from resnet_keras import cpu
+from scripts import benchmark
 from tests import fixtures
 from tests.question1_test import run_script
 
@@ -84,6 +85,17 @@ class BenchmarkTest(tf.test.TestCase, parameterized.TestCase):
         r = run_script("scripts.benchmark", "--model=colorizer", "--recompute")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--recompute is for the CIFAR networks", r.stderr)
+
+    def test_a_short_run_works_with_the_default_warmup(self):
+        self.assertEqual(
+            [benchmark.warmup_steps(s) for s in (1, 4, 10, 19, 20, 60)], [0, 2, 5, 9, 10, 10]
+        )
+        self.assertEqual(benchmark.warmup_steps(10, warmup=0), 0)  # given: as given
+        r = run_script(
+            "scripts.benchmark", "--n=1", "--batch_size=8", "--steps=4", "--eval_batch_size=8"
+        )
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("steps=4 warmup=2", r.stdout)
 
     def test_bad_steps(self):
         r = run_script("scripts.benchmark", "--steps=3", "--warmup=5")

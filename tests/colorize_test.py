@@ -4,14 +4,15 @@ slow), apply to pictures of every kind, and bad input."""
 
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from resnet_keras import models, saving
+from resnet_keras import colorization_tasks, models, saving
 from tests import fixtures
-from tests.fixtures import run_script
+from tests.fixtures import run_in_process, run_script
 
 
 def write_pictures(folder):
@@ -63,6 +64,50 @@ class ApplyTest(tf.test.TestCase):
             target = os.path.join(out, os.path.splitext(name)[0] + "_colorized.png")
             with Image.open(target) as im:
                 self.assertEqual((im.mode, im.size), ("RGB", (w, h)), name)
+
+
+class ApplyFolderTest(tf.test.TestCase):
+    def test_a_folder_gives_its_pictures_and_outputs_are_replaced_only_on_request(self):
+        folder = self.create_tempdir().full_path
+        pictures = os.path.join(folder, "pictures")
+        os.makedirs(os.path.join(pictures, "sub"))
+        for name in ("a.png", "b.jpg", "sub/c.png"):
+            Image.fromarray(fixtures.random_images(1, size=16)[0]).save(
+                os.path.join(pictures, name)
+            )
+        with open(os.path.join(pictures, "._a.png"), "wb") as f:  # macOS resource fork
+            f.write(b"\x00\x05\x16\x07")
+        model = saving.save_model(fixtures.small_colorizer(), os.path.join(folder, "c.h5"))
+        out = os.path.join(folder, "out")
+        r = run_in_process("scripts.colorize", "apply", model, pictures, f"--out={out}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertCountEqual(os.listdir(out), ["a_colorized.png", "b_colorized.png"])
+        # Again: refused, the earlier output untouched; --overwrite replaces it.
+        target = os.path.join(out, "a_colorized.png")
+        os.utime(target, (0, 0))
+        r = run_in_process("scripts.colorize", "apply", model, pictures, f"--out={out}")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("a_colorized.png: already exists; pass --overwrite", r.stderr)
+        self.assertEqual(os.stat(target).st_mtime, 0)
+        r = run_in_process(
+            "scripts.colorize", "apply", model, pictures, f"--out={out}", "--overwrite"
+        )
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(os.stat(target).st_mtime, 0)
+        r = run_in_process("scripts.colorize", "eval", model, "--overwrite")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--overwrite is for apply", r.stderr)
+
+
+class TooLargeTest(tf.test.TestCase):
+    def test_pictures_past_pillows_own_limit_are_refused_up_front_too(self):
+        folder = self.create_tempdir().full_path
+        picture = os.path.join(folder, "p.png")
+        Image.new("L", (16, 16)).save(picture)
+        # Pillow refuses to open pictures of over twice its limit (179 megapixels).
+        with mock.patch.object(Image, "MAX_IMAGE_PIXELS", 100):
+            with self.assertRaisesRegex(ValueError, "p.png: Image size .* shrink it first"):
+                colorization_tasks.check_pictures([picture], [], overwrite=False)
 
 
 class _Train:

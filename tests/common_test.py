@@ -23,7 +23,7 @@ OWN = {
     "question3": "base weights head_units train_base fine_tune_epochs unfreeze fine_tune_lr "
     "cache_features".split(),
     "resnet_vs_plain": ["depths", "models", "seeds"],
-    "colorize": ["color_space", "patience", "min_epochs"],
+    "colorize": ["color_space", "overwrite", "patience", "min_epochs"],
     "evaluate": ["predictions_out"],
     "export": ["to", "tolerance"],
     "convert": [],
@@ -59,9 +59,9 @@ def configs_of(module, *args):
     raise AssertionError(f"{module} {args} did not train: {r.returncode} {r.stderr}")
 
 
-def help_of(script):
-    r = run_in_process(f"scripts.{script}", "--help")
-    assert r.returncode == 1, r  # absl's exit status after --help
+def help_of(script, flag="--help"):
+    r = run_in_process(f"scripts.{script}", flag)
+    assert r.returncode == 0, r  # a help request succeeds (absl alone exits with 1)
     return r.stdout
 
 
@@ -74,6 +74,14 @@ def default_shown(text, name):
 
 
 class HelpTest(tf.test.TestCase):
+    def test_a_help_request_succeeds_in_every_script(self):
+        for script in OWN:
+            for flag in ("--help", "--helpshort", "--helpfull"):
+                self.assertIn("--batch_size", help_of(script, flag), (script, flag))
+        r = run_script("scripts.question1", "--helpshort")  # the real exit status
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("--epochs", r.stdout)
+
     def test_each_script_lists_exactly_the_flags_it_takes(self):
         for script, own in OWN.items():
             listed = re.findall(r"^  --(?:\[no\])?(\w+)", help_of(script), re.M)

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
+from resnet_keras import experiment
 from tests import fixtures
 from tests.fixtures import run_script
 
@@ -47,6 +48,17 @@ class DeterminismTest(tf.test.TestCase):
         self.assertNotEmpty(a)
         for (name, x), (_, y) in zip(a, b):
             self.assertTrue(np.array_equal(x, y), name)
+
+
+class SeedTest(tf.test.TestCase):
+    def test_a_seed_numpy_cannot_take_is_refused_by_flag_name_before_any_folder(self):
+        out = os.path.join(self.create_tempdir().full_path, "out")
+        for seed, message in ((-1, "--seed must be at least 0"), (2**32, "--seed must be at most")):
+            config = experiment.TrainConfig(seed=seed, output_dir=out)
+            with self.assertRaisesRegex(ValueError, message):
+                config.validate()
+        experiment.TrainConfig(seed=2**32 - 1).validate()
+        self.assertFalse(os.path.exists(out))
 
 
 if __name__ == "__main__":

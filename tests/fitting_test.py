@@ -1,5 +1,7 @@
 """fitting: resume after a kill, the run's log, best weights, NaN and plateau stops."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -105,29 +107,33 @@ class CrashSafeTest(tf.test.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet8_cifar10.h5")))
         self.assertFalse(os.path.exists(os.path.join(os.path.dirname(log), "backup")))
 
-    def test_ctrl_c_says_how_to_resume(self):
-        root = self.create_tempdir().full_path
-        fixtures.write_cifar10_python(root, per_batch=80, test=40)
-        out = os.path.join(root, "out")
-        proc = popen_script(
-            "scripts.question1",
-            f"--data_dir={root}",
-            "--n=1",
-            "--epochs=100000",  # never done before the signal, however slow the test machine
-            "--val_size=40",
-            "--batch_size=8",
-            f"--output_dir={out}",
-            "--verbose=0",
-        )
-        log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
-        deadline = time.time() + 300
-        while not csv_epochs(log) and time.time() < deadline:
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        self.assertEqual(proc.returncode, 130, err[-2000:])
-        self.assertIn("run the same command again to resume", err)
-        self.assertNotIn("Traceback", err)
+    def test_ctrl_c_and_sigterm_say_how_to_resume(self):
+        # SIGTERM is what `kill` and a cluster's time limit send.
+        for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            root = self.create_tempdir().full_path
+            fixtures.write_cifar10_python(root, per_batch=80, test=40)
+            out = os.path.join(root, "out")
+            proc = popen_script(
+                "scripts.question1",
+                f"--data_dir={root}",
+                "--n=1",
+                "--epochs=100000",  # never done before the signal, however slow the test machine
+                "--val_size=40",
+                "--batch_size=8",
+                f"--output_dir={out}",
+                "--verbose=0",
+            )
+            log = os.path.join(out, "runs", "question1_resnet8_cifar10", "log.csv")
+            deadline = time.time() + 300
+            while not csv_epochs(log) and time.time() < deadline:
+                time.sleep(0.2)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=120)
+            self.assertEqual(proc.returncode, status, err[-2000:])
+            self.assertEqual(
+                err.strip().splitlines(),
+                ["stopped: run the same command again to resume from the last finished epoch"],
+            )
 
     def test_nan_loss_names_epoch_batch_and_learning_rate(self):
         root = self.create_tempdir().full_path
@@ -152,7 +158,7 @@ class CrashSafeTest(tf.test.TestCase):
 
 
 class FitWithResumeTest(tf.test.TestCase):
-    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print, **stop):
+    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print, verbose=0, **stop):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
         training.compile_classifier(model, training.make_optimizer("sgd", lr))
@@ -166,7 +172,7 @@ class FitWithResumeTest(tf.test.TestCase):
             run_dir,
             epochs,
             16,
-            verbose=0,
+            verbose=verbose,
             log=log,
             **stop,
         )
@@ -227,6 +233,33 @@ class FitWithResumeTest(tf.test.TestCase):
             self.assertAllEqual(got, saved)
         with self.assertRaisesRegex(ValueError, "needs validation data"):
             self.fit(self.create_tempdir().full_path, val=False, patience=2)
+
+    def test_resume_weights_keras_cannot_read_are_named_with_the_way_out(self):
+        run = self.create_tempdir().full_path
+        self.fit(run, epochs=2)
+        import h5py
+
+        for suffix in ("", ".bkp"):  # an HDF5 file, but no weights in it
+            h5py.File(os.path.join(run, "backup", "latest.weights.h5" + suffix), "w").close()
+        fitting.check_resume_state(run)  # readable files: only loading them tells
+        with self.assertRaisesRegex(
+            ValueError,
+            r"backup/latest.weights.h5: the resume weights .* start the run over with --retrain",
+        ):
+            self.fit(run, epochs=3)
+
+    def test_progress_bar_only_on_a_terminal(self):
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        self.assertEqual(fitting.progress_verbosity(1, io.StringIO()), 2)
+        self.assertEqual(fitting.progress_verbosity(1, Terminal()), 1)
+        self.assertEqual(fitting.progress_verbosity(0, io.StringIO()), 0)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.fit(self.create_tempdir().full_path, epochs=1, verbose=1)
+        self.assertNotIn("\x1b", out.getvalue())  # Keras' bar is drawn with ANSI codes
 
     def test_plateaued(self):
         for values, mode, patience, min_epochs, want in [

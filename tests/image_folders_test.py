@@ -4,11 +4,13 @@ files a user's folder may hold (broken, 16-bit, names that are not UTF-8)."""
 
 import os
 import shutil
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image, ImageFile
 
-from resnet_keras import data
+from resnet_keras import data, image_folders
 from tests import fixtures
 from tests.data_test import DataTestCase
 
@@ -32,7 +34,19 @@ class ImageFolderLoadTest(DataTestCase):
         self.assertIn("resized 18 images to 32x32", ds.notes)
 
 
+NAMES_SKIPPED = (
+    "skipped {} files whose names are not UTF-8 or that cannot be opened (--skip_bad_images)"
+)
+
+
 class BadImageFolderTest(DataTestCase):
+    def assertRefusedThenSkipped(self, root, regex, note):
+        """Refused naming the file; left out with --skip_bad_images, with `note` logged."""
+        self.assertDataError(regex, root)
+        ds = data.load_dataset("cifar10", root, skip_bad_images=True)
+        self.assertEqual(len(ds.x_train), 12)
+        self.assertIn(note, ds.notes)
+
     def test_image_folder_problems(self):
         root = os.path.join(self.dir, "imgs")
         fixtures.write_image_folder(root)
@@ -53,6 +67,47 @@ class BadImageFolderTest(DataTestCase):
             f.write("this is text, not a JPEG")
         self.assertDataError("broken.jpg: unreadable image", root)
         ds = data.load_dataset("cifar10", root, skip_bad_images=True)
+        self.assertEqual(len(ds.x_train), 12)
+        self.assertIn("skipped 1 unreadable images (--skip_bad_images)", ds.notes)
+
+    def test_hidden_files_are_passed_over(self):
+        # macOS leaves ._<name> resource forks beside every file copied from it.
+        root = os.path.join(self.dir, "imgs")
+        want = fixtures.write_image_folder(root)
+        with open(os.path.join(root, "train", "cat", "._0000.png"), "wb") as f:
+            f.write(b"\x00\x05\x16\x07 Mac OS X resource fork")
+        ds = data.load_dataset("cifar10", root)
+        self.assertSplitsEqual(((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)), want)
+
+    def test_links_to_nothing_are_named_and_skippable(self):
+        root = os.path.join(self.dir, "imgs")
+        fixtures.write_image_folder(root)
+        cat = os.path.join(root, "train", "cat")
+        os.symlink(os.path.join(self.dir, "gone.png"), os.path.join(cat, "dangling.png"))
+        os.symlink(os.path.join(cat, "loop.png"), os.path.join(cat, "loop.png"))
+        self.assertRefusedThenSkipped(
+            root, "(dangling|loop).png: not a readable file", NAMES_SKIPPED.format(2)
+        )
+
+    def test_pictures_over_the_pixel_limit_are_refused_undecoded_and_skippable(self):
+        root = os.path.join(self.dir, "imgs")
+        fixtures.write_image_folder(root)
+        big = os.path.join(root, "train", "dog", "big.png")
+        Image.new("L", (40, 30)).save(big)
+        decoded, load = [], ImageFile.ImageFile.load
+
+        def recorded_load(im):
+            decoded.append(os.path.basename(im.filename))
+            return load(im)
+
+        with (
+            mock.patch.object(image_folders, "MAX_PIXELS", 32 * 32),  # the others are 32x32
+            mock.patch.object(ImageFile.ImageFile, "load", recorded_load),
+        ):
+            self.assertDataError(r"big.png: 40x30 pixels, more than the 0.0 megapixels", root)
+            ds = data.load_dataset("cifar10", root, skip_bad_images=True)
+        self.assertIn("0000.png", decoded)
+        self.assertNotIn("big.png", decoded)
         self.assertEqual(len(ds.x_train), 12)
         self.assertIn("skipped 1 unreadable images (--skip_bad_images)", ds.notes)
 
@@ -78,10 +133,9 @@ class BadImageFolderTest(DataTestCase):
         fixtures.write_image_folder(root)
         good = os.path.join(root, "train", "cat", "0000.png")
         shutil.copy(good, os.path.join(os.fsencode(root), b"train", b"cat", b"caf\xe9.png"))
-        self.assertDataError(r"train/cat/caf\\xe9\.png: file name is not valid UTF-8", root)
-        ds = data.load_dataset("cifar10", root, skip_bad_images=True)
-        self.assertEqual(len(ds.x_train), 12)
-        self.assertIn("skipped 1 files whose names are not UTF-8 (--skip_bad_images)", ds.notes)
+        self.assertRefusedThenSkipped(
+            root, r"train/cat/caf\\xe9\.png: file name is not valid UTF-8", NAMES_SKIPPED.format(1)
+        )
 
 
 if __name__ == "__main__":

@@ -6,12 +6,18 @@ most rows of the bad-input table: those run in this process through the
 scripts' own entry (fixtures.run_in_process).
 """
 
+import json
 import os
+import pickle
 import shutil
 import unittest
 
+import keras
+import numpy as np
 import tensorflow as tf
+from PIL import Image
 
+from resnet_keras import saving
 from tests import fixtures
 from tests.fixtures import finished_run as _finished_run
 from tests.fixtures import run_in_process, run_script
@@ -59,7 +65,87 @@ def _write_bad_data(root):
         os.path.join(os.fsencode(latin1), b"train", b"cat", b"caf\xe9.png"),
     )
     cases["latin1_name"] = latin1
+    for name, change in LABEL_CASES.items():
+        folder = os.path.join(root, name)
+        fixtures.write_cifar10_python(folder, per_batch=4, test=4)
+        batches = os.path.join(folder, "cifar-10-batches-py")
+        change(batches)
+        cases[name] = folder
+    one = os.path.join(root, "one_class")
+    fixtures.write_image_folder(one, classes=("cat",))
+    cases["one_class"] = one
+    huge = os.path.join(root, "huge_png")
+    fixtures.write_image_folder(huge)
+    write_huge_png(os.path.join(huge, "train", "cat", "huge.png"))
+    cases["huge_png"] = huge
+    link = os.path.join(root, "dangling_link")
+    fixtures.write_image_folder(link)
+    os.symlink(os.path.join(root, "gone.png"), os.path.join(link, "train", "dog", "gone.png"))
+    cases["dangling_link"] = link
+    text_tar = os.path.join(root, "text.tar.gz")
+    with open(text_tar, "w") as f:
+        f.write("just text\n")
+    cases["text_tar"] = text_tar
     return cases
+
+
+def write_huge_png(path):
+    """A PNG one row above image_folders.MAX_PIXELS (4097x4096): 16 MB as
+    pixels, a few KB as a file, and never decoded by the checks."""
+    from resnet_keras import image_folders
+
+    side = int(image_folders.MAX_PIXELS**0.5)
+    Image.new("L", (side + 1, side)).save(path)
+
+
+def _relabel(labels, batch="data_batch_1"):
+    """Rewrites one batch's labels (keeping its images), as a damaged file would hold them."""
+
+    def change(folder):
+        path = os.path.join(folder, batch)
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        d[b"labels"] = labels(d[b"labels"])
+        with open(path, "wb") as f:
+            pickle.dump(d, f, protocol=4)
+
+    return change
+
+
+def _fewer_names(folder):
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        pickle.dump({b"label_names": [b"cat", b"dog"]}, f, protocol=4)
+
+
+# CIFAR python-format labels a damaged or foreign file holds (issue 28, 1).
+LABEL_CASES = {
+    "label_300": _relabel(lambda y: [300] + y[1:]),
+    "label_10": _relabel(lambda y: [10] + y[1:]),
+    "label_minus_1": _relabel(lambda y: [-1] + y[1:]),
+    "labels_short": _relabel(lambda y: y[:-1]),
+    "labels_float": _relabel(lambda y: [0.5] + [float(v) for v in y[1:]]),
+    "fewer_names": _fewer_names,
+}
+
+
+def _resume_state(out, source, name, epoch, weights):
+    """runs/<name>: a copy of the finished run `source` made interrupted,
+    with the given resume record and weights bytes (both files and their
+    earlier copies): what a user's damaged or forged backup/ holds."""
+    run = os.path.join(out, "runs", name)
+    shutil.copytree(os.path.join(out, "runs", source), run)
+    os.remove(os.path.join(run, "metrics.json"))
+    with open(os.path.join(run, "flags.json")) as f:
+        flags = json.load(f)
+    with open(os.path.join(run, "flags.json"), "w") as f:
+        json.dump(flags | {"run_name": name}, f)
+    backup = os.path.join(run, "backup")
+    os.makedirs(backup)
+    for suffix in ("", ".bkp"):
+        with open(os.path.join(backup, "training_metadata.json" + suffix), "w") as f:
+            json.dump({"epoch": epoch}, f)
+        with open(os.path.join(backup, "latest.weights.h5" + suffix), "wb") as f:
+            f.write(weights)
 
 
 class BadInputTableTest(tf.test.TestCase):
@@ -94,6 +180,25 @@ class BadInputTableTest(tf.test.TestCase):
         not_h5 = os.path.join(root, "model.h5")
         with open(not_h5, "w") as f:
             f.write("not hdf5")
+        unbuilt = os.path.join(root, "unbuilt.keras")
+        keras.Sequential([keras.layers.Dense(3)]).save(unbuilt)
+        custom = _custom_class_model(os.path.join(root, "custom.keras"))
+        q1_run = "question1_resnet8_cifar10"
+        noise = np.random.default_rng(0).bytes(4096)
+        _resume_state(out, q1_run, "corrupt", 1, noise)
+        _resume_state(out, q1_run, "forged", 99, noise)
+        # colorize apply: a model, a picture, its output already there.
+        colorizer = saving.save_model(
+            fixtures.small_colorizer("unet", "lab"), os.path.join(root, "colorizer.h5")
+        )
+        picture = os.path.join(root, "photo.png")
+        Image.fromarray(fixtures.random_images(1, size=16)[0]).save(picture)
+        colorized = os.path.join(out, "colorized")
+        os.makedirs(colorized)
+        Image.new("RGB", (16, 16)).save(os.path.join(colorized, "photo_colorized.png"))
+        huge = os.path.join(root, "huge.png")
+        write_huge_png(huge)
+        before = _tree_hashes(out)
         q1 = "scripts.question1"
         cases = [
             (
@@ -165,6 +270,60 @@ class BadInputTableTest(tf.test.TestCase):
             (q1, ["--epochz=3"], "unknown flag --epochz (did you mean --epochs?)"),
             (q1, ["--epochs=abc"], "flag --epochs=abc: invalid literal"),
             ("scripts.evaluate", [not_h5], "model.h5: cannot load model"),
+            # Issue 28: CIFAR labels checked when they are read (1).
+            (q1, [f"--data_dir={bad['label_300']}"], "data_batch_1: label 300 is not a class"),
+            (q1, [f"--data_dir={bad['label_10']}"], "data_batch_1: label 10 is not a class"),
+            (q1, [f"--data_dir={bad['label_minus_1']}"], "data_batch_1: label -1 is not a"),
+            (q1, [f"--data_dir={bad['labels_short']}"], "data_batch_1: 3 labels for 4 images"),
+            (q1, [f"--data_dir={bad['labels_float']}"], "labels must be whole numbers"),
+            (
+                q1,
+                [f"--data_dir={bad['fewer_names']}"],
+                "batches.meta names 2 classes); the files are damaged",
+            ),
+            # A picture over the pixel limit, in an image folder and to apply (2).
+            (q1, [f"--data_dir={bad['huge_png']}"], "huge.png: 4097x4096 pixels, more than"),
+            (
+                "scripts.colorize",
+                ["apply", colorizer, huge, f"--out={colorized}"],
+                "huge.png: 4097x4096 pixels, more than the 16.8 megapixels",
+            ),
+            # Models that cannot be classifiers of this project (3, 10).
+            ("scripts.evaluate", [unbuilt], "unbuilt.keras: the model was saved unbuilt"),
+            ("scripts.evaluate", [custom], "custom class 'MadeUpLayer', which is no Keras layer"),
+            # A link to nothing, without --skip_bad_images (5).
+            (q1, [f"--data_dir={bad['dangling_link']}"], "gone.png: not a readable file"),
+            # Resume state that is damaged or not the run's own (6, 11).
+            (
+                q1,
+                [*finished, "--run_name=corrupt", "--epochs=2"],
+                "corrupt/backup/latest.weights.h5: the resume weights (and their earlier copy) "
+                "are no readable HDF5 file; start the run over with --retrain",
+            ),
+            (
+                q1,
+                [*finished, "--run_name=forged", "--epochs=2"],
+                "training_metadata.json records 99 finished epochs but",
+            ),
+            # Seeds NumPy and Keras cannot take, named before any folder exists (9).
+            (q1, ["--seed=99999999999999999999"], "--seed must be at most 4294967295"),
+            (q1, ["--seed=-1"], "--seed must be at least 0; got -1"),
+            # Unclear answers made clear (10, 11).
+            (q1, [f"--data_dir={bad['one_class']}"], "one class (cat); a classifier needs two"),
+            (q1, [f"--data_dir={bad['text_tar']}"], "neither a tar file nor a gzip, bz2 or xz"),
+            (
+                "scripts.resnet_vs_plain",
+                ["--depths=8", "--models=resnet", "--data_dir=/nonexistent", "--epochs=1"],
+                "pass --retrain to replace it once the new run has finished, or use another "
+                "--output_dir",
+            ),
+            (q1, ["--run_name=bad\udcff"], "--run_name bad\\xff: not valid UTF-8"),
+            # An output picture already there (12).
+            (
+                "scripts.colorize",
+                ["apply", colorizer, picture, f"--out={colorized}"],
+                "photo_colorized.png: already exists; pass --overwrite to replace it",
+            ),
         ]
         self.assertContainsSubset(self.END_TO_END, [message for _, _, message in cases])
         # The subprocesses first: a run folder's lock is held for the life of
@@ -173,6 +332,7 @@ class BadInputTableTest(tf.test.TestCase):
         for run, (module, args, message) in end_to_end + [(run_in_process, c) for c in cases]:
             if module != "scripts.evaluate":  # it writes nothing, so takes no --output_dir
                 args = [*args, f"--output_dir={out}"]
+            runs_before = sorted(os.listdir(os.path.join(out, "runs")))
             r = run(module, *args)
             self.assertEqual(
                 r.returncode, 2, (run, module, args, r.stdout[-500:], r.stderr[-2000:])
@@ -181,6 +341,29 @@ class BadInputTableTest(tf.test.TestCase):
             self.assertNotIn("Traceback", r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, (args, r.stderr))
             self.assertEqual(_tree_hashes(out), before, (run, module, args))
+            if message.startswith("--seed"):  # refused before runs/<name>/ or its lock exist
+                self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))), runs_before)
+
+
+def _custom_class_model(path):
+    """A .keras file naming a layer class that no Keras has (a user's own
+    layer, saved elsewhere): a Dense layer renamed in the file's config."""
+    import zipfile
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(path + ".tmp.keras")
+    with zipfile.ZipFile(path + ".tmp.keras") as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(parts["config.json"])
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "Dense":
+            layer.update(class_name="MadeUpLayer", module="my_layers", registered_name=None)
+    parts["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in parts.items():
+            z.writestr(name, content)
+    os.remove(path + ".tmp.keras")
+    return path
 
     def test_skip_bad_images_reports_and_trains(self):
         root = self.create_tempdir().full_path
@@ -209,6 +392,53 @@ class BadInputTableTest(tf.test.TestCase):
         r = run_script("scripts.question1", f"--output_dir={target}", "--data_dir=/nonexistent")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("not writable", r.stderr)
+
+
+class PlainOutputTest(tf.test.TestCase):
+    """Training output sent to a file reads as text (issue 28, 13)."""
+
+    def test_redirected_run_prints_plain_short_lines_in_one_path_form(self):
+        root = self.create_tempdir().full_path
+        fixtures.write_cifar10_python(os.path.join(root, "data"), per_batch=16, test=16)
+        r = run_script(
+            "scripts.question1",
+            "--data_dir=data",
+            "--n=1",
+            "--epochs=1",
+            "--val_size=16",
+            "--batch_size=16",
+            "--output_dir=out",
+            "--verbose=1",  # the progress bar, where a terminal shows one
+            "--formats=h5,savedmodel",
+            "--tensorboard",
+            cwd=root,
+        )
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertNotIn("\x1b", r.stdout)  # no ANSI colour codes
+        self.assertNotIn("\b", r.stdout)
+        lines = r.stdout.splitlines()
+        self.assertLess(max(len(line) for line in lines), 300, r.stdout)
+        self.assertIn("config: out/runs/question1_resnet8_cifar10/flags.json", lines)
+        wrote = [line[len("wrote ") :] for line in lines if line.startswith("wrote ")]
+        self.assertEqual(
+            wrote,
+            [
+                "out/saved_models/resnet8_cifar10.h5",
+                "out/saved_models/resnet8_cifar10_savedmodel",
+                "out/plots/question1_resnet8_cifar10.png",
+            ],
+        )
+        self.assertEqual(r.stderr, "")  # no INFO lines from the SavedModel writer
+        events = os.path.join(root, "out", "runs", "question1_resnet8_cifar10", "tensorboard")
+        tags = {
+            value.tag
+            for folder, _, names in os.walk(events)
+            for name in names
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name))
+            for value in event.summary.value
+        }
+        self.assertIn("epoch_time_s", tags)
+        self.assertNotIn("epoch_epoch_time_s", tags)
 
 
 if __name__ == "__main__":
