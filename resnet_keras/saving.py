@@ -12,6 +12,7 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 
 from resnet_keras import files, keras_private
 
@@ -29,15 +30,29 @@ def model_path(stem, fmt):
     return f"{stem}_savedmodel" if fmt == "savedmodel" else f"{stem}.{fmt}"
 
 
+def size_estimate(model):
+    """Bytes a saved copy of `model` takes, about: its weights and its
+    optimizer's variables, with room for the file's own structure."""
+    variables = list(model.weights)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        variables += list(optimizer.variables)
+    data = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return int(data * 1.1) + (256 << 10)
+
+
 def save_model(model, path):
     """Saves `model` to `path` atomically; the format follows the name.
 
     `*.h5` and `*.keras` are files; any other name is a SavedModel folder
-    written by `model.export` (inference only: it has no optimizer).
+    written by `model.export` (inference only: it has no optimizer). The
+    free space is checked first: h5py crashes the process (a segmentation
+    fault) when the disk fills while it writes.
     """
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
+    files.ensure_space(path, size_estimate(model))
     base = os.path.basename(path)
     if path.endswith((".h5", ".keras")):
         # Keras picks the format from the suffix, which the temporary name keeps.

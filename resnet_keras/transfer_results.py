@@ -73,7 +73,8 @@ def result_row(config, options, metrics, model_path=None):
 
 
 def record(output_dir, row):
-    """Merges `row` into results/question3.{json,md}; returns all rows."""
+    """Merges `row` into results/question3.{json,md} under `output_dir` (a
+    report folder, `outputs.report_dir`); returns all rows."""
     stem = os.path.join(output_dir, "results", "question3")
     title = "Question 3: transfer learning"
     return results.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
@@ -109,11 +110,12 @@ def plot_rows(rows, output_dir, path, title):
     return plotting.plot_histories(histories, path, title, marks=marks)
 
 
-def plot_results(rows, output_dir, base, dataset, train_images):
+def plot_results(rows, output_dir, base, dataset, train_images, dest=None):
     """Draws every recorded run of one base, data set and training-set size.
 
     Writes plots/question3_transfer_learning.png (the latest group drawn) and
-    plots/question3_<base>_<dataset>_<images>.png (kept per group); returns both paths.
+    plots/question3_<base>_<dataset>_<images>.png (kept per group) under
+    `dest` (default `output_dir`, whose runs the rows name); returns both paths.
     """
     label = base_label(base)
     key = (label, dataset, train_images)
@@ -121,6 +123,6 @@ def plot_results(rows, output_dir, base, dataset, train_images):
     title = f"Question 3: {label} on {dataset} ({train_images:,} training images)"
     names = ("question3_transfer_learning", f"question3_{label}_{dataset}_{train_images}")
     return [
-        plot_rows(group, output_dir, os.path.join(output_dir, "plots", f"{n}.png"), title)
+        plot_rows(group, output_dir, os.path.join(dest or output_dir, "plots", f"{n}.png"), title)
         for n in names
     ]

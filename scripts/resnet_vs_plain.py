@@ -10,8 +10,13 @@ flip, per-channel normalisation, projection shortcuts. `--paper` switches to
 option A shortcuts, per-pixel mean, 45k/5k split, /10 at 32k and 48k
 iterations, stop at 64k, and ResNet-110's warm-up at lr 0.01 for 400 steps.
 
-Writes saved_models/<model>-<depth>.h5, plots/resnet/*.png,
-plots/resnet_architecture.png and results/resnet_vs_plain.{md,json}.
+Each network trains in runs/<model>-<depth>/ (its model <model>-<depth>.h5
+there); the report is drawn into reports/resnet_vs_plain/: plots/resnet/*.png,
+plots/resnet_architecture.png and results/resnet_vs_plain.{md,json}. --publish
+copies the models to saved_models/ and the report to plots/ and results/
+(never over the repository's files or another run's unless --replace names
+them). --report_only draws the report from the finished runs in runs/, or,
+where there is none, from the records the repository ships in results/runs/.
 """
 
 import math
@@ -22,7 +27,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 from absl import flags
 
 from resnet_keras import classification, distribute, evaluation, experiment, files, models
-from resnet_keras import plotting, results, runs, training
+from resnet_keras import outputs, plotting, results, runs, training
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
@@ -133,13 +138,16 @@ def pair_config(model, depth, settings, paper, seed=0):
     return experiment.TrainConfig(**s)
 
 
-def report(pairs, output_dir, settings):
-    """Redraws every figure and the table from runs/ alone (no training, no data)."""
-    plots = os.path.join(output_dir, "plots", "resnet")
+def report(pairs, output_dir, dest, settings, shipped=False):
+    """Redraws every figure and the table into `dest` from the finished runs
+    alone (no training, no data); `shipped`: where runs/ has no finished run,
+    the record in results/runs/ (`outputs.find_run`)."""
+    plots = os.path.join(dest, "plots", "resnet")
+    outputs.start_table(dest, output_dir, os.path.join("results", "resnet_vs_plain.json"))
     histories, rows = {}, []
     for model, depth in pairs:
         name = f"{FILE_STEM[model]}-{depth}"
-        run = runs.load_run(os.path.join(output_dir, "runs", name))
+        run = runs.load_run(outputs.find_run(output_dir, name, shipped))
         if run is None:
             print(f"{name}: no finished run in runs/{name}; left out of the report")
             continue
@@ -188,13 +196,13 @@ def report(pairs, output_dir, settings):
         plotting.plot_error_vs_depth(histories, os.path.join(plots, "error_vs_depth.png"))
     skipped = plotting.plot_architecture(
         models.build_resnet(3, shortcut=settings["shortcut"]),
-        os.path.join(output_dir, "plots", "resnet_architecture.png"),
+        os.path.join(dest, "plots", "resnet_architecture.png"),
     )
     if skipped:
         print(skipped)
     if rows:
         results.write_results(
-            os.path.join(output_dir, "results", "resnet_vs_plain"),
+            os.path.join(dest, "results", "resnet_vs_plain"),
             rows,
             COLUMNS,
             key=("model", "depth"),
@@ -202,7 +210,7 @@ def report(pairs, output_dir, settings):
             notes=NOTES,
             run_name=lambda r: f"{FILE_STEM[r['model']]}-{r['depth']}",
         )
-        print(f"wrote {os.path.join(output_dir, 'results', 'resnet_vs_plain.md')}")
+        print(f"wrote {os.path.join(dest, 'results', 'resnet_vs_plain.md')}")
 
 
 NOTES = """
@@ -220,17 +228,22 @@ is not the paper's setting.
 def main(argv):
     pairs = parse_pairs(FLAGS.depths, FLAGS.models)
     settings = common.resolve()
-    formats = settings.pop("formats")
     seeds = parse_seeds(FLAGS.seeds)
     configs = [pair_config(m, d, settings, FLAGS.paper, s) for m, d in pairs for s in seeds]
     for c in configs:
         c.validate()
+    out = settings["output_dir"]
+    trained = [(c.run_dir, outputs.run_files(c, c.run_name, c.run_name)) for c in configs]
+    trained = trained if FLAGS.publish and not FLAGS.report_only else []
+    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
     if not FLAGS.report_only:
-        files.check_writable(settings["output_dir"])
-        stems = [os.path.join(c.output_dir, "saved_models", c.run_name) for c in configs]
-        classification.train_study(configs, stems, formats, FLAGS.retrain)
+        files.check_writable(out)
+        classification.train_study(configs, [c.run_name for c in configs], FLAGS.retrain)
     if distribute.is_chief():  # other workers of a cluster write nothing final
-        report(pairs, settings["output_dir"], settings)
+        dest = outputs.report_dir(out, "resnet_vs_plain")
+        report(pairs, out, dest, settings, shipped=FLAGS.report_only)
+        if FLAGS.publish:
+            outputs.publish_study(out, dest, trained, FLAGS.replace, key=("model", "depth"))
 
 
 def cli(argv=None):

@@ -31,7 +31,7 @@ class ResumeTest(tf.test.TestCase):
         # The resume state outlives the last epoch (a kill before the test
         # resumes there) and goes only when the run is finished.
         self.assertEqual(fitting.resume_epoch(run), 1)
-        experiment.finish_run(config, run)
+        runs.clear_backup(run)
         self.assertFalse(os.path.exists(os.path.join(run, "backup")))
 
 
@@ -81,7 +81,8 @@ class CrashSafeTest(tf.test.TestCase):
         proc.wait()
         done = len(csv_epochs(log))
         self.assertBetween(done, 2, 5)
-        self.assertFalse(os.path.exists(os.path.join(out, "saved_models", "resnet8_cifar10.h5")))
+        model = os.path.join(os.path.dirname(log), "resnet8_cifar10.h5")
+        self.assertFalse(os.path.exists(model))
 
         # Another optimizer may not pick up this run's resume state (reliability, 2).
         before = tree_hashes(out)
@@ -102,7 +103,7 @@ class CrashSafeTest(tf.test.TestCase):
         self.assertLen(history["loss"], 6)
         with open(os.path.join(os.path.dirname(log), "metrics.json")) as f:
             self.assertEqual(json.load(f)["epochs"], 6)
-        self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet8_cifar10.h5")))
+        self.assertTrue(os.path.isfile(model))
         self.assertFalse(os.path.exists(os.path.join(os.path.dirname(log), "backup")))
 
     def test_ctrl_c_says_how_to_resume(self):
