@@ -46,7 +46,7 @@ def finish(
     Args:
         config: the run's config (`run_dir` is where a --retrain run goes).
         run_dir: the folder the run trained in (`experiment.setup_run`).
-        metrics: the run's metrics; its file list and timing are added.
+        metrics: the run's metrics; its file list and timing are added to it.
         history: {metric: [value per epoch]}, written to history.json.
         model: the model to save, in each of `config.formats`, as
             `model_name`.<format>; None: no model file.
@@ -71,7 +71,7 @@ def finish(
     for name, write in extras:
         written.append(write(os.path.join(run_dir, name)))
     names = sorted(os.path.relpath(p, run_dir) for p in written)
-    metrics = dict(metrics, outputs=names) | provenance.timing(runs.read_flags(run_dir))
+    metrics.update(outputs=names, **provenance.timing(runs.read_flags(run_dir)))
     files.write_json(os.path.join(run_dir, "metrics.json"), metrics)  # last: finished
     runs.clear_backup(run_dir)
     crash_point("backup removed")

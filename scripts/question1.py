@@ -20,7 +20,7 @@ import os
 
 from scripts import common  # defines the shared flags  # noqa: I001
 
-from resnet_keras import classification, experiment, outputs
+from resnet_keras import classification, experiment, outputs, saving
 
 DEFAULTS = dict(
     model="resnet",
@@ -66,7 +66,9 @@ def main(argv):
         title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
     )
     outputs.publish_runs(items, config.output_dir, common.FLAGS.replace)
-    print(f"model: {os.path.join(config.run_dir, model_name)}.{config.formats[0]}")
+    print(
+        f"model: {saving.model_path(os.path.join(config.run_dir, model_name), config.formats[0])}"
+    )
     print(f"Test accuracy: {metrics['test_accuracy']:.4f}")
 
 

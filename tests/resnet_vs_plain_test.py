@@ -95,15 +95,19 @@ class _EndToEnd:
             f"--output_dir={out}",
             "--verbose=0",
         ]
-        r = run_script("scripts.resnet_vs_plain", *args)
+        r = run_script("scripts.resnet_vs_plain", *args, "--publish")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        plots = os.path.join(out, "plots", "resnet")
+        # The report is drawn in reports/resnet_vs_plain/; --publish copied it
+        # and the models (each in its run folder) to the shared places.
+        plots = os.path.join(out, "reports", "resnet_vs_plain", "plots", "resnet")
         expected = ["error_vs_depth.png", "misclassified-8.png", "misclassified-14.png"]
         for stem in ("resnet-8", "resnet-14", "plainnet-8", "plainnet-14"):
+            self.assertTrue(os.path.isfile(os.path.join(out, "runs", stem, f"{stem}.h5")), stem)
             self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", f"{stem}.h5")), stem)
             expected += [f"{stem}.png", f"confusion-{stem}.png"]
         drawn = fixtures.tree_hashes(plots)
         self.assertCountEqual(drawn, expected)
+        self.assertEqual(fixtures.tree_hashes(os.path.join(out, "plots", "resnet")), drawn)
         if shutil.which("dot"):
             self.assertTrue(os.path.isfile(os.path.join(out, "plots", "resnet_architecture.png")))
         else:

@@ -88,7 +88,9 @@ class BadInputTableTest(tf.test.TestCase):
             os.path.join(out, "runs", "resnet-8"),
         )
         before = _tree_hashes(out)
-        self.assertIn(os.path.join("saved_models", "resnet8_cifar10.h5"), before)
+        run = os.path.join("runs", "question1_resnet8_cifar10")
+        self.assertIn(os.path.join(run, "resnet8_cifar10.h5"), before)
+        listed = sorted(os.listdir(os.path.join(out, "runs")))
         bad = _write_bad_data(root)
         fixtures.write_image_folder(os.path.join(root, "small"))  # 12 training images
         not_h5 = os.path.join(root, "model.h5")
@@ -132,11 +134,14 @@ class BadInputTableTest(tf.test.TestCase):
                 [*finished, "--epochs=1"],
                 "holds a finished run made with other settings (epochs 2 -> 1); pass --retrain",
             ),
-            (q1, [*finished, "--epochs=2"], "holds a finished run of these settings"),
+            # A missing data folder is named as such, not as other settings (7).
+            (q1, [*finished, f"--data_dir={root}/nope"], "nope: no such file or folder"),
+            (q1, [*finished, "--seed=-1"], "--seed must be between 0 and 2**32 - 1"),
+            (q1, [*finished, "--formats="], "--formats is empty"),
             # ... and a study refuses before it reads any data.
             (
                 "scripts.resnet_vs_plain",
-                ["--depths=8", "--models=resnet", "--data_dir=/nonexistent", "--epochs=1"],
+                ["--depths=8", "--models=resnet", f"--data_dir={root}/small", "--epochs=1"],
                 "runs/resnet-8 holds a finished run made",
             ),
             # Options checked before data is read or a file written (4, 5).
@@ -181,6 +186,8 @@ class BadInputTableTest(tf.test.TestCase):
             self.assertNotIn("Traceback", r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, (args, r.stderr))
             self.assertEqual(_tree_hashes(out), before, (run, module, args))
+            # No folder or lock file is left behind by a refused or failed run.
+            self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))), listed, args)
 
     def test_skip_bad_images_reports_and_trains(self):
         root = self.create_tempdir().full_path
@@ -206,7 +213,8 @@ class BadInputTableTest(tf.test.TestCase):
             target = os.path.join(self.create_tempdir().full_path, "ro")
             os.makedirs(target)
             os.chmod(target, 0o500)
-        r = run_script("scripts.question1", f"--output_dir={target}", "--data_dir=/nonexistent")
+        data = self.create_tempdir().full_path  # exists: the output folder is checked first
+        r = run_script("scripts.question1", f"--output_dir={target}", f"--data_dir={data}")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("not writable", r.stderr)
 
