@@ -14,12 +14,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from unittest import mock
 
 import tensorflow as tf
 
-from resnet_keras import files, models, outputs, results, runs, saving, training
+from resnet_keras import colorization_results, files, models, outputs, results, runs, saving
+from resnet_keras import training
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script
 
@@ -170,6 +170,26 @@ class DiskTest(tf.test.TestCase):
         saving.save_model(model, path)  # once there is space
         self.assertTrue(os.path.isfile(path))
 
+    def test_training_stops_with_one_line_before_an_epochs_weights_meet_a_full_disk(self):
+        import keras
+        import numpy as np
+
+        from resnet_keras import fitting
+
+        run = self.create_tempdir().full_path
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+        x, y = np.zeros((8, 4), "float32"), np.arange(8) % 3
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+        with mock.patch.object(files, "free_bytes", return_value=1000):
+            with self.assertRaisesRegex(OSError, r"not written, the disk is full: it needs about"):
+                fitting.fit_with_resume(model, data, data, run, 2, 8, verbose=0)
+        # Nothing half-written under a final name; the run resumes once there is space.
+        self.assertFalse(os.path.exists(os.path.join(run, "best.weights.h5")))
+        self.assertFalse(os.path.exists(os.path.join(run, "backup")))
+        fitting.fit_with_resume(model, data, data, run, 2, 8, verbose=0)
+        self.assertEqual(fitting.resume_epoch(run), 2)
+
     def test_a_full_disk_under_an_atomic_write_names_the_file_and_leaves_nothing(self):
         out = self.create_tempdir().full_path
         path = os.path.join(out, "history.json")
@@ -190,14 +210,19 @@ class DiskTest(tf.test.TestCase):
         self.assertEqual(os.listdir(out), [])
 
 
+def _interrupted(run):
+    """A locked run folder holding the resume state of 3 epochs."""
+    runs.lock(run)
+    os.makedirs(os.path.join(run, "backup"))
+    files.write_json(os.path.join(run, "backup", "training_metadata.json"), {"epoch": 3})
+
+
 class FailureTest(tf.test.TestCase):
     def test_a_nan_run_leaves_no_resume_state_and_an_unstarted_one_no_folder(self):
         out = self.create_tempdir().full_path
         config = runs_config(out)
         run = config.run_dir
-        runs.lock(run)
-        os.makedirs(os.path.join(run, "backup"))
-        files.write_json(os.path.join(run, "backup", "training_metadata.json"), {"epoch": 3})
+        _interrupted(run)
         with self.assertRaises(FloatingPointError):
             with outputs.discarded_on_failure(config, run):
                 raise FloatingPointError("the loss became NaN")
@@ -205,9 +230,7 @@ class FailureTest(tf.test.TestCase):
         self.assertFalse(os.path.exists(run))
         self.assertEqual(os.listdir(os.path.join(out, "runs")), [])
         # An interrupted run that fails otherwise keeps its resume state.
-        runs.lock(run)
-        os.makedirs(os.path.join(run, "backup"))
-        files.write_json(os.path.join(run, "backup", "training_metadata.json"), {"epoch": 3})
+        _interrupted(run)
         with self.assertRaises(OSError):
             with outputs.discarded_on_failure(config, run):
                 raise OSError("disk full")
@@ -270,23 +293,21 @@ class KillTest(tf.test.TestCase):
         self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))), [f".{RUN}.lock", RUN])
 
 
+class ShippedTablesTest(tf.test.TestCase):
+    def test_the_colorization_table_is_redrawn_from_its_json_byte_for_byte(self):
+        table = results.load_table(os.path.join(ROOT, "results", "colorization.json"))
+        with open(os.path.join(ROOT, "results", "colorization.md")) as f:
+            self.assertEqual(colorization_results.markdown(table), f.read())
+
+
 class CloneTest(fixtures.FixtureImagesTestCase):
     """The README's commands on a fresh clone change no tracked file."""
 
     def test_quick_runs_and_trials_leave_git_status_clean(self):
         clone = fresh_clone(self.create_tempdir().full_path)
-        env = {"PYTHONPATH": clone}
 
         def script(module, *args):
-            env_all = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env)
-            return subprocess.run(
-                [sys.executable, "-m", module, *args],
-                cwd=clone,
-                env=env_all,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            return run_script(module, *args, cwd=clone, env={"PYTHONPATH": clone})
 
         quick = [f"--data_dir={self.data_dir}", "--train_limit=200", "--val_size=50"]
         quick += ["--epochs=1", "--n=1", "--verbose=0"]
@@ -324,14 +345,7 @@ class CloneTest(fixtures.FixtureImagesTestCase):
             ("scripts.resnet_vs_plain", ["--depths=20,32"], "resnet_vs_plain"),
             ("scripts.question2", ["--all"], "question2"),
         ):
-            r = subprocess.run(
-                [sys.executable, "-m", module, *args, "--report_only"],
-                cwd=clone,
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=clone),
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            r = run_script(module, *args, "--report_only", cwd=clone, env={"PYTHONPATH": clone})
             self.assertEqual(r.returncode, 0, r.stderr[-2000:])
             self.assertNotIn("left out of the report", r.stdout)
             report = os.path.join(clone, "reports", study)
