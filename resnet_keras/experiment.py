@@ -174,7 +174,7 @@ def setup_run(config, retrain=False, extra=None):
     strategy must configure the collective ops at program start-up. The run
     folder is then claimed (`runs.claim`: locked, and never one holding a
     finished run or another run's resume state) before any data is read.
-    With `retrain` the run writes to a staging folder that `finish_run` puts
+    With `retrain` the run writes to a staging folder that `outputs.finish` puts
     in place. Workers other than the chief keep their resume state in a
     folder of their own and write nothing under the final names.
 
@@ -293,6 +293,7 @@ def finished_run(config, retrain=False, extra=None):
     """The files of `config`'s finished run if it was made with the same
     settings (`runs.load_run`: history, metrics, flags, predictions), which
     is then reused instead of trained again; None otherwise (or with `retrain`)."""
+    files.check_writable(os.path.dirname(config.run_dir))  # the runs/ folder, before its lock
     if not runs.claim_runs([config], retrain, extra)[0]:
         return None
     return runs.load_run(config.run_dir)

@@ -126,6 +126,8 @@ def configure():
         config.validate()
         options.validate(config.augment)
         configs.append(config)
+    if te.is_saved_model(options.base):  # a file that is no model: refused before any run folder
+        saving.load_model(options.base, compile=False)
     return options, configs
 
 

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import experiment, files, fitting, models, training
+from resnet_keras import experiment, files, fitting, models, runs, training
 from tests import fixtures
 from tests.fixtures import csv_epochs, popen_script, run_script, tree_hashes
 
@@ -184,7 +184,7 @@ class FitWithResumeTest(tf.test.TestCase):
         best.load_weights(os.path.join(run, "best.weights.h5"))
         for got, want in zip(model.get_weights(), best.get_weights()):
             self.assertAllEqual(got, want)
-        # The resume state stays until the run is finished (experiment.finish_run).
+        # The resume state stays until the run is finished (outputs.finish).
         self.assertEqual(fitting.resume_epoch(run), 3)
 
     def test_an_unreadable_best_weights_file_leaves_the_last_weights(self):

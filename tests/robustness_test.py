@@ -170,6 +170,8 @@ class BadInputTableTest(tf.test.TestCase):
             (q1, ["--epochz=3"], "unknown flag --epochz (did you mean --epochs?)"),
             (q1, ["--epochs=abc"], "flag --epochs=abc: invalid literal"),
             ("scripts.evaluate", [not_h5], "model.h5: cannot load model"),
+            # A --base that is no model: refused before any run folder or lock (7).
+            ("scripts.question3", [f"--base={not_h5}"], "model.h5: cannot load model"),
         ]
         self.assertContainsSubset(self.END_TO_END, [message for _, _, message in cases])
         # The subprocesses first: a run folder's lock is held for the life of
