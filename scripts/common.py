@@ -308,9 +308,9 @@ def explicit_flags():
 
 
 def file_name(run_name, default):
-    """A run's model and plot file name: the run's own when --run_name was
-    given, so a trial run never replaces the default run's files; else the
-    experiment's `default`."""
+    """The name a run's model and plot are published under: the run's own
+    when --run_name was given, so a trial run never replaces the default
+    run's files; else the experiment's `default`."""
     return run_name if FLAGS["run_name"].present else default
 
 
