@@ -13,9 +13,8 @@ import os
 
 import numpy as np
 
-from resnet_keras import distribute, evaluation, experiment, models, plotting, results, runs
-from resnet_keras import conversion, files, fitting, pipeline, presets, provenance, saving
-from resnet_keras import speedups, training
+from resnet_keras import conversion, distribute, evaluation, experiment, models, outputs
+from resnet_keras import fitting, pipeline, presets, results, runs, saving, speedups, training
 
 
 def build_model(config, num_classes, x_train, sync_bn=False):
@@ -92,25 +91,41 @@ def resolved_settings(ds, lr, steps_per_epoch):
     )
 
 
-def run_classification(config, log=print, retrain=False):
+def run_classification(config, log=print, retrain=False, model_name=None, title=None):
     """Trains and tests one classifier; returns (model, metrics, history).
 
     The test split is evaluated once, at the end, with the weights that did
     best on the validation split (the last weights when `val_size` is 0).
-    `retrain`: replace a finished run of the same name once this one has
-    finished (without it, such a run is refused before any work).
+    Everything goes into the run folder (`outputs.finish`): the model as
+    `model_name` (default: the run's name) in each of `config.formats`, its
+    curves as history.png (titled `title`), history.json, then metrics.json.
+    A finished run made with the same settings is reused: model None, its
+    metrics and history read back. `retrain`: replace a finished run of the
+    same name once this one has finished (without it, a finished run with
+    other settings is refused before any work).
     """
     config.validate()
+    done = experiment.finished_run(config, retrain)
+    if done is not None:
+        log(
+            f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)"
+        )
+        return None, done[1], done[0]
     strategy, run_dir = experiment.setup_run(config, retrain)
-    data = experiment.prepare_data(config)
-    ds, (x, y), val, (xt, yt) = data
-    with experiment.model_scope(config, strategy):
-        model = build_model(config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1)
-        lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
-    settings = resolved_settings(ds, lr, steps_per_epoch)
-    experiment.start_run(config, strategy, data, run_dir, log, depth=config.depth, **settings)
-    metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir=run_dir, log=log)
-    experiment.finish_run(config, run_dir)
+    with outputs.discarded_on_failure(config, run_dir):
+        data = experiment.prepare_data(config)
+        ds, (x, y), val, (xt, yt) = data
+        with experiment.model_scope(config, strategy):
+            model = build_model(
+                config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1
+            )
+            lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
+        settings = resolved_settings(ds, lr, steps_per_epoch)
+        experiment.start_run(config, strategy, data, run_dir, log, depth=config.depth, **settings)
+        metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir, log=log)
+        title = title or f"{config.run_name}: {config.model}-{config.depth} ({config.opt})"
+        name = model_name or config.run_name
+        outputs.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
     return model, metrics, history
 
 
@@ -125,7 +140,6 @@ def fit_and_test(
     augment=None,
     test_images=None,
     log=print,
-    final=True,
 ):
     """Fits a compiled model with the run's callbacks, then tests its best weights.
 
@@ -139,12 +153,9 @@ def fit_and_test(
         test_images: the test images, where `test`'s inputs are not images
             (test_predictions.npz keeps the misclassified ones).
         log: where progress lines go.
-        final: whether this ends the run. metrics.json marks a finished run
-            (`runs.state`), so a first phase that more training follows
-            (question3's head before fine-tuning) does not write it.
 
     Returns:
-        `(metrics, history)`, both also written to `run_dir` as JSON.
+        `(metrics, history)`; `outputs.finish` writes them, after every other output.
     """
     run_dir = run_dir or config.run_dir
     epochs = epochs or config.epochs
@@ -178,10 +189,6 @@ def fit_and_test(
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         metrics["best_epoch"] = fitting.best_epoch(history, "val_accuracy", "max")
-    files.write_json(os.path.join(run_dir, "history.json"), history)
-    if final:
-        metrics |= provenance.timing(runs.read_flags(run_dir))
-        files.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     tta_note = "".join(
         f", {label} {metrics[f'test_accuracy_{name}']:.4f}"
         for name, label in evaluation.TTA_LABELS.items()
@@ -194,27 +201,9 @@ def fit_and_test(
     return metrics, history
 
 
-def run_class_names(config):
-    """The class names the finished run recorded (flags.json), which its saved
-    model carries (`saving.save_model`); None if it recorded none."""
-    return runs.read_flags(config.run_dir).get("class_names")
-
-
-def save_outputs(model, history, stem, plot_path, title, formats=("h5",), class_names=None):
-    """Writes the model in each format, with its `class_names`, and the history
-    plot; returns the paths.
-
-    Only the chief writes; other workers of a multi-worker run return [].
-    """
-    if not distribute.is_chief():
-        return []
-    paths = [saving.save_model(model, saving.model_path(stem, f), class_names) for f in formats]
-    paths.append(plotting.plot_history(history, plot_path, title))
-    return paths
-
-
-def train_study(configs, stems, formats=("h5",), retrain=False, log=print):
-    """Trains and saves each config's model unless runs/ holds its finished run.
+def train_study(configs, model_names, retrain=False, log=print):
+    """Trains each config's run unless runs/ holds its finished run; the model
+    goes into the run folder as its `model_names` entry.
 
     Study scripts call this with every configuration, so an interrupted study
     picks up where it stopped and a finished one can be re-reported without
@@ -222,7 +211,7 @@ def train_study(configs, stems, formats=("h5",), retrain=False, log=print):
     --epochs) stops the study before any training; `retrain` replaces each
     run once its new one has finished.
     """
-    for config, stem, reuse in zip(configs, stems, runs.claim_runs(configs, retrain)):
+    for config, name, reuse in zip(configs, model_names, runs.claim_runs(configs, retrain)):
         if reuse:
             log(
                 f"{config.run_name}: finished run in {config.run_dir} reused "
@@ -230,7 +219,4 @@ def train_study(configs, stems, formats=("h5",), retrain=False, log=print):
             )
             continue
         log(f"{config.run_name}: training ({config.epochs} epochs)")
-        model, _, _ = run_classification(config, log=log, retrain=retrain)
-        for fmt in formats if distribute.is_chief() else ():
-            path = saving.model_path(stem, fmt)
-            log(f"wrote {saving.save_model(model, path, run_class_names(config))}")
+        run_classification(config, log=log, retrain=retrain, model_name=name)

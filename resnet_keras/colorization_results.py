@@ -7,22 +7,36 @@ when its run folder sits beside it.
 import json
 import os
 
-from resnet_keras import results
+from resnet_keras import outputs, results
 
 
 def run_of(path):
     """What the run that trained the model at `path` recorded (its epochs,
-    best epoch, training time, hardware), read from the run folder beside it
-    (<out>/saved_models/<name>.h5 -> <out>/runs/<name>/metrics.json); None
-    for a model without one."""
+    best epoch, training time, hardware): from the run folder the model is
+    in (runs/<name>/<name>.h5), or for a published model
+    (<out>/saved_models/<name>.h5) from the run published.json names, else
+    the record the repository ships in <out>/results/runs/<name>/, else
+    <out>/runs/<name>/; None for a model without one."""
     folder, file = os.path.split(os.path.abspath(path))
-    if os.path.basename(folder) != "saved_models":  # not where train writes: no run of its own
+    name = os.path.splitext(file)[0]
+    if os.path.isfile(os.path.join(folder, "metrics.json")):
+        candidates = [folder]  # a model in its own run folder
+    elif os.path.basename(folder) == "saved_models":
+        out = os.path.dirname(folder)
+        entry = outputs.read_record(out).get(f"saved_models/{file}") or {}
+        source = entry.get("source")
+        candidates = [os.path.join(out, os.path.dirname(source))] if source else []
+        candidates += [os.path.join(out, "results", "runs", name), os.path.join(out, "runs", name)]
+    else:  # not where train writes: no run of its own
         return None
-    name, out = os.path.splitext(file)[0], os.path.dirname(folder)
-    try:
-        with open(os.path.join(out, "runs", name, "metrics.json")) as f:
-            metrics = json.load(f)
-    except (OSError, ValueError):
+    for run in candidates:
+        try:
+            with open(os.path.join(run, "metrics.json")) as f:
+                metrics = json.load(f)
+            break
+        except (OSError, ValueError):
+            continue
+    else:
         return None
     keys = ("epochs", "max_epochs", "best_epoch", "train_time_s", "hardware")
     return {k: metrics.get(k) for k in keys}

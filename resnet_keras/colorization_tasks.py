@@ -28,7 +28,8 @@ import numpy as np
 
 from resnet_keras import colorization as col
 from resnet_keras import colorization_results, distribute, evaluation, experiment, files, fitting
-from resnet_keras import image_folders, plotting, provenance, results, runs, saving, training
+from resnet_keras import image_folders, outputs, plotting, provenance, results, runs, saving
+from resnet_keras import training
 from resnet_keras.checks import DataError, check_choice, check_minimums
 
 EXAMPLES = 8  # test images in the examples figure (`example_indices`)
@@ -64,7 +65,6 @@ class ColorizeConfig(experiment.RunConfig):
     patience: int = 0
     min_epochs: int = 0
     run_name: str | None = None  # None: the model's name
-    formats: tuple = ("h5",)
 
     def validate(self):
         super().validate()
@@ -72,8 +72,6 @@ class ColorizeConfig(experiment.RunConfig):
         check_choice("color space", self.color_space, col.COLOR_SPACES)
         if self.run_name is not None:
             runs.check_name(self.run_name)
-        for fmt in self.formats:
-            check_choice("format", fmt, saving.FORMATS)
         check_minimums(self, [("image_size", 8), ("patience", 0), ("min_epochs", 0)])
         if self.patience and not self.val_size:
             raise ValueError(
@@ -134,7 +132,17 @@ def train(config, log=print, retrain=False):
         and of the gray baseline; paths are the files written.
     """
     config.validate()
+    done = experiment.finished_run(config, retrain)
+    if done is not None:
+        log(f"{config.run_dir}: finished run reused (--retrain to train again)")
+        metrics = done[1]
+        return None, metrics, [os.path.join(config.run_dir, n) for n in metrics.get("outputs", [])]
     strategy, run_dir = experiment.setup_run(config, retrain)
+    with outputs.discarded_on_failure(config, run_dir):
+        return _train(config, strategy, run_dir, log)
+
+
+def _train(config, strategy, run_dir, log):
     data = load_data(config, config.image_size)
     ds, (x, _), val, (xt, yt) = data
     size = config.image_size
@@ -168,40 +176,29 @@ def train(config, log=print, retrain=False):
         "best_epoch": fitting.best_epoch(history, "val_loss", "min"),
         "train_time_s": train_time,
         "hardware": results.hardware(),
-    } | provenance.timing(runs.read_flags(run_dir))
+    }
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
-    files.write_json(os.path.join(run_dir, "history.json"), history)
-    files.write_json(os.path.join(run_dir, "test_mse.json"), per_image)
-    files.write_json(os.path.join(run_dir, "metrics.json"), metrics)  # last: finished
-    experiment.finish_run(config, run_dir)
-    if not distribute.is_chief():  # other workers of a cluster write nothing final
-        return model, metrics, []
-    out = config.output_dir
-    # A run named with --run_name names its files too, so a trial run never
-    # replaces the default run's model and figures.
+    # A run named with --run_name names its files too.
     name = config.run_name or config.name
-    stem = os.path.join(out, "saved_models", name)
-    paths = [saving.save_model(model, saving.model_path(stem, f)) for f in config.formats]
-    plots = os.path.join(out, "plots", "colorization")
     title = f"{name} on {_data_name(config)}"
-    paths.append(
-        plotting.plot_colorization_eval(
-            history, per_image, os.path.join(plots, f"{name}_eval.png"), title
-        )
-    )
     shown = xt[example_indices(yt)]
     predicted = evaluation.evaluate_colorizer(model, shown, config.color_space, keep=len(shown))[
         "predicted"
     ]
     gray = col.training_pair(shown, config.color_space)[0].numpy()
-    paths.append(
-        plotting.plot_colorization_examples(
-            gray[..., 0],
-            predicted,
-            shown,
-            os.path.join(plots, f"{name}_examples.png"),
-            title,
-        )
+    extras = [
+        ("test_mse.json", lambda p: files.write_json(p, per_image)),
+        (
+            f"{name}_eval.png",
+            lambda p: plotting.plot_colorization_eval(history, per_image, p, title),
+        ),
+        (
+            f"{name}_examples.png",
+            lambda p: plotting.plot_colorization_examples(gray[..., 0], predicted, shown, p, title),
+        ),
+    ]
+    paths = outputs.finish(
+        config, run_dir, metrics, history, model, name, extras, log=lambda _: None
     )
     t, g = metrics["test"], metrics["gray_baseline"]
     log(

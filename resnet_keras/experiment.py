@@ -6,33 +6,37 @@ Every run, whatever it trains (`classification.run_classification`,
 `transfer_experiment.run_transfer`, `colorization_tasks.train`), takes the
 same steps:
 
+    done = finished_run(config)                   # a finished run of these settings: reused
     strategy, run_dir = setup_run(config)         # strategy, run folder claimed, seed
-    data = prepare_data(config)                   # (dataset, train, val, test)
-    with model_scope(config, strategy): ...       # build and compile
-    start_run(config, strategy, data, run_dir)    # logs and writes flags.json
-    fitting.fit_with_resume(...)                 # resumable fit, best weights
-    ...                                           # test, metrics.json
-    finish_run(config, run_dir)                   # resume state goes, --retrain swap
+    with outputs.discarded_on_failure(config, run_dir):
+        data = prepare_data(config)               # (dataset, train, val, test)
+        with model_scope(config, strategy): ...   # build and compile
+        start_run(config, strategy, data, run_dir)  # logs and writes flags.json
+        fitting.fit_with_resume(...)             # resumable fit, best weights
+        ...                                       # test
+        outputs.finish(config, run_dir, ...)      # every output, metrics.json last
 
-and writes `runs/<run_name>/` under the output folder:
+and writes everything into `runs/<run_name>/` under the output folder:
   flags.json    the resolved configuration, and the run record of each process
                 that trained it (`provenance`: command line, commit, versions, CPU)
   log.csv       Keras' CSVLogger, one row per finished epoch (survives resumes)
-  history.json  the per-epoch metrics that plots are drawn from
-  metrics.json  test metrics, training and wall time, ...; written last (the run is finished)
-  best.weights.h5, backup/   best-on-validation weights, resume state
+  best.weights.h5, backup/   best-on-validation weights, resume state (goes at the end)
+  <model>.h5 ...  the model in each of --formats, figures, history.json (`outputs.finish`)
+  metrics.json  test metrics, training and wall time, the list of outputs;
+                written last: the run is finished
+The shared saved_models/, plots/ and results/ change only through `outputs.publish`.
 """
 
 import contextlib
 import dataclasses
 import os
-import shutil
 
 import keras
 import tensorflow as tf
 
 from resnet_keras import data as data_lib
-from resnet_keras import distribute, files, models, pipeline, presets, provenance, runs, training
+from resnet_keras import distribute, files, models, pipeline, presets, provenance, runs, saving
+from resnet_keras import training
 from resnet_keras.checks import check_bounds, check_choice, check_minimums
 
 MODELS = ("resnet", "plain")
@@ -63,6 +67,7 @@ class RunConfig:
     mixed_precision: bool | None = None
     strategy: str = "auto"
     deterministic: bool = False
+    formats: tuple = ("h5",)  # the model files the run writes (saving.FORMATS)
 
     def validate(self):
         """Refuses bad values before any data is read or any file written."""
@@ -81,6 +86,17 @@ class RunConfig:
             ],
         )
         check_bounds("seed", self.seed, upper=2**32 - 1)  # NumPy's and Keras' seeds are 32-bit
+        if not self.formats:
+            raise ValueError(
+                f"--formats is empty: name at least one of {', '.join(saving.FORMATS)}"
+            )
+        for fmt in self.formats:
+            check_choice("format", fmt, saving.FORMATS)
+        if self.data_dir is not None and not os.path.exists(self.data_dir):
+            raise ValueError(
+                f"--data_dir {self.data_dir}: no such file or folder; give a CIFAR download "
+                "or an image folder (docs/data.md)"
+            )
         if self.tensorboard:
             try:
                 import tensorboard  # noqa: F401
@@ -177,7 +193,7 @@ def setup_run(config, retrain=False, extra=None):
     strategy must configure the collective ops at program start-up. The run
     folder is then claimed (`runs.claim`: locked, and never one holding a
     finished run or another run's resume state) before any data is read.
-    With `retrain` the run writes to a staging folder that `finish_run` puts
+    With `retrain` the run writes to a staging folder that `outputs.finish` puts
     in place. Workers other than the chief keep their resume state in a
     folder of their own and write nothing under the final names.
 
@@ -297,12 +313,11 @@ def start_run(config, strategy, data, run_dir, log=print, **extra):
     return resolved
 
 
-def finish_run(config, run_dir):
-    """Ends a run whose metrics.json is written: its resume state goes (every
-    phase's; Keras keeps it past the last epoch, `fitting.callbacks_for_run`,
-    so a run killed before its test resumes there instead of starting over),
-    and a finished run in a --retrain staging folder replaces the old one."""
-    for phase in ((), ("fine_tune",)):
-        shutil.rmtree(os.path.join(run_dir, *phase, "backup"), ignore_errors=True)
-    if distribute.is_chief():
-        runs.promote(run_dir, config.run_dir)
+def finished_run(config, retrain=False, extra=None):
+    """The files of `config`'s finished run if it was made with the same
+    settings (`runs.load_run`: history, metrics, flags, predictions), which
+    is then reused instead of trained again; None otherwise (or with `retrain`)."""
+    files.check_writable(os.path.dirname(config.run_dir))  # the runs/ folder, before its lock
+    if not runs.claim_runs([config], retrain, extra)[0]:
+        return None
+    return runs.load_run(config.run_dir)

@@ -9,16 +9,25 @@ old file, or none, under the final name, never half a file:
     files.write_json("runs/run/metrics.json", metrics)
 
 `check_writable` tells before any work whether a folder takes files at all;
-`cache_dir` is where decoded image folders and extracted tarballs are kept.
+`ensure_space` whether it has room for a file of known size (h5py crashes
+the process when the disk fills under it, so model files are checked before
+they are written); a full disk is one line naming the file and the space it
+needs (`disk_error`). `cache_dir` is where decoded image folders and
+extracted tarballs are kept.
 """
 
 import contextlib
+import errno
 import json
 import os
 import sys
+import shutil
+import signal
 import tempfile
 
 import numpy as np
+
+KILL_VAR = "RESNET_KERAS_KILL_AT"  # tests: SIGKILL the process at a named point
 
 
 def usual_mode(path, mode):
@@ -50,6 +59,63 @@ def check_writable(folder, flag="output_dir"):
         raise ValueError(f"--{flag} {folder}: not writable ({e.strerror})") from None
 
 
+def free_bytes(folder):
+    """Free space in the file system that holds (or will hold) `folder`."""
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return shutil.disk_usage(folder).free
+
+
+def _mb(n):
+    return f"{n / 1e6:.1f} MB"
+
+
+def ensure_space(path, needed):
+    """Raises a one-line OSError (ENOSPC) unless the folder of `path` has
+    `needed` bytes free, with a margin, before `path` is written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    free = free_bytes(folder)
+    if free < needed + (1 << 20):
+        raise OSError(
+            errno.ENOSPC,
+            f"{path}: not written, the disk is full: it needs about {_mb(needed)} and "
+            f"{_mb(free)} is free; free some space and run the same command again",
+        )
+
+
+def disk_error(error, path, needed=None, at_least=False):
+    """`error` (an OSError) as one line naming `path`; a full disk also says
+    how much space the file needs (`needed` bytes; `at_least`: more than that)."""
+    if getattr(error, "errno", None) != errno.ENOSPC:
+        return OSError(error.errno, f"{path}: {error.strerror or error}")
+    free = free_bytes(os.path.dirname(os.path.abspath(path)))
+    if needed is None:
+        need = "it needs more space than is free"
+    else:
+        need = f"it needs {'more than' if at_least else 'about'} {_mb(needed)}"
+    return OSError(
+        errno.ENOSPC,
+        f"{path}: not written, the disk is full ({need}, {_mb(free)} free); "
+        "free some space and run the same command again",
+    )
+
+
+def crash_point(name):
+    """Kills this process with SIGKILL if RESNET_KERAS_KILL_AT names `name`
+    (a file's name once it is written, or a step such as "backup removed"):
+    the tests' way to cut a run off at each boundary between its outputs."""
+    if os.environ.get(KILL_VAR) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def size(path):
+    """Bytes of a file, or of every file in a folder."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(path) for n in ns)
+    return os.path.getsize(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary file name to write `path`'s content to.
@@ -64,12 +130,28 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=os.path.splitext(base)[1], dir=folder)
     os.close(fd)
     try:
-        yield tmp
+        try:
+            yield tmp
+            _sync(tmp)  # on disk before it has the final name
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+            raise disk_error(e, path, written or None, at_least=True) from None
         usual_mode(tmp, 0o666)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    crash_point(base)
+
+
+def _sync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import time
 import keras
 import numpy as np
 
-from resnet_keras import files
+from resnet_keras import files, saving
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -74,6 +74,21 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             self.stopped_at = (self.epoch + 1, batch + 1, lr)
         super().on_batch_end(batch, logs)
+
+
+class SpaceCheck(keras.callbacks.Callback):
+    """Stops the run with one line before an epoch's weights are written to a
+    disk without room for them (h5py crashes the process when the disk fills
+    while it writes): the previous epoch's resume state stays, and the same
+    command resumes once there is space."""
+
+    def __init__(self, run_dir, copies):
+        super().__init__()
+        self.run_dir, self.copies = run_dir, copies
+
+    def on_epoch_end(self, epoch, logs=None):
+        need = self.copies * saving.size_estimate(self.model)
+        files.ensure_space(os.path.join(self.run_dir, "backup", "weights.h5"), need)
 
 
 # What a run folder holds besides its configuration; a fresh run removes them.
@@ -277,7 +292,8 @@ def callbacks_for_run(
         shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     else:
         _truncate_csv(log_path, start)
-    cbs = [EpochTimer(num_train_images), StopOnNaN()]
+    # Before the checkpoints: the best weights and two copies of the resume state.
+    cbs = [EpochTimer(num_train_images), StopOnNaN(), SpaceCheck(run_dir, 3)]
     if has_validation:
         logged = read_csv_history(log_path).get(monitor, [])
         at = best_index(logged, mode)
@@ -302,7 +318,7 @@ def callbacks_for_run(
         # delete_checkpoint=False: Keras would remove the state when the last
         # epoch ends, before the run is tested and its metrics.json written,
         # and a kill in between would then start the run over (or let other
-        # settings overwrite it). `experiment.finish_run` removes it instead.
+        # settings overwrite it). `outputs.finish` removes it, after metrics.json.
         ResumeFromBackup(
             os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
         )

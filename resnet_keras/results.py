@@ -224,3 +224,38 @@ def architecture_table(model):
     total = sum(p["layers"] for p in parts.values())
     lines.append(f"| total |  |  | {total} |  | {model.count_params():,} |")
     return "\n".join(lines) + "\n"
+
+
+SIZES = ("train_images", "test_images")  # a row measured on fewer images is a subset run's
+
+
+def _identified(table, key):
+    """{identity: row} of a `write_results` table (rows named by `key`'s
+    fields) or of a table of sections ({section: {name: row}})."""
+    if isinstance(table.get("rows"), list):
+        return {tuple(r.get(k) for k in key): r for r in table["rows"] if isinstance(r, dict)}
+    return {
+        (section, name): row
+        for section, rows in table.items()
+        if isinstance(rows, dict)
+        for name, row in rows.items()
+        if isinstance(row, dict)
+    }
+
+
+def check_not_smaller(published, new, key=()):
+    """Refuses to replace the table file `published` with `new` (JSON paths)
+    when a row of both is measured on fewer training or test images in
+    `new`: a subset run (--train_limit, --test_limit) never replaces a
+    full-size row."""
+    old_rows, new_rows = _identified(load_table(published), key), _identified(load_table(new), key)
+    for ident in old_rows.keys() & new_rows.keys():
+        for size in SIZES:
+            was, now = old_rows[ident].get(size), new_rows[ident].get(size)
+            if isinstance(was, int) and isinstance(now, int) and now < was:
+                name = " ".join(str(part) for part in ident)
+                raise ValueError(
+                    f"{published}: not replaced: its row {name} has {was} {size.replace('_', ' ')}, "
+                    f"the new one {now}; a subset run (--train_limit, --test_limit) never "
+                    "replaces a full-size row"
+                )

@@ -1,15 +1,16 @@
 """Run folders: one process at a time, and a finished run is never lost or mixed.
 
-`runs/<name>/` holds one run: flags.json (its settings), log.csv,
-history.json, metrics.json (written last: the run is finished), best and
-resume weights (`backup/`). Before any data is read, `claim` decides what a
-new command may do with the folder:
+`runs/<name>/` holds one run: flags.json (its settings), log.csv, best and
+resume weights (`backup/`) while it trains, then every output it makes (the
+model files, history.json, figures; `outputs.finish`) and last metrics.json,
+its completion marker. Before any data is read, `claim` decides what a new
+command may do with the folder:
 
-    empty, or no epoch finished yet           -> train in it
+    empty, or no epoch finished yet           -> train in it (what is there goes)
     interrupted (backup/), same settings       -> resume in it
     interrupted, other settings                -> refused
-    finished                                   -> refused (study scripts: reused
-                                                  when the settings are the same)
+    finished, same settings                    -> reused (nothing is trained)
+    finished, other settings                   -> refused
     --retrain                                  -> train in runs/.<name>.retrain/,
                                                   which replaces runs/<name> only
                                                   once it has finished (`promote`)
@@ -38,7 +39,7 @@ except ImportError:  # Windows: no advisory locks; runs are then not guarded
 
 import numpy as np
 
-from resnet_keras import distribute, fitting, training
+from resnet_keras import distribute, files, fitting, training
 
 # Settings that cannot change a run's result: a command that differs only here
 # resumes or reuses the run. The speed options compute the same thing
@@ -134,14 +135,45 @@ def has_backup(run_dir):
 
 
 def state(run_dir):
-    """ "empty", "started" (no epoch finished), "interrupted" or "finished"."""
+    """ "empty", "started" (no epoch finished), "interrupted" or "finished".
+
+    metrics.json is written after every other output (`outputs.finish`), so
+    its presence alone says finished, even if the run was killed before its
+    resume state was removed."""
     if not os.path.isdir(run_dir) or not os.listdir(run_dir):
         return "empty"
-    if has_backup(run_dir):
-        return "interrupted"
     if os.path.isfile(os.path.join(run_dir, "metrics.json")):
         return "finished"
+    if has_backup(run_dir):
+        return "interrupted"
     return "started"
+
+
+def clear_backup(run_dir):
+    """Removes the resume state of every phase of a run."""
+    for phase in ((), ("fine_tune",)):
+        shutil.rmtree(os.path.join(run_dir, *phase, "backup"), ignore_errors=True)
+
+
+def _empty(run_dir):
+    """Empties a folder that holds no finished epoch (a run killed in its
+    first epoch, or one that failed before it): nothing there is worth keeping."""
+    for name in os.listdir(run_dir) if os.path.isdir(run_dir) else ():
+        path = os.path.join(run_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def discard_if_unstarted(run_dir, config_run_dir):
+    """After a run failed: removes its folder (and lock file) if it holds no
+    finished epoch, so a failure before any training leaves nothing behind."""
+    if state(run_dir) not in ("empty", "started"):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    lock_path = _sibling(config_run_dir, "lock")
+    held = _held.pop(lock_path, None)
+    if held is not None:
+        os.remove(lock_path)
+        held.close()
 
 
 def read_flags(run_dir):
@@ -184,14 +216,18 @@ def _clear(folder):
 
 
 def _recover(run_dir):
-    """Finishes a `promote` cut off between its two renames."""
+    """Finishes a `promote` cut off between its two renames; True if the
+    --retrain run it put in place is the one now in `run_dir`."""
     old, staging = _sibling(run_dir, "replaced"), staging_dir(run_dir)
+    promoted = False
     if os.path.isdir(old) and os.path.isdir(run_dir) and not os.listdir(run_dir):
         os.rmdir(run_dir)  # made again since, empty (an older version's writability probe)
     if os.path.isdir(old) and not os.path.exists(run_dir):
-        os.rename(staging if state(staging) == "finished" else old, run_dir)
+        promoted = state(staging) == "finished"
+        os.rename(staging if promoted else old, run_dir)
     if os.path.isdir(old):
         shutil.rmtree(old)
+    return promoted
 
 
 def claim(run_dir, settings, defaults, retrain=False, reuse=False):
@@ -213,13 +249,19 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
             other settings, and `retrain` is off.
     """
     lock(run_dir)
-    _recover(run_dir)
+    promoted = _recover(run_dir)
     if retrain:
         staging = staging_dir(run_dir)
         same = not differences(settings, read_flags(staging), defaults)
         if state(staging) == "interrupted" and same:
             fitting.check_resume_state(staging)
             return staging, "resume"
+        if state(staging) == "finished" and same:  # killed before its promote
+            clear_backup(staging)
+            promote(staging, run_dir)
+            promoted = True
+        if promoted and reuse and not differences(settings, read_flags(run_dir), defaults):
+            return run_dir, "reuse"  # the --retrain run finished: not trained a third time
         _clear(staging)
         return staging, "train"
     now = state(run_dir)
@@ -227,6 +269,7 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
     ways = OTHER_FOLDER
     if now == "finished":
         if reuse and not changed:
+            clear_backup(run_dir)  # killed after its marker, before this went
             return run_dir, "reuse"
         made = (
             f"made with other settings ({', '.join(changed)})" if changed else "of these settings"
@@ -244,6 +287,7 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
             )
         fitting.check_resume_state(run_dir)
         return run_dir, "resume"
+    _empty(run_dir)
     return run_dir, "train"
 
 
@@ -259,7 +303,9 @@ def promote(written, run_dir):
     _clear(old)
     if os.path.exists(run_dir):
         os.rename(run_dir, old)
+        files.crash_point("promote: old run moved aside")
     os.rename(written, run_dir)
+    files.crash_point("promote: new run in place")
     _clear(old)
 
 

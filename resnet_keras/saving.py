@@ -28,6 +28,7 @@ import zipfile
 
 import h5py
 import keras
+import numpy as np
 
 from resnet_keras import files, keras_private
 
@@ -49,6 +50,17 @@ CLASS_NAMES_KEY = "class_names"  # the .h5 root attribute
 CLASS_NAMES_MEMBER = "class_names.json"  # the .keras zip member
 
 
+def size_estimate(model):
+    """Bytes a saved copy of `model` takes, about: its weights and its
+    optimizer's variables, with room for the file's own structure."""
+    variables = list(model.weights)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        variables += list(optimizer.variables)
+    data = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return int(data * 1.1) + (256 << 10)
+
+
 def save_model(model, path, class_names=None):
     """Saves `model` to `path` atomically; the format follows the name.
 
@@ -56,13 +68,16 @@ def save_model(model, path, class_names=None):
     written by `model.export` (inference only: it has no optimizer).
     `class_names` (a classifier's, in output order) go into the .h5 or .keras
     file as the module docstring says; a SavedModel folder gets none (use
-    `scripts.export`, whose signatures return them).
+    `scripts.export`, whose signatures return them). The free space is
+    checked first: h5py crashes the process (a segmentation fault) when the
+    disk fills while it writes.
     Returns `path` as given, as the plots' writers do, so the "wrote" lines
     of a run name every file in one form.
     """
     given, path = path, os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
+    files.ensure_space(path, size_estimate(model))
     if path.endswith((".h5", ".keras")):
         # Keras picks the format from the suffix, which the temporary name keeps.
         with files.atomic_path(path) as tmp:

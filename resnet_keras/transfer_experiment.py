@@ -6,9 +6,10 @@ learning rate. With a frozen base and no augmentation the pooled features of
 an image never change, so the head trains on features computed once: 20 head
 epochs then cost one pass through the base instead of twenty.
 
-Files, under the output folder: runs/<run_name>/ as every run (flags,
-history, metrics; the fine-tuning phase in runs/<run_name>/fine_tune/).
-`transfer_results` puts each run's row in results/question3.{json,md}.
+Files, under the output folder: runs/<run_name>/ as every run (flags, log,
+the model <stem>.h5, history.png, history.json, metrics.json; the
+fine-tuning phase's log and resume state in runs/<run_name>/fine_tune/).
+`transfer_results` puts each run's row in question3's results table.
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
         --data_dir ../shared/datasets/cifar10 --train_limit 5000 --val_size 500
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 
-from resnet_keras import classification, experiment, files, provenance, runs
+from resnet_keras import classification, experiment, outputs
 from resnet_keras.checks import check_minimums
 from resnet_keras.presets import PRESETS
 from resnet_keras.transfer import (
@@ -189,6 +190,11 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
     config.validate()
     options.validate(config.augment)
     strategy, run_dir = experiment.setup_run(config, retrain, extra=options)
+    with outputs.discarded_on_failure(config, run_dir):
+        return _run(config, options, strategy, run_dir, log, feature_cache)
+
+
+def _run(config, options, strategy, run_dir, log, feature_cache):
     data = experiment.prepare_data(config)
     ds, (x, y), val, (xt, yt) = data
     t_start = time.perf_counter()
@@ -231,7 +237,6 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
         run_dir=run_dir,
         test_images=xt,
         log=log,
-        final=not options.fine_tune_epochs,
     )
     # The counts of the whole model, not of the head that trained on features.
     metrics |= {
@@ -284,11 +289,10 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
     # This process's time from building the model to the test; wall_time_s
     # (provenance) counts from the run's first start, resumes and pauses included.
     metrics["process_time_s"] = time.perf_counter() - t_start
-    metrics |= provenance.timing(runs.read_flags(run_dir))
     metrics["train_images"] = len(x)
-    files.write_json(os.path.join(run_dir, "history.json"), history)
-    files.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    experiment.finish_run(config, run_dir)
+    title = f"{config.run_name}: {base_label(options.base)} {options.mode} ({config.opt})"
+    name = options.stem(config.dataset, config.opt)
+    outputs.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
     return model, metrics, history
 
 

@@ -73,7 +73,8 @@ def result_row(config, options, metrics, model_path=None):
 
 
 def record(output_dir, row):
-    """Merges `row` into results/question3.{json,md}; returns all rows."""
+    """Merges `row` into results/question3.{json,md} under `output_dir` (a
+    report folder, `outputs.report_dir`); returns all rows."""
     stem = os.path.join(output_dir, "results", "question3")
     title = "Question 3: transfer learning"
     return results.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
@@ -120,9 +121,10 @@ def plot_rows(rows, output_dir, path, title):
     )
 
 
-def plot_results(rows, output_dir, base, dataset, train_images):
+def plot_results(rows, output_dir, base, dataset, train_images, dest=None):
     """Draws every recorded run of one base, data set and training-set size
-    into plots/question3_<base>_<dataset>_<images>.png; returns its path."""
+    into plots/question3_<base>_<dataset>_<images>.png under `dest` (default
+    `output_dir`, whose runs the rows name); returns its path."""
     label = base_label(base)
     key = (label, dataset, train_images)
     group = [r for r in rows if (r["base"], r["dataset"], r.get("train_images")) == key]
@@ -131,5 +133,5 @@ def plot_results(rows, output_dir, base, dataset, train_images):
         f"Question 3: {label} on {dataset} ({train_images:,} training images, "
         f"up to {epochs} epochs)"
     )
-    path = os.path.join(output_dir, "plots", f"question3_{label}_{dataset}_{train_images}.png")
-    return plot_rows(group, output_dir, path, title)
+    name = f"question3_{label}_{dataset}_{train_images}.png"
+    return plot_rows(group, output_dir, os.path.join(dest or output_dir, "plots", name), title)

@@ -6,9 +6,14 @@
     python -m scripts.colorize apply saved_models/colorizer_unet_lab.h5 photo.jpg [...] --out DIR
     python -m scripts.colorize probe saved_models/colorizer_unet_lab.h5 --train_limit 10000
 
-train writes saved_models/colorizer_<model>_<space>.h5, plots/colorization/
-<name>_eval.png and <name>_examples.png, and runs/<name>/ under --output_dir;
-eval and probe add their rows to results/colorization.md and .json there.
+train writes runs/<name>/ under --output_dir: the model <name>.h5, its figures
+<name>_eval.png and <name>_examples.png, the run's flags, log, history and
+metrics; eval and probe add their rows to reports/colorize/results/
+colorization.md and .json there. --publish copies the model to saved_models/
+and the figures to plots/colorization/ (train), or the table to results/
+(eval, probe); a table's row of a subset (--test_limit) never replaces a
+full-size one, and nothing the repository ships or another run published is
+replaced unless --replace names it.
 apply takes picture files and folders (their pictures, not subfolders);
 it refuses to replace a picture already in --out unless --overwrite is
 given, and pictures over 16.8 megapixels (4096x4096). It exits with status
@@ -28,7 +33,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import colorization
+from resnet_keras import colorization, outputs
 from resnet_keras import colorization_tasks as tasks
 from resnet_keras import files
 from resnet_keras.checks import check_choice
@@ -97,45 +102,58 @@ def main(argv):
     if common.FLAGS.overwrite and command != "apply":
         raise ValueError(f"--overwrite is for apply; {command} writes no pictures")
     settings = common.resolve()
-    out, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
+    pictures, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
     if command == "probe" and common.FLAGS["epochs"].present:
         probe_epochs = settings["epochs"]
-    settings["formats"] = tuple(settings["formats"])
     if command != "train":  # eval and probe train no colorizer: no stop to check
         settings["patience"] = 0
     if settings["patience"] == 0:  # no stop: --min_epochs means nothing, so it is
         settings["min_epochs"] = 0  # no setting (a run from before the flag resumes)
     config = tasks.ColorizeConfig(**settings)
     config.validate()
-    results = os.path.join(config.output_dir, "results")
+    out = config.output_dir
+    report = outputs.report_dir(out, "colorize")
+    results = os.path.join(report, "results")
     if command == "train":
         if args:
             raise ValueError(f"train takes no file arguments; got {' '.join(args)!r}")
+        name = config.run_name or config.name
+        figures = {
+            f"{name}_{kind}.png": f"plots/colorization/{name}_{kind}.png"
+            for kind in ("eval", "examples")
+        }
+        trained = [(config.run_dir, outputs.run_files(config, name, name, figures))]
+        trained = trained if common.FLAGS.publish else []
+        outputs.publish_runs(trained, out, common.FLAGS.replace, early=True)
         _, _, paths = tasks.train(config, retrain=common.FLAGS.retrain)
         for p in paths:
             print(f"wrote {p}")
+        outputs.publish_runs(trained, out, common.FLAGS.replace)
         return
     if not args:
         raise ValueError(f"{command} needs a model file; usage: scripts.colorize {USAGE}")
     if command in ("eval", "probe"):
         files.check_writable(results)  # before any model runs, not after
+        outputs.start_table(report, out, os.path.join("results", "colorization.json"))
     if command == "eval":
         for path in args:
             tasks.evaluate_file(path, config, results)
-        print(f"wrote {os.path.join(results, 'colorization.md')} and .json")
     elif command == "probe":
         for path in args:
             tasks.probe_file(path, config, results, epochs=probe_epochs)
-        print(f"wrote {os.path.join(results, 'colorization.md')} and .json")
     else:
         if len(args) < 2:
             raise ValueError("apply needs pictures after the model file")
         warn = lambda line: print(f"error: {line}", file=sys.stderr)  # noqa: E731
         _, failed = tasks.colorize_files(
-            args[0], args[1:], out, warn=warn, overwrite=common.FLAGS.overwrite
+            args[0], args[1:], pictures, warn=warn, overwrite=common.FLAGS.overwrite
         )
         if failed:
             sys.exit(1)
+        return
+    print(f"wrote {os.path.join(results, 'colorization.md')} and .json")
+    if common.FLAGS.publish:  # apply returned above: it publishes nothing
+        outputs.publish_study(out, report, replace=common.FLAGS.replace)
 
 
 def cli(argv=None):

@@ -37,7 +37,7 @@ _import_tensorflow_quietly()
 
 from absl import app, flags  # noqa: E402
 
-from resnet_keras import data, distribute, models, saving, training  # noqa: E402
+from resnet_keras import data, distribute, models, training  # noqa: E402
 from resnet_keras.checks import check_bounds, check_choice  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -188,6 +188,19 @@ flags.DEFINE_string("out", None, "Where the script writes (its --help says what)
 flags.DEFINE_bool("all", False, "Run every configuration of the original study.")
 flags.DEFINE_bool("retrain", False, "Train again even if runs/ holds a finished run.")
 flags.DEFINE_bool("report_only", False, "Only redraw the table and figures from saved runs.")
+# Runs write into runs/ only; the shared folders change only on request.
+flags.DEFINE_bool(
+    "publish",
+    False,
+    "Copy the finished run's model and figures (a study's report and table) into "
+    "saved_models/, plots/, results/ under --output_dir, recorded in published.json.",
+)
+flags.DEFINE_list(
+    "replace",
+    [],
+    "Files --publish may replace although the repository ships them or another run "
+    "published them, e.g. saved_models/resnet_cifar10.h5.",
+)
 flags.DEFINE_bool(
     "paper",
     False,
@@ -206,19 +219,21 @@ SHARED = (
     "deterministic formats label_smoothing nesterov tta tta_shifts recompute"
 ).split()
 STUDY = ["all", "retrain", "report_only"]
+PUBLISH = ["publish", "replace"]
 # Flags that steer a script rather than set a run's configuration: scripts
 # read them from FLAGS; `resolve` leaves them out.
-SWITCHES = STUDY + ["paper"]
+SWITCHES = STUDY + PUBLISH + ["paper"]
 # Which script takes which flag defined here: the one place that says it. A
 # flag a script does not use is refused, naming the scripts that take it,
 # rather than silently ignored (e.g. --model plain to question1, which always
 # trains a ResNet; resnet_vs_plain takes --models instead).
 USES = {
-    "question1": SHARED + ["retrain"],
-    "question2": SHARED + STUDY,
+    "question1": SHARED + ["retrain"] + PUBLISH,
+    "question2": SHARED + STUDY + PUBLISH,
     # resnet_vs_plain names its runs itself (model, depth, seed) and takes --seeds.
     "resnet_vs_plain": [f for f in SHARED if f not in ("n", "run_name", "seed")]
-    + ["retrain", "report_only", "paper"],
+    + ["retrain", "report_only", "paper"]
+    + PUBLISH,
     # The base network comes from --base: the CIFAR ResNet's settings do not apply.
     "question3": [
         f
@@ -226,11 +241,13 @@ USES = {
         if f not in ("n", "shortcut", "normalization", "weight_decay", "fused_bn", "recompute")
     ]
     + ["image_size"]
-    + STUDY,
+    + STUDY
+    + PUBLISH,
     "colorize": (
         "dataset label_mode data_dir epochs batch_size lr seed train_limit test_limit "
         "val_size output_dir run_name verbose tensorboard jit_compile mixed_precision "
-        "strategy deterministic skip_bad_images formats model image_size retrain out"
+        "strategy deterministic skip_bad_images formats model image_size retrain out publish "
+        "replace"
     ).split(),
     "export": ["out"],
     "evaluate": (
@@ -284,6 +301,8 @@ def check_used(script):
         if FLAGS[name].present and name not in USES[script]:
             takers = ", ".join(f"scripts.{s}" for s, used in USES.items() if name in used)
             raise ValueError(f"--{name} is not used by scripts.{script}; it is taken by {takers}")
+    if FLAGS["replace"].present and not FLAGS.publish:
+        raise ValueError("--replace names files --publish may replace; add --publish")
 
 
 def explicit_flags():
@@ -292,9 +311,9 @@ def explicit_flags():
 
 
 def file_name(run_name, default):
-    """A run's model and plot file name: the run's own when --run_name was
-    given, so a trial run never replaces the default run's files; else the
-    experiment's `default`."""
+    """The name a run's model and plot are published under: the run's own
+    when --run_name was given, so a trial run never replaces the default
+    run's files; else the experiment's `default`."""
     return run_name if FLAGS["run_name"].present else default
 
 
@@ -304,8 +323,8 @@ def resolve():
 
     Covers the flags defined here that the running script uses (USES, less
     the SWITCHES, which scripts read from FLAGS), the script's own flags that
-    its DEFAULTS names, and the keys of its DEFAULTS that are no flag. Model
-    formats are checked here, before any data is read.
+    its DEFAULTS names, and the keys of its DEFAULTS that are no flag (the
+    configs check them all, model formats included, before any data is read).
     """
     script, defaults = _running["script"], _running["defaults"]
     names = [n for n in USES[script] if n not in SWITCHES] + own_flags(defaults)
@@ -316,8 +335,8 @@ def resolve():
             out.update(
                 (k, v) for k, v in PRESETS[preset].items() if k in names and not FLAGS[k].present
             )
-    for fmt in out.get("formats", ()):
-        saving.model_path("check", fmt)  # refuses unknown formats
+    if "formats" in out:
+        out["formats"] = tuple(out["formats"])
     return out
 
 

@@ -2,16 +2,20 @@
 
     python -m scripts.question1                       # keras.datasets download
     python -m scripts.question1 --data_dir ../shared/datasets/cifar10
-    python -m scripts.question1 --dataset cifar100    # -> saved_models/resnet_cifar100.h5
-    python -m scripts.question1 --n 5                 # -> saved_models/resnet32_cifar10.h5
+    python -m scripts.question1 --dataset cifar100    # -> resnet_cifar100.h5
+    python -m scripts.question1 --n 5                 # -> resnet32_cifar10.h5
+    python -m scripts.question1 --publish             # also into saved_models/ and plots/
     python -m scripts.question1 --init resnet20_cifar10 --shortcut identity --opt sgd \
         --lr 0.001 --epochs 25 --run_name resnet20_cifar10_finetune   # fine-tune a paper-grade start
 
-Writes saved_models/resnet_<dataset>.h5 (the assignment's name, for its ResNet-20;
-resnet<depth>_<dataset>.h5 at another --n), plots/question1_resnet<depth>_<dataset>.png
-and runs/<run_name>/ (flags, history, metrics) under --output_dir. With
---run_name the model and plot are named after the run, so a trial run never
-replaces the default one's.
+Writes runs/<run_name>/ under --output_dir (default question1_resnet<depth>_<dataset>):
+the model as resnet_<dataset>.h5 (the assignment's name, for its ResNet-20;
+resnet<depth>_<dataset>.h5 at another --n), its curves as history.png, and the
+run's flags, log, history and metrics. Nothing outside runs/ changes unless
+--publish asks: then the model is copied to saved_models/ and the curves to
+plots/question1_resnet<depth>_<dataset>.png (named after the run with
+--run_name), never over a file the repository ships or another run published
+unless --replace names it. The same command again reuses the finished run.
 """
 
 import os
@@ -20,7 +24,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import classification, experiment, presets
+from resnet_keras import classification, experiment, outputs, presets, saving
 
 flags.DEFINE_string(
     "init",
@@ -54,29 +58,30 @@ def model_name_for(n, dataset):
 
 def main(argv):
     settings = common.resolve()
-    formats = settings.pop("formats")
     depth = 6 * settings["n"] + 2
     dataset = settings["dataset"]
     if settings["run_name"] is None:
         settings["run_name"] = f"question1_resnet{depth}_{dataset}"
-    model_name = common.file_name(settings["run_name"], model_name_for(settings["n"], dataset))
+    model_name = model_name_for(settings["n"], dataset)
     config = experiment.TrainConfig(**settings)
     config.validate()
-    model, metrics, history = classification.run_classification(
-        config, retrain=common.FLAGS.retrain
+    # A named trial run publishes under its own name, never the default run's.
+    published = common.file_name(config.run_name, model_name)
+    shared = outputs.run_files(
+        config, model_name, published, {"history.png": f"plots/{config.run_name}.png"}
     )
-    out = config.output_dir
-    paths = classification.save_outputs(
-        model,
-        history,
-        stem=os.path.join(out, "saved_models", model_name),
-        plot_path=os.path.join(out, "plots", f"{config.run_name}.png"),
+    items = [(config.run_dir, shared)] if common.FLAGS.publish else []
+    outputs.publish_runs(items, config.output_dir, common.FLAGS.replace, early=True)
+    _, metrics, _ = classification.run_classification(
+        config,
+        retrain=common.FLAGS.retrain,
+        model_name=model_name,
         title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
-        formats=formats,
-        class_names=classification.run_class_names(config),
     )
-    for p in paths:
-        print(f"wrote {p}")
+    outputs.publish_runs(items, config.output_dir, common.FLAGS.replace)
+    print(
+        f"model: {saving.model_path(os.path.join(config.run_dir, model_name), config.formats[0])}"
+    )
     print(f"Test accuracy: {metrics['test_accuracy']:.4f}")
 
 

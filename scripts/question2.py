@@ -6,10 +6,15 @@
 
 The original three: n=7 + RMSprop (batch 128), n=7 + Adam (batch 64), n=5 + SGD
 (momentum 0.9, batch 256), 20 epochs each. Each optimizer brings its batch size
-unless --batch_size is given. Writes saved_models/resnet_n<n>_<Opt>[_cifar100].h5
-(<run_name>.h5 for a run named with --run_name),
-plots/question2_multi_config_comparison[_cifar100].png and results/question2.{md,json},
-whose table ends with the ensemble of the finished configurations (`ensemble_row`).
+unless --batch_size is given. Each configuration trains in
+runs/question2_resnet_n<n>_<Opt>[_cifar100]/ (or runs/<run_name>/), its model
+resnet_n<n>_<Opt>[_cifar100].h5 there; the report is drawn into
+reports/question2/: plots/question2_multi_config_comparison[_cifar100].png and
+results/question2.{md,json}, whose table ends with the ensemble of the
+finished configurations (`ensemble_row`). --publish copies the models to
+saved_models/ (<run_name>.h5 for a named run) and the report to plots/ and
+results/; --report_only draws from runs/, or from the records the repository
+ships in results/runs/ where runs/ has none.
 """
 
 import os
@@ -20,8 +25,8 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import classification, distribute, evaluation, experiment, files, plotting
-from resnet_keras import results, runs, stats
+from resnet_keras import classification, distribute, evaluation, experiment, files, outputs
+from resnet_keras import plotting, results, runs, stats
 from resnet_keras import training
 
 FLAGS = flags.FLAGS
@@ -130,10 +135,13 @@ def comparisons(predicted, labels):
     )
 
 
-def report(configs, output_dir, dataset):
+def report(configs, output_dir, dataset, dest, shipped=False):
+    """Draws the figure and table into `dest` from the configurations'
+    finished runs; `shipped`: the repository's records where runs/ has none."""
+    outputs.start_table(dest, output_dir, os.path.join("results", "question2.json"))
     histories, rows, members, predicted, labels = {}, [], [], {}, None
     for c in configs:
-        run = runs.load_run(c.run_dir)
+        run = runs.load_run(outputs.find_run(c.output_dir, c.run_name, shipped))
         if run is None:
             print(f"{c.run_name}: no finished run; left out of the report")
             continue
@@ -178,7 +186,7 @@ def report(configs, output_dir, dataset):
         predicted["ensemble"] = ensemble.pop("y_pred")
         rows.append(ensemble)
     suffix = "" if dataset == "cifar10" else f"_{dataset}"
-    plot = os.path.join(output_dir, "plots", f"question2_multi_config_comparison{suffix}.png")
+    plot = os.path.join(dest, "plots", f"question2_multi_config_comparison{suffix}.png")
     longest = max(len(h.get("loss", [])) for h in histories.values())
     plotting.plot_histories(
         histories,
@@ -188,7 +196,7 @@ def report(configs, output_dir, dataset):
     )
     print(f"wrote {plot}")
     results.write_results(
-        os.path.join(output_dir, "results", "question2"),
+        os.path.join(dest, "results", "question2"),
         rows,
         COLUMNS,
         key=("run", "dataset"),
@@ -217,7 +225,6 @@ runs/question2_<configuration>/flags.json; a run shorter than the original's
 
 def main(argv):
     settings = common.resolve()
-    formats = settings.pop("formats")
     explicit = common.explicit_flags()
     if FLAGS.all and "run_name" in explicit:
         raise ValueError("--run_name names one run; it cannot be combined with --all")
@@ -230,11 +237,18 @@ def main(argv):
     configs = [make_config(n, opt, settings, explicit) for n, opt in pairs]
     for c in configs:
         c.validate()
+    out = settings["output_dir"]
+    names = [common.file_name(c.run_name, config_name(c.n, c.opt, c.dataset)) for c in configs]
+    trained = [
+        (c.run_dir, outputs.run_files(c, config_name(c.n, c.opt, c.dataset), name))
+        for c, name in zip(configs, names)
+    ]
+    trained = trained if FLAGS.publish and not FLAGS.report_only else []
+    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
     if not FLAGS.report_only:
-        files.check_writable(settings["output_dir"])
-        names = [common.file_name(c.run_name, config_name(c.n, c.opt, c.dataset)) for c in configs]
-        stems = [os.path.join(settings["output_dir"], "saved_models", n) for n in names]
-        classification.train_study(configs, stems, formats, FLAGS.retrain)
+        files.check_writable(out)
+        model_names = [config_name(c.n, c.opt, c.dataset) for c in configs]
+        classification.train_study(configs, model_names, FLAGS.retrain)
     # The figure and table cover every configuration with a finished run.
     others = [
         make_config(n, opt, settings, explicit - {"run_name"})
@@ -242,7 +256,10 @@ def main(argv):
         if (n, opt) not in pairs and "run_name" not in explicit
     ]
     if distribute.is_chief():  # other workers of a cluster write nothing final
-        report(configs + others, settings["output_dir"], settings["dataset"])
+        dest = outputs.report_dir(out, "question2")
+        report(configs + others, out, settings["dataset"], dest, FLAGS.report_only)
+        if FLAGS.publish:
+            outputs.publish_study(out, dest, trained, FLAGS.replace, key=("run", "dataset"))
 
 
 def cli(argv=None):

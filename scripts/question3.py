@@ -8,13 +8,14 @@
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 --dataset cifar100
     python -m scripts.question3 --base resnet56_cifar10 --data_dir ../shared/datasets/cifar10
 
-Writes saved_models/<base>_<mode>_<dataset>_<opt>.h5 (e.g.
-resnet50_transfer_cifar10_adam.h5), plots/question3_<base>_<dataset>_<images>.png
+Each run trains in runs/<run_name>/ under --output_dir, its model there as
+<base>_<mode>_<dataset>_<opt>.h5 (e.g. resnet50_transfer_cifar10_adam.h5).
+The report is drawn into reports/question3/: plots/question3_<base>_<dataset>_<images>.png
 (curves of every run with the same base, data set and training images, drawn
-from their history.json), results/question3.{md,json} (one row per run,
-merged) and runs/<run_name>/ under --output_dir. A finished run made with the
-same settings is reused, so an interrupted --all picks up where it stopped;
---retrain trains again.
+from their history.json) and results/question3.{md,json} (one row per run,
+merged). --publish copies the models to saved_models/ and the report to
+plots/ and results/. A finished run made with the same settings is reused,
+so an interrupted --all picks up where it stopped; --retrain trains again.
 """
 
 import dataclasses
@@ -24,7 +25,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import classification, distribute, experiment, results, runs, saving, training
+from resnet_keras import distribute, experiment, outputs, results, runs, saving, training
 from resnet_keras import transfer_experiment as te
 from resnet_keras import transfer_results
 
@@ -108,15 +109,13 @@ HELP = {
 
 
 def configure():
-    """(options, [TrainConfig per optimizer], formats), all checked before any work."""
+    """(options, [TrainConfig per optimizer]), all checked before any work."""
     settings = common.resolve()
-    formats, run_all = settings.pop("formats"), FLAGS.all
+    run_all = FLAGS.all
     fields = [f.name for f in dataclasses.fields(te.TransferOptions)]
     options = te.TransferOptions(**{name: settings.pop(name) for name in fields})
     if run_all and FLAGS["opt"].present:
         raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
-    for fmt in formats:
-        saving.model_path("check", fmt)
     configs = []
     for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
         name = settings["run_name"]
@@ -129,54 +128,65 @@ def configure():
         config.validate()
         options.validate(config.augment)
         configs.append(config)
-    return options, configs, formats
+    if te.is_saved_model(options.base):  # a file that is no model: refused before any run folder
+        saving.load_model(options.base, compile=False)
+    return options, configs
 
 
 def main(argv):
-    options, configs, formats = configure()
+    options, configs = configure()
     out, dataset = configs[0].output_dir, configs[0].dataset
+    dest = outputs.report_dir(out, "question3")
+    outputs.start_table(dest, out, os.path.join("results", "question3.json"))
     if FLAGS.report_only:
-        rows = results.load_rows(os.path.join(out, "results", "question3.json"))
+        rows = results.load_rows(os.path.join(dest, "results", "question3.json"))
         label = te.base_label(options.base)
         sizes = sorted(
             {r.get("train_images") for r in rows if (r["base"], r["dataset"]) == (label, dataset)}
         )
         if not sizes:
-            raise ValueError(f"{out}/results/question3.json holds no run of {label} on {dataset}")
+            raise ValueError(f"{dest}/results/question3.json holds no run of {label} on {dataset}")
         for images in sizes:
-            print(
-                f"wrote {transfer_results.plot_results(rows, out, options.base, dataset, images)}"
-            )
+            path = transfer_results.plot_results(rows, out, options.base, dataset, images, dest)
+            print(f"wrote {path}")
+        _publish(out, dest, [])
         return
+    stems = [options.stem(dataset, c.opt) for c in configs]
+    trained = [
+        (c.run_dir, outputs.run_files(c, stem, common.file_name(c.run_name, stem)))
+        for c, stem in zip(configs, stems)
+    ]
+    trained = trained if FLAGS.publish else []
+    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
     features = {}  # runs that differ only in optimizer extract features once
     reused = runs.claim_runs(configs, FLAGS.retrain, extra=options)
-    for config, reuse in zip(configs, reused):
-        name = common.file_name(config.run_name, options.stem(dataset, config.opt))
-        stem = os.path.join(out, "saved_models", name)
-        paths = [saving.model_path(stem, f) for f in formats]
-        if reuse and all(os.path.exists(p) for p in paths):
+    for config, stem, reuse in zip(configs, stems, reused):
+        if reuse:
             metrics = runs.load_run(config.run_dir)[1]
             print(f"{config.run_name}: finished run reused (--retrain to train again)")
         else:
-            # A finished run whose model files are gone is trained again: it
-            # is replaced only once the new one has finished.
-            model, metrics, _ = te.run_transfer(
-                config, options, feature_cache=features, retrain=FLAGS.retrain or reuse
+            _, metrics, _ = te.run_transfer(
+                config, options, feature_cache=features, retrain=FLAGS.retrain
             )
             if not distribute.is_chief():  # other workers of a cluster write nothing final
                 continue
-            names = classification.run_class_names(config)
-            for p in paths:
-                print(f"wrote {saving.save_model(model, p, names)}")
-        row = transfer_results.result_row(config, options, metrics, paths[0])
-        rows = transfer_results.record(out, row)
-        print(f"wrote {os.path.join(out, 'results', 'question3.md')} and .json")
-        print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({os.path.basename(stem)})")
+        path = os.path.join(config.run_dir, saving.model_path(stem, config.formats[0]))
+        row = transfer_results.result_row(config, options, metrics, path)
+        rows = transfer_results.record(dest, row)
+        print(f"wrote {os.path.join(dest, 'results', 'question3.md')} and .json")
+        print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({stem})")
     if distribute.is_chief():
         path = transfer_results.plot_results(
-            rows, out, options.base, dataset, metrics["train_images"]
+            rows, out, options.base, dataset, metrics["train_images"], dest
         )
         print(f"wrote {path}")
+        _publish(out, dest, trained)
+
+
+def _publish(out, dest, trained):
+    """With --publish: the runs' models, then the report."""
+    if FLAGS.publish:
+        outputs.publish_study(out, dest, trained, FLAGS.replace, key=transfer_results.RESULT_KEY)
 
 
 def cli(argv=None):

@@ -10,8 +10,14 @@ flip, per-channel normalisation, projection shortcuts. `--paper` switches to
 option A shortcuts, per-pixel mean, 45k/5k split, /10 at 32k and 48k
 iterations, stop at 64k, and ResNet-110's warm-up at lr 0.01 for 400 steps.
 
-Writes saved_models/<model>-<depth>.h5, plots/resnet/*.png,
-results/resnet_architecture.md and results/resnet_vs_plain.{md,json}.
+Each network trains in runs/<run>/ (resnet-20, resnet-20-seed1, resnet-20-val0;
+its model <run>.h5 there); the report is drawn into reports/resnet_vs_plain/:
+plots/resnet/*.png, results/resnet_architecture.md and
+results/resnet_vs_plain.{md,json}. --publish copies the models to
+saved_models/ and the report to plots/ and results/ (never over the
+repository's files or another run's unless --replace names them).
+--report_only draws the report from the finished runs in runs/, or, where
+there is none, from the records the repository ships in results/runs/.
 """
 
 import math
@@ -25,7 +31,7 @@ from scripts import common  # defines the shared flags  # noqa: I001
 from absl import flags
 
 from resnet_keras import classification, distribute, evaluation, experiment, files, models
-from resnet_keras import plotting, results, runs, stats, training
+from resnet_keras import outputs, plotting, results, runs, stats, training
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
@@ -140,19 +146,24 @@ def pair_config(model, depth, settings, paper, seed=0):
     return experiment.TrainConfig(**s)
 
 
-def found_runs(pairs, output_dir):
-    """{(model, depth): {(seed, val0): run name}} of the finished runs in
-    runs/ for the pairs asked: every seed, with and without a held-out set."""
-    folder = os.path.join(output_dir, "runs")
-    names = os.listdir(folder) if os.path.isdir(folder) else []
+def found_runs(pairs, output_dir, shipped=False):
+    """{(model, depth): {(seed, val0): run folder}} of the finished runs for
+    the pairs asked, every seed, with and without a held-out set: in runs/,
+    and with `shipped`, where runs/ has none of that name, the records the
+    repository ships in results/runs/ (`outputs.find_run`)."""
+    names = set()
+    for folder in ("runs",) + (("results/runs",) if shipped else ()):
+        path = os.path.join(output_dir, folder)
+        names |= set(os.listdir(path)) if os.path.isdir(path) else set()
     found = {}
     for model, depth in pairs:
         pattern = re.compile(rf"{FILE_STEM[model]}-{depth}(?:-seed(\d+))?(-val0)?")
         for name in sorted(names):
             m = pattern.fullmatch(name)
-            if m and runs.state(os.path.join(folder, name)) == "finished":
+            path = outputs.find_run(output_dir, name, shipped) if m else None
+            if path and runs.state(path) == "finished":
                 key = (int(m.group(1) or 0), bool(m.group(2)))
-                found.setdefault((model, depth), {})[key] = name
+                found.setdefault((model, depth), {})[key] = path
     return found
 
 
@@ -162,20 +173,24 @@ def _label(model, depth, seed=0, val0=False):
     return f"{name} ({', '.join(extras)})" if extras else name
 
 
-def report(pairs, output_dir, settings):
-    """Redraws every figure and the table from runs/ alone (no training, no data):
-    a row per finished run (every seed), its accuracy's exact 95 % interval,
-    each network's mean and sd over its seeds, and paired tests (McNemar on
-    the test images) between the networks the README compares."""
-    plots = os.path.join(output_dir, "plots", "resnet")
-    found = found_runs(pairs, output_dir)
+def report(pairs, output_dir, dest, settings, shipped=False):
+    """Redraws every figure and the table into `dest` from the finished runs
+    alone (no training, no data): a row per finished run (every seed), its
+    accuracy's exact 95 % interval, each network's mean and sd over its
+    seeds, and paired tests (McNemar on the test images) between the
+    networks the README compares. `shipped`: where runs/ has no finished
+    run, the record in results/runs/ (`outputs.find_run`)."""
+    plots = os.path.join(dest, "plots", "resnet")
+    outputs.start_table(dest, output_dir, os.path.join("results", "resnet_vs_plain.json"))
+    found = found_runs(pairs, output_dir, shipped)
     histories, rows, preds_of, steps = {}, [], {}, None
     for model, depth in pairs:
         if (0, False) not in found.get((model, depth), {}):
             name = run_name(model, depth)
             print(f"{name}: no finished run in runs/{name}; left out of the report")
-        for (seed, val0), name in sorted(found.get((model, depth), {}).items()):
-            history, metrics, config, preds = runs.load_run(os.path.join(output_dir, "runs", name))
+        for (seed, val0), folder in sorted(found.get((model, depth), {}).items()):
+            name = os.path.basename(folder)
+            history, metrics, config, preds = runs.load_run(folder)
             label = _label(model, depth, seed, val0)
             title = f"{label}: {metrics['epochs']} epochs"
             plotting.plot_history(
@@ -226,12 +241,12 @@ def report(pairs, output_dir, settings):
         )
     # The network as a table (a diagram of 70 layers is unreadable at page width).
     arch = models.build_resnet(3, shortcut=settings["shortcut"])
-    path = os.path.join(output_dir, "results", "resnet_architecture.md")
+    path = os.path.join(dest, "results", "resnet_architecture.md")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     files.write_text(path, "# ResNet-20 as built\n\n" + results.architecture_table(arch))
     if rows:
         results.write_results(
-            os.path.join(output_dir, "results", "resnet_vs_plain"),
+            os.path.join(dest, "results", "resnet_vs_plain"),
             rows,
             COLUMNS,
             key=("model", "depth", "seed", "train_images"),
@@ -239,7 +254,7 @@ def report(pairs, output_dir, settings):
             notes=NOTES.strip() + summary(rows) + comparisons(rows, preds_of),
             run_name=lambda r: r.get("run") or run_name(r["model"], r["depth"]),
         )
-        print(f"wrote {os.path.join(output_dir, 'results', 'resnet_vs_plain.md')}")
+        print(f"wrote {os.path.join(dest, 'results', 'resnet_vs_plain.md')}")
 
 
 def _draw_test_figures(model, depth, name, label, config, preds, plots):
@@ -331,22 +346,29 @@ run is not the paper's setting.
 def main(argv):
     pairs = parse_pairs(FLAGS.depths, FLAGS.models)
     settings = common.resolve()
-    formats = settings.pop("formats")
     seeds = parse_seeds(FLAGS.seeds)
     configs = [pair_config(m, d, settings, FLAGS.paper, s) for m, d in pairs for s in seeds]
     for c in configs:
         c.validate()
+    out = settings["output_dir"]
+    trained = [(c.run_dir, outputs.run_files(c, c.run_name, c.run_name)) for c in configs]
+    trained = trained if FLAGS.publish and not FLAGS.report_only else []
+    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
     if not FLAGS.report_only:
-        files.check_writable(settings["output_dir"])
-        stems = [os.path.join(c.output_dir, "saved_models", c.run_name) for c in configs]
+        files.check_writable(out)
         try:
-            classification.train_study(configs, stems, formats, FLAGS.retrain)
+            classification.train_study(configs, [c.run_name for c in configs], FLAGS.retrain)
         except runs.RunConflict as e:  # this script names its runs: no --run_name to offer
             raise runs.RunConflict(
                 str(e).replace(runs.OTHER_FOLDER, "use another --output_dir")
             ) from None
     if distribute.is_chief():  # other workers of a cluster write nothing final
-        report(pairs, settings["output_dir"], settings)
+        dest = outputs.report_dir(out, "resnet_vs_plain")
+        report(pairs, out, dest, settings, shipped=FLAGS.report_only)
+        if FLAGS.publish:
+            outputs.publish_study(
+                out, dest, trained, FLAGS.replace, key=("model", "depth", "seed", "train_images")
+            )
 
 
 def cli(argv=None):

@@ -44,7 +44,7 @@ class ClassificationRunTest(tf.test.TestCase):
         self.assertAlmostEqual(metrics["test_accuracy"], want["accuracy"])
         self.assertAlmostEqual(metrics["test_loss"], want["loss"], places=5)
         self.assertEqual(metrics["params"], model.count_params())
-        self.assertIn(f"test accuracy {metrics['test_accuracy']:.4f}", lines[-1])
+        self.assertIn(f"test accuracy {metrics['test_accuracy']:.4f}", "\n".join(lines))
         # The run folder holds a finished run, and what its figures are drawn from.
         history_, metrics_, flags, preds = runs.load_run(config.run_dir)
         self.assertEqual((history_, metrics_), (history, json.loads(json.dumps(metrics))))

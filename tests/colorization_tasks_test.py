@@ -16,7 +16,7 @@ import tensorflow as tf
 from resnet_keras import colorization as col
 from resnet_keras import colorization_results
 from resnet_keras import colorization_tasks as tasks
-from resnet_keras import data, evaluation, pipeline, saving
+from resnet_keras import data, evaluation, files, pipeline, saving
 from tests import fixtures
 
 
@@ -53,6 +53,24 @@ class RunOfTest(tf.test.TestCase):
         # A copy elsewhere (say ./m.h5 beside runs/) is not the run's model.
         self.assertIsNone(colorization_results.run_of(os.path.join(out, "m.h5")))
         self.assertIsNone(colorization_results.run_of(os.path.join(out, "saved_models", "n.h5")))
+        # A model in its own run folder: that run.
+        self.assertEqual(colorization_results.run_of(os.path.join(out, "runs", "m", "m.h5")), run)
+        # A shipped model: the record the repository ships, not a user's run of that name
+        # (on a fresh clone, runs/ is empty and the record is all there is).
+        shipped = os.path.join(out, "results", "runs", "m")
+        os.makedirs(shipped)
+        with open(os.path.join(shipped, "metrics.json"), "w") as f:
+            json.dump({"epochs": 57, "hardware": "the shipped one's"}, f)
+        published = colorization_results.run_of(os.path.join(out, "saved_models", "m.h5"))
+        self.assertEqual(published["epochs"], 57)
+        # A published model: the run published.json names.
+        files.write_json(
+            os.path.join(out, "published.json"),
+            {"saved_models/m.h5": {"owner": "runs/m", "source": "runs/m/m.h5"}},
+        )
+        self.assertEqual(
+            colorization_results.run_of(os.path.join(out, "saved_models", "m.h5")), run
+        )
 
 
 class ExampleIndicesTest(tf.test.TestCase):

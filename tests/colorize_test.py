@@ -131,6 +131,7 @@ class _Train:
             f"--output_dir={cls.out}",
             "--verbose=0",
             "--formats=h5,keras",
+            "--publish",
         )
         cls.model_path = os.path.join(cls.out, "saved_models", "colorizer_unet_lab.h5")
         cls.run_dir = os.path.join(cls.out, "runs", "colorizer_unet_lab")
@@ -193,12 +194,10 @@ class _Train:
             "--run_name=trial",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        for part in (
-            "saved_models/trial.h5",
-            "plots/colorization/trial_eval.png",
-            "plots/colorization/trial_examples.png",
-        ):
-            self.assertTrue(os.path.isfile(os.path.join(self.out, part)), part)
+        # Unpublished, everything stays in the run's own folder.
+        for part in ("trial.h5", "trial_eval.png", "trial_examples.png"):
+            self.assertTrue(os.path.isfile(os.path.join(self.out, "runs", "trial", part)), part)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "saved_models", "trial.h5")))
         for p, content in before.items():
             self.assertEqual(open(os.path.join(self.out, p), "rb").read(), content, p)
 
@@ -214,7 +213,8 @@ class _Train:
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("gray input as colour: MSE", r.stdout)
         # The saved model on the run's 100 test images: the run's own figures.
-        with open(os.path.join(self.out, "results", "colorization.json")) as f:
+        report = os.path.join(self.out, "reports", "colorize", "results")
+        with open(os.path.join(report, "colorization.json")) as f:
             saved = json.load(f)
         row = saved["colorizers"]["colorizer_unet_lab.h5"]
         (baseline,) = saved["baselines"].values()
@@ -228,7 +228,7 @@ class _Train:
             {"epochs": 2, "max_epochs": 2, "hardware": metrics["hardware"]},
         )
         self.assertBetween(row["run"]["best_epoch"], 1, 2)
-        with open(os.path.join(self.out, "results", "colorization.md")) as f:
+        with open(os.path.join(report, "colorization.md")) as f:
             text = f.read()
         self.assertIn("| colorizer_unet_lab.h5 | unet | lab | 100 cifar10 |", text)
         self.assertRegex(
@@ -264,12 +264,13 @@ class PatienceSettingsTest(fixtures.FixtureImagesTestCase):
             self.assertIsNone(json.load(f)["best_epoch"])  # no validation split
         r = fixtures.run_in_process(
             "scripts.colorize", "eval",
-            os.path.join(out, "saved_models", "colorizer_autoencoder_rgb.h5"),
+            os.path.join(out, "runs", "colorizer_autoencoder_rgb", "colorizer_autoencoder_rgb.h5"),
             "--val_size=0", "--test_limit=20", f"--data_dir={self.data_dir}",
             f"--output_dir={out}",
         )  # fmt: skip
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        with open(os.path.join(out, "results", "colorization.md")) as f:
+        # The model in its run folder: the run is the folder it is in.
+        with open(os.path.join(out, "reports", "colorize", "results", "colorization.md")) as f:
             self.assertIn("- colorizer_autoencoder_rgb.h5: 1 epochs of at most 1, ", f.read())
 
 

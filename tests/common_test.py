@@ -219,12 +219,12 @@ class ScriptsTest(tf.test.TestCase, parameterized.TestCase):
         else:
             self.assertIn("natively (avx512_bf16)", flags["precision_reason"])
             self.assertNotIn(note, r.stdout)
-        saved = [
-            os.path.join(d, f)
-            for d, _, fs in os.walk(os.path.join(out, "saved_models"))
-            for f in fs
-        ]
+        # The model is in the run folder, and nothing was published.
+        run = os.path.join(out, "runs", runs[0])
+        saved = [os.path.join(run, f) for f in os.listdir(run) if f.endswith(".h5")]
+        saved.remove(os.path.join(run, "best.weights.h5"))
         self.assertLen(saved, 1)
+        self.assertFalse(os.path.exists(os.path.join(out, "saved_models")))
         self.assertEqual(keras.models.load_model(saved[0], compile=False).output.dtype, "float32")
 
 

@@ -334,12 +334,12 @@ class StrategyTest(tf.test.TestCase):
                     p.wait()
         for p, (_, err) in zip(procs, results):
             self.assertEqual(p.returncode, 0, err[-3000:])
-        chief_model = os.path.join(outs[0], "saved_models", "resnet8_cifar10.h5")
+        run = os.path.join(outs[0], "runs", "question1_resnet8_cifar10")
+        chief_model = os.path.join(run, "resnet8_cifar10.h5")
         import keras
 
         model = keras.models.load_model(chief_model)
         self.assertEqual(model.output_shape, (None, 10))
-        run = os.path.join(outs[0], "runs", "question1_resnet8_cifar10")
         with open(os.path.join(run, "metrics.json")) as f:
             self.assertEqual(json.load(f)["epochs"], 2)
         with open(os.path.join(run, "flags.json")) as f:

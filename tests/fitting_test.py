@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import experiment, files, fitting, models, training
+from resnet_keras import experiment, files, fitting, models, runs, training
 from tests import fixtures
 from tests.fixtures import csv_epochs, popen_script, run_script, tree_hashes
 
@@ -33,7 +33,7 @@ class ResumeTest(tf.test.TestCase):
         # The resume state outlives the last epoch (a kill before the test
         # resumes there) and goes only when the run is finished.
         self.assertEqual(fitting.resume_epoch(run), 1)
-        experiment.finish_run(config, run)
+        runs.clear_backup(run)
         self.assertFalse(os.path.exists(os.path.join(run, "backup")))
 
 
@@ -83,7 +83,8 @@ class CrashSafeTest(tf.test.TestCase):
         proc.wait()
         done = len(csv_epochs(log))
         self.assertBetween(done, 2, 5)
-        self.assertFalse(os.path.exists(os.path.join(out, "saved_models", "resnet8_cifar10.h5")))
+        model = os.path.join(os.path.dirname(log), "resnet8_cifar10.h5")
+        self.assertFalse(os.path.exists(model))
 
         # Another optimizer may not pick up this run's resume state (reliability, 2).
         before = tree_hashes(out)
@@ -104,7 +105,7 @@ class CrashSafeTest(tf.test.TestCase):
         self.assertLen(history["loss"], 6)
         with open(os.path.join(os.path.dirname(log), "metrics.json")) as f:
             self.assertEqual(json.load(f)["epochs"], 6)
-        self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", "resnet8_cifar10.h5")))
+        self.assertTrue(os.path.isfile(model))
         self.assertFalse(os.path.exists(os.path.join(os.path.dirname(log), "backup")))
 
     def test_ctrl_c_and_sigterm_say_how_to_resume(self):
@@ -154,7 +155,8 @@ class CrashSafeTest(tf.test.TestCase):
         self.assertRegex(
             r.stderr, r"loss became NaN at epoch 1, batch \d+ \(learning rate 1e\+30\)"
         )
-        self.assertFalse(os.path.exists(os.path.join(root, "out", "saved_models")))
+        # No model, no resume state: the advice (a smaller --lr) is a new run.
+        self.assertEqual(os.listdir(os.path.join(root, "out", "runs")), [])
 
 
 class FitWithResumeTest(tf.test.TestCase):
@@ -188,7 +190,7 @@ class FitWithResumeTest(tf.test.TestCase):
         best.load_weights(os.path.join(run, "best.weights.h5"))
         for got, want in zip(model.get_weights(), best.get_weights()):
             self.assertAllEqual(got, want)
-        # The resume state stays until the run is finished (experiment.finish_run).
+        # The resume state stays until the run is finished (outputs.finish).
         self.assertEqual(fitting.resume_epoch(run), 3)
 
     def test_an_unreadable_best_weights_file_leaves_the_last_weights(self):

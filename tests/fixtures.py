@@ -265,8 +265,8 @@ class RealImagesTestCase(tf.test.TestCase):
 
 def run_script(module, *args, cwd=None, env=None):
     """Runs `python -m module args` on this checkout, as a user does; `env`
-    adds variables (e.g. AVX2_CPU)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, **(env or {}))
+    adds variables (e.g. AVX2_CPU) or replaces them (PYTHONPATH: another copy)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd or ROOT,

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import data, evaluation, pipeline, presets, saving
+from resnet_keras import data, evaluation, outputs, pipeline, presets, saving
 from scripts import question1
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (imported from here)
@@ -37,12 +37,23 @@ class _EndToEnd:
             f"--output_dir={out}",
             "--verbose=0",
             "--formats=h5,keras",
+            "--publish",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertRegex(r.stdout, r"Test accuracy: [01]\.\d{4}")
-        h5 = os.path.join(out, "saved_models", "resnet8_cifar10.h5")
-        self.assertTrue(os.path.isfile(os.path.join(out, "plots", "question1_resnet8_cifar10.png")))
         run = os.path.join(out, "runs", "question1_resnet8_cifar10")
+        # The run folder holds every output; --publish copied them to the shared places.
+        h5 = os.path.join(out, "saved_models", "resnet8_cifar10.h5")
+        published = {
+            "saved_models/resnet8_cifar10.h5": "resnet8_cifar10.h5",
+            "saved_models/resnet8_cifar10.keras": "resnet8_cifar10.keras",
+            "plots/question1_resnet8_cifar10.png": "history.png",
+        }
+        record = outputs.read_record(out)
+        for rel, name in published.items():
+            with open(os.path.join(out, rel), "rb") as a, open(os.path.join(run, name), "rb") as b:
+                self.assertEqual(a.read(), b.read(), rel)
+            self.assertEqual(record[rel]["owner"], "runs/question1_resnet8_cifar10")
         with open(os.path.join(run, "flags.json")) as f:
             flags = json.load(f)
         self.assertEqual((flags["opt"], flags["epochs"], flags["train_images"]), ("adam", 2, 300))
@@ -126,7 +137,7 @@ class BadInputTest(tf.test.TestCase):
     def test_bad_flags_get_one_line_and_exit_2(self):
         # In this process; robustness_test's table runs some in a subprocess.
         out = self.create_tempdir().full_path
-        keep = os.path.join(out, "saved_models", "resnet8_cifar10.h5")
+        keep = os.path.join(out, "runs", "question1_resnet8_cifar10", "resnet8_cifar10.h5")
         os.makedirs(os.path.dirname(keep))
         with open(keep, "w") as f:
             f.write("an earlier result")
@@ -147,6 +158,8 @@ class BadInputTest(tf.test.TestCase):
                 "needs --model resnet, --n 3, --shortcut identity, --dataset cifar10; got "
                 "--model resnet, --n 3, --shortcut projection, --dataset cifar10",
             ),
+            (["--formats="], "--formats is empty: name at least one of h5, keras, savedmodel"),
+            (["--replace=saved_models/x.h5"], "--replace names files --publish may replace"),
         ]
         for args, message in cases:
             r = run_in_process("scripts.question1", *args, f"--output_dir={out}")
@@ -156,6 +169,8 @@ class BadInputTest(tf.test.TestCase):
             self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
         with open(keep) as f:
             self.assertEqual(f.read(), "an earlier result")
+        # Every option was checked before any folder or lock was made.
+        self.assertEqual(os.listdir(os.path.join(out, "runs")), ["question1_resnet8_cifar10"])
 
     def test_python_format_data_through_the_script(self):
         root = self.create_tempdir().full_path
@@ -241,7 +256,7 @@ class FastScheduleTest(tf.test.TestCase):
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
         # --val_size 0: the last weights are tested, and saved.
-        model_path = os.path.join(root, "a", "saved_models", "resnet8_cifar10.h5")
+        model_path = os.path.join(run, "resnet8_cifar10.h5")
         model = self.assertTtaAccuracies(model_path, xt, yt, metrics, ["tta", "tta_shifts"])
         self.assertIn(f"with flips {metrics['test_accuracy_tta']:.4f}", r.stdout)
         self.assertEqual(model.output.dtype, "float32")
@@ -266,7 +281,7 @@ class FastScheduleTest(tf.test.TestCase):
         with open(os.path.join(run, "metrics.json")) as f:
             metrics = json.load(f)
         # --notta; the preset's six views stay.
-        model_path = os.path.join(root, "b", "saved_models", "resnet8_cifar10.h5")
+        model_path = os.path.join(run, "resnet8_cifar10.h5")
         self.assertTtaAccuracies(model_path, xt, yt, metrics, ["tta_shifts"])
         self.assertNotIn("test_accuracy_tta", metrics)
         self.assertIn(f"with flips and shifts {metrics['test_accuracy_tta_shifts']:.4f}", r.stdout)

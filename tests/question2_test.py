@@ -75,8 +75,10 @@ class Cifar100Test(tf.test.TestCase):
         ]
         r = run_script("scripts.question1", *common)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        q1 = os.path.join(out, "saved_models", "resnet8_cifar100.h5")
-        r = run_script("scripts.question2", *common, "--opt=sgd", "--label_mode=coarse")
+        q1 = os.path.join(out, "runs", "question1_resnet8_cifar100", "resnet8_cifar100.h5")
+        r = run_script(
+            "scripts.question2", *common, "--opt=sgd", "--label_mode=coarse", "--publish"
+        )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         q2 = os.path.join(out, "saved_models", "resnet_n1_SGD_cifar100.h5")
         self.assertEqual(keras.models.load_model(q2).output_shape, (None, 20))
@@ -157,6 +159,7 @@ class _AllConfigurations:
             "--test_limit=200",
             f"--output_dir={out}",
             "--verbose=0",
+            "--publish",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         names = ["resnet_n7_RMSprop", "resnet_n7_Adam", "resnet_n5_SGD"]

@@ -35,7 +35,7 @@ class _FromAProjectBase:
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         stem = "resnet_cifar10_transfer_ft1_cifar10_adam"
         self.assertRegex(r.stdout, rf"Test accuracy: 0\.\d{{4}} \({stem}\)")
-        h5 = os.path.join(out, "saved_models", f"{stem}.h5")
+        h5 = os.path.join(out, "runs", f"question3_{stem}", f"{stem}.h5")
         with open(os.path.join(out, "runs", f"question3_{stem}", "metrics.json")) as f:
             metrics = json.load(f)
         self.assertTrue(metrics["cache_features"])
@@ -49,7 +49,7 @@ class _FromAProjectBase:
         self.assertEqual(saving.class_names_of(h5), list(data.CIFAR10_CLASSES))
         # The same network from scratch: a second row, a second curve in the same figure.
         scratch = ["--epochs=1", "--weights=none", "--train_base"]
-        r = run_script("scripts.question3", *common, *scratch)
+        r = run_script("scripts.question3", *common, *scratch, "--publish")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         with open(os.path.join(out, "results", "question3.json")) as f:
             rows = json.load(f)["rows"]
@@ -63,7 +63,7 @@ class _FromAProjectBase:
         # its run folder and model stay as they were, and its row is the same.
         kept = [os.path.join(out, d) for d in ("runs", "saved_models")]
         before = [fixtures.tree_hashes(d) for d in kept]
-        r = run_script("scripts.question3", *common, *scratch)
+        r = run_script("scripts.question3", *common, *scratch, "--publish")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("finished run reused", r.stdout)
         self.assertNotIn("features:", r.stdout)

@@ -95,16 +95,20 @@ class _EndToEnd:
             f"--output_dir={out}",
             "--verbose=0",
         ]
-        r = run_script("scripts.resnet_vs_plain", *args)
+        r = run_script("scripts.resnet_vs_plain", *args, "--publish")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        plots = os.path.join(out, "plots", "resnet")
+        # The report is drawn in reports/resnet_vs_plain/; --publish copied it
+        # and the models (each in its run folder) to the shared places.
+        plots = os.path.join(out, "reports", "resnet_vs_plain", "plots", "resnet")
         expected = ["error_vs_depth.png", "misclassified-8.png", "misclassified-14.png"]
         for stem in ("resnet-8", "resnet-14", "plainnet-8", "plainnet-14"):
-            h5 = os.path.join(out, "saved_models", f"{stem}.h5")
+            h5 = os.path.join(out, "runs", stem, f"{stem}.h5")
             self.assertEqual(saving.class_names_of(h5), list(data.CIFAR10_CLASSES), stem)
+            self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", f"{stem}.h5")), stem)
             expected += [f"{stem}.png", f"confusion-{stem}.png"]
         drawn = fixtures.tree_hashes(plots)
         self.assertCountEqual(drawn, expected)
+        self.assertEqual(fixtures.tree_hashes(os.path.join(out, "plots", "resnet")), drawn)
         with open(os.path.join(out, "results", "resnet_architecture.md")) as f:
             self.assertIn("| total |  |  | 20 |  | 274,042 |", f.read())  # ResNet-20 as built
         with open(os.path.join(out, "results", "resnet_vs_plain.json")) as f:
@@ -140,14 +144,14 @@ class _EndToEnd:
             r"(no GPU|\d GPU\(s\)), TensorFlow 2\.",
         )
 
-        # --report_only redraws from runs/ alone, the same figures: no data, no training.
+        # --report_only redraws from runs/ alone, the same figures: no data (no
+        # --data_dir), no training.
         shutil.rmtree(plots)
         r = run_script(
             "scripts.resnet_vs_plain",
             "--depths=8,14",
             f"--output_dir={out}",
             "--report_only",
-            "--data_dir=/nonexistent",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertNotIn("training", r.stdout)

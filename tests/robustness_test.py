@@ -174,7 +174,8 @@ class BadInputTableTest(tf.test.TestCase):
             os.path.join(out, "runs", "resnet-8"),
         )
         before = _tree_hashes(out)
-        self.assertIn(os.path.join("saved_models", "resnet8_cifar10.h5"), before)
+        run = os.path.join("runs", "question1_resnet8_cifar10")
+        self.assertIn(os.path.join(run, "resnet8_cifar10.h5"), before)
         bad = _write_bad_data(root)
         fixtures.write_image_folder(os.path.join(root, "small"))  # 12 training images
         not_h5 = os.path.join(root, "model.h5")
@@ -199,6 +200,7 @@ class BadInputTableTest(tf.test.TestCase):
         huge = os.path.join(root, "huge.png")
         write_huge_png(huge)
         before = _tree_hashes(out)
+        listed = sorted(os.listdir(os.path.join(out, "runs")))
         q1 = "scripts.question1"
         cases = [
             (
@@ -237,11 +239,14 @@ class BadInputTableTest(tf.test.TestCase):
                 [*finished, "--epochs=1"],
                 "holds a finished run made with other settings (epochs 2 -> 1); pass --retrain",
             ),
-            (q1, [*finished, "--epochs=2"], "holds a finished run of these settings"),
+            # A missing data folder is named as such, not as other settings (7).
+            (q1, [*finished, f"--data_dir={root}/nope"], "nope: no such file or folder"),
+            (q1, [*finished, "--seed=-1"], "--seed must be between 0 and 2**32 - 1"),
+            (q1, [*finished, "--formats="], "--formats is empty"),
             # ... and a study refuses before it reads any data.
             (
                 "scripts.resnet_vs_plain",
-                ["--depths=8", "--models=resnet", "--data_dir=/nonexistent", "--epochs=1"],
+                ["--depths=8", "--models=resnet", f"--data_dir={root}/small", "--epochs=1"],
                 "runs/resnet-8 holds a finished run made",
             ),
             # Options checked before data is read or a file written (4, 5).
@@ -313,7 +318,7 @@ class BadInputTableTest(tf.test.TestCase):
             (q1, [f"--data_dir={bad['text_tar']}"], "neither a tar file nor a gzip, bz2 or xz"),
             (
                 "scripts.resnet_vs_plain",
-                ["--depths=8", "--models=resnet", "--data_dir=/nonexistent", "--epochs=1"],
+                ["--depths=8", "--models=resnet", f"--data_dir={data}", "--epochs=1"],
                 "pass --retrain to replace it once the new run has finished, or use another "
                 "--output_dir",
             ),
@@ -324,6 +329,8 @@ class BadInputTableTest(tf.test.TestCase):
                 ["apply", colorizer, picture, f"--out={colorized}"],
                 "photo_colorized.png: already exists; pass --overwrite to replace it",
             ),
+            # A --base that is no model: refused before any run folder or lock (7).
+            ("scripts.question3", [f"--base={not_h5}"], "model.h5: cannot load model"),
         ]
         self.assertContainsSubset(self.END_TO_END, [message for _, _, message in cases])
         # The subprocesses first: a run folder's lock is held for the life of
@@ -332,7 +339,6 @@ class BadInputTableTest(tf.test.TestCase):
         for run, (module, args, message) in end_to_end + [(run_in_process, c) for c in cases]:
             if module != "scripts.evaluate":  # it writes nothing, so takes no --output_dir
                 args = [*args, f"--output_dir={out}"]
-            runs_before = sorted(os.listdir(os.path.join(out, "runs")))
             r = run(module, *args)
             self.assertEqual(
                 r.returncode, 2, (run, module, args, r.stdout[-500:], r.stderr[-2000:])
@@ -341,8 +347,11 @@ class BadInputTableTest(tf.test.TestCase):
             self.assertNotIn("Traceback", r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, (args, r.stderr))
             self.assertEqual(_tree_hashes(out), before, (run, module, args))
-            if message.startswith("--seed"):  # refused before runs/<name>/ or its lock exist
-                self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))), runs_before)
+            # No folder is left behind by a refused or failed run, nor a lock
+            # file but beside a run folder there was (a conflict was found under it).
+            now = os.listdir(os.path.join(out, "runs"))
+            locks = {f".{name}.lock" for name in listed}
+            self.assertEqual(sorted(set(now) - locks), sorted(set(listed) - locks), args)
 
 
 def _custom_class_model(path):
@@ -389,7 +398,8 @@ def _custom_class_model(path):
             target = os.path.join(self.create_tempdir().full_path, "ro")
             os.makedirs(target)
             os.chmod(target, 0o500)
-        r = run_script("scripts.question1", f"--output_dir={target}", "--data_dir=/nonexistent")
+        data = self.create_tempdir().full_path  # exists: the output folder is checked first
+        r = run_script("scripts.question1", f"--output_dir={target}", f"--data_dir={data}")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("not writable", r.stderr)
 

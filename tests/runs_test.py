@@ -95,12 +95,14 @@ class ClaimTest(tf.test.TestCase):
         self.assertEqual(runs.state(self.run), "started")
         _run(self.run, finished=False, backup=True)
         self.assertEqual(runs.state(self.run), "interrupted")
+        # metrics.json is written after every other output: finished, even if
+        # killed before its resume state went (which a reuse then removes).
         _run(self.run)
-        self.assertEqual(runs.state(self.run), "interrupted")  # backup/ still there
-        os.remove(os.path.join(self.run, "backup", "training_metadata.json"))
-        os.rmdir(os.path.join(self.run, "backup"))
         self.assertEqual(runs.state(self.run), "finished")
-        # A fine-tuning phase's resume state makes a run interrupted too.
+        self.assertEqual(self.claim(reuse=True), (self.run, "reuse"))
+        self.assertFalse(os.path.exists(os.path.join(self.run, "backup")))
+        # A fine-tuning phase's resume state makes an unfinished run interrupted too.
+        os.remove(os.path.join(self.run, "metrics.json"))
         _write(os.path.join(self.run, "fine_tune", "backup"), "training_metadata.json", "{}")
         self.assertEqual(runs.state(self.run), "interrupted")
 
@@ -108,6 +110,7 @@ class ClaimTest(tf.test.TestCase):
         self.assertEqual(self.claim(), (self.run, "train"))
         _run(self.run, finished=False)
         self.assertEqual(self.claim(settings={"epochs": 5}), (self.run, "train"))
+        self.assertEqual(os.listdir(self.run), [])  # nothing of the unstarted run stays
         # Killed while the first epoch's backup was written: half a weights
         # file and no epoch record, nothing to resume.
         _write(os.path.join(self.run, "backup"), "latest.weights.h5", "half an HDF5 file")
@@ -215,7 +218,7 @@ class RunFolderTest(tf.test.TestCase):
         _, out, args = finished_run(root, "--seed=3")
         run = os.path.join(out, "runs", "question1_resnet8_cifar10")
         before = tree_hashes(out)
-        model = os.path.join("saved_models", "resnet8_cifar10.h5")
+        model = os.path.join("runs", "question1_resnet8_cifar10", "resnet8_cifar10.h5")
         old_model = os.stat(os.path.join(out, model)).st_ino
         staging = os.path.join(out, "runs", ".question1_resnet8_cifar10.retrain")
         # Another seed: with the same one the retrain repeats the first two
@@ -245,17 +248,6 @@ class RunFolderTest(tf.test.TestCase):
         # A new file in its place, holding the other seed's model.
         self.assertNotEqual(os.stat(os.path.join(out, model)).st_ino, old_model)
         self.assertNotEqual(tree_hashes(out)[model], before[model])
-
-    def test_a_named_trial_run_leaves_the_default_runs_model_alone(self):
-        root = self.create_tempdir().full_path
-        _, out, args = finished_run(root)
-        before = tree_hashes(out)
-        r = run_script("scripts.question1", *args, "--epochs=1", "--run_name=trial")
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        now = tree_hashes(out)
-        self.assertEqual({k: now[k] for k in before}, before)  # nothing of the first run changed
-        self.assertIn(os.path.join("saved_models", "trial.h5"), now)
-        self.assertIn(os.path.join("plots", "trial.png"), now)
 
     def test_a_second_process_is_refused_and_a_dead_ones_lock_is_not_in_the_way(self):
         root = self.create_tempdir().full_path

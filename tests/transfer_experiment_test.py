@@ -98,7 +98,12 @@ class RunTest(tf.test.TestCase):
         run_dir = os.path.join(self.dir, "out", "runs", "cTrue")
         with open(os.path.join(run_dir, "history.json")) as f:
             self.assertLen(json.load(f)["loss"], 3)
-        self.assertTrue(os.path.isfile(os.path.join(run_dir, "fine_tune", "metrics.json")))
+        # One marker for the whole run, in its folder: the phases write none of their own.
+        self.assertTrue(os.path.isfile(os.path.join(run_dir, "metrics.json")))
+        self.assertFalse(os.path.exists(os.path.join(run_dir, "fine_tune", "metrics.json")))
+        models = [n for n in metrics["outputs"] if n.endswith(".h5")]
+        self.assertLen(models, 1)
+        self.assertTrue(os.path.isfile(os.path.join(run_dir, models[0])))
         source = saving.load_model(self.base).get_layer
         net = model.get_layer("base")
         for name, moved in (
