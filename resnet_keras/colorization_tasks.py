@@ -28,7 +28,7 @@ import numpy as np
 
 from resnet_keras import colorization as col
 from resnet_keras import colorization_results, distribute, evaluation, experiment, files, fitting
-from resnet_keras import image_folders, outputs, plotting, provenance, results, runs, saving
+from resnet_keras import image_folders, outputs, plotting, results, runs, saving
 from resnet_keras import training
 from resnet_keras.checks import DataError, check_choice, check_minimums
 

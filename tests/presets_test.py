@@ -9,7 +9,6 @@ import unittest
 import unittest.mock
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import resnet_keras
