@@ -291,7 +291,7 @@ class StrategyTest(tf.test.TestCase):
                 r = run_script(
                     "scripts.question1",
                     *args,
-                    "--data_dir=/nonexistent",
+                    f"--data_dir={self.create_tempdir().full_path}",  # exists: checked first
                     f"--output_dir={self.create_tempdir().full_path}",
                 )
             finally:

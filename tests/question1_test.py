@@ -117,7 +117,7 @@ class PretrainedStartTest(fixtures.FixtureImagesTestCase):
         ]
         r = run_in_process("scripts.question1", *common, "--lr=1e-9", "--epochs=1")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        tuned = keras.models.load_model(os.path.join(out, "saved_models", "ft.h5"))
+        tuned = keras.models.load_model(os.path.join(out, "runs", "ft", "resnet_cifar10.h5"))
         shipped = keras.models.load_model(presets.path("resnet20_cifar10"))
         # At lr 1e-9 the kernels are the shipped ones; BatchNorm's moving
         # statistics follow this data whatever the rate, so they are left out.

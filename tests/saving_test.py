@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import classification, colorization, colorization_tasks, data, experiment, models
+from resnet_keras import classification, colorization, colorization_tasks, experiment, models
 from resnet_keras import saving
 from resnet_keras import transfer_experiment
 from tests import fixtures
@@ -140,57 +140,6 @@ class PlainKerasLoadsEveryKindTest(tf.test.TestCase):
             for fmt in ("h5", "keras"):
                 got = np.load(os.path.join(folder, f"{name}.{fmt}.pred.npy"))
                 self.assertAllClose(got, predictions, atol=1e-5, msg=f"{name}.{fmt}")
-
-
-# Runs with no project module importable, as LOADER: every committed model,
-# compiled, on the images of tests/data/committed_predictions.npz.
-COMMITTED_LOADER = """
-import json, os, sys, zipfile
-import h5py, keras, numpy as np
-root = sys.argv[1]
-x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
-out = {}
-for name in sorted(os.listdir(root)):
-    if not name.endswith(".h5"):
-        continue
-    m = keras.models.load_model(os.path.join(root, name))
-    with h5py.File(os.path.join(root, name), "r") as f:
-        names = f.attrs.get("class_names")
-    pred = m.predict(x if m.input_shape[-1] == 3 else x[..., :1], verbose=0)
-    np.save(os.path.join(sys.argv[2], name + ".npy"), pred)
-    out[name] = {"compiled": m.compiled and m.optimizer is not None and m.loss is not None,
-                 "class_names": names and json.loads(names)}
-assert not any(k.startswith(("resnet_keras", "scripts")) for k in sys.modules)
-print(json.dumps(out))
-"""
-
-
-class CommittedModelsTest(tf.test.TestCase):
-    def test_every_committed_model_loads_compiled_in_plain_keras_as_it_predicted(self):
-        root = os.path.join(fixtures.ROOT, "saved_models")
-        before = np.load(os.path.join(fixtures.ROOT, "tests", "data", "committed_predictions.npz"))
-        folder = self.create_tempdir().full_path
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-        r = subprocess.run(
-            [sys.executable, "-c", COMMITTED_LOADER, root, folder],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertNotIn("No training configuration found", r.stderr)
-        loaded = json.loads(r.stdout.strip().splitlines()[-1])
-        self.assertContainsSubset(list(before), list(loaded))  # none went missing
-        for name, got in loaded.items():
-            self.assertTrue(got["compiled"], name)
-            colorizer = name.startswith("colorizer_")
-            want = None if colorizer else list(data.CIFAR10_CLASSES)
-            self.assertEqual(got["class_names"], want, name)
-            if name in before:  # the predictions recorded before class names were added
-                pred = np.load(os.path.join(folder, name + ".npy"))
-                self.assertAllClose(pred, before[name], atol=1e-4, msg=name)
 
 
 class SavingTest(tf.test.TestCase, parameterized.TestCase):
