@@ -83,6 +83,13 @@ class RecordsTest(tf.test.TestCase):
                 continue
             self.assertRecord(os.path.basename(row["run"]), round(100 * row["test_accuracy"], 2))
 
+    def test_question1(self):
+        # Published in the README's table of other results, from its record.
+        metrics, _ = self.assertRecord("question1_resnet20_cifar10")
+        with open(os.path.join(ROOT, "README.md")) as f:
+            line = next(l for l in f if l.startswith("| Question 1: ResNet-20"))
+        self.assertIn(f"**{100 * metrics['test_accuracy']:.2f} %**", line)
+
     def test_the_rows_awaiting_a_rerun_are_said_to_be_so(self):
         with open(os.path.join(ROOT, "README.md")) as f:
             readme = f.read()
