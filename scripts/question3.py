@@ -129,7 +129,7 @@ def configure():
         options.validate(config.augment)
         configs.append(config)
     if te.is_saved_model(options.base):  # a file that is no model: refused before any run folder
-        saving.load_model(options.base, compile=False)
+        saving.load_model(te.model_file(options.base), compile=False)
     return options, configs
 
 

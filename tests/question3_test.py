@@ -72,6 +72,26 @@ class _FromAProjectBase:
             self.assertEqual(json.load(f)["rows"], rows)
 
 
+class NamedBaseTest(fixtures.FixtureImagesTestCase):
+    def test_a_shipped_reference_model_by_name_through_the_script(self):
+        # The name maps to the file shipped with the package: the script's own
+        # early check of the base must load that file, not look for "resnet20_cifar10".
+        out = self.create_tempdir().full_path
+        r = run_script(
+            "scripts.question3",
+            "--base=resnet20_cifar10",
+            f"--data_dir={self.data_dir}",
+            "--train_limit=100",
+            "--val_size=20",
+            "--test_limit=40",
+            "--epochs=1",
+            f"--output_dir={out}",
+            "--verbose=0",
+        )
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("Test accuracy:", r.stdout)
+
+
 class FromAProjectBaseTest(_FromAProjectBase, fixtures.FixtureImagesTestCase):
     pass
 
