@@ -100,8 +100,13 @@ def plot_rows(rows, output_dir, path, title):
     """
     histories, marks, starts = {}, {}, {}
     for row in rows:
-        history_path = os.path.join(output_dir, row["run"], "history.json")
-        if not os.path.isfile(history_path):
+        # The run's folder, else the record the repository ships of it (results/runs/).
+        found = [
+            os.path.join(output_dir, folder, row["run"], "history.json")
+            for folder in ("", "results")
+        ]
+        history_path = next((p for p in found if os.path.isfile(p)), None)
+        if history_path is None:
             continue
         label = run_label(row)
         with open(history_path) as f:

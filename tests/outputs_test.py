@@ -344,6 +344,11 @@ class CloneTest(fixtures.FixtureImagesTestCase):
         for module, args, study in (
             ("scripts.resnet_vs_plain", ["--depths=20,32"], "resnet_vs_plain"),
             ("scripts.question2", ["--all"], "question2"),
+            (
+                "scripts.question3",
+                ["--base=saved_models/resnet_cifar10.h5", "--dataset=cifar10"],
+                "question3",
+            ),
         ):
             r = run_script(module, *args, "--report_only", cwd=clone, env={"PYTHONPATH": clone})
             self.assertEqual(r.returncode, 0, r.stderr[-2000:])
