@@ -8,6 +8,7 @@ project, where there is one, adds a real-data variant (marked slow).
 """
 
 import contextlib
+import json
 import hashlib
 import importlib
 import io
@@ -359,3 +360,20 @@ def finished_run(root, *extra):
     r = run_script("scripts.question1", *args, "--epochs=2")
     assert r.returncode == 0, r.stderr[-3000:]
     return data, out, args
+
+
+def run_plain_keras(test, code, *args, cwd):
+    """Runs `code` (which prints a JSON object last) in a fresh Python that
+    cannot import this project, as a user of the saved files has it; returns
+    (the completed process, the printed object). `test` checks it succeeded."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    test.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    return r, json.loads(r.stdout.strip().splitlines()[-1])

@@ -13,10 +13,7 @@ commit 893e6c9; a model committed since is recorded when it is committed) as:
     y = keras.models.load_model(path, compile=False).predict(x_or_its_first_channel)
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
@@ -51,18 +48,8 @@ class SavedModelsTest(tf.test.TestCase):
         root = os.path.join(fixtures.ROOT, "saved_models")
         recorded = np.load(RECORDED)
         folder = self.create_tempdir().full_path
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-        r = subprocess.run(
-            [sys.executable, "-c", LOADER, root, RECORDED, folder],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        r, loaded = fixtures.run_plain_keras(self, LOADER, root, RECORDED, folder, cwd=folder)
         self.assertNotIn("No training configuration found", r.stderr)
-        loaded = json.loads(r.stdout.strip().splitlines()[-1])
         names = [k for k in recorded.files if k != "images_uint8"]
         self.assertCountEqual(loaded, names)  # every committed model is recorded, and present
         for name, got in loaded.items():

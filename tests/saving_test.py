@@ -112,18 +112,10 @@ class PlainKerasLoadsEveryKindTest(tf.test.TestCase):
                 saving.save_model(model, os.path.join(folder, f"{name}.{fmt}"))
             np.save(os.path.join(folder, f"{name}.x.npy"), x)
             expected[name] = (model.predict(x, verbose=0), len(model.optimizer.variables))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-        r = subprocess.run(
-            [sys.executable, "-c", LOADER, folder, json.dumps(list(kinds))],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        r, loaded = fixtures.run_plain_keras(
+            self, LOADER, folder, json.dumps(list(kinds)), cwd=folder
         )
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertNotIn("Skipping variable loading", r.stderr)
-        loaded = json.loads(r.stdout.strip().splitlines()[-1])
         for name, (predictions, num_state) in expected.items():
             h5, k = loaded[f"{name}.h5"], loaded[f"{name}.keras"]
             if name in ("resnet", "plainnet"):  # trained on the fused kernel, saved plain
