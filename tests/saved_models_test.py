@@ -57,8 +57,10 @@ class SavedModelsTest(tf.test.TestCase):
             want = None if name.startswith("colorizer_") else list(data.CIFAR10_CLASSES)
             self.assertEqual(got["class_names"], want, name)
             pred = np.load(os.path.join(folder, name + ".npy"))
-            # Same machine, same kernels: equal to float32 rounding of a reordered sum.
-            self.assertAllClose(pred, recorded[name], atol=1e-6, rtol=0, msg=name)
+            # Recorded on an AVX-512 CPU with oneDNN; an AVX2 CPU runs other kernels
+            # (1.3e-6 apart with ONEDNN_MAX_CPU_ISA=AVX2 TF_ENABLE_ONEDNN_OPTS=0). A
+            # changed graph (the old padding on today's builder) moves them by 0.9.
+            self.assertAllClose(pred, recorded[name], atol=1e-5, rtol=0, msg=name)
 
 
 if __name__ == "__main__":
