@@ -168,7 +168,10 @@ class TrainConfig(RunConfig):
         if self.init == "random":
             return
         n = presets.PRESETS[self.init].n
-        wanted = dict(model="resnet", n=n, shortcut="identity", dataset="cifar10")
+        # The normalisation too: the network brings the one it was trained with.
+        wanted = dict(
+            model="resnet", n=n, shortcut="identity", dataset="cifar10", normalization="per_channel"
+        )
         got = {k: getattr(self, k) for k in wanted}
         if got != wanted:
             expected = ", ".join(f"--{k} {v}" for k, v in wanted.items())

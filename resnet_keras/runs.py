@@ -230,6 +230,25 @@ def _recover(run_dir):
     return promoted
 
 
+# What a model file of each --formats value ends with (saving.model_path).
+FORMAT_SUFFIX = {"h5": ".h5", "keras": ".keras", "savedmodel": "_savedmodel"}
+
+
+def missing_formats(run_dir, formats):
+    """The formats in `formats` of which the finished run in `run_dir` wrote no
+    model file (its metrics.json lists its outputs); [] for a run whose
+    record lists none (made before outputs were listed) or no model at all."""
+    try:
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            outputs = json.load(f).get("outputs")
+    except (OSError, ValueError, AttributeError):
+        return []
+    models = [o for o in outputs or () if o.endswith(tuple(FORMAT_SUFFIX.values()))]
+    if not models:
+        return []
+    return [f for f in formats if not any(o.endswith(FORMAT_SUFFIX[f]) for o in models)]
+
+
 def claim(run_dir, settings, defaults, retrain=False, reuse=False):
     """Locks `run_dir` and decides where this run writes, before any work.
 
@@ -269,6 +288,13 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
     ways = OTHER_FOLDER
     if now == "finished":
         if reuse and not changed:
+            lacking = missing_formats(run_dir, settings.get("formats") or ())
+            if lacking:  # formats name files only, but a finished run writes no more
+                raise RunConflict(
+                    f"{run_dir} holds a finished run with no {', '.join(lacking)} model file; "
+                    "pass --retrain to train it again with these --formats, or ask for the "
+                    "formats it was saved in"
+                )
             clear_backup(run_dir)  # killed after its marker, before this went
             return run_dir, "reuse"
         made = (

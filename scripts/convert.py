@@ -18,7 +18,8 @@ from absl import flags
 from resnet_keras import conversion, files, presets
 
 FLAGS = flags.FLAGS
-DEFAULTS = dict(output_dir=presets.WEIGHTS_DIR)
+# No default: the package's own weights are shipped files, replaced only on purpose.
+DEFAULTS = dict(output_dir=None)
 HELP = {"output_dir": "Where the converted .h5 files and provenance.json go."}
 
 
@@ -30,6 +31,11 @@ def main(argv):
         if not os.path.isfile(path):
             raise ValueError(f"{path}: no such checkpoint file")
     out = FLAGS.output_dir
+    if not out:
+        raise ValueError(
+            "give --output_dir: the folder the converted files go to (resnet_keras/weights "
+            "holds the shipped ones: name it only to replace them)"
+        )
     files.check_writable(out)
     records = conversion.convert_files(checkpoints, out)
     provenance = dict(

@@ -214,7 +214,9 @@ def report(pairs, output_dir, dest, settings, shipped=False):
                     "params": metrics["params"],
                     "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
                     "interval_pct": (
-                        stats.interval_text(correct, len(preds["y_true"])) if correct else None
+                        stats.interval_text(correct, len(preds["y_true"]))
+                        if correct is not None
+                        else None
                     ),
                     "test_loss": round(metrics["test_loss"], 4),
                     "epochs": metrics["epochs"],

@@ -255,6 +255,12 @@ class ConvertScriptTest(tf.test.TestCase):
             self.assertIn(message, r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1)
         self.assertEqual(glob.glob(os.path.join(out, "*.h5")), [])
+        # No --output_dir: refused, rather than writing over the shipped weights.
+        before = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(presets.WEIGHTS_DIR, "*"))}
+        r = run_in_process("scripts.convert", os.path.join(REFERENCE, checkpoint(20)))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("give --output_dir", r.stderr)
+        self.assertEqual({p: os.path.getmtime(p) for p in before}, before)
 
 
 if __name__ == "__main__":

@@ -155,10 +155,15 @@ class BadInputTest(tf.test.TestCase):
             (
                 ["--init=resnet20_cifar10"],
                 "--init resnet20_cifar10 is ResNet-20 with option-A shortcuts on CIFAR-10: it "
-                "needs --model resnet, --n 3, --shortcut identity, --dataset cifar10; got "
-                "--model resnet, --n 3, --shortcut projection, --dataset cifar10",
+                "needs --model resnet, --n 3, --shortcut identity, --dataset cifar10, "
+                "--normalization per_channel; got --model resnet, --n 3, --shortcut projection, "
+                "--dataset cifar10, --normalization per_channel",
             ),
             (["--formats="], "--formats is empty: name at least one of h5, keras, savedmodel"),
+            (
+                ["--init=resnet20_cifar10", "--shortcut=identity", "--normalization=per_pixel"],
+                "--init resnet20_cifar10 is ResNet-20 with option-A shortcuts",
+            ),
             (["--replace=saved_models/x.h5"], "--replace names files --publish may replace"),
         ]
         for args, message in cases:

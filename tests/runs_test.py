@@ -282,5 +282,28 @@ class RunFolderTest(tf.test.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
 
 
+class MissingFormatsTest(tf.test.TestCase):
+    def test_a_reused_run_must_hold_the_formats_asked_for(self):
+        root = self.create_tempdir().full_path
+        run = os.path.join(root, "runs", "r")
+        os.makedirs(run)
+        with open(os.path.join(run, "flags.json"), "w") as f:
+            json.dump({"formats": ["h5"], "epochs": 1}, f)
+        with open(os.path.join(run, "metrics.json"), "w") as f:
+            json.dump({"outputs": ["history.json", "r.h5"]}, f)
+        self.assertEqual(runs.missing_formats(run, ["h5"]), [])
+        self.assertEqual(runs.missing_formats(run, ["h5", "keras"]), ["keras"])
+        settings = {"formats": ["keras"], "epochs": 1}
+        with self.assertRaisesRegex(runs.RunConflict, "no keras model file; pass --retrain"):
+            runs.claim(run, settings, {}, reuse=True)
+        self.assertEqual(
+            runs.claim(run, {"formats": ["h5"], "epochs": 1}, {}, reuse=True)[1], "reuse"
+        )
+        # A record from before outputs were listed says nothing: no refusal.
+        with open(os.path.join(run, "metrics.json"), "w") as f:
+            json.dump({}, f)
+        self.assertEqual(runs.missing_formats(run, ["keras"]), [])
+
+
 if __name__ == "__main__":
     tf.test.main()
