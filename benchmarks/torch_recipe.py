@@ -13,7 +13,7 @@ decay on every parameter, PyTorch's default initialisation and padding, the
 last epoch's weights tested.
 
 `--align` makes it compute what the project computes, step by step, so that
-what remains between the two is named (docs/results.md):
+what remains between the two is named (docs/resnet_vs_plain.md):
   --split FILE     the project's own held-out images (benchmarks/export_split.py
                    writes FILE from the project's split), checked by their labels;
                    with held-out images the weights that did best on them are

@@ -1,4 +1,4 @@
-"""README.md and docs/*.md: every relative link reaches a file (and heading), every
+"""README.md and docs/**/*.md: every relative link reaches a file (and heading), every
 code fence is closed.
 
 The README is short and points into docs/; a renamed page, heading or figure
@@ -18,7 +18,9 @@ LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
 def pages():
-    return [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    # Recursive: pages under docs/ subfolders (the short runs' archived tables) link back up.
+    docs = glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)
+    return [os.path.join(ROOT, "README.md")] + sorted(docs)
 
 
 def prose_lines(text, inline_code=False):

@@ -19,7 +19,7 @@ RESULTS = os.path.join(ROOT, "results")
 RECORDS = os.path.join(RESULTS, "runs")
 RECORD_FILES = ("flags.json", "history.json", "metrics.json", "log.csv")
 # Rows published before run records were kept and not yet made again; each is
-# marked so where the README and docs/results.md show it, with its command.
+# marked so where the README's results table and its docs/ page show it, with its command.
 # When the rerun lands, its row gets a record and leaves this list.
 AWAITING_RERUN = {"question3": set()}
 
