@@ -82,8 +82,7 @@ import numpy as np
 CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
 TRAIN_PER_CLASS, TEST_PER_CLASS, SIZE = 12, 4, 32
 
-# JSON keys whose values are times, speeds, dates, or the invoking command
-# line and checkout state: they differ between two runs of the same tree.
+# JSON keys removed at any depth (the module docstring says why).
 VOLATILE_KEYS = {
     # Times and speeds (seen to differ between two runs of one tree).
     "epoch_time_s",
