@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from resnet_keras import data, pipeline
+from resnet_keras.data import cifar, pipeline
 
 p = argparse.ArgumentParser()
 p.add_argument("data_dir")
@@ -21,7 +21,7 @@ p.add_argument("--out", required=True)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--val_size", type=int, default=5000)
 a = p.parse_args()
-ds = data.load_dataset("cifar10", a.data_dir)
+ds = cifar.load_dataset("cifar10", a.data_dir)
 y = np.asarray(ds.y_train).reshape(-1)
 held = pipeline.balanced_indices(y, a.val_size, a.seed)
 # The same call split_validation makes to choose the images it holds out.

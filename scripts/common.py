@@ -37,8 +37,10 @@ _import_tensorflow_quietly()
 
 from absl import app, flags  # noqa: E402
 
-from resnet_keras import data, distribute, models, training  # noqa: E402
 from resnet_keras.checks import check_bounds, check_choice  # noqa: E402
+from resnet_keras.classification import models
+from resnet_keras.data import cifar
+from resnet_keras.run import distribute, optim
 
 FLAGS = flags.FLAGS
 
@@ -49,8 +51,8 @@ PRESETS = {
     # (resnet_vs_plain; with schedule paper it also stops at 64k iterations
     # and warms ResNet-110 up, see resnet_vs_plain.pair_config).
     "paper": dict(shortcut="identity", normalization="per_pixel", schedule="paper", val_size=5000),
-    # The CPU time-to-accuracy recipe; its measurements are noted at training.FAST_PRESET.
-    "fast": training.FAST_PRESET,
+    # The CPU time-to-accuracy recipe; its measurements are noted at optim.FAST_PRESET.
+    "fast": optim.FAST_PRESET,
 }
 PRESET_FLAGS = {"paper": ("paper", True), "fast": ("schedule", "fast")}
 
@@ -73,8 +75,8 @@ def per_optimizer(table):
 flags.DEFINE_string("model", None, "Network (--help of the script lists its choices).")
 flags.DEFINE_integer("image_size", None, "Side in pixels the images are used at.")
 flags.DEFINE_integer("n", None, "Blocks per stage: depth 6n+2 (3 -> ResNet-20).", lower_bound=1)
-flags.DEFINE_enum("dataset", None, data.DATASETS, "Data set.")
-flags.DEFINE_enum("label_mode", None, data.LABEL_MODES, "CIFAR-100 labels: 100 fine or 20 coarse.")
+flags.DEFINE_enum("dataset", None, cifar.DATASETS, "Data set.")
+flags.DEFINE_enum("label_mode", None, cifar.LABEL_MODES, "CIFAR-100 labels: 100 fine or 20 coarse.")
 flags.DEFINE_string(
     "data_dir",
     None,
@@ -83,17 +85,17 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("epochs", None, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("batch_size", None, "Global batch size.", lower_bound=1)
-flags.DEFINE_enum("opt", None, training.OPTIMIZERS, "Optimizer (sgd: momentum 0.9).")
+flags.DEFINE_enum("opt", None, optim.OPTIMIZERS, "Optimizer (sgd: momentum 0.9).")
 flags.DEFINE_float(
     "lr",
     None,
     "Base learning rate; where no default is shown, the optimizer's "
-    f"({per_optimizer(training.DEFAULT_LR)}).",
+    f"({per_optimizer(optim.DEFAULT_LR)}).",
 )
 flags.DEFINE_enum(
     "schedule",
     None,
-    training.SCHEDULES,
+    optim.SCHEDULES,
     "Learning-rate schedule: constant; step (/10 at 50% and 75% of the epochs); paper (/10 "
     "at 32k and 48k iterations); onecycle; fast (one-cycle with the fast preset: "
     f"{as_flags(PRESETS['fast'])}, those the script takes, unless given).",
@@ -206,8 +208,8 @@ flags.DEFINE_bool(
     False,
     f"The paper's recipe instead of the original write-up's: {as_flags(PRESETS['paper'])}, "
     f"unless given; with --schedule paper, --epochs (unless given) to stop at "
-    f"{training.PAPER_STEPS} iterations and ResNet-110 at lr/10 for the first "
-    f"{training.PAPER_WARMUP_STEPS}.",
+    f"{optim.PAPER_STEPS} iterations and ResNet-110 at lr/10 for the first "
+    f"{optim.PAPER_WARMUP_STEPS}.",
 )
 
 DEFINED_HERE = [f.name for f in FLAGS.get_flags_for_module(__name__)]
@@ -415,7 +417,7 @@ def run(main, script, defaults, configs=(), help_text=None, positional=False, ar
             that flag's default (shown by --help); the others pass through
             `resolve` as they are.
         configs: dataclasses whose field defaults are the defaults of the
-            shared flags `defaults` leaves out (e.g. experiment.TrainConfig).
+            shared flags `defaults` leaves out (e.g. classification.config.TrainConfig).
         help_text: {flag: help} where the script's meaning of a shared flag
             differs from the shared help (e.g. question2's per-optimizer lr).
         positional: whether the script takes positional arguments (model files).

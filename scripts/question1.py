@@ -24,13 +24,15 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import classification, experiment, outputs, presets, saving
+from resnet_keras.classification import pretrained, task
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import publish, saving
 
 flags.DEFINE_string(
     "init",
     None,
     "random, or a paper-accuracy CIFAR-10 ResNet shipped with the package to start from ("
-    + ", ".join(presets.PRESETS)
+    + ", ".join(pretrained.PRESETS)
     + "; its --n, with --shortcut identity), e.g. to fine-tune it.",
 )
 
@@ -63,22 +65,22 @@ def main(argv):
     if settings["run_name"] is None:
         settings["run_name"] = f"question1_resnet{depth}_{dataset}"
     model_name = model_name_for(settings["n"], dataset)
-    config = experiment.TrainConfig(**settings)
+    config = TrainConfig(**settings)
     config.validate()
     # A named trial run publishes under its own name, never the default run's.
     published = common.file_name(config.run_name, model_name)
-    shared = outputs.run_files(
+    shared = publish.run_files(
         config, model_name, published, {"history.png": f"plots/{config.run_name}.png"}
     )
     items = [(config.run_dir, shared)] if common.FLAGS.publish else []
-    outputs.publish_runs(items, config.output_dir, common.FLAGS.replace, early=True)
-    _, metrics, _ = classification.run_classification(
+    publish.publish_runs(items, config.output_dir, common.FLAGS.replace, early=True)
+    _, metrics, _ = task.run_classification(
         config,
         retrain=common.FLAGS.retrain,
         model_name=model_name,
         title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
     )
-    outputs.publish_runs(items, config.output_dir, common.FLAGS.replace)
+    publish.publish_runs(items, config.output_dir, common.FLAGS.replace)
     print(
         f"model: {saving.model_path(os.path.join(config.run_dir, model_name), config.formats[0])}"
     )
@@ -87,7 +89,7 @@ def main(argv):
 
 def cli(argv=None):
     """The command line (`argv`: None for sys.argv; tests pass their own)."""
-    common.run(main, "question1", DEFAULTS, configs=[experiment.TrainConfig], argv=argv)
+    common.run(main, "question1", DEFAULTS, configs=[TrainConfig], argv=argv)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import classification, distribute, evaluation, experiment, files, outputs
-from resnet_keras import plotting, results, runs, stats
-from resnet_keras import training
+from resnet_keras import files, stats
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.classification import task
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import distribute, folders, optim, plots, publish, tables
 
 FLAGS = flags.FLAGS
 
@@ -48,7 +50,7 @@ DEFAULTS = dict(
 # (the original builds its optimizers with default arguments: SGD lr 0.01).
 # Each applies unless its flag is given; --schedule fast does not replace them.
 BATCH_SIZE = {"rmsprop": 128, "adam": 64, "sgd": 256}
-LR = training.KERAS_DEFAULT_LR
+LR = optim.KERAS_DEFAULT_LR
 ALL = [(7, "rmsprop"), (7, "adam"), (5, "sgd")]
 HELP = {
     "batch_size": "Global batch size. Unset: the optimizer's, as in the original "
@@ -88,7 +90,7 @@ def make_config(n, opt, settings, explicit):
         s["lr"] = LR.get(opt)
     if s.get("run_name") is None:
         s["run_name"] = f"question2_{config_name(n, opt, s['dataset'])}"
-    return experiment.TrainConfig(**s)
+    return TrainConfig(**s)
 
 
 def ensemble_row(members, dataset):
@@ -101,7 +103,7 @@ def ensemble_row(members, dataset):
     labels = members[0][1] if members else None
     if len(members) < 2 or any(not np.array_equal(y, labels) for _, y, _ in members):
         return None
-    test = evaluation.evaluate_predictions(np.mean([p for p, _, _ in members], 0), labels)
+    test = classifier_metrics.evaluate_predictions(np.mean([p for p, _, _ in members], 0), labels)
     right = int(np.sum(test["y_pred"] == labels))
     return {
         "configuration": f"ensemble of these {len(members)} (mean softmax)",
@@ -138,10 +140,10 @@ def comparisons(predicted, labels):
 def report(configs, output_dir, dataset, dest, shipped=False):
     """Draws the figure and table into `dest` from the configurations'
     finished runs; `shipped`: the repository's records where runs/ has none."""
-    outputs.start_table(dest, output_dir, os.path.join("results", "question2.json"))
+    publish.start_table(dest, output_dir, os.path.join("results", "question2.json"))
     histories, rows, members, predicted, labels = {}, [], [], {}, None
     for c in configs:
-        run = runs.load_run(outputs.find_run(c.output_dir, c.run_name, shipped))
+        run = folders.load_run(publish.find_run(c.output_dir, c.run_name, shipped))
         if run is None:
             print(f"{c.run_name}: no finished run; left out of the report")
             continue
@@ -177,7 +179,7 @@ def report(configs, output_dir, dataset, dest, shipped=False):
                 "img_per_s": round(metrics["img_per_s"] or 0, 1),
                 "hardware": metrics.get("hardware"),
             }
-            | results.record_fields(flags_json, metrics)
+            | tables.record_fields(flags_json, metrics)
         )
     if not histories:
         return
@@ -188,14 +190,14 @@ def report(configs, output_dir, dataset, dest, shipped=False):
     suffix = "" if dataset == "cifar10" else f"_{dataset}"
     plot = os.path.join(dest, "plots", f"question2_multi_config_comparison{suffix}.png")
     longest = max(len(h.get("loss", [])) for h in histories.values())
-    plotting.plot_histories(
+    plots.plot_histories(
         histories,
         plot,
         f"Question 2 on {dataset}, {longest} epochs: solid training, dashed validation",
-        loss_label=plotting.LOSS_WITH_L2,
+        loss_label=plots.LOSS_WITH_L2,
     )
     print(f"wrote {plot}")
-    results.write_results(
+    tables.write_results(
         os.path.join(dest, "results", "question2"),
         rows,
         COLUMNS,
@@ -240,15 +242,15 @@ def main(argv):
     out = settings["output_dir"]
     names = [common.file_name(c.run_name, config_name(c.n, c.opt, c.dataset)) for c in configs]
     trained = [
-        (c.run_dir, outputs.run_files(c, config_name(c.n, c.opt, c.dataset), name))
+        (c.run_dir, publish.run_files(c, config_name(c.n, c.opt, c.dataset), name))
         for c, name in zip(configs, names)
     ]
     trained = trained if FLAGS.publish and not FLAGS.report_only else []
-    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
+    publish.publish_runs(trained, out, FLAGS.replace, early=True)
     if not FLAGS.report_only:
         files.check_writable(out)
         model_names = [config_name(c.n, c.opt, c.dataset) for c in configs]
-        classification.train_study(configs, model_names, FLAGS.retrain)
+        task.train_study(configs, model_names, FLAGS.retrain)
     # The figure and table cover every configuration with a finished run.
     others = [
         make_config(n, opt, settings, explicit - {"run_name"})
@@ -256,17 +258,15 @@ def main(argv):
         if (n, opt) not in pairs and "run_name" not in explicit
     ]
     if distribute.is_chief():  # other workers of a cluster write nothing final
-        dest = outputs.report_dir(out, "question2")
+        dest = publish.report_dir(out, "question2")
         report(configs + others, out, settings["dataset"], dest, FLAGS.report_only)
         if FLAGS.publish:
-            outputs.publish_study(out, dest, trained, FLAGS.replace, key=("run", "dataset"))
+            publish.publish_study(out, dest, trained, FLAGS.replace, key=("run", "dataset"))
 
 
 def cli(argv=None):
     """The command line (`argv`: None for sys.argv; tests pass their own)."""
-    common.run(
-        main, "question2", DEFAULTS, configs=[experiment.TrainConfig], help_text=HELP, argv=argv
-    )
+    common.run(main, "question2", DEFAULTS, configs=[TrainConfig], help_text=HELP, argv=argv)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import distribute, experiment, outputs, results, runs, saving, training
-from resnet_keras import transfer_experiment as te
-from resnet_keras import transfer_results
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import distribute, folders, optim, publish, saving, tables
+from resnet_keras.transfer import report, task
+from resnet_keras.transfer.config import TransferOptions
+from resnet_keras.transfer.models import MIN_IMAGE_SIZE
 
 FLAGS = flags.FLAGS
 
@@ -98,12 +100,12 @@ DEFAULTS = dict(
 ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
 # Keras' default learning rates, as the original builds its optimizers (and as
 # question2 does): SGD at the paper's 0.1 is too large for a head on features.
-LR = training.KERAS_DEFAULT_LR
+LR = optim.KERAS_DEFAULT_LR
 HELP = {
     "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
     f"({common.per_optimizer(LR)}); --schedule fast: its 0.2.",
     "all": f"Run each of {', '.join(ORIGINAL_OPTIMIZERS)}, as the original; it sets --opt.",
-    "image_size": f"Side the base sees, at least {te.MIN_IMAGE_SIZE} (CIFAR images are "
+    "image_size": f"Side the base sees, at least {MIN_IMAGE_SIZE} (CIFAR images are "
     "resized inside the model).",
 }
 
@@ -112,8 +114,8 @@ def configure():
     """(options, [TrainConfig per optimizer]), all checked before any work."""
     settings = common.resolve()
     run_all = FLAGS.all
-    fields = [f.name for f in dataclasses.fields(te.TransferOptions)]
-    options = te.TransferOptions(**{name: settings.pop(name) for name in fields})
+    fields = [f.name for f in dataclasses.fields(TransferOptions)]
+    options = TransferOptions(**{name: settings.pop(name) for name in fields})
     if run_all and FLAGS["opt"].present:
         raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
     configs = []
@@ -124,61 +126,59 @@ def configure():
         elif run_all:
             name = f"{name}_{opt}"
         lr = LR[opt] if settings["lr"] is None else settings["lr"]
-        config = experiment.TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
+        config = TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
         config.validate()
         options.validate(config.augment)
         configs.append(config)
-    if te.is_saved_model(options.base):  # a file that is no model: refused before any run folder
-        saving.load_model(te.model_file(options.base), compile=False)
+    if task.is_saved_model(options.base):  # a file that is no model: refused before any run folder
+        saving.load_model(task.model_file(options.base), compile=False)
     return options, configs
 
 
 def main(argv):
     options, configs = configure()
     out, dataset = configs[0].output_dir, configs[0].dataset
-    dest = outputs.report_dir(out, "question3")
-    outputs.start_table(dest, out, os.path.join("results", "question3.json"))
+    dest = publish.report_dir(out, "question3")
+    publish.start_table(dest, out, os.path.join("results", "question3.json"))
     if FLAGS.report_only:
-        rows = results.load_rows(os.path.join(dest, "results", "question3.json"))
-        label = te.base_label(options.base)
+        rows = tables.load_rows(os.path.join(dest, "results", "question3.json"))
+        label = task.base_label(options.base)
         sizes = sorted(
             {r.get("train_images") for r in rows if (r["base"], r["dataset"]) == (label, dataset)}
         )
         if not sizes:
             raise ValueError(f"{dest}/results/question3.json holds no run of {label} on {dataset}")
         for images in sizes:
-            path = transfer_results.plot_results(rows, out, options.base, dataset, images, dest)
+            path = report.plot_results(rows, out, options.base, dataset, images, dest)
             print(f"wrote {path}")
         _publish(out, dest, [])
         return
     stems = [options.stem(dataset, c.opt) for c in configs]
     trained = [
-        (c.run_dir, outputs.run_files(c, stem, common.file_name(c.run_name, stem)))
+        (c.run_dir, publish.run_files(c, stem, common.file_name(c.run_name, stem)))
         for c, stem in zip(configs, stems)
     ]
     trained = trained if FLAGS.publish else []
-    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
+    publish.publish_runs(trained, out, FLAGS.replace, early=True)
     features = {}  # runs that differ only in optimizer extract features once
-    reused = runs.claim_runs(configs, FLAGS.retrain, extra=options)
+    reused = folders.claim_runs(configs, FLAGS.retrain, extra=options)
     for config, stem, reuse in zip(configs, stems, reused):
         if reuse:
-            metrics = runs.load_run(config.run_dir)[1]
+            metrics = folders.load_run(config.run_dir)[1]
             print(f"{config.run_name}: finished run reused (--retrain to train again)")
         else:
-            _, metrics, _ = te.run_transfer(
+            _, metrics, _ = task.run_transfer(
                 config, options, feature_cache=features, retrain=FLAGS.retrain
             )
             if not distribute.is_chief():  # other workers of a cluster write nothing final
                 continue
         path = os.path.join(config.run_dir, saving.model_path(stem, config.formats[0]))
-        row = transfer_results.result_row(config, options, metrics, path)
-        rows = transfer_results.record(dest, row)
+        row = report.result_row(config, options, metrics, path)
+        rows = report.record(dest, row)
         print(f"wrote {os.path.join(dest, 'results', 'question3.md')} and .json")
         print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({stem})")
     if distribute.is_chief():
-        path = transfer_results.plot_results(
-            rows, out, options.base, dataset, metrics["train_images"], dest
-        )
+        path = report.plot_results(rows, out, options.base, dataset, metrics["train_images"], dest)
         print(f"wrote {path}")
         _publish(out, dest, trained)
 
@@ -186,14 +186,12 @@ def main(argv):
 def _publish(out, dest, trained):
     """With --publish: the runs' models, then the report."""
     if FLAGS.publish:
-        outputs.publish_study(out, dest, trained, FLAGS.replace, key=transfer_results.RESULT_KEY)
+        publish.publish_study(out, dest, trained, FLAGS.replace, key=report.RESULT_KEY)
 
 
 def cli(argv=None):
     """The command line (`argv`: None for sys.argv; tests pass their own)."""
-    common.run(
-        main, "question3", DEFAULTS, configs=[experiment.TrainConfig], help_text=HELP, argv=argv
-    )
+    common.run(main, "question3", DEFAULTS, configs=[TrainConfig], help_text=HELP, argv=argv)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import classification, distribute, evaluation, experiment, files, models
-from resnet_keras import outputs, plotting, results, runs, stats, training
+from resnet_keras import files, stats
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.classification import models, task
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import distribute, folders, optim, plots, publish, tables
 
 flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
 flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
@@ -140,17 +143,17 @@ def pair_config(model, depth, settings, paper, seed=0):
             # Stop at 64k iterations: e.g. 45k images at batch 128 -> 352 steps, 182 epochs.
             train_images = (s.get("train_limit") or 50_000) - s.get("val_size", 0)
             steps = math.ceil(train_images / s["batch_size"])
-            s["epochs"] = math.ceil(training.PAPER_STEPS / steps)
+            s["epochs"] = math.ceil(optim.PAPER_STEPS / steps)
         if n == 18:  # ResNet-110: lr/10 until training error < 80% (~400 steps)
-            s["warmup_steps"] = training.PAPER_WARMUP_STEPS
-    return experiment.TrainConfig(**s)
+            s["warmup_steps"] = optim.PAPER_WARMUP_STEPS
+    return TrainConfig(**s)
 
 
 def found_runs(pairs, output_dir, shipped=False):
     """{(model, depth): {(seed, val0): run folder}} of the finished runs for
     the pairs asked, every seed, with and without a held-out set: in runs/,
     and with `shipped`, where runs/ has none of that name, the records the
-    repository ships in results/runs/ (`outputs.find_run`)."""
+    repository ships in results/runs/ (`publish.find_run`)."""
     names = set()
     for folder in ("runs",) + (("results/runs",) if shipped else ()):
         path = os.path.join(output_dir, folder)
@@ -160,8 +163,8 @@ def found_runs(pairs, output_dir, shipped=False):
         pattern = re.compile(rf"{FILE_STEM[model]}-{depth}(?:-seed(\d+))?(-val0)?")
         for name in sorted(names):
             m = pattern.fullmatch(name)
-            path = outputs.find_run(output_dir, name, shipped) if m else None
-            if path and runs.state(path) == "finished":
+            path = publish.find_run(output_dir, name, shipped) if m else None
+            if path and folders.state(path) == "finished":
                 key = (int(m.group(1) or 0), bool(m.group(2)))
                 found.setdefault((model, depth), {})[key] = path
     return found
@@ -179,9 +182,9 @@ def report(pairs, output_dir, dest, settings, shipped=False):
     accuracy's exact 95 % interval, each network's mean and sd over its
     seeds, and paired tests (McNemar on the test images) between the
     networks the README compares. `shipped`: where runs/ has no finished
-    run, the record in results/runs/ (`outputs.find_run`)."""
-    plots = os.path.join(dest, "plots", "resnet")
-    outputs.start_table(dest, output_dir, os.path.join("results", "resnet_vs_plain.json"))
+    run, the record in results/runs/ (`publish.find_run`)."""
+    plot_dir = os.path.join(dest, "plots", "resnet")
+    publish.start_table(dest, output_dir, os.path.join("results", "resnet_vs_plain.json"))
     found = found_runs(pairs, output_dir, shipped)
     histories, rows, preds_of, steps = {}, [], {}, None
     for model, depth in pairs:
@@ -190,11 +193,11 @@ def report(pairs, output_dir, dest, settings, shipped=False):
             print(f"{name}: no finished run in runs/{name}; left out of the report")
         for (seed, val0), folder in sorted(found.get((model, depth), {}).items()):
             name = os.path.basename(folder)
-            history, metrics, config, preds = runs.load_run(folder)
+            history, metrics, config, preds = folders.load_run(folder)
             label = _label(model, depth, seed, val0)
             title = f"{label}: {metrics['epochs']} epochs"
-            plotting.plot_history(
-                history, os.path.join(plots, f"{name}.png"), title, plotting.LOSS_WITH_L2
+            plots.plot_history(
+                history, os.path.join(plot_dir, f"{name}.png"), title, plots.LOSS_WITH_L2
             )
             correct = None
             if preds is not None:
@@ -203,7 +206,7 @@ def report(pairs, output_dir, dest, settings, shipped=False):
             if seed == 0 and not val0:
                 histories[(model, depth)] = history
                 steps = steps or config.get("steps_per_epoch")
-                _draw_test_figures(model, depth, name, label, config, preds, plots)
+                _draw_test_figures(model, depth, name, label, config, preds, plot_dir)
             original = ORIGINAL.get((model, depth))
             rows.append(
                 {
@@ -231,12 +234,12 @@ def report(pairs, output_dir, dest, settings, shipped=False):
                     "hardware": metrics.get("hardware"),
                     "run": name,
                 }
-                | results.record_fields(config, metrics)
+                | tables.record_fields(config, metrics)
             )
     if histories:
-        plotting.plot_error_vs_depth(
+        plots.plot_error_vs_depth(
             histories,
-            os.path.join(plots, "error_vs_depth.png"),
+            os.path.join(plot_dir, "error_vs_depth.png"),
             "Training (thin) and validation (bold) error, seed 0, "
             f"{max(len(h['accuracy']) for h in histories.values())} epochs",
             steps_per_epoch=steps,
@@ -245,9 +248,9 @@ def report(pairs, output_dir, dest, settings, shipped=False):
     arch = models.build_resnet(3, shortcut=settings["shortcut"])
     path = os.path.join(dest, "results", "resnet_architecture.md")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    files.write_text(path, "# ResNet-20 as built\n\n" + results.architecture_table(arch))
+    files.write_text(path, "# ResNet-20 as built\n\n" + tables.architecture_table(arch))
     if rows:
-        results.write_results(
+        tables.write_results(
             os.path.join(dest, "results", "resnet_vs_plain"),
             rows,
             COLUMNS,
@@ -259,26 +262,26 @@ def report(pairs, output_dir, dest, settings, shipped=False):
         print(f"wrote {os.path.join(dest, 'results', 'resnet_vs_plain.md')}")
 
 
-def _draw_test_figures(model, depth, name, label, config, preds, plots):
+def _draw_test_figures(model, depth, name, label, config, preds, plot_dir):
     """The confusion matrix and (ResNets) the misclassified grid of a seed-0 run."""
     if preds is None:
         return
     names = config["class_names"]
-    cm = evaluation.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
-    plotting.plot_confusion(
+    cm = classifier_metrics.confusion_matrix(preds["y_true"], preds["y_pred"], len(names))
+    plots.plot_confusion(
         cm,
         names,
-        os.path.join(plots, f"confusion-{name}.png"),
+        os.path.join(plot_dir, f"confusion-{name}.png"),
         f"{label}: test confusion matrix",
     )
     if model == "resnet":
         w = preds["wrong_index"]
-        plotting.plot_misclassified(
+        plots.plot_misclassified(
             preds["wrong_images"],
             preds["y_true"][w],
             preds["y_pred"][w],
             names,
-            os.path.join(plots, f"misclassified-{depth}.png"),
+            os.path.join(plot_dir, f"misclassified-{depth}.png"),
             f"{label}: misclassified test images (true -> predicted)",
         )
 
@@ -353,29 +356,29 @@ def main(argv):
     for c in configs:
         c.validate()
     out = settings["output_dir"]
-    trained = [(c.run_dir, outputs.run_files(c, c.run_name, c.run_name)) for c in configs]
+    trained = [(c.run_dir, publish.run_files(c, c.run_name, c.run_name)) for c in configs]
     trained = trained if FLAGS.publish and not FLAGS.report_only else []
-    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
+    publish.publish_runs(trained, out, FLAGS.replace, early=True)
     if not FLAGS.report_only:
         files.check_writable(out)
         try:
-            classification.train_study(configs, [c.run_name for c in configs], FLAGS.retrain)
-        except runs.RunConflict as e:  # this script names its runs: no --run_name to offer
-            raise runs.RunConflict(
-                str(e).replace(runs.OTHER_FOLDER, "use another --output_dir")
+            task.train_study(configs, [c.run_name for c in configs], FLAGS.retrain)
+        except folders.RunConflict as e:  # this script names its runs: no --run_name to offer
+            raise folders.RunConflict(
+                str(e).replace(folders.OTHER_FOLDER, "use another --output_dir")
             ) from None
     if distribute.is_chief():  # other workers of a cluster write nothing final
-        dest = outputs.report_dir(out, "resnet_vs_plain")
+        dest = publish.report_dir(out, "resnet_vs_plain")
         report(pairs, out, dest, settings, shipped=FLAGS.report_only)
         if FLAGS.publish:
-            outputs.publish_study(
+            publish.publish_study(
                 out, dest, trained, FLAGS.replace, key=("model", "depth", "seed", "train_images")
             )
 
 
 def cli(argv=None):
     """The command line (`argv`: None for sys.argv; tests pass their own)."""
-    common.run(main, "resnet_vs_plain", DEFAULTS, configs=[experiment.TrainConfig], argv=argv)
+    common.run(main, "resnet_vs_plain", DEFAULTS, configs=[TrainConfig], argv=argv)
 
 
 if __name__ == "__main__":

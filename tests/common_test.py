@@ -11,7 +11,8 @@ import keras
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import classification, files
+from resnet_keras import files
+from resnet_keras.classification import task
 from scripts import common
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
@@ -48,8 +49,8 @@ def configs_of(module, *args):
         raise _Stop
 
     with (
-        unittest.mock.patch.object(classification, "run_classification", run_classification),
-        unittest.mock.patch.object(classification, "train_study", train_study),
+        unittest.mock.patch.object(task, "run_classification", run_classification),
+        unittest.mock.patch.object(task, "train_study", train_study),
         unittest.mock.patch.object(files, "check_writable", lambda *_: None),
     ):
         try:

@@ -9,7 +9,9 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from resnet_keras import data, evaluation, pipeline, stats
+from resnet_keras import stats
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.data import cifar, pipeline
 from scripts import question2
 from tests import fixtures
 from tests.fixtures import run_script
@@ -54,7 +56,7 @@ class Cifar100Test(tf.test.TestCase):
 
     def assertPrinted(self, stdout, name, probs, y):
         """scripts.evaluate's line for `name` gives the scores of `probs`."""
-        want = evaluation.evaluate_predictions(probs, y)
+        want = classifier_metrics.evaluate_predictions(probs, y)
         accuracy, loss = printed_scores(stdout, name)
         self.assertEqual(accuracy, round(want["accuracy"], 4), name)
         self.assertAlmostEqual(loss, want["loss"], places=3, msg=name)
@@ -99,7 +101,7 @@ class Cifar100Test(tf.test.TestCase):
         self.assertEqual(model.output_shape, (None, 100))
         probs = model.predict(xt, verbose=0)
         self.assertPrinted(r.stdout, q1, probs, yt)
-        top5 = evaluation.evaluate_predictions(probs, yt)["top5_accuracy"]
+        top5 = classifier_metrics.evaluate_predictions(probs, yt)["top5_accuracy"]
         self.assertIn(f", top-5 accuracy {top5:.4f}", r.stdout)
         self.assertIn("fine0 ", r.stdout)
         r = run_script(
@@ -111,7 +113,7 @@ class Cifar100Test(tf.test.TestCase):
             "--tta_shifts",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        views = evaluation.predict_tta(model, xt, probs, tta=True, tta_shifts=True)
+        views = classifier_metrics.predict_tta(model, xt, probs, tta=True, tta_shifts=True)
         self.assertPrinted(r.stdout, f"{q1} with flips", views["tta"], yt)
         self.assertPrinted(r.stdout, f"{q1} with flips and shifts", views["tta_shifts"], yt)
         # A 20-class model on the 100-class labels: one line, exit 2.
@@ -192,7 +194,7 @@ class _AllConfigurations:
         self.assertIn("airplane ", r.stdout)
         # Each model's line is its run's own test (the same 200 images), and
         # the ensemble's is the mean of their softmax outputs.
-        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         probs = []
         for k, (name, path, row) in enumerate(zip(names, models, rows)):
@@ -203,7 +205,7 @@ class _AllConfigurations:
             if k < 2:
                 accuracy, _ = printed_scores(r.stdout, path)
                 self.assertEqual(accuracy, round(metrics["test_accuracy"], 4), name)
-        ensemble = evaluation.evaluate_predictions(np.mean(probs[:2], 0), yt)
+        ensemble = classifier_metrics.evaluate_predictions(np.mean(probs[:2], 0), yt)
         self.assertEqual(
             printed_scores(r.stdout, "ensemble of 2")[0], round(ensemble["accuracy"], 4)
         )
@@ -219,7 +221,7 @@ class _AllConfigurations:
             md,
         )
         # The table's ensemble row is the three saved models' mean softmax.
-        ensemble = evaluation.evaluate_predictions(np.mean(probs, 0), yt)
+        ensemble = classifier_metrics.evaluate_predictions(np.mean(probs, 0), yt)
         self.assertAllClose(
             [ensemble_row["test_accuracy_pct"], ensemble_row["test_loss"]],
             [round(100 * ensemble["accuracy"], 2), round(ensemble["loss"], 4)],

@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from resnet_keras import data, pipeline, saving
+from resnet_keras.data import cifar, pipeline
+from resnet_keras.run import saving
 from scripts import resnet_vs_plain
 from tests import fixtures
 from tests.fixtures import run_script
@@ -103,7 +104,7 @@ class _EndToEnd:
         expected = ["error_vs_depth.png", "misclassified-8.png", "misclassified-14.png"]
         for stem in ("resnet-8", "resnet-14", "plainnet-8", "plainnet-14"):
             h5 = os.path.join(out, "runs", stem, f"{stem}.h5")
-            self.assertEqual(saving.class_names_of(h5), list(data.CIFAR10_CLASSES), stem)
+            self.assertEqual(saving.class_names_of(h5), list(cifar.CIFAR10_CLASSES), stem)
             self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", f"{stem}.h5")), stem)
             expected += [f"{stem}.png", f"confusion-{stem}.png"]
         drawn = fixtures.tree_hashes(plots)
@@ -117,7 +118,7 @@ class _EndToEnd:
             [(r["model"], r["depth"]) for r in rows],
             [("resnet", 8), ("resnet", 14), ("plain", 8), ("plain", 14)],
         )
-        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         for row in rows:
             stem = f"{resnet_vs_plain.FILE_STEM[row['model']]}-{row['depth']}"

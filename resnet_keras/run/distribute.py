@@ -60,7 +60,7 @@ def _make(name):
         if not os.environ.get("TF_CONFIG"):
             raise ValueError(
                 "--strategy multi_worker needs TF_CONFIG describing the cluster "
-                "and this task (see resnet_keras/distribute.py)"
+                "and this task (see resnet_keras/run/distribute.py)"
             )
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         keras_private.patch_fit_for_multi_worker()

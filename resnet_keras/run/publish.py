@@ -5,7 +5,7 @@ writes everything the run produces into its own folder, runs/<name>/: the
 model in each requested format, history.json, the figures, any other file
 (test predictions are written by the test itself), and then, last,
 metrics.json, the run's completion marker. Only then does its resume state
-go and a --retrain run take the old run's place (`runs.promote`). Killed at
+go and a --retrain run take the old run's place (`folders.promote`). Killed at
 any moment before the marker, the run is resumable by the same command
 (its resume state is still there); after it, the run is finished with every
 output on disk. There is no third state.
@@ -31,7 +31,8 @@ import os
 import shutil
 import subprocess
 
-from resnet_keras import distribute, files, plotting, provenance, results, runs, saving
+from resnet_keras import files
+from resnet_keras.run import distribute, folders, plots, provenance, saving, tables
 
 RECORD = "published.json"
 crash_point = files.crash_point
@@ -45,7 +46,7 @@ def finish(
 
     Args:
         config: the run's config (`run_dir` is where a --retrain run goes).
-        run_dir: the folder the run trained in (`experiment.setup_run`).
+        run_dir: the folder the run trained in (`lifecycle.setup_run`).
         metrics: the run's metrics; its file list and timing are added to it.
         history: {metric: [value per epoch]}, written to history.json.
         model: the model to save, in each of `config.formats`, as
@@ -59,7 +60,7 @@ def finish(
         The written files, under the run's final folder.
     """
     if not distribute.is_chief():  # workers keep no outputs; their resume state goes
-        runs.clear_backup(run_dir)
+        folders.clear_backup(run_dir)
         return []
     written = []
     class_names = _class_names(model, run_dir) if model is not None else None
@@ -68,15 +69,15 @@ def finish(
         written.append(saving.save_model(model, path, class_names))
     written.append(files.write_json(os.path.join(run_dir, "history.json"), history))
     if title is not None:
-        extras = [("history.png", lambda p: plotting.plot_history(history, p, title)), *extras]
+        extras = [("history.png", lambda p: plots.plot_history(history, p, title)), *extras]
     for name, write in extras:
         written.append(write(os.path.join(run_dir, name)))
     names = sorted(os.path.relpath(p, run_dir) for p in written)
-    metrics.update(outputs=names, **provenance.timing(runs.read_flags(run_dir)))
+    metrics.update(outputs=names, **provenance.timing(folders.read_flags(run_dir)))
     files.write_json(os.path.join(run_dir, "metrics.json"), metrics)  # last: finished
-    runs.clear_backup(run_dir)
+    folders.clear_backup(run_dir)
     crash_point("backup removed")
-    runs.promote(run_dir, config.run_dir)
+    folders.promote(run_dir, config.run_dir)
     final = [os.path.join(config.run_dir, n) for n in names]
     for p in final:
         log(f"wrote {p}")
@@ -87,7 +88,7 @@ def _class_names(model, run_dir):
     """A classifier's class names as its run recorded them (flags.json), which
     its saved file carries (`saving.save_model`); None for a model with
     another output (a colorizer) or a run that recorded none."""
-    names = runs.read_flags(run_dir).get("class_names")
+    names = folders.read_flags(run_dir).get("class_names")
     shape = model.output_shape
     if names and isinstance(shape, tuple) and len(shape) == 2 and shape[-1] == len(names):
         return names
@@ -132,7 +133,7 @@ def git_tracked(path):
 def read_record(output_dir):
     """{published path: where it came from} of `output_dir`; {} if none. An
     unreadable record stops the publish, naming it, before it could be replaced."""
-    return results.load_table(os.path.join(output_dir, RECORD))
+    return tables.load_table(os.path.join(output_dir, RECORD))
 
 
 def _why_not_ours(target, rel, record, owner):
@@ -201,7 +202,7 @@ def publish(output_dir, files_map, owner, replace=(), check=None, log=print):
     if not changed:
         log(f"published: the shared files already hold {owner}'s outputs")
         return []
-    runs.lock(os.path.join(output_dir, "published"))  # one publish at a time
+    folders.lock(os.path.join(output_dir, "published"))  # one publish at a time
     record = read_record(output_dir)
     staged = {}
     try:
@@ -225,7 +226,7 @@ def publish(output_dir, files_map, owner, replace=(), check=None, log=print):
 def _source(source, owner, output_dir):
     """The record of one published file: who, from which file, settings, commits."""
     run = source if os.path.isdir(source) else os.path.dirname(source)
-    flags = runs.read_flags(run)
+    flags = folders.read_flags(run)
     invocations = flags.pop("invocations", [])
     return {
         "owner": owner,
@@ -284,8 +285,8 @@ def discarded_on_failure(config, run_dir):
     except BaseException as e:
         if distribute.is_chief():
             if isinstance(e, FloatingPointError):
-                runs.clear_backup(run_dir)
-            runs.discard_if_unstarted(run_dir, config.run_dir)
+                folders.clear_backup(run_dir)
+            folders.discard_if_unstarted(run_dir, config.run_dir)
         raise
 
 
@@ -339,9 +340,9 @@ def find_run(output_dir, name, shipped=False):
     """A finished run's folder: runs/<name>, or with `shipped`, where runs/
     has none, the record the repository ships in results/runs/<name>."""
     path = os.path.join(output_dir, "runs", name)
-    if shipped and runs.state(path) != "finished":
+    if shipped and folders.state(path) != "finished":
         record = os.path.join(output_dir, "results", "runs", name)
-        if runs.state(record) == "finished":
+        if folders.state(record) == "finished":
             return record
     return path
 
@@ -369,11 +370,11 @@ def report_files(report):
 def publish_study(output_dir, report, trained=(), replace=(), key=(), log=print):
     """Publishes a study: its runs' models (`trained`: [(run folder, files
     map)]), then its report, whose tables never trade a full-size row for a
-    subset run's (`results.check_not_smaller`, rows named by `key`)."""
+    subset run's (`tables.check_not_smaller`, rows named by `key`)."""
 
     def check(published, new):
         if published.endswith(".json"):
-            results.check_not_smaller(published, new, key)
+            tables.check_not_smaller(published, new, key)
 
     done = publish_runs(trained, output_dir, replace, log=log)
     return done + publish(

@@ -7,7 +7,7 @@ when its run folder sits beside it.
 import json
 import os
 
-from resnet_keras import outputs, results
+from resnet_keras.run import publish, tables
 
 
 def run_of(path):
@@ -23,7 +23,7 @@ def run_of(path):
         candidates = [folder]  # a model in its own run folder
     elif os.path.basename(folder) == "saved_models":
         out = os.path.dirname(folder)
-        entry = outputs.read_record(out).get(f"saved_models/{file}") or {}
+        entry = publish.read_record(out).get(f"saved_models/{file}") or {}
         source = entry.get("source")
         candidates = [os.path.join(out, os.path.dirname(source))] if source else []
         candidates += [os.path.join(out, "results", "runs", name), os.path.join(out, "runs", name)]
@@ -62,15 +62,15 @@ def update(results_dir, sections):
     Rows of other models stay; an unreadable JSON file is refused, not replaced.
     """
     stem = os.path.join(results_dir, "colorization")
-    table = results.load_table(f"{stem}.json")
+    table = tables.load_table(f"{stem}.json")
     for section, rows in sections.items():
         table.setdefault(section, {}).update(rows)
-    results.write_table(stem, table, markdown(table))
+    tables.write_table(stem, table, markdown(table))
 
 
 def against_gray_section(colorizers):
     """Markdown lines: each model's PSNR against the gray input's, for all
-    test images and by colourfulness (`evaluation.against_gray`); none for
+    test images and by colourfulness (`colorization.metrics.against_gray`); none for
     rows written before eval recorded it."""
     rows = [(k, r["against_gray"]) for k, r in sorted(colorizers.items()) if r.get("against_gray")]
     if not rows:

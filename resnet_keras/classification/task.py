@@ -1,7 +1,7 @@
 """One classification run, start to finish: data, model, fit, test, files.
 
 `run_classification` trains and tests one ResNet or plain network as a
-`experiment.TrainConfig` describes it, in the steps every run shares
+`classification.config.TrainConfig` describes it, in the steps every run shares
 (`experiment`); `train_study` does so for each run of a study, reusing the
 finished ones. `fit_and_test` is also the fit and test of both phases of a
 transfer run (`transfer_experiment`).
@@ -13,8 +13,20 @@ import os
 
 import numpy as np
 
-from resnet_keras import conversion, distribute, evaluation, experiment, models, outputs
-from resnet_keras import fitting, pipeline, presets, results, runs, saving, speedups, training
+from resnet_keras.classification import conversion, models, pretrained
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.data import pipeline
+from resnet_keras.run import (
+    distribute,
+    fit,
+    folders,
+    lifecycle,
+    optim,
+    publish,
+    saving,
+    speedups,
+    tables,
+)
 
 
 def build_model(config, num_classes, x_train, sync_bn=False):
@@ -58,7 +70,7 @@ def _pretrained_start(config, num_classes, image_shape, sync_bn):
             f"the data has {num_classes} classes of {tuple(image_shape)} images"
         )
     model = conversion.build_reference_resnet(config.n, config.weight_decay, sync_bn)
-    shipped = saving.load_model(presets.path(config.init), compile=False)
+    shipped = saving.load_model(pretrained.path(config.init), compile=False)
     model.set_weights(shipped.get_weights())
     return model
 
@@ -66,13 +78,13 @@ def _pretrained_start(config, num_classes, image_shape, sync_bn):
 def compile_for_run(model, config, num_train, top5):
     """Compiles `model` with the config's optimizer and schedule; returns (lr, steps/epoch)."""
     steps_per_epoch = int(np.ceil(num_train / config.batch_size))
-    lr = training.base_learning_rate(config.opt, config.lr)
-    schedule = training.keras_schedule(
+    lr = optim.base_learning_rate(config.opt, config.lr)
+    schedule = optim.keras_schedule(
         config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
     )
-    training.compile_classifier(
+    optim.compile_classifier(
         model,
-        training.make_optimizer(config.opt, schedule, config.nesterov),
+        optim.make_optimizer(config.opt, schedule, config.nesterov),
         jit_compile=distribute.use_xla(config.jit_compile),
         top5=top5,
         label_smoothing=config.label_smoothing,
@@ -96,7 +108,7 @@ def run_classification(config, log=print, retrain=False, model_name=None, title=
 
     The test split is evaluated once, at the end, with the weights that did
     best on the validation split (the last weights when `val_size` is 0).
-    Everything goes into the run folder (`outputs.finish`): the model as
+    Everything goes into the run folder (`publish.finish`): the model as
     `model_name` (default: the run's name) in each of `config.formats`, its
     curves as history.png (titled `title`), history.json, then metrics.json.
     A finished run made with the same settings is reused: model None, its
@@ -105,27 +117,27 @@ def run_classification(config, log=print, retrain=False, model_name=None, title=
     other settings is refused before any work).
     """
     config.validate()
-    done = experiment.finished_run(config, retrain)
+    done = lifecycle.finished_run(config, retrain)
     if done is not None:
         log(
             f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)"
         )
         return None, done[1], done[0]
-    strategy, run_dir = experiment.setup_run(config, retrain)
-    with outputs.discarded_on_failure(config, run_dir):
-        data = experiment.prepare_data(config)
+    strategy, run_dir = lifecycle.setup_run(config, retrain)
+    with publish.discarded_on_failure(config, run_dir):
+        data = lifecycle.prepare_data(config)
         ds, (x, y), val, (xt, yt) = data
-        with experiment.model_scope(config, strategy):
+        with lifecycle.model_scope(config, strategy):
             model = build_model(
                 config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1
             )
             lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
         settings = resolved_settings(ds, lr, steps_per_epoch)
-        experiment.start_run(config, strategy, data, run_dir, log, depth=config.depth, **settings)
+        lifecycle.start_run(config, strategy, data, run_dir, log, depth=config.depth, **settings)
         metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir, log=log)
         title = title or f"{config.run_name}: {config.model}-{config.depth} ({config.opt})"
         name = model_name or config.run_name
-        outputs.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
+        publish.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
     return model, metrics, history
 
 
@@ -155,7 +167,7 @@ def fit_and_test(
         log: where progress lines go.
 
     Returns:
-        `(metrics, history)`; `outputs.finish` writes them, after every other output.
+        `(metrics, history)`; `publish.finish` writes them, after every other output.
     """
     run_dir = run_dir or config.run_dir
     epochs = epochs or config.epochs
@@ -164,7 +176,7 @@ def fit_and_test(
     one_hot = model.output.shape[-1] if config.label_smoothing else 0
     train_ds = pipeline.train_dataset(x, y, config.batch_size, config.seed, augment, one_hot)
     val_ds = pipeline.eval_dataset(*val, batch_size=1000, one_hot=one_hot) if val else None
-    history, train_time = fitting.fit_with_resume(
+    history, train_time = fit.fit_with_resume(
         model,
         train_ds,
         val_ds,
@@ -175,23 +187,27 @@ def fit_and_test(
         tensorboard=config.tensorboard,
         log=log,
     )
-    scores, test_metrics = evaluation.test_classifier(model, xt, yt, config.tta, config.tta_shifts)
+    scores, test_metrics = classifier_metrics.test_classifier(
+        model, xt, yt, config.tta, config.tta_shifts
+    )
     path = os.path.join(run_dir, "test_predictions.npz")
-    evaluation.save_test_predictions(path, scores, xt if test_images is None else test_images)
+    classifier_metrics.save_test_predictions(
+        path, scores, xt if test_images is None else test_images
+    )
     metrics = test_metrics | {
         "params": int(model.count_params()),
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "epochs": len(history.get("loss", [])),
         "train_time_s": train_time,
         "img_per_s": float(np.mean(history["img_per_s"])) if "img_per_s" in history else None,
-        "hardware": results.hardware(),
+        "hardware": tables.hardware(),
     }
     if "val_accuracy" in history:
         metrics["best_val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
-        metrics["best_epoch"] = fitting.best_epoch(history, "val_accuracy", "max")
+        metrics["best_epoch"] = fit.best_epoch(history, "val_accuracy", "max")
     tta_note = "".join(
         f", {label} {metrics[f'test_accuracy_{name}']:.4f}"
-        for name, label in evaluation.TTA_LABELS.items()
+        for name, label in classifier_metrics.TTA_LABELS.items()
         if f"test_accuracy_{name}" in metrics
     )
     log(
@@ -211,7 +227,7 @@ def train_study(configs, model_names, retrain=False, log=print):
     --epochs) stops the study before any training; `retrain` replaces each
     run once its new one has finished.
     """
-    for config, name, reuse in zip(configs, model_names, runs.claim_runs(configs, retrain)):
+    for config, name, reuse in zip(configs, model_names, folders.claim_runs(configs, retrain)):
         if reuse:
             log(
                 f"{config.run_name}: finished run in {config.run_dir} reused "

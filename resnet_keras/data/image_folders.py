@@ -2,9 +2,9 @@
 decoding (16-bit images, names that are not UTF-8) and the decoded-array cache.
 
 Class order is the sorted folder names; images of another size are resized.
-`data.load_dataset` reads a `--data_dir` holding `train/` through here:
+`cifar.load_dataset` reads a `--data_dir` holding `train/` through here:
 
-    python -c "from resnet_keras import image_folders; print(image_folders.load_image_folder('../shared/datasets/cifar10')[2])"
+    python -c "from resnet_keras.data import image_folders; print(image_folders.load_image_folder('../shared/datasets/cifar10')[2])"
 """
 
 import concurrent.futures
@@ -173,7 +173,7 @@ def load_image_folder(root, size=32, skip_bad=False):
             instead of raising.
 
     Returns:
-        `(train, test, class_names, source, notes)`, `data.Dataset`'s arguments:
+        `(train, test, class_names, source, notes)`, `cifar.Dataset`'s arguments:
         `(x, y)` pairs of uint8 (N, size, size, 3) images and (N, 1) labels,
         the sorted class folder names, a description for the run log and what
         was resized or skipped.

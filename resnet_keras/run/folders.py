@@ -2,7 +2,7 @@
 
 `runs/<name>/` holds one run: flags.json (its settings), log.csv, best and
 resume weights (`backup/`) while it trains, then every output it makes (the
-model files, history.json, figures; `outputs.finish`) and last metrics.json,
+model files, history.json, figures; `publish.finish`) and last metrics.json,
 its completion marker. Before any data is read, `claim` decides what a new
 command may do with the folder:
 
@@ -39,7 +39,8 @@ except ImportError:  # Windows: no advisory locks; runs are then not guarded
 
 import numpy as np
 
-from resnet_keras import distribute, files, fitting, training
+from resnet_keras import files
+from resnet_keras.run import distribute, fit, optim
 
 # Settings that cannot change a run's result: a command that differs only here
 # resumes or reuses the run. The speed options compute the same thing
@@ -137,7 +138,7 @@ def has_backup(run_dir):
 def state(run_dir):
     """ "empty", "started" (no epoch finished), "interrupted" or "finished".
 
-    metrics.json is written after every other output (`outputs.finish`), so
+    metrics.json is written after every other output (`publish.finish`), so
     its presence alone says finished, even if the run was killed before its
     resume state was removed."""
     if not os.path.isdir(run_dir) or not os.listdir(run_dir):
@@ -273,7 +274,7 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
         staging = staging_dir(run_dir)
         same = not differences(settings, read_flags(staging), defaults)
         if state(staging) == "interrupted" and same:
-            fitting.check_resume_state(staging)
+            fit.check_resume_state(staging)
             return staging, "resume"
         if state(staging) == "finished" and same:  # killed before its promote
             clear_backup(staging)
@@ -307,11 +308,11 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
     if now == "interrupted":
         if changed:
             raise RunConflict(
-                f"{run_dir} holds an interrupted run ({fitting.resume_epoch(run_dir)} epochs done) made "
+                f"{run_dir} holds an interrupted run ({fit.resume_epoch(run_dir)} epochs done) made "
                 f"with other settings ({', '.join(changed)}); run its own command to resume it, "
                 f"pass --retrain to replace it once the new run has finished, or {ways}"
             )
-        fitting.check_resume_state(run_dir)
+        fit.check_resume_state(run_dir)
         return run_dir, "resume"
     _empty(run_dir)
     return run_dir, "train"
@@ -343,7 +344,7 @@ def run_settings(config, **extra):
     fields and `extra`, with the optimizer's default learning rate filled in."""
     settings = dataclasses.asdict(config) | extra
     if settings.get("lr") is None and "opt" in settings:
-        settings["lr"] = training.base_learning_rate(settings["opt"])
+        settings["lr"] = optim.base_learning_rate(settings["opt"])
     return settings
 
 

@@ -6,11 +6,11 @@ Sources for `load_cifar(name, data_dir)`:
      or its `.tar.gz`: what an offline cluster keeps on disk.
   3. An image folder `train/<class>/*` + `test/<class>/*` (class order = sorted
      folder names), e.g. ../shared/datasets/cifar10, or a user's own data; read
-     by image_folders.py.
+     by data/image_folders.py.
 
-What the model is then fed (subsets, augmentation, tf.data) is pipeline.py.
+What the model is then fed (subsets, augmentation, tf.data) is data/pipeline.py.
 
-    python -c "from resnet_keras import data; print(data.load_cifar('cifar10', '../shared/datasets/cifar10')[0][0].shape)"
+    python -c "from resnet_keras.data import cifar; print(cifar.load_cifar('cifar10', '../shared/datasets/cifar10')[0][0].shape)"
 """
 
 import hashlib
@@ -20,8 +20,9 @@ import tempfile
 
 import numpy as np
 
-from resnet_keras import image_folders, keras_private
+from resnet_keras import keras_private
 from resnet_keras.checks import DataError, check_choice
+from resnet_keras.data import image_folders
 from resnet_keras.files import cache_dir
 
 DATASETS = ("cifar10", "cifar100")

@@ -1,5 +1,5 @@
 """Optimizers, learning-rate schedules and compiling a classifier; the fit
-itself is `fitting.fit_with_resume`.
+itself is `fit.fit_with_resume`.
 
 Schedules are pure functions of the step (`learning_rate`), and the optimizer
 gets the same numbers as a built-in `PiecewiseConstantDecay`, so a saved

@@ -4,7 +4,7 @@ into this project's builder.
 Their network is `build_resnet(n, shortcut="identity")` operation for
 operation: the same stem, blocks and option-A shortcut (even pixels, zero
 channels on both sides), BatchNorm epsilon 1e-5, stride-2 convolutions padded
-on every side (`models._conv`), global average pooling and a linear layer,
+on every side (`classification.models._conv`), global average pooling and a linear layer,
 whose softmax is the model's output here. Their trainer feeds RGB/255
 normalised by ImageNet's per-channel mean and std; the converted model holds
 that normalisation as its first layer, so it takes raw 0-255 images as every
@@ -13,7 +13,7 @@ PyTorch's softmax to about 1e-6 (tests/conversion_test.py).
 
 The checkpoints are read without PyTorch (`torch_checkpoint`):
 
-    python -m scripts.convert ../shared/reference/akamaster/*.th --output_dir resnet_keras/weights
+    python -m scripts.convert ../shared/reference/akamaster/*.th --output_dir resnet_keras/classification/weights
 """
 
 import hashlib
@@ -24,8 +24,10 @@ import re
 import h5py
 import numpy as np
 
-from resnet_keras import files, models, saving, torch_checkpoint
-from resnet_keras.data import CIFAR10_CLASSES
+from resnet_keras import files
+from resnet_keras.classification import models, torch_checkpoint
+from resnet_keras.data.cifar import CIFAR10_CLASSES
+from resnet_keras.run import saving
 
 # The reference's input normalisation: RGB in [0, 1], minus ImageNet's mean,
 # over its std, per channel; here in 0-255 units for the model's first layer.

@@ -21,12 +21,9 @@ import time
 
 import numpy as np
 
-from resnet_keras import classification, experiment, outputs
-from resnet_keras.checks import check_minimums
-from resnet_keras.presets import PRESETS
-from resnet_keras.transfer import (
-    APPLICATIONS,
-    MIN_IMAGE_SIZE,
+from resnet_keras.classification import task as classification_task
+from resnet_keras.run import lifecycle, publish
+from resnet_keras.transfer.models import (
     base_label,
     build_from_saved_model,
     build_transfer_model,
@@ -38,88 +35,6 @@ from resnet_keras.transfer import (
     stages_of,
     unfreeze_top,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class TransferOptions:
-    """What a transfer run adds to `experiment.TrainConfig`; scripts fill it from flags."""
-
-    base: str = "resnet50"
-    weights: str | None = None  # None: imagenet, or a model file's own weights
-    image_size: int = 32
-    head_units: int = 256
-    train_base: bool = False
-    fine_tune_epochs: int = 0
-    unfreeze: int = 1
-    fine_tune_lr: float | None = None  # None: the head's lr / 10
-    cache_features: bool | None = None  # None: whenever the base is frozen and images fixed
-
-    def validate(self, augment=False):
-        """Refuses bad values before any data is read or any file written."""
-        if is_saved_model(self.base):
-            if not os.path.isfile(model_file(self.base)):
-                raise ValueError(f"--base {self.base}: no such model file")
-            if self.weights not in (None, "none"):
-                raise ValueError(
-                    f"--weights {self.weights}: a saved-model base brings its own weights; "
-                    "leave --weights unset, or --weights none for random ones"
-                )
-        elif self.base not in APPLICATIONS:
-            raise ValueError(
-                f"Unknown base {self.base!r}; expected one of {', '.join(APPLICATIONS)}, "
-                f"{', '.join(PRESETS)}, or a saved model file (.h5 or .keras)"
-            )
-        check_minimums(
-            self,
-            [
-                ("image_size", MIN_IMAGE_SIZE),
-                ("head_units", 1),
-                ("fine_tune_epochs", 0),
-                ("unfreeze", 1),
-            ],
-        )
-        if self.unfreeze > len(stages_of(self.base)):
-            raise ValueError(
-                f"--unfreeze must be at most {len(stages_of(self.base))} "
-                f"(the stages of {base_label(self.base)}); got {self.unfreeze}"
-            )
-        if self.fine_tune_lr is not None and self.fine_tune_lr <= 0:
-            raise ValueError(f"--fine_tune_lr must be positive; got {self.fine_tune_lr}")
-        if self.train_base and self.fine_tune_epochs:
-            raise ValueError("--fine_tune_epochs needs a frozen base; --train_base trains it all")
-        if self.cache_features and (augment or self.train_base):
-            raise ValueError(
-                "--cache_features needs a frozen base and fixed images; drop --augment "
-                "and --train_base, or pass --nocache_features"
-            )
-
-    def caches(self, augment):
-        """Whether the run trains its head on cached features."""
-        if self.cache_features is None:
-            return not (augment or self.train_base)
-        return self.cache_features
-
-    @property
-    def weights_label(self):
-        if self.weights == "none":
-            return "random"
-        if self.weights is None:
-            return "own" if is_saved_model(self.base) else "imagenet"
-        return self.weights if self.weights == "imagenet" else os.path.basename(self.weights)
-
-    @property
-    def mode(self):
-        """transfer, transfer_ft<K> (fine-tuned), scratch (random, all trained) or full."""
-        if self.train_base:
-            return "scratch" if self.weights == "none" else "full"
-        return f"transfer_ft{self.fine_tune_epochs}" if self.fine_tune_epochs else "transfer"
-
-    def stem(self, dataset, opt):
-        """File stem of the run's model: e.g. resnet50_transfer_cifar10_adam."""
-        label = base_label(self.base)
-        if self.weights == "none" and not self.train_base:
-            label += "_random"
-        return f"{label}_{self.mode}_{dataset}_{opt}"
 
 
 def build_model(options, num_classes, input_shape):
@@ -174,7 +89,7 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
     """Trains a head on a frozen base, optionally fine-tunes its top, and tests it.
 
     Args:
-        config: an `experiment.TrainConfig` (dataset, optimizer, epochs of
+        config: a `classification.config.TrainConfig` (dataset, optimizer, epochs of
             the head, batch size, ...); `model`, `n`, `shortcut`,
             `normalization` and `weight_decay` do not apply.
         options: `TransferOptions`.
@@ -189,19 +104,19 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
     """
     config.validate()
     options.validate(config.augment)
-    strategy, run_dir = experiment.setup_run(config, retrain, extra=options)
-    with outputs.discarded_on_failure(config, run_dir):
+    strategy, run_dir = lifecycle.setup_run(config, retrain, extra=options)
+    with publish.discarded_on_failure(config, run_dir):
         return _run(config, options, strategy, run_dir, log, feature_cache)
 
 
 def _run(config, options, strategy, run_dir, log, feature_cache):
-    data = experiment.prepare_data(config)
+    data = lifecycle.prepare_data(config)
     ds, (x, y), val, (xt, yt) = data
     t_start = time.perf_counter()
     top5 = ds.num_classes > 10
     cached = options.caches(config.augment)
     feature_time = 0.0
-    with experiment.model_scope(config, strategy):
+    with lifecycle.model_scope(config, strategy):
         model = build_model(options, ds.num_classes, x.shape[1:])
         if cached:
             arrays = [x] + ([val[0]] if val else []) + [xt]
@@ -211,24 +126,24 @@ def _run(config, options, strategy, run_dir, log, feature_cache):
             val_in = (feats[1], val[1]) if val else None
         else:
             trained, train, val_in, test = model, (x, y), val, (xt, yt)
-        lr, steps_per_epoch = classification.compile_for_run(trained, config, len(x), top5)
+        lr, steps_per_epoch = classification_task.compile_for_run(trained, config, len(x), top5)
         if trained is not model:
             # The head trains on its own, so the whole model would be saved
             # uncompiled ("No training configuration found" in plain Keras):
             # it gets the head's loss, metrics and optimizer settings.
-            classification.compile_for_run(model, config, len(x), top5)
-    experiment.start_run(
+            classification_task.compile_for_run(model, config, len(x), top5)
+    lifecycle.start_run(
         config,
         strategy,
         data,
         run_dir,
         log,
         **(dataclasses.asdict(options) | {"cache_features": cached}),
-        **classification.resolved_settings(ds, lr, steps_per_epoch),
+        **classification_task.resolved_settings(ds, lr, steps_per_epoch),
         params=model.count_params(),
         trainable_params=count_weights(model.trainable_weights),
     )
-    metrics, history = classification.fit_and_test(
+    metrics, history = classification_task.fit_and_test(
         trained,
         config,
         train,
@@ -253,9 +168,9 @@ def _run(config, options, strategy, run_dir, log, feature_cache):
         )
         # The optimizer of the head's phase at a constant rate.
         constant = dataclasses.replace(config, lr=ft_lr, schedule="constant", warmup_steps=0)
-        with experiment.model_scope(config, strategy):
-            classification.compile_for_run(model, constant, len(x), top5)
-        ft_metrics, ft_history = classification.fit_and_test(
+        with lifecycle.model_scope(config, strategy):
+            classification_task.compile_for_run(model, constant, len(x), top5)
+        ft_metrics, ft_history = classification_task.fit_and_test(
             model,
             config,
             (x, y),
@@ -292,7 +207,7 @@ def _run(config, options, strategy, run_dir, log, feature_cache):
     metrics["train_images"] = len(x)
     title = f"{config.run_name}: {base_label(options.base)} {options.mode} ({config.opt})"
     name = options.stem(config.dataset, config.opt)
-    outputs.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
+    publish.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
     return model, metrics, history
 
 

@@ -2,7 +2,7 @@
 ImageNet networks.
 
 The four networks of akamaster/pytorch_resnet_cifar10 (BSD 2-clause; its
-notice and the files' provenance are in resnet_keras/weights/), converted
+notice and the files' provenance are in resnet_keras/classification/weights/), converted
 exactly into `build_resnet(n, shortcut="identity")` (`conversion`). They take
 raw 0-255 RGB images:
 
@@ -22,8 +22,8 @@ import os
 import keras
 from keras import layers
 
-from resnet_keras import conversion
 from resnet_keras.checks import check_choice
+from resnet_keras.classification import conversion
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 SOURCE_REPOSITORY = "https://github.com/akamaster/pytorch_resnet_cifar10"

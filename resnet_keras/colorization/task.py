@@ -12,9 +12,9 @@ plots/colorization/<name>_eval.png and _examples.png, and runs/<run_name>/
 from); `eval` and `probe` merge their rows into results/colorization.md and
 .json, keyed by model file name, so other models' rows stay.
 
-A training run takes the steps every run takes (`experiment`; the fit is
-`fitting.fit_with_resume`, as for classifiers). Metrics
-(`evaluation.evaluate_colorizer`) are means over test images of per-image
+A training run takes the steps every run takes (`run.lifecycle`; the fit is
+`fit.fit_with_resume`, as for classifiers). Metrics
+(`colorization.metrics.evaluate_colorizer`) are means over test images of per-image
 MSE, PSNR and SSIM of the sRGB image in [0, 1], for both colour spaces, so
 their rows compare. The loss curves are in the model's own target space
 (sRGB, or a*b* / 128).
@@ -26,11 +26,22 @@ import os
 import keras
 import numpy as np
 
-from resnet_keras import colorization as col
-from resnet_keras import colorization_results, distribute, evaluation, experiment, files, fitting
-from resnet_keras import image_folders, outputs, plotting, results, runs, saving
-from resnet_keras import training
-from resnet_keras.checks import DataError, check_choice, check_minimums
+from resnet_keras import files
+from resnet_keras.checks import DataError
+from resnet_keras.colorization import color, models, probe, report
+from resnet_keras.colorization import data as color_data
+from resnet_keras.colorization import metrics as colorizer_metrics
+from resnet_keras.data import image_folders
+from resnet_keras.run import (
+    distribute,
+    fit,
+    lifecycle,
+    optim,
+    plots,
+    publish,
+    saving,
+    tables,
+)
 
 EXAMPLES = 8  # test images in the examples figure (`example_indices`)
 
@@ -47,61 +58,13 @@ def example_indices(labels, n=EXAMPLES):
     return np.array(first + rest[: n - len(first)])
 
 
-@dataclasses.dataclass(frozen=True)
-class ColorizeConfig(experiment.RunConfig):
-    """Everything a colorization run depends on; the script fills it from flags.
-
-    The data fields come from `experiment.RunConfig`, so
-    `experiment.prepare_data` loads, limits and splits as for classification.
-    """
-
-    model: str = "autoencoder"
-    color_space: str = "rgb"
-    image_size: int = 32
-    lr: float = 1e-3  # Adam, the original's optimizer
-    # Stop after the first epoch, `min_epochs` or later, that ends `patience`
-    # epochs in a row without a new best validation MSE (0: train all
-    # `epochs`; `fitting.StopOnPlateau`); the script's defaults train to the plateau.
-    patience: int = 0
-    min_epochs: int = 0
-    run_name: str | None = None  # None: the model's name
-
-    def validate(self):
-        super().validate()
-        check_choice("model", self.model, col.MODELS)
-        check_choice("color space", self.color_space, col.COLOR_SPACES)
-        if self.run_name is not None:
-            runs.check_name(self.run_name)
-        check_minimums(self, [("image_size", 8), ("patience", 0), ("min_epochs", 0)])
-        if self.patience and not self.val_size:
-            raise ValueError(
-                f"--patience {self.patience} stops when the validation MSE stops improving, "
-                "and --val_size 0 holds out no validation images; give --patience 0 to "
-                "train all --epochs"
-            )
-        step = 2 ** len(col.DEFAULT_FILTERS)
-        if self.image_size % step:
-            raise ValueError(
-                f"--image_size must be a multiple of {step} (the models halve it "
-                f"{len(col.DEFAULT_FILTERS)} times); got {self.image_size}"
-            )
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be positive; got {self.lr}")
-
-    @property
-    def name(self):
-        return f"colorizer_{self.model}_{self.color_space}"
-
-    @property
-    def run_dir(self):
-        return os.path.join(self.output_dir, "runs", self.run_name or self.name)
-
-
 def load_data(config, image_size, classifier=False):
-    """`experiment.prepare_data` with every split at `image_size` x `image_size`
+    """`lifecycle.prepare_data` with every split at `image_size` x `image_size`
     (`classifier`: for the linear probe, which needs two classes or more)."""
-    ds, train, val, test = experiment.prepare_data(config, image_size, classifier)
-    resize = lambda xy: (col.resize_images(xy[0], image_size), xy[1]) if xy else xy  # noqa: E731
+    ds, train, val, test = lifecycle.prepare_data(config, image_size, classifier)
+    resize = lambda xy: (
+        (color_data.resize_images(xy[0], image_size), xy[1]) if xy else xy
+    )  # noqa: E731
     return ds, resize(train), resize(val), resize(test)
 
 
@@ -111,7 +74,7 @@ def load_data(config, image_size, classifier=False):
 def compile_colorizer(model, lr, jit_compile=False):
     """Adam (the original's optimizer) on the mean squared error."""
     model.compile(
-        optimizer=training.make_optimizer("adam", lr),
+        optimizer=optim.make_optimizer("adam", lr),
         # The loss object, not the "mse" string: an .h5 file records the string
         # as keras.metrics.mse, which plain load_model cannot deserialize
         # (Keras 3.15), so the file would only load with compile=False.
@@ -132,13 +95,13 @@ def train(config, log=print, retrain=False):
         and of the gray baseline; paths are the files written.
     """
     config.validate()
-    done = experiment.finished_run(config, retrain)
+    done = lifecycle.finished_run(config, retrain)
     if done is not None:
         log(f"{config.run_dir}: finished run reused (--retrain to train again)")
         metrics = done[1]
         return None, metrics, [os.path.join(config.run_dir, n) for n in metrics.get("outputs", [])]
-    strategy, run_dir = experiment.setup_run(config, retrain)
-    with outputs.discarded_on_failure(config, run_dir):
+    strategy, run_dir = lifecycle.setup_run(config, retrain)
+    with publish.discarded_on_failure(config, run_dir):
         return _train(config, strategy, run_dir, log)
 
 
@@ -146,16 +109,18 @@ def _train(config, strategy, run_dir, log):
     data = load_data(config, config.image_size)
     ds, (x, _), val, (xt, yt) = data
     size = config.image_size
-    with experiment.model_scope(config, strategy):
-        model = col.build_colorizer(config.model, (size, size, 1), config.color_space)
+    with lifecycle.model_scope(config, strategy):
+        model = models.build_colorizer(config.model, (size, size, 1), config.color_space)
         compile_colorizer(model, config.lr, distribute.use_xla(config.jit_compile))
-    experiment.start_run(
+    lifecycle.start_run(
         config, strategy, data, run_dir, log, name=config.name, params=model.count_params()
     )
-    history, train_time = fitting.fit_with_resume(
+    history, train_time = fit.fit_with_resume(
         model,
-        col.pairs_dataset(x, config.color_space, config.batch_size, shuffle=True, seed=config.seed),
-        col.pairs_dataset(val[0], config.color_space, 500) if val else None,
+        color_data.pairs_dataset(
+            x, config.color_space, config.batch_size, shuffle=True, seed=config.seed
+        ),
+        color_data.pairs_dataset(val[0], config.color_space, 500) if val else None,
         run_dir,
         config.epochs,
         len(x),
@@ -167,37 +132,37 @@ def _train(config, strategy, run_dir, log):
         min_epochs=config.min_epochs,
         log=log,
     )
-    result = evaluation.evaluate_colorizer(model, xt, config.color_space, keep=0)
+    result = colorizer_metrics.evaluate_colorizer(model, xt, config.color_space, keep=0)
     metrics = {
-        "test": evaluation.summarize(result["model"]),
-        "gray_baseline": evaluation.summarize(result["gray"]),
+        "test": colorizer_metrics.summarize(result["model"]),
+        "gray_baseline": colorizer_metrics.summarize(result["gray"]),
         "epochs": len(history.get("loss", [])),
         "max_epochs": config.epochs,
-        "best_epoch": fitting.best_epoch(history, "val_loss", "min"),
+        "best_epoch": fit.best_epoch(history, "val_loss", "min"),
         "train_time_s": train_time,
-        "hardware": results.hardware(),
+        "hardware": tables.hardware(),
     }
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
     # A run named with --run_name names its files too.
     name = config.run_name or config.name
     title = f"{name} on {_data_name(config)}"
     shown = xt[example_indices(yt)]
-    predicted = evaluation.evaluate_colorizer(model, shown, config.color_space, keep=len(shown))[
-        "predicted"
-    ]
-    gray = col.training_pair(shown, config.color_space)[0].numpy()
+    predicted = colorizer_metrics.evaluate_colorizer(
+        model, shown, config.color_space, keep=len(shown)
+    )["predicted"]
+    gray = color.training_pair(shown, config.color_space)[0].numpy()
     extras = [
         ("test_mse.json", lambda p: files.write_json(p, per_image)),
         (
             f"{name}_eval.png",
-            lambda p: plotting.plot_colorization_eval(history, per_image, p, title),
+            lambda p: plots.plot_colorization_eval(history, per_image, p, title),
         ),
         (
             f"{name}_examples.png",
-            lambda p: plotting.plot_colorization_examples(gray[..., 0], predicted, shown, p, title),
+            lambda p: plots.plot_colorization_examples(gray[..., 0], predicted, shown, p, title),
         ),
     ]
-    paths = outputs.finish(
+    paths = publish.finish(
         config, run_dir, metrics, history, model, name, extras, log=lambda _: None
     )
     t, g = metrics["test"], metrics["gray_baseline"]
@@ -216,7 +181,7 @@ def load_colorizer(path):
     """(model, kind, color space) of a saved colorizer; one-line errors name the file."""
     model = saving.load_model(path, compile=False)
     try:
-        kind, space = col.describe(model)
+        kind, space = models.describe(model)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return model, kind, space
@@ -231,7 +196,7 @@ def evaluate_file(path, config, results_dir, log=print):
     model, kind, space = load_colorizer(path)
     size = model.input_shape[1]
     ds, _, _, (xt, _) = load_data(dataclasses.replace(config, val_size=0), size)
-    result = evaluation.evaluate_colorizer(model, xt, space)
+    result = colorizer_metrics.evaluate_colorizer(model, xt, space)
     data_name = _data_name(config)
     row = {
         "model": kind,
@@ -240,14 +205,14 @@ def evaluate_file(path, config, results_dir, log=print):
         "data": data_name,
         "image_size": size,
         "params": model.count_params(),
-        **evaluation.summarize(result["model"]),
+        **colorizer_metrics.summarize(result["model"]),
         # Capped PSNR: above one 8-bit level the uncapped values measure round-off.
-        "against_gray": evaluation.against_gray(
+        "against_gray": colorizer_metrics.against_gray(
             result["model"]["psnr_capped"],
             result["gray"]["psnr_capped"],
-            evaluation.colorfulness(xt),
+            colorizer_metrics.colorfulness(xt),
         ),
-        "run": colorization_results.run_of(path),
+        "run": report.run_of(path),
     }
     gray_kind = "luma" if space == "rgb" else "luminance"
     gray = {
@@ -256,11 +221,11 @@ def evaluate_file(path, config, results_dir, log=print):
         "test_images": len(xt),
         "data": data_name,
         "image_size": size,
-        **evaluation.summarize(result["gray"]),
+        **colorizer_metrics.summarize(result["gray"]),
     }
     # One baseline row per gray conversion and test set, however many models share it.
     baseline_key = f"gray_{space}_{data_name}_{len(xt)}_{size}px"
-    colorization_results.update(
+    report.update(
         results_dir,
         {
             "colorizers": {os.path.basename(path): row},
@@ -283,9 +248,7 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
     size = model.input_shape[1]
     ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size, classifier=True)
     keras.utils.set_random_seed(config.seed)
-    result = evaluation.linear_probe(
-        model, space, train, test, ds.num_classes, epochs, seed=config.seed
-    )
+    result = probe.linear_probe(model, space, train, test, ds.num_classes, epochs, seed=config.seed)
     row = {
         "train_images": len(train[0]),
         "test_images": len(test[0]),
@@ -294,7 +257,7 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
         "classes": ds.num_classes,
         **result,
     }
-    colorization_results.update(results_dir, {"probes": {os.path.basename(path): row}})
+    report.update(results_dir, {"probes": {os.path.basename(path): row}})
     log(
         f"{os.path.basename(path)}: linear probe accuracy {result['trained_accuracy']:.4f} "
         f"(random encoder: {result['random_accuracy']:.4f}; {row['classes']} classes, "
@@ -316,7 +279,7 @@ def read_gray(path, color_space):
     """Any picture Pillow reads -> (H, W, 1) float32 gray in 0-255.
 
     Gray files are used as they are; colour ones are converted as the
-    model's training images were (`colorization.to_gray`). Raises OSError
+    model's training images were (`colorization.color.to_gray`). Raises OSError
     with the file's name for anything unreadable, and DataError (a
     ValueError) for a picture over `image_folders.MAX_PIXELS`: apply works
     on full-resolution float arrays, whose memory grows with the pixels.
@@ -337,7 +300,7 @@ def read_gray(path, color_space):
         raise
     except Exception as e:  # PIL raises many types for broken files
         raise OSError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
-    return col.to_gray(rgb, color_space).numpy() * 255.0
+    return color.to_gray(rgb, color_space).numpy() * 255.0
 
 
 TOO_LARGE = "shrink it first (apply colours every pixel at full resolution)"
@@ -422,7 +385,7 @@ def colorize_files(path, pictures, out_dir, log=print, warn=print, overwrite=Fal
     written, failed = [], []
     for f, target in zip(pictures, targets):
         try:
-            rgb = col.colorize_image(model, read_gray(f, space), space)
+            rgb = color_data.colorize_image(model, read_gray(f, space), space)
         except OSError as e:
             warn(str(e).splitlines()[0])
             failed.append(f)

@@ -18,7 +18,8 @@ import time
 import keras
 import numpy as np
 
-from resnet_keras import files, saving
+from resnet_keras import files
+from resnet_keras.run import saving
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -318,7 +319,7 @@ def callbacks_for_run(
         # delete_checkpoint=False: Keras would remove the state when the last
         # epoch ends, before the run is tested and its metrics.json written,
         # and a kill in between would then start the run over (or let other
-        # settings overwrite it). `outputs.finish` removes it, after metrics.json.
+        # settings overwrite it). `publish.finish` removes it, after metrics.json.
         ResumeFromBackup(
             os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
         )

@@ -15,7 +15,7 @@ name (e.g. resnet56_cifar10, offline).
 
 With a frozen base and no augmentation the pooled features of an image never
 change: `feature_extractor` and `head_model` let a run compute them once and
-train the head on them (resnet_keras/transfer_experiment.py).
+train the head on them (resnet_keras/transfer/task.py).
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
         --data_dir ../shared/datasets/cifar10 --train_limit 5000 --val_size 500
@@ -29,8 +29,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from resnet_keras import presets, saving
 from resnet_keras.checks import check_choice
+from resnet_keras.classification import pretrained
+from resnet_keras.run import saving
 
 BASE = "base"  # the name of the nested base model inside every transfer model
 HEAD = ("head_dense", "predictions")
@@ -90,14 +91,14 @@ MIN_IMAGE_SIZE = 32  # keras.applications refuses smaller inputs
 def is_saved_model(base):
     """True when `base` names a model file (or a `presets` name, whose file is
     shipped) rather than a keras.applications base."""
-    if base in presets.PRESETS:
+    if base in pretrained.PRESETS:
         return True
     return base not in APPLICATIONS and (base.endswith((".h5", ".keras")) or os.sep in base)
 
 
 def model_file(base):
     """The file of a saved-model base: "resnet56_cifar10" -> its shipped .h5; a path as it is."""
-    return presets.path(base) if base in presets.PRESETS else base
+    return pretrained.path(base) if base in pretrained.PRESETS else base
 
 
 def base_label(base):

@@ -1,14 +1,15 @@
 """Training speed-ups for the CIFAR networks, on the TensorFlow backend only.
 
 The builders in `models` return plain Keras models; the training code
-(`classification.build_model`) applies these when the run asks: the fused
+(`classification.task.build_model`) applies these when the run asks: the fused
 BatchNorm kernel by default (`--nofused_bn` turns it off) and block
 recomputation with `--recompute`. Both replace `call` methods on the built
 model at run time and nothing else: layers, weights and saved files stay
 plain Keras, and what is computed stays Keras' own arithmetic (tested equal
 in tests/speedups_test.py; speed and memory in docs/performance.md).
 
-    from resnet_keras import models, speedups
+    from resnet_keras.classification import models
+    from resnet_keras.run import speedups
     model = models.build_resnet(3)
     speedups.fuse_batch_norm(model)  # 21: every BatchNorm layer
     speedups.recompute_blocks(model)  # 9: every residual block
@@ -114,7 +115,7 @@ def recompute_blocks(model):
     `fuse_batch_norm`, which holds that switch).
 
     Args:
-        model: a network from `models.build_resnet` or `models.build_plainnet`
+        model: a network from `classification.models.build_resnet` or `classification.models.build_plainnet`
             (blocks end in layers named "*_out") after `fuse_batch_norm`.
 
     Returns:

@@ -7,8 +7,8 @@ merged as runs come in, and the figures drawn from the runs' saved histories.
 import json
 import os
 
-from resnet_keras import plotting, results
-from resnet_keras.transfer import base_label
+from resnet_keras.run import plots, tables
+from resnet_keras.transfer.models import base_label
 
 RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
 RESULT_COLUMNS = [
@@ -74,10 +74,10 @@ def result_row(config, options, metrics, model_path=None):
 
 def record(output_dir, row):
     """Merges `row` into results/question3.{json,md} under `output_dir` (a
-    report folder, `outputs.report_dir`); returns all rows."""
+    report folder, `publish.report_dir`); returns all rows."""
     stem = os.path.join(output_dir, "results", "question3")
     title = "Question 3: transfer learning"
-    return results.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
+    return tables.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
 
 
 def run_label(row):
@@ -115,13 +115,13 @@ def plot_rows(rows, output_dir, path, title):
         if start:
             marks[f"fine-tuning starts (epoch {start + 1})"] = start
             starts[label] = start + 1
-    return plotting.plot_histories(
+    return plots.plot_histories(
         histories,
         path,
         title,
         marks=marks,
         starts=starts,
-        loss_label=plotting.LOSS_WITH_L2,
+        loss_label=plots.LOSS_WITH_L2,
         legend_below=True,
     )
 

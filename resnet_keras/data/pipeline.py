@@ -1,9 +1,9 @@
 """What the model is fed: class-balanced subsets and the validation split,
 per-image augmentation, the tf.data pipelines, and the normalization statistics.
 
-Takes the uint8 arrays `data.load_dataset` returns:
+Takes the uint8 arrays `cifar.load_dataset` returns:
 
-    python -c "from resnet_keras import pipeline; import numpy as np; print(pipeline.train_dataset(np.zeros((8, 32, 32, 3), 'uint8'), np.zeros(8), 4))"
+    python -c "from resnet_keras.data import pipeline; import numpy as np; print(pipeline.train_dataset(np.zeros((8, 32, 32, 3), 'uint8'), np.zeros(8), 4))"
 """
 
 import numpy as np
