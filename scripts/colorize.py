@@ -37,6 +37,7 @@ from resnet_keras import files
 from resnet_keras.checks import check_choice
 from resnet_keras.colorization import color, models, task
 from resnet_keras.colorization.config import ColorizeConfig
+from resnet_keras.configs.colorize import DEFAULTS
 from resnet_keras.run import publish
 
 flags.DEFINE_enum(
@@ -62,25 +63,6 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 
-DEFAULTS = dict(
-    model="autoencoder",
-    color_space="rgb",
-    image_size=32,
-    dataset="cifar10",
-    # train to the plateau of the validation MSE: stop after the first epoch,
-    # the 30th or later, that ends 10 in a row without a new best; at most 100.
-    epochs=100,
-    patience=10,
-    min_epochs=30,
-    probe_epochs=10,
-    batch_size=128,
-    lr=1e-3,
-    val_size=5000,
-    output_dir=".",
-    formats=["h5"],
-    out="colorized",
-    verbose=1,
-)
 COMMANDS = ("train", "eval", "apply", "probe")
 USAGE = "train | eval MODEL... | apply MODEL FILE|FOLDER... --out DIR | probe MODEL..."
 HELP = {

@@ -26,6 +26,7 @@ from absl import flags
 
 from resnet_keras.classification import pretrained, task
 from resnet_keras.classification.config import TrainConfig
+from resnet_keras.configs.question1 import DEFAULTS, model_name_for, run_name
 from resnet_keras.run import publish, saving
 
 flags.DEFINE_string(
@@ -36,34 +37,13 @@ flags.DEFINE_string(
     + "; its --n, with --shortcut identity), e.g. to fine-tune it.",
 )
 
-DEFAULTS = dict(
-    model="resnet",
-    n=3,
-    dataset="cifar10",
-    epochs=20,
-    batch_size=128,
-    opt="adam",
-    schedule="constant",
-    val_size=5000,
-    output_dir=".",
-    formats=["h5"],
-    init="random",
-)
-
-
-def model_name_for(n, dataset):
-    """resnet_cifar10 (the assignment's file name) for its ResNet-20, and
-    resnet<depth>_<dataset> at any other depth: each depth has its own run
-    folder, so a run at another --n must not replace the ResNet-20's model."""
-    return f"resnet_{dataset}" if n == DEFAULTS["n"] else f"resnet{6 * n + 2}_{dataset}"
-
 
 def main(argv):
     settings = common.resolve()
     depth = 6 * settings["n"] + 2
     dataset = settings["dataset"]
     if settings["run_name"] is None:
-        settings["run_name"] = f"question1_resnet{depth}_{dataset}"
+        settings["run_name"] = run_name(settings["n"], dataset)
     model_name = model_name_for(settings["n"], dataset)
     config = TrainConfig(**settings)
     config.validate()

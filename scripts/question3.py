@@ -21,12 +21,13 @@ so an interrupted --all picks up where it stopped; --retrain trains again.
 import dataclasses
 import os
 
-from scripts import common  # defines the shared flags  # noqa: I001
+from scripts import _flags, common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
 from resnet_keras.classification.config import TrainConfig
-from resnet_keras.run import distribute, folders, optim, publish, saving, tables
+from resnet_keras.configs.question3 import DEFAULTS, LR, ORIGINAL_OPTIMIZERS, run_name
+from resnet_keras.run import distribute, folders, publish, saving, tables
 from resnet_keras.transfer import report, task
 from resnet_keras.transfer.config import TransferOptions
 from resnet_keras.transfer.models import MIN_IMAGE_SIZE
@@ -75,35 +76,9 @@ flags.DEFINE_bool(
     "whenever the base is frozen and --augment is off).",
 )
 
-DEFAULTS = dict(
-    dataset="cifar10",
-    epochs=20,
-    batch_size=128,
-    opt="adam",
-    schedule="constant",
-    # The original trains on the images as they are; fixed images also let
-    # the head train on cached features.
-    augment=False,
-    val_size=5000,
-    output_dir=".",
-    formats=["h5"],
-    base="resnet50",
-    weights=None,
-    image_size=32,
-    head_units=256,
-    train_base=False,
-    fine_tune_epochs=0,
-    unfreeze=1,
-    fine_tune_lr=None,
-    cache_features=None,
-)
-ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
-# Keras' default learning rates, as the original builds its optimizers (and as
-# question2 does): SGD at the paper's 0.1 is too large for a head on features.
-LR = optim.KERAS_DEFAULT_LR
 HELP = {
     "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
-    f"({common.per_optimizer(LR)}); --schedule fast: its 0.2.",
+    f"({_flags.per_optimizer(LR)}); --schedule fast: its 0.2.",
     "all": f"Run each of {', '.join(ORIGINAL_OPTIMIZERS)}, as the original; it sets --opt.",
     "image_size": f"Side the base sees, at least {MIN_IMAGE_SIZE} (CIFAR images are "
     "resized inside the model).",
@@ -120,11 +95,7 @@ def configure():
         raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
     configs = []
     for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
-        name = settings["run_name"]
-        if name is None:
-            name = f"question3_{options.stem(settings['dataset'], opt)}"
-        elif run_all:
-            name = f"{name}_{opt}"
+        name = run_name(options, settings["dataset"], opt, settings["run_name"], run_all)
         lr = LR[opt] if settings["lr"] is None else settings["lr"]
         config = TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
         config.validate()

@@ -13,7 +13,7 @@ from absl.testing import parameterized
 
 from resnet_keras import files
 from resnet_keras.classification import task
-from scripts import common
+from scripts import _flags
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
 
@@ -87,7 +87,7 @@ class HelpTest(tf.test.TestCase):
     def test_each_script_lists_exactly_the_flags_it_takes(self):
         for script, own in OWN.items():
             listed = re.findall(r"^  --(?:\[no\])?(\w+)", help_of(script), re.M)
-            self.assertCountEqual(listed, common.USES[script] + own, script)
+            self.assertCountEqual(listed, _flags.USES[script] + own, script)
 
     def test_defaults_are_the_scripts_own(self):
         q1, q2, q3 = help_of("question1"), help_of("question2"), help_of("question3")

@@ -15,7 +15,8 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from resnet_keras import cpu
-from resnet_keras.run import distribute, optim
+from resnet_keras.configs import presets
+from resnet_keras.run import distribute
 from tests import fixtures
 from tests.fixtures import ROOT, popen_script, run_script
 
@@ -75,7 +76,7 @@ class PolicyTest(tf.test.TestCase):
     def test_fast_preset_never_runs_bfloat16_without_native_support(self):
         with devices([]), cpu_with(AVX2):
             self.assertEqual(
-                distribute.precision_policy(optim.FAST_PRESET["mixed_precision"]), "float32"
+                distribute.precision_policy(presets.FAST["mixed_precision"]), "float32"
             )
 
     def test_flags_from_a_cpuinfo_file(self):

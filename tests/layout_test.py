@@ -112,7 +112,7 @@ class LayoutTest(unittest.TestCase):
         self.assertEqual(
             {layer_of(m) for m in modules},
             {"api", "base", "data", "run", "classification", "transfer", "colorization"}
-            | {"export", "scripts"},
+            | {"export", "configs", "scripts"},
         )
 
     def test_refuses_an_upward_and_a_sideways_import(self):

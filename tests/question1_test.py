@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from resnet_keras.classification import metrics as classifier_metrics
 from resnet_keras.classification import pretrained
+from resnet_keras.configs import question1 as experiment
 from resnet_keras.data import cifar, pipeline
 from resnet_keras.run import publish, saving
-from scripts import question1
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (imported from here)
 
@@ -20,8 +20,8 @@ from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (impor
 class ModelNameTest(tf.test.TestCase):
     def test_the_assignments_name_for_resnet20_and_the_depth_otherwise(self):
         # Each depth has its own run folder; its model file must be its own too.
-        self.assertEqual(question1.model_name_for(3, "cifar10"), "resnet_cifar10")
-        self.assertEqual(question1.model_name_for(5, "cifar100"), "resnet32_cifar100")
+        self.assertEqual(experiment.model_name_for(3, "cifar10"), "resnet_cifar10")
+        self.assertEqual(experiment.model_name_for(5, "cifar100"), "resnet32_cifar100")
 
 
 class _EndToEnd:

@@ -11,8 +11,9 @@ from absl import flags
 
 from resnet_keras import stats
 from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.classification import report
+from resnet_keras.configs import question2 as experiment
 from resnet_keras.data import cifar, pipeline
-from scripts import question2
 from tests import fixtures
 from tests.fixtures import run_script
 
@@ -35,19 +36,19 @@ class ConfigTest(tf.test.TestCase):
         flags.FLAGS(["prog"])
 
     def test_original_three_bring_their_batch_sizes_and_names(self):
-        settings = dict(question2.DEFAULTS)
+        settings = dict(experiment.DEFAULTS)
         settings.pop("formats")
-        got = [question2.make_config(n, o, settings, set()) for n, o in question2.ALL]
+        got = [experiment.make_config(n, o, settings, set()) for n, o in experiment.ALL]
         self.assertEqual(
             [(c.n, c.opt, c.batch_size) for c in got],
             [(7, "rmsprop", 128), (7, "adam", 64), (5, "sgd", 256)],
         )
         self.assertEqual(
-            [question2.config_name(c.n, c.opt, "cifar10") for c in got],
+            [experiment.config_name(c.n, c.opt, "cifar10") for c in got],
             ["resnet_n7_RMSprop", "resnet_n7_Adam", "resnet_n5_SGD"],
         )
-        self.assertEqual(question2.config_name(5, "sgd", "cifar100"), "resnet_n5_SGD_cifar100")
-        c = question2.make_config(7, "adam", dict(settings, batch_size=32), {"batch_size"})
+        self.assertEqual(experiment.config_name(5, "sgd", "cifar100"), "resnet_n5_SGD_cifar100")
+        c = experiment.make_config(7, "adam", dict(settings, batch_size=32), {"batch_size"})
         self.assertEqual(c.batch_size, 32)
 
 
@@ -128,21 +129,21 @@ class EnsembleRowTest(tf.test.TestCase):
         y = np.array([0, 1, 2])
         a = np.array([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.0, 0.0, 1.0]])
         b = np.array([[0.2, 0.8, 0.0], [0.2, 0.8, 0.0], [0.0, 0.4, 0.6]])
-        row = question2.ensemble_row([(a, y, 10), (b, y, 5)], "cifar10")
+        row = report.ensemble_row([(a, y, 10), (b, y, 5)], "cifar10")
         # mean: [.4 .6 0], [.4 .6 0], [0 .2 .8] -> wrong, right, right
         self.assertEqual(row["test_accuracy_pct"], round(200 / 3, 2))
         self.assertAlmostEqual(row["test_loss"], round(-np.mean(np.log([0.4, 0.6, 0.8])), 4))
         self.assertEqual(
             (row["params"], row["run"], row["test_top5_accuracy_pct"]), (15, "ensemble", None)
         )
-        self.assertIsNone(question2.ensemble_row([(a, y, 10)], "cifar10"))  # one run: none
-        self.assertIsNone(question2.ensemble_row([], "cifar10"))
+        self.assertIsNone(report.ensemble_row([(a, y, 10)], "cifar10"))  # one run: none
+        self.assertIsNone(report.ensemble_row([], "cifar10"))
         other = np.array([0, 1, 1])  # other test images
-        self.assertIsNone(question2.ensemble_row([(a, y, 10), (b, other, 5)], "cifar10"))
-        self.assertIsNone(question2.ensemble_row([(a, y, 10), (b[:2], y[:2], 5)], "cifar10"))
+        self.assertIsNone(report.ensemble_row([(a, y, 10), (b, other, 5)], "cifar10"))
+        self.assertIsNone(report.ensemble_row([(a, y, 10), (b[:2], y[:2], 5)], "cifar10"))
         wide = np.full((3, 100), 0.01)  # more than 10 classes: top-5 too
         self.assertEqual(
-            question2.ensemble_row([(wide, y, 1)] * 2, "cifar100")["test_top5_accuracy_pct"], 100
+            report.ensemble_row([(wide, y, 1)] * 2, "cifar100")["test_top5_accuracy_pct"], 100
         )
 
 

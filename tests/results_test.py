@@ -7,7 +7,7 @@ import re
 
 import tensorflow as tf
 
-from resnet_keras.classification import models
+from resnet_keras.classification import models, report
 from resnet_keras.run import tables
 
 NAME_COLUMNS = [("name", "name"), ("acc", "accuracy")]
@@ -133,7 +133,7 @@ class ArchitectureTableTest(tf.test.TestCase):
         # 16 / 32 / 64 filters, then pooling and a dense layer: 6n + 2.
         for n in (1, 3):
             for model in (models.build_resnet(n), models.build_plainnet(n)):
-                text = tables.architecture_table(model)
+                text = report.architecture_table(model)
                 rows = [l.split(" | ") for l in text.splitlines() if l.startswith("| ")][1:]
                 self.assertEqual([r[1] for r in rows[:5]], ["32x32", "32x32", "16x16", "8x8", "1"])
                 self.assertEqual(

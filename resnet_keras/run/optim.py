@@ -26,30 +26,8 @@ PAPER_WARMUP_STEPS = 400
 # One-cycle: a linear ramp from lr/10 to lr over this share of the steps, then
 # a cosine down to 0 (Smith & Topin 2017, as fast CIFAR trainers use it).
 ONECYCLE_WARMUP = 0.2
-# `--schedule fast`: the CPU time-to-accuracy preset (docs/performance.md).
-# Each value yields to a flag the user sets. All 50k images train: with a
-# one-cycle schedule the last weights are the ones tested, so nothing is picked
-# on validation (and never on the test split). Plain SGD one-cycle plateaued
-# below 90 %, so the preset adds what the PyTorch yardstick
-# (../shared/bench/torch_time_to_accuracy.py) uses, label smoothing and
-# Nesterov momentum, trains in bfloat16 (faster at equal accuracy, only on
-# CPUs that compute bfloat16 natively, float32 elsewhere:
-# distribute.precision_decision) for more epochs in the time, and reports
-# flip and six-view TTA. 180 epochs is the first length whose run passed 90 %
-# (with TTA); the measurements are in docs/performance.md, "Time to accuracy".
-FAST_PRESET = dict(
-    opt="sgd",
-    lr=0.2,
-    batch_size=128,
-    epochs=180,
-    weight_decay=5e-4,
-    val_size=0,
-    label_smoothing=0.1,
-    nesterov=True,
-    mixed_precision=True,
-    tta=True,
-    tta_shifts=True,
-)
+# How reports and file names spell each optimizer (question2's resnet_n7_RMSprop).
+DISPLAY_NAMES = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
 
 
 def base_learning_rate(opt, lr=None):

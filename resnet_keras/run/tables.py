@@ -11,7 +11,6 @@ table of `{"rows": [...]}`; colorization's table has sections of its own
 import json
 import os
 
-import numpy as np
 import platform
 
 from resnet_keras import files
@@ -163,67 +162,6 @@ def write_table(stem, table, markdown):
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     files.write_json(f"{stem}.json", table)
     files.write_text(f"{stem}.md", markdown)
-
-
-def architecture_table(model):
-    """The network as a Markdown table, a row per part (stem, each stage,
-    head), as the paper's CIFAR table gives it: output size, weighted layers,
-    filters and parameters. Read from the built model's layer names
-    (`models`: stem_*, stage<k>_block<j>_*, pool, predictions), so it is the
-    model's own account; a shortcut's 1x1 projection counts as parameters but
-    not as a layer, as in the paper's 6n+2."""
-    parts, order = {}, []
-    for layer in model.layers:
-        name = layer.name
-        if name.startswith("stem"):
-            part = "stem"
-        elif name.startswith("stage"):
-            part = name.split("_")[0]
-        elif name in ("pool", "predictions"):
-            part = "head"
-        else:
-            continue
-        if part not in parts:
-            order.append(part)
-            parts[part] = {
-                "layers": 0,
-                "blocks": set(),
-                "params": 0,
-                "filters": None,
-                "shortcuts": False,
-            }
-        p = parts[part]
-        p["params"] += layer.count_params()
-        p["size"] = "x".join(str(d) for d in layer.output.shape[1:-1]) or "1"
-        kind = type(layer).__name__
-        if kind in ("Conv2D", "Dense") and "proj" not in name:
-            p["layers"] += 1
-            p["filters"] = layer.output.shape[-1]
-        if part.startswith("stage"):
-            p["blocks"].add(name.split("_")[1])
-        p["shortcuts"] |= kind == "Add"
-    lines = [
-        f"{model.name}: {model.count_params():,} parameters "
-        f"({sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable)",
-        "",
-        "| part | output size | blocks | weighted layers | filters / units | parameters |",
-        "|---|---|---|---|---|---|",
-    ]
-    for part in order:
-        p = parts[part]
-        block = f"{part}: blocks of two 3x3 convs" + (" + shortcut" if p["shortcuts"] else "")
-        label = {
-            "stem": "stem: 3x3 conv, BN, ReLU",
-            "head": "head: global average pool, dense softmax",
-        }.get(part, block)
-        blocks = len(p["blocks"]) if p["blocks"] else ""
-        lines.append(
-            f"| {label} | "
-            f"{p['size']} | {blocks} | {p['layers']} | {p['filters']} | {p['params']:,} |"
-        )
-    total = sum(p["layers"] for p in parts.values())
-    lines.append(f"| total |  |  | {total} |  | {model.count_params():,} |")
-    return "\n".join(lines) + "\n"
 
 
 SIZES = ("train_images", "test_images")  # a row measured on fewer images is a subset run's
