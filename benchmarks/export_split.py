@@ -1,6 +1,6 @@
 """Writes the project's held-out training images for the PyTorch yardstick.
 
-    python benchmarks/export_split.py ../shared/datasets/cifar10 --out split.npz
+    python benchmarks/export_split.py path/to/cifar10 --out split.npz
 
 `val_index`: the indices, in the image folder's order (sorted class folders,
 sorted file names: what `benchmarks/torch_recipe.py --split` loads), of the

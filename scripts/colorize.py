@@ -1,7 +1,7 @@
 """Image colorization: train, eval, apply and probe gray-to-colour models.
 
     python -m scripts.colorize train --model autoencoder|unet [--color_space rgb|lab] \\
-        [--data_dir ../shared/datasets/cifar10] [--image_size 32]
+        [--data_dir path/to/cifar10] [--image_size 32]
     python -m scripts.colorize eval saved_models/colorizer_unet_lab.h5 [more models]
     python -m scripts.colorize apply saved_models/colorizer_unet_lab.h5 photo.jpg [...] --out DIR
     python -m scripts.colorize probe saved_models/colorizer_unet_lab.h5 --train_limit 10000

@@ -1,7 +1,7 @@
 """Converts the CIFAR ResNet checkpoints of akamaster/pytorch_resnet_cifar10
 into this project's Keras models (resnet_keras/classification/conversion.py), without PyTorch.
 
-    python -m scripts.convert ../shared/reference/akamaster/*.th --output_dir resnet_keras/classification/weights
+    python -m scripts.convert path/to/akamaster/pretrained_models/*.th --output_dir resnet_keras/classification/weights
 
 Writes <output_dir>/resnet<depth>_cifar10.h5 per checkpoint (raw 0-255 images
 in, CIFAR-10's class names in the file's `class_names` attribute) and

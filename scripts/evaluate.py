@@ -1,6 +1,6 @@
 """Evaluates saved classifiers on a data set's test split, alone and as an ensemble.
 
-    python -m scripts.evaluate saved_models/resnet_cifar10.h5 --data_dir ../shared/datasets/cifar10
+    python -m scripts.evaluate saved_models/resnet_cifar10.h5 --data_dir path/to/cifar10
     python -m scripts.evaluate saved_models/resnet_n7_Adam.h5 saved_models/resnet_n5_SGD.h5
 
 Prints test accuracy, loss (plain cross-entropy), top-5 accuracy when there are
@@ -102,7 +102,7 @@ def main(argv):
     for path, model in zip(paths, loaded):
         check_classifier(model, path, ds.num_classes, xt.shape[1:])
     print(f"data: {ds.source}: {len(xt)} test images, {ds.num_classes} classes")
-    top5 = ds.num_classes > 10
+    top5 = classifier_metrics.reports_top5(ds.num_classes)
     probs = []
     for path, model in zip(paths, loaded):
         p = model.predict(xt, batch_size=s["batch_size"], verbose=0)

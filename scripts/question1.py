@@ -1,7 +1,7 @@
 """Question 1: ResNet-20 with Adam for 20 epochs on CIFAR-10 (the original assignment).
 
     python -m scripts.question1                       # keras.datasets download
-    python -m scripts.question1 --data_dir ../shared/datasets/cifar10
+    python -m scripts.question1 --data_dir path/to/cifar10
     python -m scripts.question1 --dataset cifar100    # -> resnet_cifar100.h5
     python -m scripts.question1 --n 5                 # -> resnet32_cifar10.h5
     python -m scripts.question1 --publish             # also into saved_models/ and plots/

@@ -6,7 +6,7 @@
     python -m scripts.question3 --image_size 128 --fine_tune_epochs 5
     python -m scripts.question3 --weights ~/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 --dataset cifar100
-    python -m scripts.question3 --base resnet56_cifar10 --data_dir ../shared/datasets/cifar10
+    python -m scripts.question3 --base resnet56_cifar10 --data_dir path/to/cifar10
 
 Each run trains in runs/<run_name>/ under --output_dir, its model there as
 <base>_<mode>_<dataset>_<opt>.h5 (e.g. resnet50_transfer_cifar10_adam.h5).
@@ -27,7 +27,7 @@ from absl import flags
 
 from resnet_keras.classification.config import TrainConfig
 from resnet_keras.configs.question3 import DEFAULTS, LR, ORIGINAL_OPTIMIZERS, run_name
-from resnet_keras.run import distribute, folders, publish, saving, tables
+from resnet_keras.run import distribute, folders, optim, publish, saving, tables
 from resnet_keras.transfer import report, task
 from resnet_keras.transfer.config import TransferOptions
 from resnet_keras.transfer.models import MIN_IMAGE_SIZE
@@ -96,7 +96,7 @@ def configure():
     configs = []
     for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
         name = run_name(options, settings["dataset"], opt, settings["run_name"], run_all)
-        lr = LR[opt] if settings["lr"] is None else settings["lr"]
+        lr = optim.base_learning_rate(opt, settings["lr"], LR)
         config = TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
         config.validate()
         options.validate(config.augment)

@@ -17,7 +17,9 @@ import time
 import tensorflow as tf
 
 from resnet_keras.classification.config import TrainConfig
-from resnet_keras.run import folders
+from resnet_keras.run import fit, folders
+from resnet_keras.run.config import RunConfig
+from resnet_keras.transfer.config import TransferOptions
 from tests import fixtures
 from tests.fixtures import csv_epochs, finished_run, popen_script, run_script, tree_hashes
 
@@ -52,7 +54,9 @@ class DifferencesTest(tf.test.TestCase):
             ["label_smoothing 0.0 -> 0.1"],
         )
         self.assertEqual(
-            folders.differences({"epochs": 30, "recompute": True}, old_run, DEFAULTS),
+            folders.differences(
+                {"epochs": 30, "recompute": True}, old_run, DEFAULTS, TrainConfig.NO_EFFECT
+            ),
             ["epochs 20 -> 30"],
         )  # recompute computes the same thing
         self.assertEqual(
@@ -108,6 +112,17 @@ class ClaimTest(tf.test.TestCase):
         os.remove(os.path.join(self.run, "metrics.json"))
         _write(os.path.join(self.run, "fine_tune", "backup"), "training_metadata.json", "{}")
         self.assertEqual(folders.state(self.run), "interrupted")
+        folders.clear_backup(self.run)  # every phase's resume state goes
+        self.assertFalse(os.path.exists(os.path.join(self.run, "fine_tune", "backup")))
+
+    def test_phases_are_the_folders_a_run_trained_in(self):
+        # A later phase is found by what fit_with_resume leaves (log.csv, backup/),
+        # not by a name the run code lists; a cluster worker's folder is no phase.
+        _write(os.path.join(self.run, "fine_tune"), "log.csv", "epoch\n")
+        _write(os.path.join(self.run, "worker1", "backup"), "training_metadata.json", "{}")
+        _write(os.path.join(self.run, "plots"), "history.png", "")
+        self.assertEqual(fit.phase_dirs(self.run), [self.run, os.path.join(self.run, "fine_tune")])
+        self.assertEqual(folders.state(self.run), "started")  # the worker's state is its own
 
     def test_empty_and_started_folders_train_in_place(self):
         self.assertEqual(self.claim(), (self.run, "train"))
@@ -194,6 +209,22 @@ class NameTest(tf.test.TestCase):
             with self.assertRaisesRegex(ValueError, "give a plain folder name"):
                 folders.check_name(bad)
         folders.check_name("question1_resnet20_cifar10")
+
+
+class NoEffectTest(tf.test.TestCase):
+    def test_each_config_declares_what_cannot_change_its_result(self):
+        self.assertLessEqual(RunConfig.NO_EFFECT, TrainConfig.NO_EFFECT)
+        self.assertIn("recompute", TrainConfig.NO_EFFECT)
+        self.assertNotIn("recompute", RunConfig.NO_EFFECT)
+        self.assertEqual(
+            folders.no_effect_of(TrainConfig(), TransferOptions()),
+            TrainConfig.NO_EFFECT | {"cache_features"},
+        )
+        old = {"epochs": 1, "cache_features": False}
+        wanted = {"epochs": 1, "cache_features": True}
+        self.assertEqual(folders.differences(wanted, old, {}), ["cache_features False -> True"])
+        no_effect = folders.no_effect_of(TrainConfig(), TransferOptions())
+        self.assertEqual(folders.differences(wanted, old, {}, no_effect), [])
 
 
 class SettingsTest(tf.test.TestCase):

@@ -75,7 +75,7 @@ class ResNet50Test(tf.test.TestCase):
         self.assertEqual(head, 527_114)
         # The 12 fixed weights of the 1x1 conv that does caffe preprocessing count, frozen.
         self.assertEqual(m.count_params(), RESNET50_NOTOP_PARAMS + 12 + head)
-        self.assertEqual(transfer_models.count_weights(m.trainable_weights), head)
+        self.assertEqual(classification_models.count_weights(m.trainable_weights), head)
         self.assertEqual(
             [w.path for w in m.trainable_weights],
             ["head_dense/kernel", "head_dense/bias", "predictions/kernel", "predictions/bias"],
@@ -128,7 +128,8 @@ class FineTuneTest(tf.test.TestCase):
         self.assertLen(unfrozen, 10)  # 3 blocks of 3 convs, and block 1's shortcut conv
         conv5 = sum(net.get_layer(n).count_params() for n in unfrozen)
         self.assertEqual(
-            transfer_models.count_weights(m.trainable_weights), conv5 + head_params(2048, 256, 10)
+            classification_models.count_weights(m.trainable_weights),
+            conv5 + head_params(2048, 256, 10),
         )
         bns = [l for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
         top, below = net.get_layer("conv5_block3_3_conv"), net.get_layer("conv4_block6_3_conv")
@@ -153,7 +154,7 @@ class OtherBasesTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(m.output.shape, (None, 7))
         features = m.get_layer("pool").output.shape[-1]
         self.assertEqual(
-            transfer_models.count_weights(m.trainable_weights), head_params(features, 32, 7)
+            classification_models.count_weights(m.trainable_weights), head_params(features, 32, 7)
         )
         stages = transfer_models.APPLICATIONS[base].stages
         for layer in m.get_layer("base").layers:
@@ -240,7 +241,7 @@ class ProjectBaseTest(tf.test.TestCase):
         total = self.source.count_params() - old_head + head_params(64, 256, 100)
         self.assertEqual(m.count_params(), total)
         self.assertEqual(
-            transfer_models.count_weights(m.trainable_weights), head_params(64, 256, 100)
+            classification_models.count_weights(m.trainable_weights), head_params(64, 256, 100)
         )
         base = weights_of(m.get_layer("base"))
         one_step(m, self.x, np.arange(4))
@@ -261,8 +262,8 @@ class ProjectBaseTest(tf.test.TestCase):
         for a, b in zip(norm, self.source.get_layer("normalization").weights):
             self.assertAllClose(a, b.numpy())  # the input statistics are data, not weights
         self.assertEqual(
-            transfer_models.count_weights(m.trainable_weights),
-            transfer_models.count_weights(self.source.trainable_weights)
+            classification_models.count_weights(m.trainable_weights),
+            classification_models.count_weights(self.source.trainable_weights)
             - (64 * 10 + 10)
             + head_params(64, 256, 10),
         )

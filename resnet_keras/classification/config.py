@@ -15,10 +15,13 @@ MODELS = ("resnet", "plain")
 class TrainConfig(RunConfig):
     """Everything a classification run depends on; scripts fill it from flags."""
 
+    # The fused BatchNorm kernel and recomputed blocks compute the same thing.
+    NO_EFFECT = RunConfig.NO_EFFECT | {"fused_bn", "recompute"}
+
     model: str = "resnet"
     n: int = 3
     opt: str = "adam"
-    lr: float | None = None  # None: the optimizer's default (optim.DEFAULT_LR)
+    lr: float | None = None  # None: the optimizer's default (`learning_rate`)
     schedule: str = "constant"
     warmup_steps: int = 0
     weight_decay: float = models.PAPER_WEIGHT_DECAY
@@ -61,8 +64,7 @@ class TrainConfig(RunConfig):
                 "--recompute needs --fused_bn (its BatchNorm skips the second "
                 "moving-average update)"
             )
-        if self.nesterov and self.opt != "sgd":
-            raise ValueError(f"--nesterov is SGD's momentum; --opt is {self.opt}")
+        optim.check_nesterov(self.opt, self.nesterov)
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive; got {self.lr}")
         folders.check_name(self.run_name)
@@ -84,6 +86,15 @@ class TrainConfig(RunConfig):
                 f"--init {self.init} is ResNet-{6 * n + 2} with option-A shortcuts on CIFAR-10: "
                 f"it needs {expected}; got " + ", ".join(f"--{k} {v}" for k, v in got.items())
             )
+
+    @property
+    def learning_rate(self):
+        """The base learning rate the run trains with: `lr`, or the optimizer's default."""
+        return optim.base_learning_rate(self.opt, self.lr)
+
+    def settings(self):
+        # The rate in force, so that a run made before a default changed is not reused.
+        return super().settings() | {"lr": self.learning_rate}
 
     @property
     def depth(self):

@@ -13,7 +13,7 @@ PyTorch's softmax to about 1e-6 (tests/conversion_test.py).
 
 The checkpoints are read without PyTorch (`torch_checkpoint`):
 
-    python -m scripts.convert ../shared/reference/akamaster/*.th --output_dir resnet_keras/classification/weights
+    python -m scripts.convert path/to/akamaster/pretrained_models/*.th --output_dir resnet_keras/classification/weights
 """
 
 import hashlib

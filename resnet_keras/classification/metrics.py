@@ -17,6 +17,12 @@ from resnet_keras import files
 TTA_LABELS = {"tta": "with flips", "tta_shifts": "with flips and shifts"}
 
 
+def reports_top5(num_classes):
+    """Whether top-5 accuracy is measured and reported: above 10 classes only
+    (out of 10 or fewer it says little, and CIFAR-10's papers give none)."""
+    return num_classes > 10
+
+
 def evaluate_predictions(probs, y):
     """Test metrics from softmax outputs (B, K) and labels (B,) or (B, 1).
 
@@ -97,7 +103,7 @@ def test_classifier(model, x, y, tta=False, tta_shifts=False, batch_size=1000):
     probs = model.predict(x, batch_size=batch_size, verbose=0)
     scores = evaluate_predictions(probs, y)
     metrics = {"test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
-    if probs.shape[-1] > 10:
+    if reports_top5(probs.shape[-1]):
         metrics["test_top5_accuracy"] = scores["top5_accuracy"]
     if np.ndim(x) == 4:
         for name, views in predict_tta(model, x, probs, tta, tta_shifts, batch_size).items():

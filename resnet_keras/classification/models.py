@@ -318,3 +318,8 @@ def depth_to_n(depth):
             "that Keras can build and load at Python's default recursion limit"
         )
     return (depth - 2) // 6
+
+
+def count_weights(variables):
+    """The number of weights in `variables` (e.g. a model's trainable_weights)."""
+    return int(sum(int(np.prod(v.shape)) for v in variables))

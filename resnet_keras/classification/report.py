@@ -60,7 +60,7 @@ def architecture_table(model):
         p["shortcuts"] |= kind == "Add"
     lines = [
         f"{model.name}: {model.count_params():,} parameters "
-        f"({sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable)",
+        f"({models.count_weights(model.trainable_weights):,} trainable)",
         "",
         "| part | output size | blocks | weighted layers | filters / units | parameters |",
         "|---|---|---|---|---|---|",
@@ -119,7 +119,9 @@ def ensemble_row(members, dataset):
         "test_accuracy_pct": round(100 * test["accuracy"], 2),
         "interval_pct": stats.interval_text(right, len(labels)),
         "test_top5_accuracy_pct": (
-            round(100 * test["top5_accuracy"], 2) if members[0][0].shape[-1] > 10 else None
+            round(100 * test["top5_accuracy"], 2)
+            if classifier_metrics.reports_top5(members[0][0].shape[-1])
+            else None
         ),
         "test_loss": round(test["loss"], 4),
         "y_pred": test["y_pred"],

@@ -6,7 +6,7 @@
 finished ones. `fit_and_test` is also the fit and test of both phases of a
 transfer run (`transfer_experiment`).
 
-    python -m scripts.question1 --epochs 1 --train_limit 500 --data_dir ../shared/datasets/cifar10
+    python -m scripts.question1 --epochs 1 --train_limit 500 --data_dir path/to/cifar10
 """
 
 import os
@@ -78,7 +78,7 @@ def _pretrained_start(config, num_classes, image_shape, sync_bn):
 def compile_for_run(model, config, num_train, top5):
     """Compiles `model` with the config's optimizer and schedule; returns (lr, steps/epoch)."""
     steps_per_epoch = int(np.ceil(num_train / config.batch_size))
-    lr = optim.base_learning_rate(config.opt, config.lr)
+    lr = config.learning_rate
     schedule = optim.keras_schedule(
         config.schedule, lr, steps_per_epoch, config.epochs, config.warmup_steps
     )
@@ -131,7 +131,9 @@ def run_classification(config, log=print, retrain=False, model_name=None, title=
             model = build_model(
                 config, ds.num_classes, x, sync_bn=strategy.num_replicas_in_sync > 1
             )
-            lr, steps_per_epoch = compile_for_run(model, config, len(x), top5=ds.num_classes > 10)
+            lr, steps_per_epoch = compile_for_run(
+                model, config, len(x), top5=classifier_metrics.reports_top5(ds.num_classes)
+            )
         settings = resolved_settings(ds, lr, steps_per_epoch)
         lifecycle.start_run(config, strategy, data, run_dir, log, depth=config.depth, **settings)
         metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir, log=log)

@@ -8,7 +8,7 @@ metrics in `metrics.py` and `probe.py`, the tables and figures in `report.py`;
 the command is
 
     python -m scripts.colorize train --model unet --color_space lab \\
-        --data_dir ../shared/datasets/cifar10
+        --data_dir path/to/cifar10
 
 Every model takes raw 0-255 gray images (B, H, W, 1) (a Rescaling layer
 inside divides by 255) and is named `colorizer_<model>_<color space>`; the

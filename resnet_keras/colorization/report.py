@@ -53,7 +53,7 @@ def run_line(key, run):
     seconds = run.get("train_time_s")
     minutes = f"{seconds / 60:.1f} min of training" if seconds is not None else "time not recorded"
     hardware = run.get("hardware") or "hardware not recorded"
-    return f"- {key}: {epochs}, {minutes}, {hardware}"
+    return tables.run_line(key, epochs, minutes, hardware)
 
 
 def update(results_dir, sections):

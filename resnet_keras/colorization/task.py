@@ -1,7 +1,7 @@
 """The colorization runs: train, eval, apply and probe (`scripts/colorize.py`).
 
     python -m scripts.colorize train --model unet --color_space lab \
-        --data_dir ../shared/datasets/cifar10
+        --data_dir path/to/cifar10
     python -m scripts.colorize eval saved_models/colorizer_unet_lab.h5
     python -m scripts.colorize apply saved_models/colorizer_unet_lab.h5 photo.jpg --out colorized
     python -m scripts.colorize probe saved_models/colorizer_unet_lab.h5 --train_limit 10000

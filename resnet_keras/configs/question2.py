@@ -52,7 +52,7 @@ def make_config(n, opt, settings, explicit):
     if "batch_size" not in explicit:
         s["batch_size"] = BATCH_SIZE.get(opt, 128)
     if "lr" not in explicit:
-        s["lr"] = LR.get(opt)
+        s["lr"] = optim.base_learning_rate(opt, None, LR)
     if s.get("run_name") is None:
         s["run_name"] = f"question2_{config_name(n, opt, s['dataset'])}"
     return TrainConfig(**s)

@@ -5,12 +5,12 @@ Sources for `load_cifar(name, data_dir)`:
   2. CIFAR's own python-format folder (`cifar-10-batches-py`, `cifar-100-python`)
      or its `.tar.gz`: what an offline cluster keeps on disk.
   3. An image folder `train/<class>/*` + `test/<class>/*` (class order = sorted
-     folder names), e.g. ../shared/datasets/cifar10, or a user's own data; read
+     folder names), e.g. a JPEG copy of CIFAR-10, or a user's own data; read
      by data/image_folders.py.
 
 What the model is then fed (subsets, augmentation, tf.data) is data/pipeline.py.
 
-    python -c "from resnet_keras.data import cifar; print(cifar.load_cifar('cifar10', '../shared/datasets/cifar10')[0][0].shape)"
+    python -c "from resnet_keras.data import cifar; print(cifar.load_cifar('cifar10', 'path/to/cifar10')[0][0].shape)"
 """
 
 import hashlib

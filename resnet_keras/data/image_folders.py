@@ -4,7 +4,7 @@ decoding (16-bit images, names that are not UTF-8) and the decoded-array cache.
 Class order is the sorted folder names; images of another size are resized.
 `cifar.load_dataset` reads a `--data_dir` holding `train/` through here:
 
-    python -c "from resnet_keras.data import image_folders; print(image_folders.load_image_folder('../shared/datasets/cifar10')[2])"
+    python -c "from resnet_keras.data import image_folders; print(image_folders.load_image_folder('path/to/cifar10')[2])"
 """
 
 import concurrent.futures

@@ -6,6 +6,7 @@ Each family's config adds its own (`classification.config.TrainConfig`,
 
 import dataclasses
 import os
+from typing import ClassVar
 
 from resnet_keras.checks import check_bounds, check_choice, check_minimums
 from resnet_keras.data import cifar
@@ -16,6 +17,14 @@ from resnet_keras.run import distribute, saving
 class RunConfig:
     """What every experiment's config holds: the data (the fields
     `prepare_data` reads), the run's length and where its outputs go."""
+
+    # Settings that cannot change a run's result: a command that differs only
+    # here resumes or reuses the run (`folders.differences`). The speed options
+    # compute the same thing (docs/performance.md); formats and the output
+    # folder only name files. Each config adds its own.
+    NO_EFFECT: ClassVar[frozenset] = frozenset(
+        {"verbose", "tensorboard", "jit_compile", "formats", "output_dir"}
+    )
 
     dataset: str = "cifar10"
     data_dir: str | None = None
@@ -38,6 +47,10 @@ class RunConfig:
     strategy: str = "auto"
     deterministic: bool = False
     formats: tuple = ("h5",)  # the model files the run writes (saving.FORMATS)
+
+    def settings(self):
+        """What the run depends on, as its flags.json records it (`folders.run_settings`)."""
+        return dataclasses.asdict(self)
 
     def validate(self):
         """Refuses bad values before any data is read or any file written."""

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -124,17 +125,39 @@ def _readable_hdf5(path):
         return False
 
 
+# A cluster worker other than the chief keeps its resume state in a folder of
+# its own inside the run's (`lifecycle.setup_run`): not a phase of the run.
+WORKER_DIR = "worker{}"
+
+
+def phase_dirs(run_dir):
+    """The folders a run trained in: `run_dir`, then each folder in it where a
+    later phase trained (its own log.csv or backup/; a config declares its
+    phases, e.g. `transfer.config.TransferOptions.PHASES`)."""
+    out = [run_dir]
+    names = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []
+    for name in names:
+        path = os.path.join(run_dir, name)
+        if name == "backup" or re.fullmatch(WORKER_DIR.format(r"\d+"), name):
+            continue
+        if os.path.isfile(os.path.join(path, "log.csv")) or os.path.isdir(
+            os.path.join(path, "backup")
+        ):
+            out.append(path)
+    return out
+
+
 def check_resume_state(run_dir):
     """Refuses resume state that cannot be what this run left, before any
     work: weights that are no HDF5 file (and no earlier copy that is), or an
     epoch count above the epochs the run's own log.csv holds (a forged or
     foreign `"epoch": 99` would make a 5-epoch run "finish" after 2).
-    Covers each phase of the run (a transfer run's fine_tune/ too).
+    Covers each phase of the run (`phase_dirs`: a transfer run's fine_tune/ too).
 
     Raises:
         ValueError: naming the file and the way out.
     """
-    for phase in (run_dir, os.path.join(run_dir, "fine_tune")):
+    for phase in phase_dirs(run_dir):
         backup = os.path.join(phase, "backup")
         done = resume_epoch(phase)
         if not done:

@@ -40,21 +40,8 @@ except ImportError:  # Windows: no advisory locks; runs are then not guarded
 import numpy as np
 
 from resnet_keras import files
-from resnet_keras.run import distribute, fit, optim
-
-# Settings that cannot change a run's result: a command that differs only here
-# resumes or reuses the run. The speed options compute the same thing
-# (docs/performance.md); formats and the output folder only name files.
-NO_EFFECT = {
-    "verbose",
-    "tensorboard",
-    "cache_features",
-    "jit_compile",
-    "fused_bn",
-    "recompute",
-    "formats",
-    "output_dir",
-}
+from resnet_keras.run import distribute, fit
+from resnet_keras.run.config import RunConfig
 
 # Settings that name a folder: the same folder spelt another way (relative or
 # absolute, through a symlink) is the same setting. A relative path in a
@@ -130,8 +117,8 @@ def has_backup(run_dir):
     BackupAndRestore's record of a finished epoch. A backup folder without it
     was cut off in the first epoch's save and holds nothing to resume."""
     return any(
-        os.path.isfile(os.path.join(run_dir, *sub, "backup", "training_metadata.json"))
-        for sub in ((), ("fine_tune",))
+        os.path.isfile(os.path.join(phase, "backup", "training_metadata.json"))
+        for phase in fit.phase_dirs(run_dir)
     )
 
 
@@ -152,8 +139,8 @@ def state(run_dir):
 
 def clear_backup(run_dir):
     """Removes the resume state of every phase of a run."""
-    for phase in ((), ("fine_tune",)):
-        shutil.rmtree(os.path.join(run_dir, *phase, "backup"), ignore_errors=True)
+    for phase in fit.phase_dirs(run_dir):
+        shutil.rmtree(os.path.join(phase, "backup"), ignore_errors=True)
 
 
 def _empty(run_dir):
@@ -191,13 +178,14 @@ def _plain(value):
     return json.loads(json.dumps(value))
 
 
-def differences(wanted, recorded, defaults):
+def differences(wanted, recorded, defaults, no_effect=RunConfig.NO_EFFECT):
     """["epochs 2 -> 1", ...]: the settings in `wanted` that `recorded` (a
-    flags.json) holds otherwise. A setting the file lacks was added after the
+    flags.json) holds otherwise, but for those in `no_effect` (the configs'
+    NO_EFFECT, `no_effect_of`). A setting the file lacks was added after the
     run was made, which then ran with what is now its default."""
     out = []
     for name in sorted(wanted):
-        if name in NO_EFFECT:
+        if name in no_effect:
             continue
         old, new = _plain(recorded.get(name, defaults.get(name))), _plain(wanted[name])
         if name in PATHS and old and new and os.path.realpath(old) == os.path.realpath(new):
@@ -250,7 +238,7 @@ def missing_formats(run_dir, formats):
     return [f for f in formats if not any(o.endswith(FORMAT_SUFFIX[f]) for o in models)]
 
 
-def claim(run_dir, settings, defaults, retrain=False, reuse=False):
+def claim(run_dir, settings, defaults, retrain=False, reuse=False, no_effect=RunConfig.NO_EFFECT):
     """Locks `run_dir` and decides where this run writes, before any work.
 
     Args:
@@ -259,6 +247,7 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
         defaults: each setting's default, for flags.json files older than it.
         retrain: train anew in a staging folder that replaces `run_dir` once finished.
         reuse: a finished run with the same settings is reused (study scripts).
+        no_effect: settings that cannot change the result (`no_effect_of`).
 
     Returns:
         (folder to write in, action): "train", "resume" or "reuse".
@@ -272,7 +261,7 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
     promoted = _recover(run_dir)
     if retrain:
         staging = staging_dir(run_dir)
-        same = not differences(settings, read_flags(staging), defaults)
+        same = not differences(settings, read_flags(staging), defaults, no_effect)
         if state(staging) == "interrupted" and same:
             fit.check_resume_state(staging)
             return staging, "resume"
@@ -280,12 +269,16 @@ def claim(run_dir, settings, defaults, retrain=False, reuse=False):
             clear_backup(staging)
             promote(staging, run_dir)
             promoted = True
-        if promoted and reuse and not differences(settings, read_flags(run_dir), defaults):
+        if (
+            promoted
+            and reuse
+            and not differences(settings, read_flags(run_dir), defaults, no_effect)
+        ):
             return run_dir, "reuse"  # the --retrain run finished: not trained a third time
         _clear(staging)
         return staging, "train"
     now = state(run_dir)
-    changed = differences(settings, read_flags(run_dir), defaults)
+    changed = differences(settings, read_flags(run_dir), defaults, no_effect)
     ways = OTHER_FOLDER
     if now == "finished":
         if reuse and not changed:
@@ -341,11 +334,15 @@ def promote(written, run_dir):
 
 def run_settings(config, **extra):
     """What a run depends on, as its flags.json records it: the config's
-    fields and `extra`, with the optimizer's default learning rate filled in."""
-    settings = dataclasses.asdict(config) | extra
-    if settings.get("lr") is None and "opt" in settings:
-        settings["lr"] = optim.base_learning_rate(settings["opt"])
-    return settings
+    `settings()` (its fields, with what it resolves, e.g. a classifier's
+    default learning rate) and `extra`."""
+    return config.settings() | extra
+
+
+def no_effect_of(config, extra=None):
+    """The settings of `config` (and `extra`) that cannot change a run's
+    result: the union of what each declares as NO_EFFECT."""
+    return frozenset().union(*(getattr(c, "NO_EFFECT", ()) for c in (config, extra) if c))
 
 
 def settings_and_defaults(config, extra=None):
@@ -368,15 +365,16 @@ def claim_runs(configs, retrain=False, extra=None):
     reused = []
     for c in configs:
         wanted, defaults = settings_and_defaults(c, extra)
+        no_effect = no_effect_of(c, extra)
         if distribute.is_chief():
-            action = claim(c.run_dir, wanted, defaults, retrain, reuse=True)[1]
+            action = claim(c.run_dir, wanted, defaults, retrain, True, no_effect)[1]
             reused.append(action == "reuse")
         else:
             finished = state(c.run_dir) == "finished"
             reused.append(
                 finished
                 and not retrain
-                and not differences(wanted, read_flags(c.run_dir), defaults)
+                and not differences(wanted, read_flags(c.run_dir), defaults, no_effect)
             )
     return reused
 

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from resnet_keras import files
 from resnet_keras.data import cifar, pipeline
-from resnet_keras.run import distribute, folders, provenance
+from resnet_keras.run import distribute, fit, folders, provenance
 
 
 def setup_run(config, retrain=False, extra=None):
@@ -62,10 +62,11 @@ def setup_run(config, retrain=False, extra=None):
     files.check_writable(os.path.dirname(run_dir))
     if distribute.is_chief():
         settings, defaults = folders.settings_and_defaults(config, extra)
-        run_dir, _ = folders.claim(run_dir, settings, defaults, retrain)
+        no_effect = folders.no_effect_of(config, extra)
+        run_dir, _ = folders.claim(run_dir, settings, defaults, retrain, no_effect=no_effect)
         os.makedirs(run_dir, exist_ok=True)
     else:
-        run_dir = os.path.join(run_dir, f"worker{distribute.task()[1]}")
+        run_dir = os.path.join(run_dir, fit.WORKER_DIR.format(distribute.task()[1]))
         files.check_writable(run_dir)
         folders.lock(run_dir, inside=True)
     keras.utils.set_random_seed(config.seed)

@@ -30,9 +30,17 @@ ONECYCLE_WARMUP = 0.2
 DISPLAY_NAMES = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
 
 
-def base_learning_rate(opt, lr=None):
-    """`lr`, or where it is None the optimizer's default (`DEFAULT_LR`)."""
-    return DEFAULT_LR[opt] if lr is None else lr
+def base_learning_rate(opt, lr=None, defaults=DEFAULT_LR):
+    """`lr`, or where it is None the optimizer's default in `defaults`
+    (`DEFAULT_LR`; the original's studies pass `KERAS_DEFAULT_LR`); None for an
+    optimizer `defaults` lacks, which the config's check then refuses."""
+    return defaults.get(opt) if lr is None else lr
+
+
+def check_nesterov(opt, nesterov):
+    """Nesterov momentum is SGD's; refused with any other optimizer."""
+    if nesterov and opt != "sgd":
+        raise ValueError(f"--nesterov is SGD's momentum; --opt is {opt}")
 
 
 def schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
@@ -115,8 +123,7 @@ def make_optimizer(name, learning_rate, nesterov=False):
     `weight_decay`, which would mean AdamW for adam.
     """
     check_choice("optimizer", name, OPTIMIZERS)
-    if nesterov and name != "sgd":
-        raise ValueError(f"--nesterov is SGD's momentum; --opt is {name}")
+    check_nesterov(name, nesterov)
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=nesterov)
     if name == "adam":

@@ -71,17 +71,6 @@ def git_state(root=_ROOT):
     return commit, dirty
 
 
-def cpu_model(path=cpu.CPUINFO):
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def versions():
     """The versions of what computed the numbers (only those already imported
     or importable without side effects: TensorFlow is read if loaded)."""
@@ -103,7 +92,7 @@ def invocation():
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": versions(),
-        "cpu": cpu_model(),
+        "cpu": cpu.cpu_model(),
         "cpu_flags": cpu.reported_flags(flags),
         "cpu_flags_source": cpu.flags_source(),
         "cores": os.cpu_count(),

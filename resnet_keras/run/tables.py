@@ -11,30 +11,28 @@ table of `{"rows": [...]}`; colorization's table has sections of its own
 import json
 import os
 
-import platform
 
 from resnet_keras import files
 
 
 def hardware():
     """One line naming the machine a number was measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import tensorflow as tf
 
     from resnet_keras import cpu as cpu_lib
+
+    cpu = cpu_lib.cpu_model()
 
     gpus = tf.config.list_physical_devices("GPU")
     device = f"{len(gpus)} GPU(s)" if gpus else "no GPU"
     flags = cpu_lib.reported_flags(cpu_lib.cpu_flags())  # the CPU class: avx2 only, or AVX-512
     return f"{cpu} ({flags}), {os.cpu_count()} cores, {device}, TensorFlow {tf.__version__}"
+
+
+def run_line(name, epochs, minutes, hardware, more=""):
+    """'- <name>: <epochs>, <minutes>, <hardware><more>': the line that names
+    what a results row's run was, how long it took and on what."""
+    return f"- {name}: {epochs}, {minutes}, {hardware}{more}"
 
 
 def run_lines(rows, names):
@@ -51,10 +49,8 @@ def run_lines(rows, names):
             hardware += " (CPU flags not recorded)"
         wall = f", {r['wall_time_min']} min wall" if r.get("wall_time_min") is not None else ""
         commit = f", commit {r['commit']}" if r.get("commit") else ", commit not recorded"
-        lines.append(
-            f"- {name}: {r['epochs']} epochs, {r['train_time_min']} min of training{wall}, "
-            f"{hardware}{commit}"
-        )
+        minutes = f"{r['train_time_min']} min of training{wall}"
+        lines.append(run_line(name, f"{r['epochs']} epochs", minutes, hardware, commit))
     return "\n".join(lines)
 
 

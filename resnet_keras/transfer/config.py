@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from typing import ClassVar
 
 from resnet_keras.checks import check_minimums
 from resnet_keras.classification.pretrained import PRESETS
@@ -18,6 +19,12 @@ from resnet_keras.transfer.models import (
 @dataclasses.dataclass(frozen=True)
 class TransferOptions:
     """What a transfer run adds to `classification.config.TrainConfig`; scripts fill it from flags."""
+
+    # Features cached or computed every step give the same head (`TrainConfig.NO_EFFECT`).
+    NO_EFFECT: ClassVar[frozenset] = frozenset({"cache_features"})
+    # The phases after the head's, each trained in runs/<run>/<phase>/ with its
+    # own log and resume state (`fit.phase_dirs` finds them there).
+    PHASES: ClassVar[tuple] = ("fine_tune",)
 
     base: str = "resnet50"
     weights: str | None = None  # None: imagenet, or a model file's own weights

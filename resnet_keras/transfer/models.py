@@ -18,7 +18,7 @@ change: `feature_extractor` and `head_model` let a run compute them once and
 train the head on them (resnet_keras/transfer/task.py).
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
-        --data_dir ../shared/datasets/cifar10 --train_limit 5000 --val_size 500
+        --data_dir path/to/cifar10 --train_limit 5000 --val_size 500
 """
 
 import dataclasses
@@ -287,7 +287,3 @@ def head_model(model):
     for name in HEAD:
         x = model.get_layer(name)(x)
     return keras.Model(features, x, name="head")
-
-
-def count_weights(variables):
-    return int(sum(int(np.prod(v.shape)) for v in variables))

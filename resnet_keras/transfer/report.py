@@ -1,7 +1,7 @@
 """Question 3's results: one row per transfer run in results/question3.{json,md},
 merged as runs come in, and the figures drawn from the runs' saved histories.
 
-    python -m scripts.question3 --report_only --data_dir ../shared/datasets/cifar10
+    python -m scripts.question3 --report_only --data_dir path/to/cifar10
 """
 
 import json

@@ -12,7 +12,7 @@ fine-tuning phase's log and resume state in runs/<run_name>/fine_tune/).
 `transfer_results` puts each run's row in question3's results table.
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
-        --data_dir ../shared/datasets/cifar10 --train_limit 5000 --val_size 500
+        --data_dir path/to/cifar10 --train_limit 5000 --val_size 500
 """
 
 import dataclasses
@@ -21,13 +21,14 @@ import time
 
 import numpy as np
 
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.classification.models import count_weights
 from resnet_keras.classification import task as classification_task
 from resnet_keras.run import lifecycle, publish
 from resnet_keras.transfer.models import (
     base_label,
     build_from_saved_model,
     build_transfer_model,
-    count_weights,
     feature_extractor,
     head_model,
     is_saved_model,
@@ -113,7 +114,7 @@ def _run(config, options, strategy, run_dir, log, feature_cache):
     data = lifecycle.prepare_data(config)
     ds, (x, y), val, (xt, yt) = data
     t_start = time.perf_counter()
-    top5 = ds.num_classes > 10
+    top5 = classifier_metrics.reports_top5(ds.num_classes)
     cached = options.caches(config.augment)
     feature_time = 0.0
     with lifecycle.model_scope(config, strategy):
@@ -177,7 +178,7 @@ def _run(config, options, strategy, run_dir, log, feature_cache):
             val,
             (xt, yt),
             log=log,
-            run_dir=os.path.join(run_dir, "fine_tune"),
+            run_dir=os.path.join(run_dir, *options.PHASES),
             epochs=options.fine_tune_epochs,
         )
         head = {f"head_{k}": metrics[k] for k in ("test_accuracy", "test_loss")}
