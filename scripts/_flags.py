@@ -6,9 +6,7 @@ default), so `python -m scripts.X --help` lists exactly the flags X takes
 (USES, and those X defines itself) with X's real defaults.
 """
 
-from scripts import (
-    _env,
-)  # noqa: F401 (TensorFlow's environment, before it is imported)  # noqa: I001
+from scripts import _env  # noqa: F401, I001 (TensorFlow's environment, first)
 
 from absl import flags
 

@@ -16,9 +16,7 @@ import signal
 import sys
 import threading
 
-from scripts import (
-    _env,
-)  # noqa: F401 (TensorFlow's environment, before it is imported)  # noqa: I001
+from scripts import _env  # noqa: F401, I001 (TensorFlow's environment, first)
 
 from absl import app, flags
 

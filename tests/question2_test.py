@@ -51,6 +51,21 @@ class ConfigTest(tf.test.TestCase):
         c = experiment.make_config(7, "adam", dict(settings, batch_size=32), {"batch_size"})
         self.assertEqual(c.batch_size, 32)
 
+    def test_the_config_files_table_is_what_all_trains(self):
+        # configs/question2.py shows a reader every run --all trains: its table
+        # must stay the configurations make_config gives.
+        lines = [
+            line.split()
+            for line in experiment.__doc__.splitlines()
+            if line.strip().startswith("question2_resnet")
+        ]
+        settings = dict(experiment.DEFAULTS)
+        got = [experiment.make_config(n, o, settings, set()) for n, o in experiment.ALL]
+        self.assertEqual(
+            [(w[0], int(w[1]), int(w[-3]), float(w[-2]), int(w[-1])) for w in lines],
+            [(c.run_name, c.n, c.batch_size, c.learning_rate, c.epochs) for c in got],
+        )
+
 
 class Cifar100Test(tf.test.TestCase):
     """No CIFAR-100 exists here: a python-format copy written by the test."""

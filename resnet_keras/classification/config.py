@@ -38,7 +38,7 @@ class TrainConfig(RunConfig):
     # Six views: that pair plus the pair moved one pixel up-left and one
     # down-right (metrics test_accuracy_tta_shifts; predict_with_shifts).
     tta_shifts: bool = False
-    # "random" (he_normal), or a `presets` name: start from that trained
+    # "random" (he_normal), or a `pretrained` name: start from that trained
     # network (its weights and its input normalisation), e.g. to fine-tune it.
     init: str = "random"
     run_name: str = "run"

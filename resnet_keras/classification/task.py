@@ -2,9 +2,9 @@
 
 `run_classification` trains and tests one ResNet or plain network as a
 `classification.config.TrainConfig` describes it, in the steps every run shares
-(`experiment`); `train_study` does so for each run of a study, reusing the
+(`run.lifecycle`); `train_study` does so for each run of a study, reusing the
 finished ones. `fit_and_test` is also the fit and test of both phases of a
-transfer run (`transfer_experiment`).
+transfer run (`transfer.task`).
 
     python -m scripts.question1 --epochs 1 --train_limit 500 --data_dir path/to/cifar10
 """
@@ -32,7 +32,7 @@ from resnet_keras.run import (
 def build_model(config, num_classes, x_train, sync_bn=False):
     """The model the config names, normalised with the training images' statistics,
     with the run's speed-ups (`speedups`: fused BatchNorm unless `fused_bn` is off,
-    then block recomputation if `recompute`). With `init` a `presets` name, the
+    then block recomputation if `recompute`). With `init` a `pretrained` name, the
     model starts from that network: its weights and the normalisation they were
     trained with (not this data's statistics)."""
     if config.normalization == "per_channel":
@@ -62,7 +62,7 @@ def build_model(config, num_classes, x_train, sync_bn=False):
 
 
 def _pretrained_start(config, num_classes, image_shape, sync_bn):
-    """The `presets` network `config.init` names, rebuilt with the run's weight
+    """The `pretrained` network `config.init` names, rebuilt with the run's weight
     decay and BatchNorm kind, holding the shipped file's weights."""
     if num_classes != 10 or tuple(image_shape) != (32, 32, 3):
         raise ValueError(

@@ -4,7 +4,7 @@ finished epoch with the same command, logs every epoch once, keeps its best
 weights on validation and stops on a NaN loss.
 
 Classification, transfer (head and fine-tuning phases) and colorization all
-train here; optimizers and schedules are `training`'s.
+train here; optimizers and schedules are `optim`'s.
 """
 
 import csv

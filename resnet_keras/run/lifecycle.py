@@ -1,7 +1,8 @@
-"""What every run shares: its configuration and the steps around its training.
+"""The steps every run takes around its training, whatever it trains.
 
-`RunConfig` holds what every experiment's config holds (the data, the run's
-length, where its outputs go); `TrainConfig` adds a classifier's settings.
+A run's settings are a config: `run.config.RunConfig` holds what every
+experiment's config holds (the data, the run's length, where its outputs go),
+each family's config adds its own (`classification.config.TrainConfig`, ...).
 Every run, whatever it trains (`classification.task.run_classification`,
 `transfer.task.run_transfer`, `colorization.task.train`), takes the
 same steps:
@@ -12,7 +13,7 @@ same steps:
         data = prepare_data(config)               # (dataset, train, val, test)
         with model_scope(config, strategy): ...   # build and compile
         start_run(config, strategy, data, run_dir)  # logs and writes flags.json
-        fit.fit_with_resume(...)             # resumable fit, best weights
+        fit.fit_with_resume(...)                  # resumable fit, best weights
         ...                                       # test
         publish.finish(config, run_dir, ...)      # every output, metrics.json last
 

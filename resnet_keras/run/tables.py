@@ -5,7 +5,7 @@ Every table is written by `write_table`: both files atomically, and never over
 a JSON file that cannot be read back (`load_table` refuses it), so one bad
 file cannot cost the rows of earlier runs. `write_results` merges rows into a
 table of `{"rows": [...]}`; colorization's table has sections of its own
-(`colorization_tasks`).
+(`colorization.task`).
 """
 
 import json

@@ -10,7 +10,7 @@ Bases: keras.applications' resnet50 (the default), resnet101, densenet121 and
 efficientnet_b0, with ImageNet weights (Keras' download), a local "notop"
 weights file, or random weights; or one of this project's own trained CIFAR
 models (a .h5/.keras file), cut at its pooling layer; or, the same way, a
-paper-accuracy CIFAR-10 ResNet shipped with the package, by its `presets`
+paper-accuracy CIFAR-10 ResNet shipped with the package, by its `pretrained`
 name (e.g. resnet56_cifar10, offline).
 
 With a frozen base and no augmentation the pooled features of an image never
@@ -89,7 +89,7 @@ MIN_IMAGE_SIZE = 32  # keras.applications refuses smaller inputs
 
 
 def is_saved_model(base):
-    """True when `base` names a model file (or a `presets` name, whose file is
+    """True when `base` names a model file (or a `pretrained` name, whose file is
     shipped) rather than a keras.applications base."""
     if base in pretrained.PRESETS:
         return True

@@ -9,7 +9,7 @@ epochs then cost one pass through the base instead of twenty.
 Files, under the output folder: runs/<run_name>/ as every run (flags, log,
 the model <stem>.h5, history.png, history.json, metrics.json; the
 fine-tuning phase's log and resume state in runs/<run_name>/fine_tune/).
-`transfer_results` puts each run's row in question3's results table.
+`transfer.report` puts each run's row in question3's results table.
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
         --data_dir path/to/cifar10 --train_limit 5000 --val_size 500
