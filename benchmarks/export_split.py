@@ -1,6 +1,6 @@
 """Writes the project's held-out training images for the PyTorch yardstick.
 
-    python benchmarks/export_split.py ../shared/datasets/cifar10 --out split.npz
+    python benchmarks/export_split.py path/to/cifar10 --out split.npz
 
 `val_index`: the indices, in the image folder's order (sorted class folders,
 sorted file names: what `benchmarks/torch_recipe.py --split` loads), of the
@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from resnet_keras import data, pipeline
+from resnet_keras.data import cifar, pipeline
 
 p = argparse.ArgumentParser()
 p.add_argument("data_dir")
@@ -21,7 +21,7 @@ p.add_argument("--out", required=True)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--val_size", type=int, default=5000)
 a = p.parse_args()
-ds = data.load_dataset("cifar10", a.data_dir)
+ds = cifar.load_dataset("cifar10", a.data_dir)
 y = np.asarray(ds.y_train).reshape(-1)
 held = pipeline.balanced_indices(y, a.val_size, a.seed)
 # The same call split_validation makes to choose the images it holds out.

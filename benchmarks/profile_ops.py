@@ -54,14 +54,16 @@ def profile_tf(steps):
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
 
-    from resnet_keras import classification, experiment, pipeline
+    from resnet_keras.classification import task
+    from resnet_keras.classification.config import TrainConfig
+    from resnet_keras.data import pipeline
 
-    config = experiment.TrainConfig(n=3, opt="sgd", lr=0.1, batch_size=128)
+    config = TrainConfig(n=3, opt="sgd", lr=0.1, batch_size=128)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (128 * (steps + 10), 32, 32, 3), dtype="uint8")
     y = rng.integers(0, 10, (len(x), 1)).astype("uint8")
-    model = classification.build_model(config, 10, x)
-    classification.compile_for_run(model, config, len(x), top5=False)
+    model = task.build_model(config, 10, x)
+    task.compile_for_run(model, config, len(x), top5=False)
     ds = pipeline.train_dataset(x, y, 128, 0, True, 0)
     model.fit(ds.take(10), epochs=1, verbose=0)
     logdir = tempfile.mkdtemp()

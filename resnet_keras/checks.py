@@ -1,6 +1,6 @@
 """Argument checks shared by the modules: bad names fail early, listing the
 accepted values (keras-hub's "Received: ..." habit); and `DataError`, which
-every data source raises (data.py, image_folders.py, pipeline.py), kept here
+every data source raises (data/cifar.py, data/image_folders.py, data/pipeline.py), kept here
 so those modules need not import one another for it."""
 
 

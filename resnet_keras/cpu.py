@@ -14,6 +14,7 @@ CPU's, together with ONEDNN_MAX_CPU_ISA=AVX2 for the kernels themselves):
 """
 
 import os
+import platform
 
 CPUINFO = "/proc/cpuinfo"
 FLAGS_VAR = "RESNET_KERAS_CPU_FLAGS"
@@ -32,6 +33,26 @@ ONEDNN_VAR = "TF_ENABLE_ONEDNN_OPTS"
 ONEDNN_MARK = "RESNET_KERAS_ONEDNN_DEFAULT"
 
 
+def _cpuinfo(key, path=None):
+    """The value of the first `key` line of `path` (default CPUINFO), or None
+    without the file (not Linux) or the line."""
+    try:
+        with open(path or CPUINFO) as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model(path=None):
+    """The CPU's name ("model name" in /proc/cpuinfo), or what Python's
+    `platform` knows of it where the file has none."""
+    return _cpuinfo("model name", path) or platform.processor() or platform.machine()
+
+
 def cpu_flags(path=None, environ=None):
     """The CPU's feature flags (lower case), as the first "flags" line of
     `path` (default CPUINFO, /proc/cpuinfo) lists them.
@@ -43,15 +64,7 @@ def cpu_flags(path=None, environ=None):
     environ = os.environ if environ is None else environ
     if environ.get(FLAGS_VAR, "").strip():
         return frozenset(environ[FLAGS_VAR].lower().split())
-    try:
-        with open(path or CPUINFO) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return frozenset(value.lower().split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo("flags", path) or "").lower().split())
 
 
 def flags_source(environ=None):

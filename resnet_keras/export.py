@@ -14,7 +14,7 @@ from a file, and returns what a user wants:
                    `rgb_float` float32 (N, H, W, 3), the same in [0, 1] before rounding
 
 A Lab colorizer's a*b* / 128 become an sRGB image inside the exported graph
-(`colorization.to_rgb`: the input's L* with the predicted a*b*), so neither a
+(`colorization.color.to_rgb`: the input's L* with the predicted a*b*), so neither a
 TFLite nor an ONNX user needs the project's colour code.
 
 The SavedModel and the TFLite file carry two signatures: `serving_default`
@@ -39,7 +39,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import colorization, files, saving
+from resnet_keras import files
+from resnet_keras.colorization import color, models
+from resnet_keras.run import saving
 
 TARGETS = ("savedmodel", "tflite", "onnx")
 # The largest difference allowed between an export's float output and Keras'
@@ -64,7 +66,7 @@ class Served:
         shape = tuple(model.input_shape)
         if model.name.startswith("colorizer_"):
             try:
-                self.color_space = colorization.describe(model)[1]
+                self.color_space = models.describe(model)[1]
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
             self.input_name = "gray"
@@ -108,7 +110,7 @@ class Served:
         if self.color_space is None:
             names = tf.constant(self.class_names, tf.string)
             return {"probabilities": tf.cast(y, tf.float32), "class_names": names}
-        rgb = colorization.to_rgb(y, x, self.color_space)
+        rgb = color.to_rgb(y, x, self.color_space)
         as_uint8 = tf.cast(tf.round(tf.clip_by_value(rgb, 0.0, 1.0) * 255.0), tf.uint8)
         return {"rgb": as_uint8, "rgb_float": rgb}
 

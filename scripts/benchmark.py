@@ -3,7 +3,7 @@
     python -m scripts.benchmark --model resnet --n 3 --batch_size 128 --steps 60
     python -m scripts.benchmark --model colorizer|transfer|plain [--mixed_precision]
 
-Builds the real model (`classification.build_model`; the colorization U-Net; the
+Builds the real model (`classification.task.build_model`; the colorization U-Net; the
 question3 ResNet-50 transfer model), the real `tf.data` pipeline (augmenting
 `pipeline.train_dataset`, or the colorization pairs) and the real `compile`/`fit` path,
 on random uint8 images by default (`--data_dir` for real ones). The first
@@ -26,9 +26,15 @@ from scripts import common  # defines the shared flags  # noqa: I001
 import keras
 from absl import flags
 
-from resnet_keras import classification, colorization, cpu, data, distribute, experiment
-from resnet_keras import pipeline, training, transfer
+from resnet_keras import cpu
 from resnet_keras.checks import check_choice
+from resnet_keras.classification import task
+from resnet_keras.classification.config import MODELS, TrainConfig
+from resnet_keras.colorization import data as color_data
+from resnet_keras.colorization import models as colorization_models
+from resnet_keras.data import cifar, pipeline
+from resnet_keras.run import distribute, optim
+from resnet_keras.transfer import models as transfer_models
 
 flags.DEFINE_integer("steps", 60, "Training steps timed, warm-up included.", lower_bound=1)
 flags.DEFINE_integer(
@@ -91,7 +97,7 @@ def peak_rss_mb():
 
 def images(settings, count):
     if settings.get("data_dir"):
-        ds = data.load_dataset(settings["dataset"], settings["data_dir"])
+        ds = cifar.load_dataset(settings["dataset"], settings["data_dir"])
         idx = np.resize(np.arange(len(ds.x_train)), count)
         return ds.x_train[idx], ds.y_train[idx], ds.num_classes
     rng = np.random.default_rng(0)
@@ -103,29 +109,29 @@ def setup(kind, config, x, y, num_classes, settings):
     """(training dataset, compiled model, evaluation inputs) of one model kind,
     each through the project's own builder and pipeline."""
     bs, seed = settings["batch_size"], settings["seed"]
-    optimizer = training.make_optimizer(settings["opt"], settings["lr"])
+    optimizer = optim.make_optimizer(settings["opt"], settings["lr"])
     if kind == "colorizer":
         # The U-Net on Lab, the colorization study's best model; the pipeline
         # converts uint8 RGB batches to (gray, ab) pairs.
-        ds = colorization.pairs_dataset(x, "lab", bs, shuffle=True, seed=seed)
-        model = colorization.build_colorizer("unet", (32, 32, 1), "lab")
+        ds = color_data.pairs_dataset(x, "lab", bs, shuffle=True, seed=seed)
+        model = colorization_models.build_colorizer("unet", (32, 32, 1), "lab")
         model.compile(
             optimizer=optimizer,
             loss="mse",
             jit_compile=settings["jit_compile"],
             steps_per_execution=FLAGS.steps_per_execution,
         )
-        gray = colorization.pairs_dataset(x[:1000], "lab", 1000)
+        gray = color_data.pairs_dataset(x[:1000], "lab", 1000)
         return ds, model, next(iter(gray))[0].numpy()
     ds = pipeline.train_dataset(x, y, bs, seed=seed)
     if kind == "transfer":
         # Question 3's uncached path: the frozen ResNet-50 base runs every step
         # (random weights: the ImageNet ones cannot be downloaded here, and the
         # cost is the same).
-        model = transfer.build_transfer_model(num_classes, weights=None)
+        model = transfer_models.build_transfer_model(num_classes, weights=None)
     else:
-        model = classification.build_model(config, num_classes, x)
-    training.compile_classifier(
+        model = task.build_model(config, num_classes, x)
+    optim.compile_classifier(
         model,
         optimizer,
         jit_compile=settings["jit_compile"],
@@ -147,14 +153,14 @@ def main(argv):
     warmup = warmup_steps(FLAGS.steps, FLAGS.warmup)
     if warmup >= FLAGS.steps:
         raise ValueError(f"--steps ({FLAGS.steps}) must exceed --warmup ({warmup})")
-    if s["recompute"] and s["model"] not in experiment.MODELS:
+    if s["recompute"] and s["model"] not in MODELS:
         raise ValueError(f"--recompute is for the CIFAR networks (resnet, plain); got {s['model']}")
     keras.utils.set_random_seed(s["seed"])
     bs, steps = s["batch_size"], FLAGS.steps
     x, y, num_classes = images(s, bs * steps)
     kind = s["model"]
-    config = experiment.TrainConfig(
-        model=kind if kind in experiment.MODELS else "resnet",
+    config = TrainConfig(
+        model=kind if kind in MODELS else "resnet",
         n=s["n"],
         batch_size=bs,
         opt=s["opt"],

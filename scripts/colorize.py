@@ -1,7 +1,7 @@
 """Image colorization: train, eval, apply and probe gray-to-colour models.
 
     python -m scripts.colorize train --model autoencoder|unet [--color_space rgb|lab] \\
-        [--data_dir ../shared/datasets/cifar10] [--image_size 32]
+        [--data_dir path/to/cifar10] [--image_size 32]
     python -m scripts.colorize eval saved_models/colorizer_unet_lab.h5 [more models]
     python -m scripts.colorize apply saved_models/colorizer_unet_lab.h5 photo.jpg [...] --out DIR
     python -m scripts.colorize probe saved_models/colorizer_unet_lab.h5 --train_limit 10000
@@ -33,15 +33,17 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import colorization, outputs
-from resnet_keras import colorization_tasks as tasks
 from resnet_keras import files
 from resnet_keras.checks import check_choice
+from resnet_keras.colorization import color, models, task
+from resnet_keras.colorization.config import ColorizeConfig
+from resnet_keras.configs.colorize import DEFAULTS
+from resnet_keras.run import publish
 
 flags.DEFINE_enum(
     "color_space",
     None,
-    colorization.COLOR_SPACES,
+    color.COLOR_SPACES,
     "train: rgb (predict sRGB from luma gray) or lab (predict a*b* from L*).",
 )
 flags.DEFINE_bool(
@@ -61,30 +63,11 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 
-DEFAULTS = dict(
-    model="autoencoder",
-    color_space="rgb",
-    image_size=32,
-    dataset="cifar10",
-    # train to the plateau of the validation MSE: stop after the first epoch,
-    # the 30th or later, that ends 10 in a row without a new best; at most 100.
-    epochs=100,
-    patience=10,
-    min_epochs=30,
-    probe_epochs=10,
-    batch_size=128,
-    lr=1e-3,
-    val_size=5000,
-    output_dir=".",
-    formats=["h5"],
-    out="colorized",
-    verbose=1,
-)
 COMMANDS = ("train", "eval", "apply", "probe")
 USAGE = "train | eval MODEL... | apply MODEL FILE|FOLDER... --out DIR | probe MODEL..."
 HELP = {
     "out": "apply: folder the colorized pictures are written to.",
-    "model": f"train: the colorizer, {' or '.join(colorization.MODELS)}.",
+    "model": f"train: the colorizer, {' or '.join(models.MODELS)}.",
     "image_size": "The side images are resized to, a multiple of 8.",
     "epochs": "train: the colorizer's most training epochs (default below; --patience may "
     "stop it sooner); probe: the linear "
@@ -109,10 +92,10 @@ def main(argv):
         settings["patience"] = 0
     if settings["patience"] == 0:  # no stop: --min_epochs means nothing, so it is
         settings["min_epochs"] = 0  # no setting (a run from before the flag resumes)
-    config = tasks.ColorizeConfig(**settings)
+    config = ColorizeConfig(**settings)
     config.validate()
     out = config.output_dir
-    report = outputs.report_dir(out, "colorize")
+    report = publish.report_dir(out, "colorize")
     results = os.path.join(report, "results")
     if command == "train":
         if args:
@@ -122,30 +105,30 @@ def main(argv):
             f"{name}_{kind}.png": f"plots/colorization/{name}_{kind}.png"
             for kind in ("eval", "examples")
         }
-        trained = [(config.run_dir, outputs.run_files(config, name, name, figures))]
+        trained = [(config.run_dir, publish.run_files(config, name, name, figures))]
         trained = trained if common.FLAGS.publish else []
-        outputs.publish_runs(trained, out, common.FLAGS.replace, early=True)
-        _, _, paths = tasks.train(config, retrain=common.FLAGS.retrain)
+        publish.publish_runs(trained, out, common.FLAGS.replace, early=True)
+        _, _, paths = task.train(config, retrain=common.FLAGS.retrain)
         for p in paths:
             print(f"wrote {p}")
-        outputs.publish_runs(trained, out, common.FLAGS.replace)
+        publish.publish_runs(trained, out, common.FLAGS.replace)
         return
     if not args:
         raise ValueError(f"{command} needs a model file; usage: scripts.colorize {USAGE}")
     if command in ("eval", "probe"):
         files.check_writable(results)  # before any model runs, not after
-        outputs.start_table(report, out, os.path.join("results", "colorization.json"))
+        publish.start_table(report, out, os.path.join("results", "colorization.json"))
     if command == "eval":
         for path in args:
-            tasks.evaluate_file(path, config, results)
+            task.evaluate_file(path, config, results)
     elif command == "probe":
         for path in args:
-            tasks.probe_file(path, config, results, epochs=probe_epochs)
+            task.probe_file(path, config, results, epochs=probe_epochs)
     else:
         if len(args) < 2:
             raise ValueError("apply needs pictures after the model file")
         warn = lambda line: print(f"error: {line}", file=sys.stderr)  # noqa: E731
-        _, failed = tasks.colorize_files(
+        _, failed = task.colorize_files(
             args[0], args[1:], pictures, warn=warn, overwrite=common.FLAGS.overwrite
         )
         if failed:
@@ -153,7 +136,7 @@ def main(argv):
         return
     print(f"wrote {os.path.join(results, 'colorization.md')} and .json")
     if common.FLAGS.publish:  # apply returned above: it publishes nothing
-        outputs.publish_study(out, report, replace=common.FLAGS.replace)
+        publish.publish_study(out, report, replace=common.FLAGS.replace)
 
 
 def cli(argv=None):
@@ -162,7 +145,7 @@ def cli(argv=None):
         main,
         "colorize",
         DEFAULTS,
-        configs=[tasks.ColorizeConfig],
+        configs=[ColorizeConfig],
         help_text=HELP,
         positional=True,
         argv=argv,

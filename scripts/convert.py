@@ -1,7 +1,7 @@
 """Converts the CIFAR ResNet checkpoints of akamaster/pytorch_resnet_cifar10
-into this project's Keras models (resnet_keras/conversion.py), without PyTorch.
+into this project's Keras models (resnet_keras/classification/conversion.py), without PyTorch.
 
-    python -m scripts.convert ../shared/reference/akamaster/*.th --output_dir resnet_keras/weights
+    python -m scripts.convert path/to/akamaster/pretrained_models/*.th --output_dir resnet_keras/classification/weights
 
 Writes <output_dir>/resnet<depth>_cifar10.h5 per checkpoint (raw 0-255 images
 in, CIFAR-10's class names in the file's `class_names` attribute) and
@@ -15,7 +15,8 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import conversion, files, presets
+from resnet_keras import files
+from resnet_keras.classification import conversion, pretrained
 
 FLAGS = flags.FLAGS
 # No default: the package's own weights are shipped files, replaced only on purpose.
@@ -33,14 +34,14 @@ def main(argv):
     out = FLAGS.output_dir
     if not out:
         raise ValueError(
-            "give --output_dir: the folder the converted files go to (resnet_keras/weights "
+            "give --output_dir: the folder the converted files go to (resnet_keras/classification/weights "
             "holds the shipped ones: name it only to replace them)"
         )
     files.check_writable(out)
     records = conversion.convert_files(checkpoints, out)
     provenance = dict(
-        source_repository=presets.SOURCE_REPOSITORY,
-        source_commit=presets.SOURCE_COMMIT,
+        source_repository=pretrained.SOURCE_REPOSITORY,
+        source_commit=pretrained.SOURCE_COMMIT,
         source_folder="pretrained_models/",
         license="BSD 2-clause (LICENSE beside this file)",
         converted_with="python -m scripts.convert " + " ".join(checkpoints),

@@ -1,13 +1,13 @@
 """Evaluates saved classifiers on a data set's test split, alone and as an ensemble.
 
-    python -m scripts.evaluate saved_models/resnet_cifar10.h5 --data_dir ../shared/datasets/cifar10
+    python -m scripts.evaluate saved_models/resnet_cifar10.h5 --data_dir path/to/cifar10
     python -m scripts.evaluate saved_models/resnet_n7_Adam.h5 saved_models/resnet_n5_SGD.h5
 
 Prints test accuracy, loss (plain cross-entropy), top-5 accuracy when there are
 more than 10 classes, and per-class accuracy; given several models, also their
 ensemble (the mean of their softmax outputs). `--tta` adds each model's figures
 averaged with the mirrored test images, `--tta_shifts` its six-view figures
-(evaluation.predict_with_shifts). Each accuracy comes with its exact 95 %
+(classification.metrics.predict_with_shifts). Each accuracy comes with its exact 95 %
 interval, and every pair of models with an exact McNemar test on the images
 one gets right and the other wrong (`stats`). `--predictions_out` keeps one
 model's predictions as a run's test_predictions.npz, from which the result
@@ -23,7 +23,10 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import data, evaluation, pipeline, saving, stats
+from resnet_keras import stats
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.data import cifar, pipeline
+from resnet_keras.run import saving
 
 flags.DEFINE_string(
     "predictions_out",
@@ -68,7 +71,9 @@ def report(name, test, class_names, top5):
         f"test loss {test['loss']:.4f}"
         + (f", top-5 accuracy {test['top5_accuracy']:.4f}" if top5 else "")
     )
-    accuracy = evaluation.per_class_accuracy(test["y_true"], test["y_pred"], len(class_names))
+    accuracy = classifier_metrics.per_class_accuracy(
+        test["y_true"], test["y_pred"], len(class_names)
+    )
     per_class = [f"{c} {a:.3f}" for c, a in zip(class_names, accuracy) if not np.isnan(a)]
     print("  per class: " + ", ".join(per_class))
 
@@ -87,7 +92,7 @@ def main(argv):
         if os.path.exists(out):
             raise ValueError(f"--predictions_out {out}: exists; move it aside or name a new file")
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
-    ds = data.load_dataset(
+    ds = cifar.load_dataset(
         s["dataset"],
         s["data_dir"],
         s["label_mode"],
@@ -97,23 +102,27 @@ def main(argv):
     for path, model in zip(paths, loaded):
         check_classifier(model, path, ds.num_classes, xt.shape[1:])
     print(f"data: {ds.source}: {len(xt)} test images, {ds.num_classes} classes")
-    top5 = ds.num_classes > 10
+    top5 = classifier_metrics.reports_top5(ds.num_classes)
     probs = []
     for path, model in zip(paths, loaded):
         p = model.predict(xt, batch_size=s["batch_size"], verbose=0)
         probs.append(p)
-        report(path, evaluation.evaluate_predictions(p, yt), ds.class_names, top5)
-        augmented = evaluation.predict_tta(model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"])
+        report(path, classifier_metrics.evaluate_predictions(p, yt), ds.class_names, top5)
+        augmented = classifier_metrics.predict_tta(
+            model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"]
+        )
         for name, views in augmented.items():
             report(
-                f"{path} {evaluation.TTA_LABELS[name]}",
-                evaluation.evaluate_predictions(views, yt),
+                f"{path} {classifier_metrics.TTA_LABELS[name]}",
+                classifier_metrics.evaluate_predictions(views, yt),
                 ds.class_names,
                 top5,
             )
     if out is not None:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        evaluation.save_test_predictions(out, evaluation.evaluate_predictions(probs[0], yt), xt)
+        classifier_metrics.save_test_predictions(
+            out, classifier_metrics.evaluate_predictions(probs[0], yt), xt
+        )
         print(f"wrote {out}")
     for (i, a), (j, b) in itertools.combinations(enumerate(paths), 2):
         test = stats.mcnemar(yt, probs[i].argmax(-1), probs[j].argmax(-1))
@@ -121,7 +130,7 @@ def main(argv):
     if len(paths) > 1:
         report(
             f"ensemble of {len(paths)}",
-            evaluation.evaluate_predictions(np.mean(probs, 0), yt),
+            classifier_metrics.evaluate_predictions(np.mean(probs, 0), yt),
             ds.class_names,
             top5,
         )

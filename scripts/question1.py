@@ -1,7 +1,7 @@
 """Question 1: ResNet-20 with Adam for 20 epochs on CIFAR-10 (the original assignment).
 
     python -m scripts.question1                       # keras.datasets download
-    python -m scripts.question1 --data_dir ../shared/datasets/cifar10
+    python -m scripts.question1 --data_dir path/to/cifar10
     python -m scripts.question1 --dataset cifar100    # -> resnet_cifar100.h5
     python -m scripts.question1 --n 5                 # -> resnet32_cifar10.h5
     python -m scripts.question1 --publish             # also into saved_models/ and plots/
@@ -24,36 +24,18 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import classification, experiment, outputs, presets, saving
+from resnet_keras.classification import pretrained, task
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.configs.question1 import DEFAULTS, model_name_for, run_name
+from resnet_keras.run import publish, saving
 
 flags.DEFINE_string(
     "init",
     None,
     "random, or a paper-accuracy CIFAR-10 ResNet shipped with the package to start from ("
-    + ", ".join(presets.PRESETS)
+    + ", ".join(pretrained.PRESETS)
     + "; its --n, with --shortcut identity), e.g. to fine-tune it.",
 )
-
-DEFAULTS = dict(
-    model="resnet",
-    n=3,
-    dataset="cifar10",
-    epochs=20,
-    batch_size=128,
-    opt="adam",
-    schedule="constant",
-    val_size=5000,
-    output_dir=".",
-    formats=["h5"],
-    init="random",
-)
-
-
-def model_name_for(n, dataset):
-    """resnet_cifar10 (the assignment's file name) for its ResNet-20, and
-    resnet<depth>_<dataset> at any other depth: each depth has its own run
-    folder, so a run at another --n must not replace the ResNet-20's model."""
-    return f"resnet_{dataset}" if n == DEFAULTS["n"] else f"resnet{6 * n + 2}_{dataset}"
 
 
 def main(argv):
@@ -61,24 +43,24 @@ def main(argv):
     depth = 6 * settings["n"] + 2
     dataset = settings["dataset"]
     if settings["run_name"] is None:
-        settings["run_name"] = f"question1_resnet{depth}_{dataset}"
+        settings["run_name"] = run_name(settings["n"], dataset)
     model_name = model_name_for(settings["n"], dataset)
-    config = experiment.TrainConfig(**settings)
+    config = TrainConfig(**settings)
     config.validate()
     # A named trial run publishes under its own name, never the default run's.
     published = common.file_name(config.run_name, model_name)
-    shared = outputs.run_files(
+    shared = publish.run_files(
         config, model_name, published, {"history.png": f"plots/{config.run_name}.png"}
     )
     items = [(config.run_dir, shared)] if common.FLAGS.publish else []
-    outputs.publish_runs(items, config.output_dir, common.FLAGS.replace, early=True)
-    _, metrics, _ = classification.run_classification(
+    publish.publish_runs(items, config.output_dir, common.FLAGS.replace, early=True)
+    _, metrics, _ = task.run_classification(
         config,
         retrain=common.FLAGS.retrain,
         model_name=model_name,
         title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
     )
-    outputs.publish_runs(items, config.output_dir, common.FLAGS.replace)
+    publish.publish_runs(items, config.output_dir, common.FLAGS.replace)
     print(
         f"model: {saving.model_path(os.path.join(config.run_dir, model_name), config.formats[0])}"
     )
@@ -87,7 +69,7 @@ def main(argv):
 
 def cli(argv=None):
     """The command line (`argv`: None for sys.argv; tests pass their own)."""
-    common.run(main, "question1", DEFAULTS, configs=[experiment.TrainConfig], argv=argv)
+    common.run(main, "question1", DEFAULTS, configs=[TrainConfig], argv=argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
     python -m scripts.question3 --image_size 128 --fine_tune_epochs 5
     python -m scripts.question3 --weights ~/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 --dataset cifar100
-    python -m scripts.question3 --base resnet56_cifar10 --data_dir ../shared/datasets/cifar10
+    python -m scripts.question3 --base resnet56_cifar10 --data_dir path/to/cifar10
 
 Each run trains in runs/<run_name>/ under --output_dir, its model there as
 <base>_<mode>_<dataset>_<opt>.h5 (e.g. resnet50_transfer_cifar10_adam.h5).
@@ -21,13 +21,16 @@ so an interrupted --all picks up where it stopped; --retrain trains again.
 import dataclasses
 import os
 
-from scripts import common  # defines the shared flags  # noqa: I001
+from scripts import _flags, common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import distribute, experiment, outputs, results, runs, saving, training
-from resnet_keras import transfer_experiment as te
-from resnet_keras import transfer_results
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.configs.question3 import DEFAULTS, LR, ORIGINAL_OPTIMIZERS, run_name
+from resnet_keras.run import distribute, folders, optim, publish, saving, tables
+from resnet_keras.transfer import report, task
+from resnet_keras.transfer.config import TransferOptions
+from resnet_keras.transfer.models import MIN_IMAGE_SIZE
 
 FLAGS = flags.FLAGS
 
@@ -73,37 +76,11 @@ flags.DEFINE_bool(
     "whenever the base is frozen and --augment is off).",
 )
 
-DEFAULTS = dict(
-    dataset="cifar10",
-    epochs=20,
-    batch_size=128,
-    opt="adam",
-    schedule="constant",
-    # The original trains on the images as they are; fixed images also let
-    # the head train on cached features.
-    augment=False,
-    val_size=5000,
-    output_dir=".",
-    formats=["h5"],
-    base="resnet50",
-    weights=None,
-    image_size=32,
-    head_units=256,
-    train_base=False,
-    fine_tune_epochs=0,
-    unfreeze=1,
-    fine_tune_lr=None,
-    cache_features=None,
-)
-ORIGINAL_OPTIMIZERS = ["rmsprop", "adam", "sgd"]
-# Keras' default learning rates, as the original builds its optimizers (and as
-# question2 does): SGD at the paper's 0.1 is too large for a head on features.
-LR = training.KERAS_DEFAULT_LR
 HELP = {
     "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
-    f"({common.per_optimizer(LR)}); --schedule fast: its 0.2.",
+    f"({_flags.per_optimizer(LR)}); --schedule fast: its 0.2.",
     "all": f"Run each of {', '.join(ORIGINAL_OPTIMIZERS)}, as the original; it sets --opt.",
-    "image_size": f"Side the base sees, at least {te.MIN_IMAGE_SIZE} (CIFAR images are "
+    "image_size": f"Side the base sees, at least {MIN_IMAGE_SIZE} (CIFAR images are "
     "resized inside the model).",
 }
 
@@ -112,73 +89,67 @@ def configure():
     """(options, [TrainConfig per optimizer]), all checked before any work."""
     settings = common.resolve()
     run_all = FLAGS.all
-    fields = [f.name for f in dataclasses.fields(te.TransferOptions)]
-    options = te.TransferOptions(**{name: settings.pop(name) for name in fields})
+    fields = [f.name for f in dataclasses.fields(TransferOptions)]
+    options = TransferOptions(**{name: settings.pop(name) for name in fields})
     if run_all and FLAGS["opt"].present:
         raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
     configs = []
     for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
-        name = settings["run_name"]
-        if name is None:
-            name = f"question3_{options.stem(settings['dataset'], opt)}"
-        elif run_all:
-            name = f"{name}_{opt}"
-        lr = LR[opt] if settings["lr"] is None else settings["lr"]
-        config = experiment.TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
+        name = run_name(options, settings["dataset"], opt, settings["run_name"], run_all)
+        lr = optim.base_learning_rate(opt, settings["lr"], LR)
+        config = TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
         config.validate()
         options.validate(config.augment)
         configs.append(config)
-    if te.is_saved_model(options.base):  # a file that is no model: refused before any run folder
-        saving.load_model(te.model_file(options.base), compile=False)
+    if task.is_saved_model(options.base):  # a file that is no model: refused before any run folder
+        saving.load_model(task.model_file(options.base), compile=False)
     return options, configs
 
 
 def main(argv):
     options, configs = configure()
     out, dataset = configs[0].output_dir, configs[0].dataset
-    dest = outputs.report_dir(out, "question3")
-    outputs.start_table(dest, out, os.path.join("results", "question3.json"))
+    dest = publish.report_dir(out, "question3")
+    publish.start_table(dest, out, os.path.join("results", "question3.json"))
     if FLAGS.report_only:
-        rows = results.load_rows(os.path.join(dest, "results", "question3.json"))
-        label = te.base_label(options.base)
+        rows = tables.load_rows(os.path.join(dest, "results", "question3.json"))
+        label = task.base_label(options.base)
         sizes = sorted(
             {r.get("train_images") for r in rows if (r["base"], r["dataset"]) == (label, dataset)}
         )
         if not sizes:
             raise ValueError(f"{dest}/results/question3.json holds no run of {label} on {dataset}")
         for images in sizes:
-            path = transfer_results.plot_results(rows, out, options.base, dataset, images, dest)
+            path = report.plot_results(rows, out, options.base, dataset, images, dest)
             print(f"wrote {path}")
         _publish(out, dest, [])
         return
     stems = [options.stem(dataset, c.opt) for c in configs]
     trained = [
-        (c.run_dir, outputs.run_files(c, stem, common.file_name(c.run_name, stem)))
+        (c.run_dir, publish.run_files(c, stem, common.file_name(c.run_name, stem)))
         for c, stem in zip(configs, stems)
     ]
     trained = trained if FLAGS.publish else []
-    outputs.publish_runs(trained, out, FLAGS.replace, early=True)
+    publish.publish_runs(trained, out, FLAGS.replace, early=True)
     features = {}  # runs that differ only in optimizer extract features once
-    reused = runs.claim_runs(configs, FLAGS.retrain, extra=options)
+    reused = folders.claim_runs(configs, FLAGS.retrain, extra=options)
     for config, stem, reuse in zip(configs, stems, reused):
         if reuse:
-            metrics = runs.load_run(config.run_dir)[1]
+            metrics = folders.load_run(config.run_dir)[1]
             print(f"{config.run_name}: finished run reused (--retrain to train again)")
         else:
-            _, metrics, _ = te.run_transfer(
+            _, metrics, _ = task.run_transfer(
                 config, options, feature_cache=features, retrain=FLAGS.retrain
             )
             if not distribute.is_chief():  # other workers of a cluster write nothing final
                 continue
         path = os.path.join(config.run_dir, saving.model_path(stem, config.formats[0]))
-        row = transfer_results.result_row(config, options, metrics, path)
-        rows = transfer_results.record(dest, row)
+        row = report.result_row(config, options, metrics, path)
+        rows = report.record(dest, row)
         print(f"wrote {os.path.join(dest, 'results', 'question3.md')} and .json")
         print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({stem})")
     if distribute.is_chief():
-        path = transfer_results.plot_results(
-            rows, out, options.base, dataset, metrics["train_images"], dest
-        )
+        path = report.plot_results(rows, out, options.base, dataset, metrics["train_images"], dest)
         print(f"wrote {path}")
         _publish(out, dest, trained)
 
@@ -186,14 +157,12 @@ def main(argv):
 def _publish(out, dest, trained):
     """With --publish: the runs' models, then the report."""
     if FLAGS.publish:
-        outputs.publish_study(out, dest, trained, FLAGS.replace, key=transfer_results.RESULT_KEY)
+        publish.publish_study(out, dest, trained, FLAGS.replace, key=report.RESULT_KEY)
 
 
 def cli(argv=None):
     """The command line (`argv`: None for sys.argv; tests pass their own)."""
-    common.run(
-        main, "question3", DEFAULTS, configs=[experiment.TrainConfig], help_text=HELP, argv=argv
-    )
+    common.run(main, "question3", DEFAULTS, configs=[TrainConfig], help_text=HELP, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """A classification run start to finish on an easy fixture
-(resnet_keras.classification.run_classification through experiment's steps):
+(resnet_keras.classification.task.run_classification through the run lifecycle's steps):
 the test metrics and saved predictions against values computed by hand."""
 
 import json
@@ -8,7 +8,10 @@ from unittest import mock
 
 import tensorflow as tf
 
-from resnet_keras import classification, evaluation, experiment, runs
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.classification import task
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import folders
 from tests import fixtures
 
 
@@ -20,7 +23,7 @@ class ClassificationRunTest(tf.test.TestCase):
         (_, _), (xt, yt) = fixtures.write_image_folder(
             data_dir, ("a", "b", "c"), per_class=40, test_per_class=20, easy=True
         )
-        config = experiment.TrainConfig(
+        config = TrainConfig(
             data_dir=data_dir,
             n=1,
             epochs=2,
@@ -32,7 +35,7 @@ class ClassificationRunTest(tf.test.TestCase):
         )
         lines = []
         with mock.patch.dict(os.environ, {"RESNET_KERAS_CACHE": f"{root}/cache"}):
-            model, metrics, history = classification.run_classification(config, log=lines.append)
+            model, metrics, history = task.run_classification(config, log=lines.append)
         # Chance is 1/3: the run learned.
         self.assertGreaterEqual(metrics["test_accuracy"], 0.9)
         self.assertEqual(metrics["epochs"], 2)
@@ -40,13 +43,13 @@ class ClassificationRunTest(tf.test.TestCase):
         self.assertEqual(metrics["best_val_accuracy"], max(history["val_accuracy"]))
         # The returned model is the one tested: its predictions give the metrics.
         probs = model.predict(xt, verbose=0)
-        want = evaluation.evaluate_predictions(probs, yt)
+        want = classifier_metrics.evaluate_predictions(probs, yt)
         self.assertAlmostEqual(metrics["test_accuracy"], want["accuracy"])
         self.assertAlmostEqual(metrics["test_loss"], want["loss"], places=5)
         self.assertEqual(metrics["params"], model.count_params())
         self.assertIn(f"test accuracy {metrics['test_accuracy']:.4f}", "\n".join(lines))
         # The run folder holds a finished run, and what its figures are drawn from.
-        history_, metrics_, flags, preds = runs.load_run(config.run_dir)
+        history_, metrics_, flags, preds = folders.load_run(config.run_dir)
         self.assertEqual((history_, metrics_), (history, json.loads(json.dumps(metrics))))
         self.assertEqual((flags["train_images"], flags["val_images"]), (90, 30))
         self.assertEqual(flags["class_names"], ["a", "b", "c"])

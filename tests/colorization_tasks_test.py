@@ -13,16 +13,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import colorization as col
-from resnet_keras import colorization_results
-from resnet_keras import colorization_tasks as tasks
-from resnet_keras import data, evaluation, files, pipeline, saving
+from resnet_keras import files
+from resnet_keras.colorization import color, models, probe, report, task
+from resnet_keras.colorization import metrics as colorizer_metrics
+from resnet_keras.colorization.config import ColorizeConfig
+from resnet_keras.data import cifar, pipeline
+from resnet_keras.run import saving
 from tests import fixtures
 
 
 class ConfigTest(tf.test.TestCase):
     def test_config_checks(self):
-        config = tasks.ColorizeConfig()
+        config = ColorizeConfig()
         config.validate()
         for change, message in [
             (dict(epochs=0), "--epochs must be at least 1"),
@@ -44,44 +46,42 @@ class RunOfTest(tf.test.TestCase):
         os.makedirs(os.path.join(out, "runs", "m"))
         with open(os.path.join(out, "runs", "m", "metrics.json"), "w") as f:
             json.dump({"epochs": 40, "best_epoch": 30, "train_time_s": 90, "hardware": "h"}, f)
-        run = colorization_results.run_of(os.path.join(out, "saved_models", "m.h5"))
+        run = report.run_of(os.path.join(out, "saved_models", "m.h5"))
         self.assertEqual((run["epochs"], run["best_epoch"], run["max_epochs"]), (40, 30, None))
         self.assertEqual(
-            colorization_results.run_line("m.h5", run),
+            report.run_line("m.h5", run),
             "- m.h5: 40 epochs (best validation MSE at epoch 30), 1.5 min of training, h",
         )
         # A copy elsewhere (say ./m.h5 beside runs/) is not the run's model.
-        self.assertIsNone(colorization_results.run_of(os.path.join(out, "m.h5")))
-        self.assertIsNone(colorization_results.run_of(os.path.join(out, "saved_models", "n.h5")))
+        self.assertIsNone(report.run_of(os.path.join(out, "m.h5")))
+        self.assertIsNone(report.run_of(os.path.join(out, "saved_models", "n.h5")))
         # A model in its own run folder: that run.
-        self.assertEqual(colorization_results.run_of(os.path.join(out, "runs", "m", "m.h5")), run)
+        self.assertEqual(report.run_of(os.path.join(out, "runs", "m", "m.h5")), run)
         # A shipped model: the record the repository ships, not a user's run of that name
         # (on a fresh clone, runs/ is empty and the record is all there is).
         shipped = os.path.join(out, "results", "runs", "m")
         os.makedirs(shipped)
         with open(os.path.join(shipped, "metrics.json"), "w") as f:
             json.dump({"epochs": 57, "hardware": "the shipped one's"}, f)
-        published = colorization_results.run_of(os.path.join(out, "saved_models", "m.h5"))
+        published = report.run_of(os.path.join(out, "saved_models", "m.h5"))
         self.assertEqual(published["epochs"], 57)
         # A published model: the run published.json names.
         files.write_json(
             os.path.join(out, "published.json"),
             {"saved_models/m.h5": {"owner": "runs/m", "source": "runs/m/m.h5"}},
         )
-        self.assertEqual(
-            colorization_results.run_of(os.path.join(out, "saved_models", "m.h5")), run
-        )
+        self.assertEqual(report.run_of(os.path.join(out, "saved_models", "m.h5")), run)
 
 
 class ExampleIndicesTest(tf.test.TestCase):
     def test_one_image_of_each_of_eight_classes_spread_over_all(self):
         labels = np.repeat(np.arange(10), 5)[::-1].copy()  # sorted by class, backwards
-        idx = tasks.example_indices(labels)
+        idx = task.example_indices(labels)
         self.assertAllEqual(labels[idx], [0, 1, 3, 4, 5, 6, 8, 9])
         self.assertAllEqual(idx, [45, 40, 30, 25, 20, 15, 5, 0])  # each class's first image
 
     def test_fewer_classes_than_examples_fill_up_in_order(self):
-        self.assertAllEqual(tasks.example_indices(np.array([0, 0, 1, 1, 1])), [0, 2, 1, 3, 4])
+        self.assertAllEqual(task.example_indices(np.array([0, 0, 1, 1, 1])), [0, 2, 1, 3, 4])
 
 
 class LinearProbeTest(tf.test.TestCase):
@@ -93,7 +93,7 @@ class LinearProbeTest(tf.test.TestCase):
 
         model = fixtures.small_colorizer("unet", "lab")
         before = [w.copy() for w in model.get_weights()]
-        result = evaluation.linear_probe(
+        result = probe.linear_probe(
             model, "lab", split(20, 0), split(10, 100), 10, epochs=20, batch_size=16, lr=1e-2
         )
         self.assertEqual(result["feature_dim"], model.get_layer("bottleneck").output.shape[-1])
@@ -113,18 +113,16 @@ class _ResultsTable:
     def setUpClass(cls):
         super().setUpClass()
         keras.utils.set_random_seed(0)
-        model = col.build_colorizer("unet", color_space="lab")
+        model = models.build_colorizer("unet", color_space="lab")
         folder = fixtures.class_tempdir(cls)
         cls.model_path = saving.save_model(model, os.path.join(folder, "colorizer_unet_lab.h5"))
 
     def config(self):
-        return tasks.ColorizeConfig(
-            data_dir=self.data_dir, train_limit=200, test_limit=100, val_size=0
-        )
+        return ColorizeConfig(data_dir=self.data_dir, train_limit=200, test_limit=100, val_size=0)
 
     def split(self, name, n):
         """The first `n` class-balanced images of a split, as the runs choose them."""
-        train, test = data.load_cifar("cifar10", self.data_dir)
+        train, test = cifar.load_cifar("cifar10", self.data_dir)
         return pipeline.limit(*(train if name == "train" else test), n, seed=0)
 
     def test_eval_beside_the_gray_baseline_keeps_other_rows(self):
@@ -140,20 +138,20 @@ class _ResultsTable:
         }
         with open(os.path.join(results, "colorization.json"), "w") as f:
             json.dump({"colorizers": {"older.h5": other}}, f)
-        row = tasks.evaluate_file(self.model_path, self.config(), results, log=lambda s: None)
+        row = task.evaluate_file(self.model_path, self.config(), results, log=lambda s: None)
         # The scores of the 100 test images, computed here from the model's output.
         xt, _ = self.split("test", 100)
         truth = xt.astype("float32") / 255.0
-        gray = col.to_gray(truth, "lab") * 255.0
+        gray = color.to_gray(truth, "lab") * 255.0
         model = keras.models.load_model(self.model_path, compile=False)
-        rgb = col.to_rgb(model.predict(gray, verbose=0), gray, "lab").numpy()
+        rgb = color.to_rgb(model.predict(gray, verbose=0), gray, "lab").numpy()
         mse = np.mean(np.square(rgb - truth), axis=(1, 2, 3))
         self.assertAllClose(row["mse"], np.mean(mse), rtol=1e-4)
         self.assertAllClose(row["psnr"], np.mean(10 * np.log10(1 / mse)), rtol=1e-4)
         capped = np.minimum(10 * np.log10(1 / mse), 20 * np.log10(255))
         self.assertAllClose(row["psnr_capped"], np.mean(capped), rtol=1e-4)
         self.assertAllClose(row["psnr_of_mean_mse"], 10 * np.log10(1 / np.mean(mse)), rtol=1e-4)
-        ssim = evaluation.image_metrics(rgb, truth)["ssim"]
+        ssim = colorizer_metrics.image_metrics(rgb, truth)["ssim"]
         self.assertAllClose(row["ssim"], np.mean(ssim), rtol=1e-4)
         self.assertEqual((row["test_images"], row["image_size"]), (100, 32))
         with open(os.path.join(results, "colorization.json")) as f:
@@ -181,7 +179,7 @@ class _ResultsTable:
         self.assertAllClose(everything["gray_psnr"], baseline["psnr_capped"], rtol=1e-4)
         self.assertAllClose(everything["above_gray"], np.mean(psnr > gray_psnr))
         self.assertEqual([g["images"] for g in groups], [25] * 4)
-        chroma = evaluation.colorfulness(xt)
+        chroma = colorizer_metrics.colorfulness(xt)
         least = np.argsort(chroma, kind="stable")[:25]
         self.assertAllClose(groups[0]["chroma"], [chroma[least].min(), chroma[least].max()])
         self.assertAllClose(groups[0]["median_psnr"], np.median(psnr[least]), rtol=1e-4)
@@ -198,20 +196,18 @@ class _ResultsTable:
         with open(path, "w") as f:
             f.write("{ half a table")
         with self.assertRaisesRegex(ValueError, "colorization.json: not a results table"):
-            tasks.evaluate_file(self.model_path, self.config(), results, log=lambda s: None)
+            task.evaluate_file(self.model_path, self.config(), results, log=lambda s: None)
         with open(path) as f:
             self.assertEqual(f.read(), "{ half a table")
         self.assertEqual(os.listdir(results), ["colorization.json"])
 
     def test_probe_row_is_the_probe_of_the_configs_splits(self):
         results = self.create_tempdir().full_path
-        row = tasks.probe_file(
-            self.model_path, self.config(), results, epochs=2, log=lambda s: None
-        )
+        row = task.probe_file(self.model_path, self.config(), results, epochs=2, log=lambda s: None)
         self.assertEqual((row["feature_dim"], row["classes"], row["train_images"]), (128, 10, 200))
         # The same probe on the 200 training and 100 test images chosen here.
         model = keras.models.load_model(self.model_path, compile=False)
-        want = evaluation.linear_probe(
+        want = probe.linear_probe(
             model, "lab", self.split("train", 200), self.split("test", 100), 10, epochs=2
         )
         for k in ("trained_accuracy", "random_accuracy"):

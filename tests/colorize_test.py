@@ -10,7 +10,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from resnet_keras import colorization_tasks, models, saving
+from resnet_keras.classification import models
+from resnet_keras.colorization import task
+from resnet_keras.run import saving
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
 
@@ -107,7 +109,7 @@ class TooLargeTest(tf.test.TestCase):
         # Pillow refuses to open pictures of over twice its limit (179 megapixels).
         with mock.patch.object(Image, "MAX_IMAGE_PIXELS", 100):
             with self.assertRaisesRegex(ValueError, "p.png: Image size .* shrink it first"):
-                colorization_tasks.check_pictures([picture], [], overwrite=False)
+                task.check_pictures([picture], [], overwrite=False)
 
 
 class _Train:

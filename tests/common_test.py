@@ -11,8 +11,9 @@ import keras
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import classification, files
-from scripts import common
+from resnet_keras import files
+from resnet_keras.classification import task
+from scripts import _flags
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
 
@@ -48,8 +49,8 @@ def configs_of(module, *args):
         raise _Stop
 
     with (
-        unittest.mock.patch.object(classification, "run_classification", run_classification),
-        unittest.mock.patch.object(classification, "train_study", train_study),
+        unittest.mock.patch.object(task, "run_classification", run_classification),
+        unittest.mock.patch.object(task, "train_study", train_study),
         unittest.mock.patch.object(files, "check_writable", lambda *_: None),
     ):
         try:
@@ -86,7 +87,7 @@ class HelpTest(tf.test.TestCase):
     def test_each_script_lists_exactly_the_flags_it_takes(self):
         for script, own in OWN.items():
             listed = re.findall(r"^  --(?:\[no\])?(\w+)", help_of(script), re.M)
-            self.assertCountEqual(listed, common.USES[script] + own, script)
+            self.assertCountEqual(listed, _flags.USES[script] + own, script)
 
     def test_defaults_are_the_scripts_own(self):
         q1, q2, q3 = help_of("question1"), help_of("question2"), help_of("question3")

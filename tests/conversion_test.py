@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import conversion, presets, torch_checkpoint
-from resnet_keras.data import CIFAR10_CLASSES
+from resnet_keras.classification import conversion, pretrained, torch_checkpoint
+from resnet_keras.data.cifar import CIFAR10_CLASSES
 from tests import fixtures
 from tests.fixtures import run_in_process
 
@@ -44,7 +44,7 @@ TOLERANCE = 1e-5
 
 
 def checkpoint(depth):
-    return presets.PRESETS[f"resnet{depth}_cifar10"].checkpoint
+    return pretrained.PRESETS[f"resnet{depth}_cifar10"].checkpoint
 
 
 def legacy_file(obj, storages=()):
@@ -126,7 +126,7 @@ class ConversionTest(tf.test.TestCase, parameterized.TestCase):
         cls.ref = np.load(os.path.join(REFERENCE, "reference_outputs_100.npz"))
 
     def shipped(self, depth):
-        return keras.models.load_model(presets.path(f"resnet{depth}_cifar10"), compile=False)
+        return keras.models.load_model(pretrained.path(f"resnet{depth}_cifar10"), compile=False)
 
     @parameterized.parameters(*DEPTHS)
     def test_reproduces_pytorch_on_100_images(self, depth):
@@ -176,7 +176,7 @@ class ConversionTest(tf.test.TestCase, parameterized.TestCase):
         npz = os.path.join(REFERENCE, "reference_outputs_100.npz")
         folder = self.create_tempdir().full_path
         r = subprocess.run(
-            [sys.executable, "-c", code, npz, presets.WEIGHTS_DIR],
+            [sys.executable, "-c", code, npz, pretrained.WEIGHTS_DIR],
             cwd=folder,  # not the checkout: nothing of the project on sys.path
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             | {"TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -192,20 +192,20 @@ class ConversionTest(tf.test.TestCase, parameterized.TestCase):
             self.assertEqual(name, CIFAR10_CLASSES[self.ref[f"resnet{depth}_probs"][0].argmax()])
 
     def test_files_are_small_and_carry_their_provenance_and_notice(self):
-        with open(os.path.join(presets.WEIGHTS_DIR, "provenance.json")) as f:
+        with open(os.path.join(pretrained.WEIGHTS_DIR, "provenance.json")) as f:
             prov = json.load(f)
-        self.assertEqual(prov["source_commit"], presets.SOURCE_COMMIT)
+        self.assertEqual(prov["source_commit"], pretrained.SOURCE_COMMIT)
         self.assertLen(prov["files"], 4)
         for record in prov["files"]:
-            path = os.path.join(presets.WEIGHTS_DIR, record["file"])
+            path = os.path.join(pretrained.WEIGHTS_DIR, record["file"])
             self.assertEqual(conversion.sha256(path), record["sha256"], record["file"])
             self.assertLess(os.path.getsize(path), 4 * 2**20)
             source = os.path.join(REFERENCE, record["source"])
             self.assertEqual(conversion.sha256(source), record["source_sha256"])
-            preset = presets.PRESETS[record["file"].removesuffix(".h5")]
+            preset = pretrained.PRESETS[record["file"].removesuffix(".h5")]
             self.assertEqual(preset.sha256, record["source_sha256"])
             self.assertEqual(conversion.read_class_names(path), list(CIFAR10_CLASSES))
-        with open(os.path.join(presets.WEIGHTS_DIR, "LICENSE")) as a:
+        with open(os.path.join(pretrained.WEIGHTS_DIR, "LICENSE")) as a:
             with open(os.path.join(REFERENCE, "LICENSE")) as b:
                 self.assertEqual(a.read(), b.read())
 
@@ -234,12 +234,12 @@ class ConvertScriptTest(tf.test.TestCase):
         written = os.path.join(out, "resnet20_cifar10.h5")
         # Bit for bit the shipped file: same weights, same graph, same attributes.
         self.assertEqual(
-            conversion.sha256(written), conversion.sha256(presets.path("resnet20_cifar10"))
+            conversion.sha256(written), conversion.sha256(pretrained.path("resnet20_cifar10"))
         )
         with open(os.path.join(out, "provenance.json")) as f:
             prov = json.load(f)
         self.assertEqual(
-            prov["files"][0]["source_sha256"], presets.PRESETS["resnet20_cifar10"].sha256
+            prov["files"][0]["source_sha256"], pretrained.PRESETS["resnet20_cifar10"].sha256
         )
 
     def test_bad_input_is_one_line_and_writes_nothing(self):
@@ -256,7 +256,9 @@ class ConvertScriptTest(tf.test.TestCase):
             self.assertLen(r.stderr.strip().splitlines(), 1)
         self.assertEqual(glob.glob(os.path.join(out, "*.h5")), [])
         # No --output_dir: refused, rather than writing over the shipped weights.
-        before = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(presets.WEIGHTS_DIR, "*"))}
+        before = {
+            p: os.path.getmtime(p) for p in glob.glob(os.path.join(pretrained.WEIGHTS_DIR, "*"))
+        }
         r = run_in_process("scripts.convert", os.path.join(REFERENCE, checkpoint(20)))
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("give --output_dir", r.stderr)

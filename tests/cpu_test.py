@@ -6,6 +6,7 @@ switch before TensorFlow reads it, and `resnet_keras.cpu` imports no TensorFlow.
 """
 
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPUINFO = textwrap.dedent("""\
     processor\t: 0
     vendor_id\t: GenuineIntel
+    model name\t: Intel(R) Xeon(R) Platinum 8488C
     flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni amx_bf16 amx_tile
     vmx flags\t: vnmi preemption_timer
     bugs\t\t: spectre_v1
@@ -55,6 +57,12 @@ class FlagsTest(CpuinfoTestCase):
         self.assertEqual(cpu.cpu_flags(arm, environ={}), frozenset())
         self.assertFalse(cpu.native_bfloat16(frozenset()))
         self.assertEqual(cpu.reported_flags(frozenset()), "none")
+
+    def test_model_name_from_the_same_file(self):
+        # One reader of /proc/cpuinfo: the flags and the name the run records give.
+        self.assertEqual(cpu.cpu_model(self.write(CPUINFO)), "Intel(R) Xeon(R) Platinum 8488C")
+        missing = os.path.join(self.create_tempdir().full_path, "absent")
+        self.assertEqual(cpu.cpu_model(missing), platform.processor() or platform.machine())
 
     def test_the_variable_replaces_the_file(self):
         path = self.write(CPUINFO)

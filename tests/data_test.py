@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import data
 from resnet_keras.checks import DataError
+from resnet_keras.data import cifar
 from tests import fixtures
 from tests.fixtures import run_script
 
@@ -38,25 +38,25 @@ class DataTestCase(tf.test.TestCase):
 
     def assertDataError(self, regex, path, name="cifar10"):
         with self.assertRaisesRegex(DataError, regex):
-            data.load_cifar(name, path)
+            cifar.load_cifar(name, path)
 
 
 class LoadTest(DataTestCase, parameterized.TestCase):
     def test_cifar10_python_folder_loads_exactly(self):
         want = fixtures.write_cifar10_python(self.dir)
-        got = data.load_cifar("cifar10", os.path.join(self.dir, "cifar-10-batches-py"))
+        got = cifar.load_cifar("cifar10", os.path.join(self.dir, "cifar-10-batches-py"))
         self.assertSplitsEqual(got, want)
         self.assertEqual(got[0][0].shape, (100, 32, 32, 3))
         self.assertEqual(got[0][1].shape, (100, 1))
         # The parent folder works too, as after extracting the tarball.
-        self.assertSplitsEqual(data.load_cifar("cifar10", self.dir), want)
-        ds = data.load_dataset("cifar10", self.dir)
+        self.assertSplitsEqual(cifar.load_cifar("cifar10", self.dir), want)
+        ds = cifar.load_dataset("cifar10", self.dir)
         self.assertEqual(ds.class_names[0], "airplane")
 
     @parameterized.parameters(("fine", 100), ("coarse", 20))
     def test_cifar100_python_folder_fine_and_coarse(self, mode, classes):
         want = fixtures.write_cifar100_python(self.dir)[mode]
-        ds = data.load_dataset("cifar100", self.dir, label_mode=mode)
+        ds = cifar.load_dataset("cifar100", self.dir, label_mode=mode)
         self.assertSplitsEqual(((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)), want)
         self.assertEqual(ds.num_classes, classes)
         self.assertEqual(ds.class_names[3], f"{mode}3")
@@ -67,20 +67,20 @@ class LoadTest(DataTestCase, parameterized.TestCase):
             os.path.join(self.dir, "cifar-10-batches-py"),
             os.path.join(self.dir, "cifar-10-python.tar.gz"),
         )
-        self.assertSplitsEqual(data.load_cifar("cifar10", tar), want)
+        self.assertSplitsEqual(cifar.load_cifar("cifar10", tar), want)
         # Second load reuses the extracted copy.
-        self.assertSplitsEqual(data.load_cifar("cifar10", tar), want)
+        self.assertSplitsEqual(cifar.load_cifar("cifar10", tar), want)
         want100 = fixtures.write_cifar100_python(os.path.join(self.dir, "c100"))["fine"]
         tar100 = fixtures.make_tarball(
             os.path.join(self.dir, "c100", "cifar-100-python"),
             os.path.join(self.dir, "cifar-100-python.tar.gz"),
         )
-        self.assertSplitsEqual(data.load_cifar("cifar100", tar100), want100)
+        self.assertSplitsEqual(cifar.load_cifar("cifar100", tar100), want100)
 
     def test_keras_download_failure_is_one_clear_error(self):
         with mock.patch("keras.datasets.cifar10.load_data", side_effect=OSError("no network")):
             with self.assertRaisesRegex(DataError, "could not download cifar10") as e:
-                data.load_cifar("cifar10")
+                cifar.load_cifar("cifar10")
         # Said to a library user as well as to a script's: the argument first.
         self.assertIn("give data_dir (the scripts' --data_dir)", str(e.exception))
         self.assertNotIn("pass --data_dir", str(e.exception))
@@ -93,7 +93,7 @@ class LoadTest(DataTestCase, parameterized.TestCase):
                 d = pickle.load(f, encoding="bytes")
             with open(os.path.join(folder, name), "wb") as f:
                 pickle.dump(d | {b"empty": b""}, f, protocol=2)
-        self.assertSplitsEqual(data.load_cifar("cifar10", self.dir), want)
+        self.assertSplitsEqual(cifar.load_cifar("cifar10", self.dir), want)
 
     def test_two_processes_extracting_one_new_tarball_both_load_it(self):
         want = fixtures.write_cifar10_python(self.dir)
@@ -113,7 +113,7 @@ class LoadTest(DataTestCase, parameterized.TestCase):
 
         def load():
             try:
-                got.append(data.load_cifar("cifar10", tar))
+                got.append(cifar.load_cifar("cifar10", tar))
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
@@ -135,7 +135,7 @@ class LoadTest(DataTestCase, parameterized.TestCase):
             (fixtures.random_images(2), np.ones((2, 1), "uint8")),
         )
         with mock.patch("keras.datasets.cifar10.load_data", return_value=fake) as load:
-            ds = data.load_dataset("cifar10")
+            ds = cifar.load_dataset("cifar10")
         load.assert_called_once()
         self.assertEqual(ds.x_train.shape, (4, 32, 32, 3))
         self.assertEqual(ds.source, "keras.datasets")
@@ -159,9 +159,9 @@ class BadDataTest(DataTestCase):
         with self.assertRaisesRegex(
             ValueError, "Unknown dataset 'mnist'; expected one of cifar10, cifar100"
         ):
-            data.load_cifar("mnist")
+            cifar.load_cifar("mnist")
         with self.assertRaisesRegex(ValueError, "Unknown label_mode"):
-            data.load_cifar("cifar100", label_mode="medium")
+            cifar.load_cifar("cifar100", label_mode="medium")
 
 
 class _Evil:
@@ -189,7 +189,7 @@ class UntrustedDataTest(DataTestCase):
         with self.assertRaisesRegex(
             DataError, r"data_batch_2: refused or unreadable pickle .*(posix|os)\.system"
         ):
-            data.load_cifar("cifar10", self.dir)
+            cifar.load_cifar("cifar10", self.dir)
         self.assertFalse(os.path.exists(self.marker))
         # Through the script: one line, exit 2, still nothing run.
         r = run_script("scripts.question1", f"--data_dir={self.dir}", f"--output_dir={self.dir}/o")
@@ -203,7 +203,7 @@ class UntrustedDataTest(DataTestCase):
         with open(os.path.join(self.dir, "cifar-100-python", "meta"), "wb") as f:
             pickle.dump({b"fine_label_names": _Evil(self.marker)}, f, protocol=4)
         with self.assertRaisesRegex(DataError, "meta: refused"):
-            data.load_cifar("cifar100", self.dir)
+            cifar.load_cifar("cifar100", self.dir)
         self.assertFalse(os.path.exists(self.marker))
 
     def _tar_with(self, name, **kind):
@@ -229,7 +229,7 @@ class UntrustedDataTest(DataTestCase):
         for name, kind, reason in cases:
             tar = self._tar_with(name, **kind)
             with self.assertRaisesRegex(DataError, f"hostile.tar.gz: refused member .*{reason}"):
-                data.load_cifar("cifar10", tar)
+                cifar.load_cifar("cifar10", tar)
             self.assertFalse(os.path.exists(outside), name)
             shutil.rmtree(os.path.join(self.dir, "cache"), ignore_errors=True)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "..", "escaped.txt")))
@@ -239,7 +239,7 @@ class UntrustedDataTest(DataTestCase):
         tar = fixtures.make_tarball(
             os.path.join(self.dir, "cifar-10-batches-py"), os.path.join(self.dir, "c.tar.gz")
         )
-        (gx, gy), (gxt, gyt) = data.load_cifar("cifar10", tar)
+        (gx, gy), (gxt, gyt) = cifar.load_cifar("cifar10", tar)
         self.assertAllEqual(gx, x)
         self.assertAllEqual(gyt, yt)
 

@@ -14,7 +14,9 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import cpu, distribute, training
+from resnet_keras import cpu
+from resnet_keras.configs import presets
+from resnet_keras.run import distribute
 from tests import fixtures
 from tests.fixtures import ROOT, popen_script, run_script
 
@@ -74,7 +76,7 @@ class PolicyTest(tf.test.TestCase):
     def test_fast_preset_never_runs_bfloat16_without_native_support(self):
         with devices([]), cpu_with(AVX2):
             self.assertEqual(
-                distribute.precision_policy(training.FAST_PRESET["mixed_precision"]), "float32"
+                distribute.precision_policy(presets.FAST["mixed_precision"]), "float32"
             )
 
     def test_flags_from_a_cpuinfo_file(self):
@@ -124,7 +126,10 @@ GPU_DEFAULTS = textwrap.dedent("""
     import numpy as np, tensorflow as tf, keras
     cpu0 = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu0, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from resnet_keras import classification, distribute, experiment, keras_private, models, saving, speedups
+    from resnet_keras import keras_private
+    from resnet_keras.classification import task
+    from resnet_keras.classification.config import TrainConfig
+    from resnet_keras.run import distribute, lifecycle, saving, speedups
     name, out = sys.argv[1], sys.argv[2]
     strategy = distribute.make_strategy(name)  # the real device list: CPUs
     replicas = strategy.num_replicas_in_sync
@@ -133,15 +138,15 @@ GPU_DEFAULTS = textwrap.dedent("""
     x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
     y = (np.arange(16) % 10).reshape(-1, 1)
     # jit_compile and mixed_precision left None: the defaults.
-    config = experiment.TrainConfig(n=1, opt="sgd", lr=0.05, batch_size=8)
+    config = TrainConfig(n=1, opt="sgd", lr=0.05, batch_size=8)
     listed = lambda kind=None: gpu if kind == "GPU" else real(kind)
     with unittest.mock.patch.object(tf.config, "list_physical_devices", side_effect=listed):
         policy = distribute.precision_policy(config.mixed_precision)
         xla = distribute.use_xla(config.jit_compile)
-        with experiment.model_scope(config, strategy):
+        with lifecycle.model_scope(config, strategy):
             keras.utils.set_random_seed(0)
-            model = classification.build_model(config, 10, x, sync_bn=replicas > 1)
-            classification.compile_for_run(model, config, len(x), top5=False)
+            model = task.build_model(config, 10, x, sync_bn=replicas > 1)
+            task.compile_for_run(model, config, len(x), top5=False)
     compiled_with_xla = model.jit_compile
     if replicas > 1:
         model.jit_compile = False  # not on logical CPUs under a strategy: see the test
@@ -251,7 +256,8 @@ MIRRORED = textwrap.dedent("""
     import numpy as np, tensorflow as tf, keras
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from resnet_keras import distribute, models, training
+    from resnet_keras.classification import models
+    from resnet_keras.run import distribute, optim
     x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
     y = np.arange(16) % 10
     out = {}
@@ -260,7 +266,7 @@ MIRRORED = textwrap.dedent("""
         with strategy.scope():
             keras.utils.set_random_seed(1)
             m = models.build_resnet(1, sync_bn=strategy.num_replicas_in_sync > 1)
-            training.compile_classifier(m, training.make_optimizer("sgd", 0.1))
+            optim.compile_classifier(m, optim.make_optimizer("sgd", 0.1))
         h = m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
         out[name] = {"replicas": strategy.num_replicas_in_sync, "loss": h.history["loss"][0],
                      "w": m.get_layer("stem_conv").kernel.numpy().ravel()[:50].tolist()}
@@ -357,7 +363,7 @@ class StrategyTest(tf.test.TestCase):
             )
 
     def test_chief_is_worker_0_without_a_chief_task(self):
-        from resnet_keras import distribute
+        from resnet_keras.run import distribute
 
         cases = [
             (None, True),

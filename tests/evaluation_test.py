@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import evaluation
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.colorization import metrics as colorizer_metrics
 from tests import fixtures
 
 
@@ -24,7 +25,7 @@ def _classifier(classes, input_shape=(4, 4, 3)):
 class ClassifierMetricsTest(tf.test.TestCase):
     def test_predictions_by_hand(self):
         probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
-        scores = evaluation.evaluate_predictions(probs, np.array([[0], [1], [1]]))
+        scores = classifier_metrics.evaluate_predictions(probs, np.array([[0], [1], [1]]))
         self.assertAllEqual(scores["y_pred"], [0, 2, 0])
         self.assertAlmostEqual(scores["accuracy"], 1 / 3)
         self.assertAlmostEqual(scores["loss"], -np.mean(np.log([0.7, 0.3, 0.4])))
@@ -32,13 +33,13 @@ class ClassifierMetricsTest(tf.test.TestCase):
 
     def test_confusion_matrix_and_per_class_accuracy(self):
         y_true, y_pred = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 0, 2, 2])
-        cm = evaluation.confusion_matrix(y_true, y_pred, 4)
+        cm = classifier_metrics.confusion_matrix(y_true, y_pred, 4)
         self.assertEqual(cm.dtype, np.int64)
         want = [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
         self.assertAllEqual(cm, want)
         # (N, 1) labels as the data sets give them count the same.
-        self.assertAllEqual(evaluation.confusion_matrix(y_true[:, None], y_pred, 4), want)
-        accuracy = evaluation.per_class_accuracy(y_true, y_pred, 4)
+        self.assertAllEqual(classifier_metrics.confusion_matrix(y_true[:, None], y_pred, 4), want)
+        accuracy = classifier_metrics.per_class_accuracy(y_true, y_pred, 4)
         self.assertAllClose(accuracy[:3], [0.5, 1.0, 2 / 3])
         self.assertTrue(np.isnan(accuracy[3]))  # no test image of class 3
 
@@ -46,11 +47,13 @@ class ClassifierMetricsTest(tf.test.TestCase):
         model = _classifier(12)
         x = np.random.default_rng(0).integers(0, 256, (20, 4, 4, 3)).astype("uint8")
         y = np.arange(20) % 12
-        scores, metrics = evaluation.test_classifier(model, x, y, tta=True, tta_shifts=True)
+        scores, metrics = classifier_metrics.test_classifier(model, x, y, tta=True, tta_shifts=True)
         probs = model.predict(x, verbose=0)
-        plain = evaluation.evaluate_predictions(probs, y)
+        plain = classifier_metrics.evaluate_predictions(probs, y)
         self.assertEqual(scores["accuracy"], plain["accuracy"])
-        flips = evaluation.evaluate_predictions(evaluation.predict_with_flips(model, x), y)
+        flips = classifier_metrics.evaluate_predictions(
+            classifier_metrics.predict_with_flips(model, x), y
+        )
         self.assertAllClose(metrics["test_loss_tta"], flips["loss"])
         self.assertEqual(
             sorted(metrics),
@@ -68,23 +71,23 @@ class ClassifierMetricsTest(tf.test.TestCase):
         # Cached features are no images: they have no mirror views.
         features = _classifier(3, (8,))
         f = np.random.default_rng(1).normal(size=(5, 8)).astype("float32")
-        _, metrics = evaluation.test_classifier(features, f, np.zeros(5), tta=True)
+        _, metrics = classifier_metrics.test_classifier(features, f, np.zeros(5), tta=True)
         self.assertEqual(sorted(metrics), ["test_accuracy", "test_loss"])
 
     def test_saved_predictions_keep_a_fixed_sample_of_the_wrong_ones(self):
         x = np.arange(10 * 2 * 2 * 3, dtype="uint8").reshape(10, 2, 2, 3)
         probs = np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]]
         y = np.array([0, 1, 2, 1, 2, 0, 1, 2, 0, 0])  # wrong: 3, 4, 5, 6, 7, 8
-        scores = evaluation.evaluate_predictions(probs, y)
+        scores = classifier_metrics.evaluate_predictions(probs, y)
         path = os.path.join(self.create_tempdir().full_path, "test_predictions.npz")
-        evaluation.save_test_predictions(path, scores, x, keep_wrong=4)
+        classifier_metrics.save_test_predictions(path, scores, x, keep_wrong=4)
         saved = np.load(path)
         self.assertAllEqual(saved["y_true"], y)
         self.assertLen(saved["wrong_index"], 4)
         self.assertContainsSubset(saved["wrong_index"].tolist(), [3, 4, 5, 6, 7, 8])
         self.assertAllEqual(saved["wrong_images"], x[saved["wrong_index"]])
         again = path.replace(".npz", "_again.npz")
-        evaluation.save_test_predictions(again, scores, x, keep_wrong=4)
+        classifier_metrics.save_test_predictions(again, scores, x, keep_wrong=4)
         self.assertAllEqual(np.load(again)["wrong_index"], saved["wrong_index"])
 
 
@@ -99,14 +102,14 @@ class EvaluationTest(tf.test.TestCase):
             ]
         )
         y = np.array([[0], [2], [0], [5]])
-        got = evaluation.evaluate_predictions(probs, y)
+        got = classifier_metrics.evaluate_predictions(probs, y)
         self.assertAllEqual(got["y_true"], [0, 2, 0, 5])
         self.assertAllEqual(got["y_pred"], [0, 1, 5, 5])
         self.assertEqual(got["accuracy"], 0.5)
         self.assertEqual(got["top5_accuracy"], 0.75)
         self.assertAllClose(got["loss"], -np.mean(np.log([0.7, 0.1, 0.01, 1.0])))
         self.assertAllClose(got["confidence"], [0.7, 0.6, 0.6, 1.0])
-        cm = evaluation.confusion_matrix(got["y_true"], got["y_pred"], 6)
+        cm = classifier_metrics.confusion_matrix(got["y_true"], got["y_pred"], 6)
         self.assertEqual(cm.shape, (6, 6))
         self.assertEqual((cm[0, 0], cm[2, 1], cm[0, 5], cm[5, 5], cm.sum()), (1, 1, 1, 1, 4))
 
@@ -117,7 +120,7 @@ class EvaluationTest(tf.test.TestCase):
         scores = {"y_true": y, "y_pred": pred, "confidence": np.full(100, 0.55), "probs": probs}
         images = fixtures.random_images(100, size=4)
         path = os.path.join(self.create_tempdir().full_path, "test_predictions.npz")
-        evaluation.save_test_predictions(path, scores, images, keep_wrong=8)
+        classifier_metrics.save_test_predictions(path, scores, images, keep_wrong=8)
         with np.load(path) as saved:
             wrong = saved["wrong_index"]
             self.assertLen(set(wrong), 8)
@@ -141,11 +144,11 @@ class FlipTtaTest(tf.test.TestCase):
         mirror = x[:, :, ::-1]
         plain, flipped = model.predict(x, verbose=0), model.predict(mirror, verbose=0)
         self.assertNotAllClose(plain, flipped)
-        tta = evaluation.predict_with_flips(model, x)
+        tta = classifier_metrics.predict_with_flips(model, x)
         self.assertAllClose(tta, (plain + flipped) / 2, atol=1e-6)
         # An image and its mirror get the same answer; given plain, the same again.
-        self.assertAllClose(evaluation.predict_with_flips(model, mirror), tta, atol=1e-6)
-        self.assertAllClose(evaluation.predict_with_flips(model, x, plain), tta, atol=1e-6)
+        self.assertAllClose(classifier_metrics.predict_with_flips(model, mirror), tta, atol=1e-6)
+        self.assertAllClose(classifier_metrics.predict_with_flips(model, x, plain), tta, atol=1e-6)
 
     def test_six_views_weighted_half_plain_pair_quarter_each_shift(self):
         model = self.model()
@@ -155,14 +158,14 @@ class FlipTtaTest(tf.test.TestCase):
         up_left, down_right = np.zeros_like(x), np.zeros_like(x)
         up_left[:, :-1, :-1] = x[:, 1:, 1:]
         down_right[:, 1:, 1:] = x[:, :-1, :-1]
-        pair = evaluation.predict_with_flips
+        pair = classifier_metrics.predict_with_flips
         want = pair(model, x) / 2 + (pair(model, up_left) + pair(model, down_right)) / 4
-        got = evaluation.predict_with_shifts(model, x)
+        got = classifier_metrics.predict_with_shifts(model, x)
         self.assertAllClose(got, want, atol=1e-6)
         self.assertNotAllClose(got, pair(model, x))
         self.assertAllClose(got.sum(axis=1), np.ones(6), atol=1e-6)
         self.assertAllClose(
-            evaluation.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6
+            classifier_metrics.predict_with_shifts(model, x, pair(model, x)), got, atol=1e-6
         )
 
 
@@ -174,10 +177,10 @@ class CappedPsnrTest(tf.test.TestCase):
         predicted = truth.copy()
         predicted[1] += 1e-8
         predicted[2] += 0.1  # an ordinary error: 20 dB, untouched by the cap
-        m = evaluation.image_metrics(predicted, truth)
+        m = colorizer_metrics.image_metrics(predicted, truth)
         self.assertTrue(np.isinf(m["psnr"][0]))
         self.assertAllClose(m["psnr_capped"], [48.1308, 48.1308, 20.0], atol=1e-3)
-        s = evaluation.summarize(m)
+        s = colorizer_metrics.summarize(m)
         self.assertAllClose(s["psnr_capped"], (2 * 48.1308 + 20) / 3, atol=1e-3)
         # The PSNR of the mean MSE: 10 log10(1 / (0.01 / 3)).
         self.assertAllClose(s["psnr_of_mean_mse"], 10 * np.log10(300), atol=1e-3)

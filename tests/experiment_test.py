@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import experiment
+from resnet_keras.classification.config import TrainConfig
 from tests import fixtures
 from tests.fixtures import run_script
 
@@ -54,10 +54,10 @@ class SeedTest(tf.test.TestCase):
     def test_a_seed_numpy_cannot_take_is_refused_by_flag_name_before_any_folder(self):
         out = os.path.join(self.create_tempdir().full_path, "out")
         for seed, message in ((-1, "--seed must be at least 0"), (2**32, "--seed must be at most")):
-            config = experiment.TrainConfig(seed=seed, output_dir=out)
+            config = TrainConfig(seed=seed, output_dir=out)
             with self.assertRaisesRegex(ValueError, message):
                 config.validate()
-        experiment.TrainConfig(seed=2**32 - 1).validate()
+        TrainConfig(seed=2**32 - 1).validate()
         self.assertFalse(os.path.exists(out))
 
 

@@ -16,7 +16,11 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import colorization, colorization_tasks, export, models, saving
+from resnet_keras import export
+from resnet_keras.classification import models as classification_models
+from resnet_keras.colorization import color, task
+from resnet_keras.colorization import models as colorization_models
+from resnet_keras.run import saving
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
 
@@ -29,15 +33,15 @@ def tiny_classifier(folder):
     keras.utils.set_random_seed(0)
     # Statistics not 0 and 1: a Normalization layer's are what tf2onnx mishandles.
     stats = dict(mean=[125.0, 122.0, 113.0], std=[63.0, 62.0, 66.0])
-    model = models.build_resnet(1, num_classes=3, shortcut="identity", **stats)
+    model = classification_models.build_resnet(1, num_classes=3, shortcut="identity", **stats)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return saving.save_model(model, os.path.join(folder, "tiny.h5"), NAMES)
 
 
 def tiny_colorizer(folder, space):
     keras.utils.set_random_seed(0)
-    model = colorization.build_unet((16, 16, 1), space, filters=(4, 8))
-    colorization_tasks.compile_colorizer(model, 1e-3)
+    model = colorization_models.build_unet((16, 16, 1), space, filters=(4, 8))
+    task.compile_colorizer(model, 1e-3)
     return saving.save_model(model, os.path.join(folder, f"colorizer_unet_{space}.h5"))
 
 
@@ -89,18 +93,18 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
             self.assertAllClose(floats["probabilities"], want, atol=1e-5)
         self.assertEqual(sorted(os.listdir(self.dir)), sorted(["tiny.h5", os.path.basename(out)]))
 
-    @parameterized.product(target=export.TARGETS, space=colorization.COLOR_SPACES)
+    @parameterized.product(target=export.TARGETS, space=color.COLOR_SPACES)
     def test_colorizer_serves_uint8_rgb_from_uint8_gray(self, target, space):
         self.skip_without_onnx(target)
         path = tiny_colorizer(self.dir, space)
         out, served, _ = export.export(path, target, os.path.join(self.dir, f"c.{target}"))
         self.assertEqual(served.kind, f"{space} colorizer")
         self.assertEqual(input_dtype(target, out), "uint8")
-        gray = colorization.training_pair(fixtures.random_images(3, size=16), space)[0]
+        gray = color.training_pair(fixtures.random_images(3, size=16), space)[0]
         gray = np.round(gray.numpy()).astype("uint8")
         model = keras.models.load_model(path)
         # What the project's own `colorize apply` shows: Lab -> RGB by the library.
-        rgb = colorization.to_rgb(model.predict(gray.astype("float32"), verbose=0), gray, space)
+        rgb = color.to_rgb(model.predict(gray.astype("float32"), verbose=0), gray, space)
         got = export.RUNNERS[target](out, gray)
         self.assertEqual((got["rgb"].dtype, got["rgb"].shape), (np.uint8, (3, 16, 16, 3)))
         self.assertAllClose(got["rgb_float"], rgb, atol=1e-5)

@@ -12,28 +12,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import experiment, files, fitting, models, runs, training
+from resnet_keras import files
+from resnet_keras.classification import models
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import fit, folders, optim
 from tests import fixtures
 from tests.fixtures import csv_epochs, popen_script, run_script, tree_hashes
 
 
 class ResumeTest(tf.test.TestCase):
     def test_a_first_backup_cut_off_mid_write_is_discarded_not_loaded(self):
-        config = experiment.TrainConfig(output_dir=self.create_tempdir().full_path, run_name="r")
+        config = TrainConfig(output_dir=self.create_tempdir().full_path, run_name="r")
         run = config.run_dir
         os.makedirs(os.path.join(run, "backup"))
         with open(os.path.join(run, "backup", "latest.weights.h5"), "w") as f:
             f.write("half an HDF5 file")  # no training_metadata.json: no epoch finished
         model = models.build_resnet(1)
-        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
-        callbacks = fitting.callbacks_for_run(run, 8, has_validation=False)
+        optim.compile_classifier(model, optim.make_optimizer("sgd", 0.1))
+        callbacks = fit.callbacks_for_run(run, 8, has_validation=False)
         self.assertFalse(os.path.exists(os.path.join(run, "backup")))
         x, y = fixtures.random_images(8), np.arange(8)
         model.fit(x, y, batch_size=8, epochs=1, callbacks=callbacks, verbose=0)
         # The resume state outlives the last epoch (a kill before the test
         # resumes there) and goes only when the run is finished.
-        self.assertEqual(fitting.resume_epoch(run), 1)
-        runs.clear_backup(run)
+        self.assertEqual(fit.resume_epoch(run), 1)
+        folders.clear_backup(run)
         self.assertFalse(os.path.exists(os.path.join(run, "backup")))
 
 
@@ -43,14 +46,12 @@ class FilesTest(tf.test.TestCase):
         path = os.path.join(d, "log.csv")
         with open(path, "w") as f:
             f.write("epoch,accuracy,loss\n0,0.5,1.5\n1,0.6,1.2\n")
-        self.assertEqual(
-            fitting.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]}
-        )
+        self.assertEqual(fit.read_csv_history(path), {"accuracy": [0.5, 0.6], "loss": [1.5, 1.2]})
         # A run without validation: CSVLogger writes NA in every val_ column.
         na = os.path.join(self.create_tempdir().full_path, "log.csv")
         with open(na, "w") as f:
             f.write("epoch,accuracy,val_accuracy\n0,0.5,NA\n1,0.6,NA\n")
-        self.assertEqual(fitting.read_csv_history(na), {"accuracy": [0.5, 0.6]})
+        self.assertEqual(fit.read_csv_history(na), {"accuracy": [0.5, 0.6]})
         files.write_json(os.path.join(d, "h.json"), {"a": np.float32(1.5), "b": np.arange(2)})
         self.assertEqual(sorted(os.listdir(d)), ["h.json", "log.csv"])
         with open(os.path.join(d, "h.json")) as f:
@@ -163,11 +164,11 @@ class FitWithResumeTest(tf.test.TestCase):
     def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print, verbose=0, **stop):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-        training.compile_classifier(model, training.make_optimizer("sgd", lr))
+        optim.compile_classifier(model, optim.make_optimizer("sgd", lr))
         rng = np.random.default_rng(0)
         x, y = rng.normal(size=(16, 4)).astype("float32"), np.arange(16) % 3
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-        history, seconds = fitting.fit_with_resume(
+        history, seconds = fit.fit_with_resume(
             model,
             data,
             data.take(1) if val else None,
@@ -190,8 +191,8 @@ class FitWithResumeTest(tf.test.TestCase):
         best.load_weights(os.path.join(run, "best.weights.h5"))
         for got, want in zip(model.get_weights(), best.get_weights()):
             self.assertAllEqual(got, want)
-        # The resume state stays until the run is finished (outputs.finish).
-        self.assertEqual(fitting.resume_epoch(run), 3)
+        # The resume state stays until the run is finished (publish.finish).
+        self.assertEqual(fit.resume_epoch(run), 3)
 
     def test_an_unreadable_best_weights_file_leaves_the_last_weights(self):
         lines = []
@@ -226,7 +227,7 @@ class FitWithResumeTest(tf.test.TestCase):
         self.assertLen(history["loss"], 3)
         self.assertEqual(os.path.getmtime(best), before)
         want = keras.models.clone_model(model)
-        want.compile(optimizer=training.make_optimizer("sgd", 0.0), loss="mse")
+        want.compile(optimizer=optim.make_optimizer("sgd", 0.0), loss="mse")
         want.optimizer.build(want.trainable_variables)
         want.load_weights(best)
         self.assertEqual(int(model.optimizer.iterations), 2)  # the best epoch's, of batch 8
@@ -243,7 +244,7 @@ class FitWithResumeTest(tf.test.TestCase):
 
         for suffix in ("", ".bkp"):  # an HDF5 file, but no weights in it
             h5py.File(os.path.join(run, "backup", "latest.weights.h5" + suffix), "w").close()
-        fitting.check_resume_state(run)  # readable files: only loading them tells
+        fit.check_resume_state(run)  # readable files: only loading them tells
         with self.assertRaisesRegex(
             ValueError,
             r"backup/latest.weights.h5: the resume weights .* start the run over with --retrain",
@@ -255,9 +256,9 @@ class FitWithResumeTest(tf.test.TestCase):
             def isatty(self):
                 return True
 
-        self.assertEqual(fitting.progress_verbosity(1, io.StringIO()), 2)
-        self.assertEqual(fitting.progress_verbosity(1, Terminal()), 1)
-        self.assertEqual(fitting.progress_verbosity(0, io.StringIO()), 0)
+        self.assertEqual(fit.progress_verbosity(1, io.StringIO()), 2)
+        self.assertEqual(fit.progress_verbosity(1, Terminal()), 1)
+        self.assertEqual(fit.progress_verbosity(0, io.StringIO()), 0)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             self.fit(self.create_tempdir().full_path, epochs=1, verbose=1)
@@ -278,7 +279,7 @@ class FitWithResumeTest(tf.test.TestCase):
             ([1, 2, 3, 0.5, 2], "min", 2, 0, False),
             ([float("nan")] * 4, "min", 2, 0, False),  # no best at all: run on
         ]:
-            self.assertEqual(fitting.plateaued(values, mode, patience, min_epochs), want, values)
+            self.assertEqual(fit.plateaued(values, mode, patience, min_epochs), want, values)
 
     def test_a_stopped_run_without_its_best_weights_is_refused_not_tested_untrained(self):
         run = self.create_tempdir().full_path

@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import app, flags
 from absl.testing import flagsaver
 
-from resnet_keras.data import CIFAR10_CLASSES
+from resnet_keras.data.cifar import CIFAR10_CLASSES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -210,10 +210,10 @@ def small_colorizer(kind="unet", space="lab", size=16):
     """A colorizer of the project at a tenth of the default width, seeded."""
     import keras
 
-    from resnet_keras import colorization
+    from resnet_keras.colorization import models
 
     keras.utils.set_random_seed(0)
-    return colorization.build_colorizer(kind, (size, size, 1), space, filters=(4, 8))
+    return models.build_colorizer(kind, (size, size, 1), space, filters=(4, 8))
 
 
 def class_tempdir(cls):

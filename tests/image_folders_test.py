@@ -1,4 +1,4 @@
-"""Image folders (resnet_keras/image_folders.py), read through `data.load_dataset`
+"""Image folders (resnet_keras/data/image_folders.py), read through `cifar.load_dataset`
 as every script reads them: class order, resizing, the decode cache, and the
 files a user's folder may hold (broken, 16-bit, names that are not UTF-8)."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageFile
 
-from resnet_keras import data, image_folders
+from resnet_keras.data import cifar, image_folders
 from tests import fixtures
 from tests.data_test import DataTestCase
 
@@ -19,17 +19,17 @@ class ImageFolderLoadTest(DataTestCase):
     def test_image_folder_loads_in_sorted_class_order(self):
         root = os.path.join(self.dir, "imgs")
         want = fixtures.write_image_folder(root)
-        ds = data.load_dataset("cifar10", root)
+        ds = cifar.load_dataset("cifar10", root)
         self.assertSplitsEqual(((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)), want)
         self.assertEqual(ds.class_names, ("bird", "cat", "dog"))
-        cached = data.load_dataset("cifar10", root)  # from the decode cache
+        cached = cifar.load_dataset("cifar10", root)  # from the decode cache
         self.assertIn("cached", cached.source)
         self.assertAllEqual(cached.x_train, ds.x_train)
 
     def test_image_folder_resizes_other_sizes_and_says_so(self):
         root = os.path.join(self.dir, "imgs")
         fixtures.write_image_folder(root, size=40)
-        ds = data.load_dataset("cifar10", root)
+        ds = cifar.load_dataset("cifar10", root)
         self.assertEqual(ds.x_train.shape[1:], (32, 32, 3))
         self.assertIn("resized 18 images to 32x32", ds.notes)
 
@@ -43,7 +43,7 @@ class BadImageFolderTest(DataTestCase):
     def assertRefusedThenSkipped(self, root, regex, note):
         """Refused naming the file; left out with --skip_bad_images, with `note` logged."""
         self.assertDataError(regex, root)
-        ds = data.load_dataset("cifar10", root, skip_bad_images=True)
+        ds = cifar.load_dataset("cifar10", root, skip_bad_images=True)
         self.assertEqual(len(ds.x_train), 12)
         self.assertIn(note, ds.notes)
 
@@ -66,7 +66,7 @@ class BadImageFolderTest(DataTestCase):
         with open(bad, "w") as f:
             f.write("this is text, not a JPEG")
         self.assertDataError("broken.jpg: unreadable image", root)
-        ds = data.load_dataset("cifar10", root, skip_bad_images=True)
+        ds = cifar.load_dataset("cifar10", root, skip_bad_images=True)
         self.assertEqual(len(ds.x_train), 12)
         self.assertIn("skipped 1 unreadable images (--skip_bad_images)", ds.notes)
 
@@ -76,7 +76,7 @@ class BadImageFolderTest(DataTestCase):
         want = fixtures.write_image_folder(root)
         with open(os.path.join(root, "train", "cat", "._0000.png"), "wb") as f:
             f.write(b"\x00\x05\x16\x07 Mac OS X resource fork")
-        ds = data.load_dataset("cifar10", root)
+        ds = cifar.load_dataset("cifar10", root)
         self.assertSplitsEqual(((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)), want)
 
     def test_links_to_nothing_are_named_and_skippable(self):
@@ -105,7 +105,7 @@ class BadImageFolderTest(DataTestCase):
             mock.patch.object(ImageFile.ImageFile, "load", recorded_load),
         ):
             self.assertDataError(r"big.png: 40x30 pixels, more than the 0.0 megapixels", root)
-            ds = data.load_dataset("cifar10", root, skip_bad_images=True)
+            ds = cifar.load_dataset("cifar10", root, skip_bad_images=True)
         self.assertIn("0000.png", decoded)
         self.assertNotIn("big.png", decoded)
         self.assertEqual(len(ds.x_train), 12)
@@ -118,7 +118,7 @@ class BadImageFolderTest(DataTestCase):
         rgb = np.stack([gray, gray // 2, gray // 4], axis=-1)
         fixtures.write_png16(os.path.join(root, "train", "cat", "x_gray16.png"), gray)
         fixtures.write_png16(os.path.join(root, "train", "cat", "y_rgb48.png"), rgb)
-        ds = data.load_dataset("cifar10", root)
+        ds = cifar.load_dataset("cifar10", root)
         cat = list(ds.class_names).index("cat")
         # The two files sort after the fixture's 0000..0003.png in the cat class.
         first = int(np.flatnonzero(ds.y_train[:, 0] == cat)[0]) + 4

@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from resnet_keras import keras_private, saving
+from resnet_keras import keras_private
+from resnet_keras.run import saving
 
 
 def small_model():

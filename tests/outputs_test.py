@@ -18,8 +18,10 @@ from unittest import mock
 
 import tensorflow as tf
 
-from resnet_keras import colorization_results, files, models, outputs, results, runs, saving
-from resnet_keras import training
+from resnet_keras import files
+from resnet_keras.classification import models
+from resnet_keras.colorization import report
+from resnet_keras.run import folders, optim, publish, saving, tables
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script
 
@@ -66,43 +68,43 @@ class PublishTest(tf.test.TestCase):
         self.map = {"saved_models/m.h5": os.path.join(self.run, "m.h5")}
 
     def test_publish_records_the_source_and_refuses_another_runs_file(self):
-        outputs.publish(self.out, self.map, "runs/a", log=lambda _: None)
+        publish.publish(self.out, self.map, "runs/a", log=lambda _: None)
         with open(os.path.join(self.out, "saved_models", "m.h5")) as f:
             self.assertEqual(f.read(), "weights")
-        entry = outputs.read_record(self.out)["saved_models/m.h5"]
+        entry = publish.read_record(self.out)["saved_models/m.h5"]
         self.assertEqual((entry["owner"], entry["source"]), ("runs/a", "runs/a/m.h5"))
-        self.assertEqual(entry["sha256"], outputs.sha256(os.path.join(self.run, "m.h5")))
+        self.assertEqual(entry["sha256"], publish.sha256(os.path.join(self.run, "m.h5")))
         self.assertEqual(entry["settings"], {"epochs": 2})
         # A look-alike run name: another run's file is not replaced unasked.
         other = _finished(os.path.join(self.out, "runs", "b"), text="other weights")
         b = {"saved_models/m.h5": os.path.join(other, "m.h5")}
         with self.assertRaisesRegex(ValueError, r"m.h5: not replaced \(runs/a published it\); "):
-            outputs.publish(self.out, b, "runs/b")
+            publish.publish(self.out, b, "runs/b")
         with self.assertRaisesRegex(ValueError, "runs/a published it"):  # before any training
-            outputs.check_publish(self.out, b, "runs/b", early=True)
-        outputs.publish(self.out, b, "runs/b", replace=["saved_models/m.h5"], log=lambda _: None)
-        self.assertEqual(outputs.read_record(self.out)["saved_models/m.h5"]["owner"], "runs/b")
+            publish.check_publish(self.out, b, "runs/b", early=True)
+        publish.publish(self.out, b, "runs/b", replace=["saved_models/m.h5"], log=lambda _: None)
+        self.assertEqual(publish.read_record(self.out)["saved_models/m.h5"]["owner"], "runs/b")
         # The run that published a file may publish it again (a --retrain run).
         files.write_text(os.path.join(other, "m.h5"), "retrained")
-        self.assertLen(outputs.publish(self.out, b, "runs/b", log=lambda _: None), 1)
+        self.assertLen(publish.publish(self.out, b, "runs/b", log=lambda _: None), 1)
 
     def test_a_file_of_unknown_origin_or_shipped_by_the_repository_is_kept(self):
         target = os.path.join(self.out, "saved_models", "m.h5")
         os.makedirs(os.path.dirname(target))
         files.write_text(target, "shipped")
         with self.assertRaisesRegex(ValueError, "no entry in published.json"):
-            outputs.publish(self.out, self.map, "runs/a")
+            publish.publish(self.out, self.map, "runs/a")
         _git("init", "-q", cwd=self.out)
         _git("add", "saved_models/m.h5", cwd=self.out)
         with self.assertRaisesRegex(
             ValueError, r"not replaced \(the repository ships it\); pass --replace=saved_models"
         ):
-            outputs.publish(self.out, self.map, "runs/a")
+            publish.publish(self.out, self.map, "runs/a")
         with open(target) as f:
             self.assertEqual(f.read(), "shipped")
         # The same bytes are no replacement.
         files.write_text(target, "weights")
-        self.assertEqual(outputs.publish(self.out, self.map, "runs/a", log=lambda _: None), [])
+        self.assertEqual(publish.publish(self.out, self.map, "runs/a", log=lambda _: None), [])
 
     def test_a_publish_cut_off_half_way_is_completed_by_the_same_command(self):
         other = os.path.join(self.run, "history.png")
@@ -116,11 +118,11 @@ class PublishTest(tf.test.TestCase):
             if name == "published saved_models/m.h5":
                 raise Killed
 
-        with mock.patch.object(outputs, "crash_point", kill_at), self.assertRaises(Killed):
-            outputs.publish(self.out, both, "runs/a", log=lambda _: None)
+        with mock.patch.object(publish, "crash_point", kill_at), self.assertRaises(Killed):
+            publish.publish(self.out, both, "runs/a", log=lambda _: None)
         self.assertTrue(os.path.exists(os.path.join(self.out, "saved_models", "m.h5")))
         self.assertFalse(os.path.exists(os.path.join(self.out, "plots", "a.png")))
-        outputs.publish(self.out, both, "runs/a", log=lambda _: None)
+        publish.publish(self.out, both, "runs/a", log=lambda _: None)
         self.assertTrue(os.path.exists(os.path.join(self.out, "plots", "a.png")))
         leftovers = [n for _, _, ns in os.walk(self.out) for n in ns if ".tmp" in n]
         self.assertEqual(leftovers, [])
@@ -135,10 +137,10 @@ class PublishTest(tf.test.TestCase):
             with self.assertRaisesRegex(
                 OSError, r"saved_models/m.h5: not written, the disk is full \(it needs about"
             ):
-                outputs.publish(self.out, self.map, "runs/a")
+                publish.publish(self.out, self.map, "runs/a")
         self.assertEqual(os.listdir(os.path.join(self.out, "saved_models")), [])
-        self.assertEqual(outputs.read_record(self.out), {})
-        outputs.publish(self.out, self.map, "runs/a", log=lambda _: None)  # once there is space
+        self.assertEqual(publish.read_record(self.out), {})
+        publish.publish(self.out, self.map, "runs/a", log=lambda _: None)  # once there is space
         self.assertTrue(os.path.isfile(os.path.join(self.out, "saved_models", "m.h5")))
 
     def test_a_subset_row_never_replaces_a_full_size_one(self):
@@ -146,20 +148,20 @@ class PublishTest(tf.test.TestCase):
         files.write_json(old, {"rows": [{"run": "a", "test_images": 10000}]})
         files.write_json(new, {"rows": [{"run": "a", "test_images": 500}]})
         with self.assertRaisesRegex(ValueError, "has 10000 test images, the new one 500; a subset"):
-            results.check_not_smaller(old, new, key=("run",))
+            tables.check_not_smaller(old, new, key=("run",))
         files.write_json(old, {"colorizers": {"m.h5": {"test_images": 10000}}})
         files.write_json(new, {"colorizers": {"m.h5": {"test_images": 500}}})
         with self.assertRaisesRegex(ValueError, "colorizers m.h5 has 10000 test images"):
-            results.check_not_smaller(old, new)
+            tables.check_not_smaller(old, new)
         files.write_json(new, {"colorizers": {"m.h5": {"test_images": 10000}, "n.h5": {}}})
-        results.check_not_smaller(old, new)
+        tables.check_not_smaller(old, new)
 
 
 class DiskTest(tf.test.TestCase):
     def test_a_model_is_not_written_to_a_full_disk(self):
         out = self.create_tempdir().full_path
         model = models.build_resnet(1)
-        training.compile_classifier(model, training.make_optimizer("adam", 1e-3))
+        optim.compile_classifier(model, optim.make_optimizer("adam", 1e-3))
         path = os.path.join(out, "m.h5")
         with mock.patch.object(files, "free_bytes", return_value=100_000):
             with self.assertRaisesRegex(
@@ -174,21 +176,21 @@ class DiskTest(tf.test.TestCase):
         import keras
         import numpy as np
 
-        from resnet_keras import fitting
+        from resnet_keras.run import fit
 
         run = self.create_tempdir().full_path
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-        training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+        optim.compile_classifier(model, optim.make_optimizer("sgd", 0.1))
         x, y = np.zeros((8, 4), "float32"), np.arange(8) % 3
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
         with mock.patch.object(files, "free_bytes", return_value=1000):
             with self.assertRaisesRegex(OSError, r"not written, the disk is full: it needs about"):
-                fitting.fit_with_resume(model, data, data, run, 2, 8, verbose=0)
+                fit.fit_with_resume(model, data, data, run, 2, 8, verbose=0)
         # Nothing half-written under a final name; the run resumes once there is space.
         self.assertFalse(os.path.exists(os.path.join(run, "best.weights.h5")))
         self.assertFalse(os.path.exists(os.path.join(run, "backup")))
-        fitting.fit_with_resume(model, data, data, run, 2, 8, verbose=0)
-        self.assertEqual(fitting.resume_epoch(run), 2)
+        fit.fit_with_resume(model, data, data, run, 2, 8, verbose=0)
+        self.assertEqual(fit.resume_epoch(run), 2)
 
     def test_a_full_disk_under_an_atomic_write_names_the_file_and_leaves_nothing(self):
         out = self.create_tempdir().full_path
@@ -212,7 +214,7 @@ class DiskTest(tf.test.TestCase):
 
 def _interrupted(run):
     """A locked run folder holding the resume state of 3 epochs."""
-    runs.lock(run)
+    folders.lock(run)
     os.makedirs(os.path.join(run, "backup"))
     files.write_json(os.path.join(run, "backup", "training_metadata.json"), {"epoch": 3})
 
@@ -224,7 +226,7 @@ class FailureTest(tf.test.TestCase):
         run = config.run_dir
         _interrupted(run)
         with self.assertRaises(FloatingPointError):
-            with outputs.discarded_on_failure(config, run):
+            with publish.discarded_on_failure(config, run):
                 raise FloatingPointError("the loss became NaN")
         # Its state refused another --lr before; now there is nothing to refuse it.
         self.assertFalse(os.path.exists(run))
@@ -232,15 +234,15 @@ class FailureTest(tf.test.TestCase):
         # An interrupted run that fails otherwise keeps its resume state.
         _interrupted(run)
         with self.assertRaises(OSError):
-            with outputs.discarded_on_failure(config, run):
+            with publish.discarded_on_failure(config, run):
                 raise OSError("disk full")
-        self.assertEqual(runs.state(run), "interrupted")
+        self.assertEqual(folders.state(run), "interrupted")
 
 
 def runs_config(out):
-    from resnet_keras import experiment
+    from resnet_keras.classification.config import TrainConfig
 
-    return experiment.TrainConfig(output_dir=out, run_name="r")
+    return TrainConfig(output_dir=out, run_name="r")
 
 
 class KillTest(tf.test.TestCase):
@@ -260,11 +262,11 @@ class KillTest(tf.test.TestCase):
             self.assertEqual(r.returncode, -9, f"{point}: {r.stderr[-2000:]}")
             self.assertTrue(os.path.exists(os.path.join(run, point)), point)
             if point == "metrics.json":  # the marker is last: every output is there
-                self.assertEqual(runs.state(run), "finished")
+                self.assertEqual(folders.state(run), "finished")
                 for name in json.load(open(os.path.join(run, point)))["outputs"]:
                     self.assertTrue(os.path.isfile(os.path.join(run, name)), name)
             else:
-                self.assertEqual(runs.state(run), "interrupted", point)
+                self.assertEqual(folders.state(run), "interrupted", point)
         r = run_script("scripts.question1", *args)  # a process of its own: it takes the lock
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         self.assertIn("reused", r.stdout)
@@ -277,14 +279,14 @@ class KillTest(tf.test.TestCase):
         retrain = args + ["--seed=4", "--retrain"]
         r = run_script("scripts.question1", *retrain, env={files.KILL_VAR: "backup removed"})
         self.assertEqual(r.returncode, -9, r.stderr[-2000:])
-        self.assertEqual((runs.state(run), runs.read_flags(run)["seed"]), ("finished", 0))
+        self.assertEqual((folders.state(run), folders.read_flags(run)["seed"]), ("finished", 0))
         point = "promote: old run moved aside"
         r = run_script("scripts.question1", *retrain, env={files.KILL_VAR: point})
         self.assertEqual(r.returncode, -9, r.stderr[-2000:])
         self.assertFalse(os.path.exists(run))  # between the renames
         r = run_in_process("scripts.question1", *retrain)
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
-        self.assertEqual(runs.read_flags(run)["seed"], 4)
+        self.assertEqual(folders.read_flags(run)["seed"], 4)
         with open(os.path.join(run, "metrics.json")) as f:
             names = json.load(f)["outputs"]
         self.assertIn("resnet8_cifar10.h5", names)
@@ -295,9 +297,9 @@ class KillTest(tf.test.TestCase):
 
 class ShippedTablesTest(tf.test.TestCase):
     def test_the_colorization_table_is_redrawn_from_its_json_byte_for_byte(self):
-        table = results.load_table(os.path.join(ROOT, "results", "colorization.json"))
+        table = tables.load_table(os.path.join(ROOT, "results", "colorization.json"))
         with open(os.path.join(ROOT, "results", "colorization.md")) as f:
-            self.assertEqual(colorization_results.markdown(table), f.read())
+            self.assertEqual(report.markdown(table), f.read())
 
 
 class CloneTest(fixtures.FixtureImagesTestCase):
@@ -354,7 +356,7 @@ class CloneTest(fixtures.FixtureImagesTestCase):
             self.assertEqual(r.returncode, 0, r.stderr[-2000:])
             self.assertNotIn("left out of the report", r.stdout)
             report = os.path.join(clone, "reports", study)
-            drawn = outputs.report_files(report)
+            drawn = publish.report_files(report)
             self.assertNotEmpty(drawn)
             for rel, path in drawn.items():
                 with open(path, "rb") as a, open(os.path.join(clone, rel), "rb") as b:

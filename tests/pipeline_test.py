@@ -1,11 +1,11 @@
-"""What the model is fed (resnet_keras/pipeline.py): class-balanced subsets, per-image
+"""What the model is fed (resnet_keras/data/pipeline.py): class-balanced subsets, per-image
 augmentation eagerly and inside tf.data, the pipelines' labels, channel statistics."""
 
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import pipeline
 from resnet_keras.checks import DataError
+from resnet_keras.data import pipeline
 
 
 class AugmentTest(tf.test.TestCase):

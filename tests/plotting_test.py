@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from resnet_keras import plotting
+from resnet_keras.run import plots
 from tests import fixtures
 
 NAMES = [f"class{k}" for k in range(10)]
@@ -27,17 +27,17 @@ class FiguresTest(tf.test.TestCase):
         rng = np.random.default_rng(0)
         y_true, y_pred = rng.integers(0, 10, 50), rng.integers(0, 10, 50)
         cases = {
-            "confusion": lambda p: plotting.plot_confusion(
+            "confusion": lambda p: plots.plot_confusion(
                 np.bincount(10 * y_true + y_pred, minlength=100).reshape(10, 10), NAMES, p, "t"
             ),
             # Fewer images than the grid holds, and more.
-            "few": lambda p: plotting.plot_misclassified(
+            "few": lambda p: plots.plot_misclassified(
                 fixtures.random_images(5), y_true[:5], y_pred[:5], NAMES, p
             ),
-            "many": lambda p: plotting.plot_misclassified(
+            "many": lambda p: plots.plot_misclassified(
                 fixtures.random_images(40), y_true[:40], y_pred[:40], NAMES, p
             ),
-            "history": lambda p: plotting.plot_history(
+            "history": lambda p: plots.plot_history(
                 {"accuracy": [0.3, 0.5], "val_accuracy": [0.2, 0.4], "loss": [2.0, 1.5]}, p
             ),
         }

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 import resnet_keras
-from resnet_keras import presets
+from resnet_keras.classification import pretrained
 from tests import fixtures
 from tests.conversion_test import HAS_REFERENCE, REFERENCE
 
@@ -27,7 +27,7 @@ class PretrainedTest(tf.test.TestCase):
     def test_the_classifier_is_the_shipped_file(self):
         self.assertEqual(self.model.name, "resnet20")
         self.assertEqual(self.model.output_shape, (None, 10))
-        shipped = keras.models.load_model(presets.path("resnet20_cifar10"))
+        shipped = keras.models.load_model(pretrained.path("resnet20_cifar10"))
         self.assertAllClose(
             self.model.predict(self.x, verbose=0), shipped.predict(self.x, verbose=0)
         )
@@ -59,7 +59,7 @@ class PretrainedTest(tf.test.TestCase):
         # (download, sha256 check, cache), without a network.
         cache = self.create_tempdir().full_path
         url = "file://" + os.path.abspath(REFERENCE) + "/{}"
-        with unittest.mock.patch.object(presets, "SOURCE_URL", url):
+        with unittest.mock.patch.object(pretrained, "SOURCE_URL", url):
             model = resnet_keras.pretrained(
                 "resnet20_cifar10", from_checkpoint=True, cache_dir=cache
             )
@@ -73,7 +73,7 @@ class PretrainedTest(tf.test.TestCase):
             os.path.join(other, "resnet20-12fca82f.th"),
         )
         url = "file://" + other + "/{}"
-        with unittest.mock.patch.object(presets, "SOURCE_URL", url):
+        with unittest.mock.patch.object(pretrained, "SOURCE_URL", url):
             with self.assertRaisesRegex(ValueError, "hash does not match"):
                 resnet_keras.pretrained(
                     "resnet20_cifar10",
@@ -81,16 +81,11 @@ class PretrainedTest(tf.test.TestCase):
                     cache_dir=self.create_tempdir().full_path,
                 )
 
-    def test_public_api_imports(self):
-        for name in resnet_keras.__all__:
-            self.assertTrue(callable(getattr(resnet_keras, name)), name)
-        self.assertIn("pretrained", resnet_keras.__all__)
-
 
 class PresetsTableTest(tf.test.TestCase):
     def test_every_preset_is_shipped(self):
-        for name, preset in presets.PRESETS.items():
-            self.assertTrue(os.path.isfile(presets.path(name)), name)
+        for name, preset in pretrained.PRESETS.items():
+            self.assertTrue(os.path.isfile(pretrained.path(name)), name)
             self.assertTrue(preset.url.endswith(f"/pretrained_models/{preset.checkpoint}"))
             self.assertTrue(preset.checkpoint.split("-")[1].startswith(preset.sha256[:8]))
             self.assertEqual(name, f"resnet{6 * preset.n + 2}_cifar10")

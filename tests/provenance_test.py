@@ -8,7 +8,7 @@ from unittest import mock
 
 import tensorflow as tf
 
-from resnet_keras import provenance
+from resnet_keras.run import provenance
 
 
 class ProvenanceTest(tf.test.TestCase):

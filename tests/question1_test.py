@@ -8,8 +8,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import data, evaluation, outputs, pipeline, presets, saving
-from scripts import question1
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.classification import pretrained
+from resnet_keras.configs import question1 as experiment
+from resnet_keras.data import cifar, pipeline
+from resnet_keras.run import publish, saving
 from tests import fixtures
 from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (imported from here)
 
@@ -17,8 +20,8 @@ from tests.fixtures import ROOT, run_in_process, run_script  # noqa: F401 (impor
 class ModelNameTest(tf.test.TestCase):
     def test_the_assignments_name_for_resnet20_and_the_depth_otherwise(self):
         # Each depth has its own run folder; its model file must be its own too.
-        self.assertEqual(question1.model_name_for(3, "cifar10"), "resnet_cifar10")
-        self.assertEqual(question1.model_name_for(5, "cifar100"), "resnet32_cifar100")
+        self.assertEqual(experiment.model_name_for(3, "cifar10"), "resnet_cifar10")
+        self.assertEqual(experiment.model_name_for(5, "cifar100"), "resnet32_cifar100")
 
 
 class _EndToEnd:
@@ -49,7 +52,7 @@ class _EndToEnd:
             "saved_models/resnet8_cifar10.keras": "resnet8_cifar10.keras",
             "plots/question1_resnet8_cifar10.png": "history.png",
         }
-        record = outputs.read_record(out)
+        record = publish.read_record(out)
         for rel, name in published.items():
             with open(os.path.join(out, rel), "rb") as a, open(os.path.join(run, name), "rb") as b:
                 self.assertEqual(a.read(), b.read(), rel)
@@ -73,13 +76,15 @@ class _EndToEnd:
         # The saved model takes raw 0-255 images and gives the logged accuracy;
         # the .keras file holds the same network.
         model = keras.models.load_model(h5)
-        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         probs = model.predict(xt, verbose=0)
         acc = np.mean(probs.argmax(1) == yt[:, 0])
         self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
         self.assertAlmostEqual(
-            evaluation.evaluate_predictions(probs, yt)["loss"], metrics["test_loss"], places=4
+            classifier_metrics.evaluate_predictions(probs, yt)["loss"],
+            metrics["test_loss"],
+            places=4,
         )
         other = keras.models.load_model(os.path.join(out, "saved_models", "resnet8_cifar10.keras"))
         self.assertAllClose(other.predict(xt[:8], verbose=0), probs[:8], atol=1e-5)
@@ -88,7 +93,7 @@ class _EndToEnd:
         for path in (h5, keras_file):
             self.assertEqual(saving.class_names_of(path), flags["class_names"], path)
         with h5py.File(h5, "r") as f:  # plain h5py reads them
-            self.assertEqual(json.loads(f.attrs["class_names"]), list(data.CIFAR10_CLASSES))
+            self.assertEqual(json.loads(f.attrs["class_names"]), list(cifar.CIFAR10_CLASSES))
 
 
 class Question1EndToEndTest(_EndToEnd, fixtures.FixtureImagesTestCase):
@@ -118,7 +123,7 @@ class PretrainedStartTest(fixtures.FixtureImagesTestCase):
         r = run_in_process("scripts.question1", *common, "--lr=1e-9", "--epochs=1")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         tuned = keras.models.load_model(os.path.join(out, "runs", "ft", "resnet_cifar10.h5"))
-        shipped = keras.models.load_model(presets.path("resnet20_cifar10"))
+        shipped = keras.models.load_model(pretrained.path("resnet20_cifar10"))
         # At lr 1e-9 the kernels are the shipped ones; BatchNorm's moving
         # statistics follow this data whatever the rate, so they are left out.
         for layer in ("stem_conv", "stage3_block3_conv2", "predictions"):
@@ -206,10 +211,12 @@ class FastScheduleTest(tf.test.TestCase):
         """The run's test-time-augmentation figures, computed again from its saved model."""
         model = keras.models.load_model(model_path)
         probs = model.predict(xt, verbose=0)
-        views = evaluation.predict_tta(model, xt, probs, "tta" in names, "tta_shifts" in names)
+        views = classifier_metrics.predict_tta(
+            model, xt, probs, "tta" in names, "tta_shifts" in names
+        )
         self.assertCountEqual(views, names)
         for name, p in views.items():
-            got = evaluation.evaluate_predictions(p, yt)
+            got = classifier_metrics.evaluate_predictions(p, yt)
             self.assertAlmostEqual(metrics[f"test_loss_{name}"], got["loss"], places=3, msg=name)
             self.assertAlmostEqual(metrics[f"test_accuracy_{name}"], got["accuracy"], msg=name)
         return model

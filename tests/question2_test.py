@@ -9,8 +9,11 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from resnet_keras import data, evaluation, pipeline, stats
-from scripts import question2
+from resnet_keras import stats
+from resnet_keras.classification import metrics as classifier_metrics
+from resnet_keras.classification import report
+from resnet_keras.configs import question2 as experiment
+from resnet_keras.data import cifar, pipeline
 from tests import fixtures
 from tests.fixtures import run_script
 
@@ -33,20 +36,35 @@ class ConfigTest(tf.test.TestCase):
         flags.FLAGS(["prog"])
 
     def test_original_three_bring_their_batch_sizes_and_names(self):
-        settings = dict(question2.DEFAULTS)
+        settings = dict(experiment.DEFAULTS)
         settings.pop("formats")
-        got = [question2.make_config(n, o, settings, set()) for n, o in question2.ALL]
+        got = [experiment.make_config(n, o, settings, set()) for n, o in experiment.ALL]
         self.assertEqual(
             [(c.n, c.opt, c.batch_size) for c in got],
             [(7, "rmsprop", 128), (7, "adam", 64), (5, "sgd", 256)],
         )
         self.assertEqual(
-            [question2.config_name(c.n, c.opt, "cifar10") for c in got],
+            [experiment.config_name(c.n, c.opt, "cifar10") for c in got],
             ["resnet_n7_RMSprop", "resnet_n7_Adam", "resnet_n5_SGD"],
         )
-        self.assertEqual(question2.config_name(5, "sgd", "cifar100"), "resnet_n5_SGD_cifar100")
-        c = question2.make_config(7, "adam", dict(settings, batch_size=32), {"batch_size"})
+        self.assertEqual(experiment.config_name(5, "sgd", "cifar100"), "resnet_n5_SGD_cifar100")
+        c = experiment.make_config(7, "adam", dict(settings, batch_size=32), {"batch_size"})
         self.assertEqual(c.batch_size, 32)
+
+    def test_the_config_files_table_is_what_all_trains(self):
+        # configs/question2.py shows a reader every run --all trains: its table
+        # must stay the configurations make_config gives.
+        lines = [
+            line.split()
+            for line in experiment.__doc__.splitlines()
+            if line.strip().startswith("question2_resnet")
+        ]
+        settings = dict(experiment.DEFAULTS)
+        got = [experiment.make_config(n, o, settings, set()) for n, o in experiment.ALL]
+        self.assertEqual(
+            [(w[0], int(w[1]), int(w[-3]), float(w[-2]), int(w[-1])) for w in lines],
+            [(c.run_name, c.n, c.batch_size, c.learning_rate, c.epochs) for c in got],
+        )
 
 
 class Cifar100Test(tf.test.TestCase):
@@ -54,7 +72,7 @@ class Cifar100Test(tf.test.TestCase):
 
     def assertPrinted(self, stdout, name, probs, y):
         """scripts.evaluate's line for `name` gives the scores of `probs`."""
-        want = evaluation.evaluate_predictions(probs, y)
+        want = classifier_metrics.evaluate_predictions(probs, y)
         accuracy, loss = printed_scores(stdout, name)
         self.assertEqual(accuracy, round(want["accuracy"], 4), name)
         self.assertAlmostEqual(loss, want["loss"], places=3, msg=name)
@@ -99,7 +117,7 @@ class Cifar100Test(tf.test.TestCase):
         self.assertEqual(model.output_shape, (None, 100))
         probs = model.predict(xt, verbose=0)
         self.assertPrinted(r.stdout, q1, probs, yt)
-        top5 = evaluation.evaluate_predictions(probs, yt)["top5_accuracy"]
+        top5 = classifier_metrics.evaluate_predictions(probs, yt)["top5_accuracy"]
         self.assertIn(f", top-5 accuracy {top5:.4f}", r.stdout)
         self.assertIn("fine0 ", r.stdout)
         r = run_script(
@@ -111,7 +129,7 @@ class Cifar100Test(tf.test.TestCase):
             "--tta_shifts",
         )
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        views = evaluation.predict_tta(model, xt, probs, tta=True, tta_shifts=True)
+        views = classifier_metrics.predict_tta(model, xt, probs, tta=True, tta_shifts=True)
         self.assertPrinted(r.stdout, f"{q1} with flips", views["tta"], yt)
         self.assertPrinted(r.stdout, f"{q1} with flips and shifts", views["tta_shifts"], yt)
         # A 20-class model on the 100-class labels: one line, exit 2.
@@ -126,21 +144,21 @@ class EnsembleRowTest(tf.test.TestCase):
         y = np.array([0, 1, 2])
         a = np.array([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.0, 0.0, 1.0]])
         b = np.array([[0.2, 0.8, 0.0], [0.2, 0.8, 0.0], [0.0, 0.4, 0.6]])
-        row = question2.ensemble_row([(a, y, 10), (b, y, 5)], "cifar10")
+        row = report.ensemble_row([(a, y, 10), (b, y, 5)], "cifar10")
         # mean: [.4 .6 0], [.4 .6 0], [0 .2 .8] -> wrong, right, right
         self.assertEqual(row["test_accuracy_pct"], round(200 / 3, 2))
         self.assertAlmostEqual(row["test_loss"], round(-np.mean(np.log([0.4, 0.6, 0.8])), 4))
         self.assertEqual(
             (row["params"], row["run"], row["test_top5_accuracy_pct"]), (15, "ensemble", None)
         )
-        self.assertIsNone(question2.ensemble_row([(a, y, 10)], "cifar10"))  # one run: none
-        self.assertIsNone(question2.ensemble_row([], "cifar10"))
+        self.assertIsNone(report.ensemble_row([(a, y, 10)], "cifar10"))  # one run: none
+        self.assertIsNone(report.ensemble_row([], "cifar10"))
         other = np.array([0, 1, 1])  # other test images
-        self.assertIsNone(question2.ensemble_row([(a, y, 10), (b, other, 5)], "cifar10"))
-        self.assertIsNone(question2.ensemble_row([(a, y, 10), (b[:2], y[:2], 5)], "cifar10"))
+        self.assertIsNone(report.ensemble_row([(a, y, 10), (b, other, 5)], "cifar10"))
+        self.assertIsNone(report.ensemble_row([(a, y, 10), (b[:2], y[:2], 5)], "cifar10"))
         wide = np.full((3, 100), 0.01)  # more than 10 classes: top-5 too
         self.assertEqual(
-            question2.ensemble_row([(wide, y, 1)] * 2, "cifar100")["test_top5_accuracy_pct"], 100
+            report.ensemble_row([(wide, y, 1)] * 2, "cifar100")["test_top5_accuracy_pct"], 100
         )
 
 
@@ -192,7 +210,7 @@ class _AllConfigurations:
         self.assertIn("airplane ", r.stdout)
         # Each model's line is its run's own test (the same 200 images), and
         # the ensemble's is the mean of their softmax outputs.
-        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         probs = []
         for k, (name, path, row) in enumerate(zip(names, models, rows)):
@@ -203,7 +221,7 @@ class _AllConfigurations:
             if k < 2:
                 accuracy, _ = printed_scores(r.stdout, path)
                 self.assertEqual(accuracy, round(metrics["test_accuracy"], 4), name)
-        ensemble = evaluation.evaluate_predictions(np.mean(probs[:2], 0), yt)
+        ensemble = classifier_metrics.evaluate_predictions(np.mean(probs[:2], 0), yt)
         self.assertEqual(
             printed_scores(r.stdout, "ensemble of 2")[0], round(ensemble["accuracy"], 4)
         )
@@ -219,7 +237,7 @@ class _AllConfigurations:
             md,
         )
         # The table's ensemble row is the three saved models' mean softmax.
-        ensemble = evaluation.evaluate_predictions(np.mean(probs, 0), yt)
+        ensemble = classifier_metrics.evaluate_predictions(np.mean(probs, 0), yt)
         self.assertAllClose(
             [ensemble_row["test_accuracy_pct"], ensemble_row["test_loss"]],
             [round(100 * ensemble["accuracy"], 2), round(ensemble["loss"], 4)],

@@ -10,7 +10,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import data, models, pipeline, saving
+from resnet_keras.classification import models
+from resnet_keras.data import cifar, pipeline
+from resnet_keras.run import saving
 from tests import fixtures
 from tests.fixtures import run_script
 
@@ -41,12 +43,12 @@ class _FromAProjectBase:
         self.assertTrue(metrics["cache_features"])
         self.assertEqual((metrics["epochs"], metrics["fine_tune_start_epoch"]), (3, 2))
         # The saved model takes raw 32x32 images and gives the logged accuracy.
-        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         model = keras.models.load_model(h5)
         acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
         self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
-        self.assertEqual(saving.class_names_of(h5), list(data.CIFAR10_CLASSES))
+        self.assertEqual(saving.class_names_of(h5), list(cifar.CIFAR10_CLASSES))
         # The same network from scratch: a second row, a second curve in the same figure.
         scratch = ["--epochs=1", "--weights=none", "--train_base"]
         r = run_script("scripts.question3", *common, *scratch, "--publish")

@@ -8,7 +8,11 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from resnet_keras import data, pipeline, saving
+from resnet_keras.classification import report
+from resnet_keras.configs import presets
+from resnet_keras.configs import resnet_vs_plain as experiment
+from resnet_keras.data import cifar, pipeline
+from resnet_keras.run import saving
 from scripts import resnet_vs_plain
 from tests import fixtures
 from tests.fixtures import run_script
@@ -21,24 +25,24 @@ class PairConfigTest(tf.test.TestCase):
         flags.FLAGS(["prog"])
 
     def test_paper_recipe(self):
-        settings = dict(resnet_vs_plain.DEFAULTS, **resnet_vs_plain.PAPER)
+        settings = dict(experiment.DEFAULTS, **presets.PAPER)
         settings.pop("formats")
-        c20 = resnet_vs_plain.pair_config("resnet", 20, settings, paper=True)
+        c20 = experiment.pair_config("resnet", 20, settings, paper=True)
         self.assertEqual(
             (c20.shortcut, c20.normalization, c20.schedule), ("identity", "per_pixel", "paper")
         )
         self.assertEqual((c20.n, c20.warmup_steps, c20.val_size), (3, 0, 5000))
         self.assertEqual(c20.epochs, 182)  # 352 steps of 128 from 45k images: 64k steps
-        c110 = resnet_vs_plain.pair_config("resnet", 110, settings, paper=True)
+        c110 = experiment.pair_config("resnet", 110, settings, paper=True)
         self.assertEqual((c110.n, c110.warmup_steps), (18, 400))
-        plain = resnet_vs_plain.pair_config("plain", 56, settings, paper=True)
+        plain = experiment.pair_config("plain", 56, settings, paper=True)
         self.assertEqual((plain.model, plain.run_name), ("plain", "plainnet-56"))
 
     def test_runs_meant_to_differ_have_their_own_names(self):
-        settings = dict(resnet_vs_plain.DEFAULTS)
+        settings = dict(experiment.DEFAULTS)
         settings.pop("formats")
         names = {
-            (seed, val): resnet_vs_plain.pair_config(
+            (seed, val): experiment.pair_config(
                 "resnet", 20, dict(settings, val_size=val), paper=False, seed=seed
             ).run_name
             for seed in (0, 2)
@@ -55,7 +59,7 @@ class PairConfigTest(tf.test.TestCase):
                 (2, 0): "resnet-20-seed2-val0",
             },
         )
-        c = resnet_vs_plain.pair_config("plain", 32, settings, paper=False, seed=7)
+        c = experiment.pair_config("plain", 32, settings, paper=False, seed=7)
         self.assertEqual((c.seed, c.run_name), (7, "plainnet-32-seed7"))
 
     def test_seeds(self):
@@ -103,7 +107,7 @@ class _EndToEnd:
         expected = ["error_vs_depth.png", "misclassified-8.png", "misclassified-14.png"]
         for stem in ("resnet-8", "resnet-14", "plainnet-8", "plainnet-14"):
             h5 = os.path.join(out, "runs", stem, f"{stem}.h5")
-            self.assertEqual(saving.class_names_of(h5), list(data.CIFAR10_CLASSES), stem)
+            self.assertEqual(saving.class_names_of(h5), list(cifar.CIFAR10_CLASSES), stem)
             self.assertTrue(os.path.isfile(os.path.join(out, "saved_models", f"{stem}.h5")), stem)
             expected += [f"{stem}.png", f"confusion-{stem}.png"]
         drawn = fixtures.tree_hashes(plots)
@@ -117,10 +121,10 @@ class _EndToEnd:
             [(r["model"], r["depth"]) for r in rows],
             [("resnet", 8), ("resnet", 14), ("plain", 8), ("plain", 14)],
         )
-        (_, _), (xt, yt) = data.load_cifar("cifar10", self.data_dir)
+        (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         for row in rows:
-            stem = f"{resnet_vs_plain.FILE_STEM[row['model']]}-{row['depth']}"
+            stem = f"{report.FILE_STEM[row['model']]}-{row['depth']}"
             with open(os.path.join(out, "runs", stem, "metrics.json")) as f:
                 metrics = json.load(f)
             self.assertEqual(row["test_accuracy_pct"], round(100 * metrics["test_accuracy"], 2))

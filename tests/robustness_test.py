@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from resnet_keras import saving
+from resnet_keras.run import saving
 from tests import fixtures
 from tests.fixtures import finished_run as _finished_run
 from tests.fixtures import run_in_process, run_script
@@ -92,7 +92,7 @@ def _write_bad_data(root):
 def write_huge_png(path):
     """A PNG one row above image_folders.MAX_PIXELS (4097x4096): 16 MB as
     pixels, a few KB as a file, and never decoded by the checks."""
-    from resnet_keras import image_folders
+    from resnet_keras.data import image_folders
 
     side = int(image_folders.MAX_PIXELS**0.5)
     Image.new("L", (side + 1, side)).save(path)

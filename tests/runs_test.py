@@ -16,7 +16,10 @@ import time
 
 import tensorflow as tf
 
-from resnet_keras import experiment, runs
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import fit, folders
+from resnet_keras.run.config import RunConfig
+from resnet_keras.transfer.config import TransferOptions
 from tests import fixtures
 from tests.fixtures import csv_epochs, finished_run, popen_script, run_script, tree_hashes
 
@@ -44,19 +47,23 @@ class DifferencesTest(tf.test.TestCase):
     def test_settings_added_later_count_as_their_default(self):
         old_run = {"epochs": 20, "opt": "sgd"}  # flags.json from before label smoothing existed
         self.assertEqual(
-            runs.differences({"epochs": 20, "label_smoothing": 0.0}, old_run, DEFAULTS), []
+            folders.differences({"epochs": 20, "label_smoothing": 0.0}, old_run, DEFAULTS), []
         )
         self.assertEqual(
-            runs.differences({"epochs": 20, "label_smoothing": 0.1}, old_run, DEFAULTS),
+            folders.differences({"epochs": 20, "label_smoothing": 0.1}, old_run, DEFAULTS),
             ["label_smoothing 0.0 -> 0.1"],
         )
         self.assertEqual(
-            runs.differences({"epochs": 30, "recompute": True}, old_run, DEFAULTS),
+            folders.differences(
+                {"epochs": 30, "recompute": True}, old_run, DEFAULTS, TrainConfig.NO_EFFECT
+            ),
             ["epochs 20 -> 30"],
         )  # recompute computes the same thing
-        self.assertEqual(runs.differences({"unknown": 1}, old_run, DEFAULTS), ["unknown None -> 1"])
-        self.assertEqual(runs.differences({"formats": ("h5",)}, {"formats": ["keras"]}, {}), [])
-        self.assertEqual(runs.differences({"crop": (1, 2)}, {"crop": [1, 2]}, {}), [])
+        self.assertEqual(
+            folders.differences({"unknown": 1}, old_run, DEFAULTS), ["unknown None -> 1"]
+        )
+        self.assertEqual(folders.differences({"formats": ("h5",)}, {"formats": ["keras"]}, {}), [])
+        self.assertEqual(folders.differences({"crop": (1, 2)}, {"crop": [1, 2]}, {}), [])
 
     def test_a_folder_spelt_another_way_is_the_same_data(self):
         here = self.create_tempdir().full_path
@@ -67,13 +74,13 @@ class DifferencesTest(tf.test.TestCase):
         self.addCleanup(os.chdir, os.getcwd())
         os.chdir(here)
         for same in ["./data", os.path.join(here, "data"), os.path.join(here, "link")]:
-            self.assertEqual(runs.differences({"data_dir": same}, recorded, {}), [], same)
+            self.assertEqual(folders.differences({"data_dir": same}, recorded, {}), [], same)
         other = os.path.join(here, "other")
         self.assertEqual(
-            runs.differences({"data_dir": other}, recorded, {}), [f"data_dir data -> {other}"]
+            folders.differences({"data_dir": other}, recorded, {}), [f"data_dir data -> {other}"]
         )
         self.assertEqual(
-            runs.differences({"data_dir": None}, recorded, {}), ["data_dir data -> None"]
+            folders.differences({"data_dir": None}, recorded, {}), ["data_dir data -> None"]
         )
 
 
@@ -85,26 +92,37 @@ class ClaimTest(tf.test.TestCase):
         self.wanted = {"epochs": 20, "opt": "adam", "lr": 0.001}
 
     def claim(self, **kwargs):
-        return runs.claim(
+        return folders.claim(
             self.run, dict(self.wanted, **kwargs.pop("settings", {})), DEFAULTS, **kwargs
         )
 
     def test_states(self):
-        self.assertEqual(runs.state(self.run), "empty")
+        self.assertEqual(folders.state(self.run), "empty")
         _run(self.run, finished=False)
-        self.assertEqual(runs.state(self.run), "started")
+        self.assertEqual(folders.state(self.run), "started")
         _run(self.run, finished=False, backup=True)
-        self.assertEqual(runs.state(self.run), "interrupted")
+        self.assertEqual(folders.state(self.run), "interrupted")
         # metrics.json is written after every other output: finished, even if
         # killed before its resume state went (which a reuse then removes).
         _run(self.run)
-        self.assertEqual(runs.state(self.run), "finished")
+        self.assertEqual(folders.state(self.run), "finished")
         self.assertEqual(self.claim(reuse=True), (self.run, "reuse"))
         self.assertFalse(os.path.exists(os.path.join(self.run, "backup")))
         # A fine-tuning phase's resume state makes an unfinished run interrupted too.
         os.remove(os.path.join(self.run, "metrics.json"))
         _write(os.path.join(self.run, "fine_tune", "backup"), "training_metadata.json", "{}")
-        self.assertEqual(runs.state(self.run), "interrupted")
+        self.assertEqual(folders.state(self.run), "interrupted")
+        folders.clear_backup(self.run)  # every phase's resume state goes
+        self.assertFalse(os.path.exists(os.path.join(self.run, "fine_tune", "backup")))
+
+    def test_phases_are_the_folders_a_run_trained_in(self):
+        # A later phase is found by what fit_with_resume leaves (log.csv, backup/),
+        # not by a name the run code lists; a cluster worker's folder is no phase.
+        _write(os.path.join(self.run, "fine_tune"), "log.csv", "epoch\n")
+        _write(os.path.join(self.run, "worker1", "backup"), "training_metadata.json", "{}")
+        _write(os.path.join(self.run, "plots"), "history.png", "")
+        self.assertEqual(fit.phase_dirs(self.run), [self.run, os.path.join(self.run, "fine_tune")])
+        self.assertEqual(folders.state(self.run), "started")  # the worker's state is its own
 
     def test_empty_and_started_folders_train_in_place(self):
         self.assertEqual(self.claim(), (self.run, "train"))
@@ -114,27 +132,27 @@ class ClaimTest(tf.test.TestCase):
         # Killed while the first epoch's backup was written: half a weights
         # file and no epoch record, nothing to resume.
         _write(os.path.join(self.run, "backup"), "latest.weights.h5", "half an HDF5 file")
-        self.assertEqual(runs.state(self.run), "started")
+        self.assertEqual(folders.state(self.run), "started")
         self.assertEqual(self.claim(settings={"epochs": 5}), (self.run, "train"))
 
     def test_finished_run_is_refused_or_reused(self):
         _run(self.run)
         with self.assertRaisesRegex(
-            runs.RunConflict,
+            folders.RunConflict,
             r"finished run made with other settings " r"\(epochs 20 -> 5\); pass --retrain",
         ):
             self.claim(settings={"epochs": 5})
-        with self.assertRaisesRegex(runs.RunConflict, "finished run of these settings"):
+        with self.assertRaisesRegex(folders.RunConflict, "finished run of these settings"):
             self.claim()
         self.assertEqual(self.claim(reuse=True), (self.run, "reuse"))
-        with self.assertRaisesRegex(runs.RunConflict, "other settings"):
+        with self.assertRaisesRegex(folders.RunConflict, "other settings"):
             self.claim(settings={"epochs": 5}, reuse=True)
 
     def test_interrupted_run_resumes_only_with_its_settings(self):
         _run(self.run, finished=False, backup=True)
         self.assertEqual(self.claim(), (self.run, "resume"))
         with self.assertRaisesRegex(
-            runs.RunConflict,
+            folders.RunConflict,
             r"interrupted run \(1 epochs done\) made "
             r"with other settings \(lr 0.001 -> 0.05, opt adam -> sgd\)",
         ):
@@ -143,23 +161,23 @@ class ClaimTest(tf.test.TestCase):
     def test_retrain_stages_and_promote_replaces_at_the_end(self):
         _run(self.run)
         folder, action = self.claim(settings={"epochs": 5}, retrain=True)
-        self.assertEqual((folder, action), (runs.staging_dir(self.run), "train"))
-        self.assertEqual(runs.state(self.run), "finished")  # untouched until the new one ends
+        self.assertEqual((folder, action), (folders.staging_dir(self.run), "train"))
+        self.assertEqual(folders.state(self.run), "finished")  # untouched until the new one ends
         _run(folder, finished=False, backup=True, epochs=5)
         # Killed and started again with the same command: it resumes the staging folder.
         self.assertEqual(self.claim(settings={"epochs": 5}, retrain=True), (folder, "resume"))
         _run(folder, epochs=5)
         os.remove(os.path.join(folder, "backup", "training_metadata.json"))
         os.rmdir(os.path.join(folder, "backup"))
-        runs.promote(folder, self.run)
-        self.assertEqual(runs.read_flags(self.run)["epochs"], 5)
+        folders.promote(folder, self.run)
+        self.assertEqual(folders.read_flags(self.run)["epochs"], 5)
         self.assertEqual(sorted(os.listdir(self.runs)), [".r.lock", "r"])
-        runs.promote(self.run, self.run)  # trained in place: nothing to do
-        self.assertEqual(runs.state(self.run), "finished")
+        folders.promote(self.run, self.run)  # trained in place: nothing to do
+        self.assertEqual(folders.state(self.run), "finished")
 
     def test_a_promote_cut_between_its_renames_is_completed(self):
         _run(self.run)
-        staging = runs.staging_dir(self.run)
+        staging = folders.staging_dir(self.run)
         _run(staging, epochs=5)
         os.rename(self.run, os.path.join(self.runs, ".r.replaced"))  # killed here
         os.makedirs(self.run)  # and made again, empty, by an older writability probe
@@ -168,7 +186,7 @@ class ClaimTest(tf.test.TestCase):
 
     def test_the_lock_names_its_holder_and_dies_with_it(self):
         code = (
-            "import sys, time; from resnet_keras import runs; runs.lock(sys.argv[1]); "
+            "import sys, time; from resnet_keras.run import folders; folders.lock(sys.argv[1]); "
             "print('locked', flush=True); time.sleep(60)"
         )
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,7 +195,7 @@ class ClaimTest(tf.test.TestCase):
         )
         try:
             self.assertEqual(holder.stdout.readline().strip(), "locked")
-            with self.assertRaisesRegex(runs.RunConflict, f"is in use by process {holder.pid} "):
+            with self.assertRaisesRegex(folders.RunConflict, f"is in use by process {holder.pid} "):
                 self.claim()
         finally:
             holder.kill()
@@ -189,23 +207,39 @@ class NameTest(tf.test.TestCase):
     def test_run_names_stay_inside_runs(self):
         for bad in ("", ".", "..", "../saved_models", "/tmp/x", "a/b", ".hidden", "a\\b"):
             with self.assertRaisesRegex(ValueError, "give a plain folder name"):
-                runs.check_name(bad)
-        runs.check_name("question1_resnet20_cifar10")
+                folders.check_name(bad)
+        folders.check_name("question1_resnet20_cifar10")
+
+
+class NoEffectTest(tf.test.TestCase):
+    def test_each_config_declares_what_cannot_change_its_result(self):
+        self.assertLessEqual(RunConfig.NO_EFFECT, TrainConfig.NO_EFFECT)
+        self.assertIn("recompute", TrainConfig.NO_EFFECT)
+        self.assertNotIn("recompute", RunConfig.NO_EFFECT)
+        self.assertEqual(
+            folders.no_effect_of(TrainConfig(), TransferOptions()),
+            TrainConfig.NO_EFFECT | {"cache_features"},
+        )
+        old = {"epochs": 1, "cache_features": False}
+        wanted = {"epochs": 1, "cache_features": True}
+        self.assertEqual(folders.differences(wanted, old, {}), ["cache_features False -> True"])
+        no_effect = folders.no_effect_of(TrainConfig(), TransferOptions())
+        self.assertEqual(folders.differences(wanted, old, {}, no_effect), [])
 
 
 class SettingsTest(tf.test.TestCase):
     def test_default_learning_rate_is_filled_in(self):
-        settings = runs.run_settings(experiment.TrainConfig(opt="sgd"))
+        settings = folders.run_settings(TrainConfig(opt="sgd"))
         self.assertEqual(settings["lr"], 0.1)
-        self.assertEqual(runs.run_settings(experiment.TrainConfig(lr=0.5))["lr"], 0.5)
+        self.assertEqual(folders.run_settings(TrainConfig(lr=0.5))["lr"], 0.5)
 
     def test_settings_and_defaults_cover_the_extra_options(self):
         @dataclasses.dataclass(frozen=True)
         class Extra:
             head_units: int = 256
 
-        config = experiment.TrainConfig(opt="adam", epochs=3)
-        settings, defaults = runs.settings_and_defaults(config, Extra(head_units=8))
+        config = TrainConfig(opt="adam", epochs=3)
+        settings, defaults = folders.settings_and_defaults(config, Extra(head_units=8))
         self.assertEqual((settings["epochs"], settings["lr"], settings["head_units"]), (3, 1e-3, 8))
         self.assertEqual(
             (defaults["epochs"], defaults["lr"], defaults["head_units"]), (20, None, 256)
@@ -291,18 +325,18 @@ class MissingFormatsTest(tf.test.TestCase):
             json.dump({"formats": ["h5"], "epochs": 1}, f)
         with open(os.path.join(run, "metrics.json"), "w") as f:
             json.dump({"outputs": ["history.json", "r.h5"]}, f)
-        self.assertEqual(runs.missing_formats(run, ["h5"]), [])
-        self.assertEqual(runs.missing_formats(run, ["h5", "keras"]), ["keras"])
+        self.assertEqual(folders.missing_formats(run, ["h5"]), [])
+        self.assertEqual(folders.missing_formats(run, ["h5", "keras"]), ["keras"])
         settings = {"formats": ["keras"], "epochs": 1}
-        with self.assertRaisesRegex(runs.RunConflict, "no keras model file; pass --retrain"):
-            runs.claim(run, settings, {}, reuse=True)
+        with self.assertRaisesRegex(folders.RunConflict, "no keras model file; pass --retrain"):
+            folders.claim(run, settings, {}, reuse=True)
         self.assertEqual(
-            runs.claim(run, {"formats": ["h5"], "epochs": 1}, {}, reuse=True)[1], "reuse"
+            folders.claim(run, {"formats": ["h5"], "epochs": 1}, {}, reuse=True)[1], "reuse"
         )
         # A record from before outputs were listed says nothing: no refusal.
         with open(os.path.join(run, "metrics.json"), "w") as f:
             json.dump({}, f)
-        self.assertEqual(runs.missing_formats(run, ["keras"]), [])
+        self.assertEqual(folders.missing_formats(run, ["keras"]), [])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 with plain `keras.models.load_model(path)` in a Python that never imported
 this project, compiled, with its class names (classifiers), and predicts
 exactly what it did when it was recorded, whatever the builder does today
-(resnet_keras/models.py changed its stride-2 padding after all of them were
+(resnet_keras/classification/models.py changed its stride-2 padding after all of them were
 trained: docs/results.md).
 
 tests/data/saved_model_predictions.npz holds four fixed 0-255 images and each
@@ -18,7 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import data
+from resnet_keras.data import cifar
 from tests import fixtures
 
 RECORDED = os.path.join(fixtures.ROOT, "tests", "data", "saved_model_predictions.npz")
@@ -54,7 +54,7 @@ class SavedModelsTest(tf.test.TestCase):
         self.assertCountEqual(loaded, names)  # every committed model is recorded, and present
         for name, got in loaded.items():
             self.assertTrue(got["compiled"], name)
-            want = None if name.startswith("colorizer_") else list(data.CIFAR10_CLASSES)
+            want = None if name.startswith("colorizer_") else list(cifar.CIFAR10_CLASSES)
             self.assertEqual(got["class_names"], want, name)
             pred = np.load(os.path.join(folder, name + ".npy"))
             # Recorded on an AVX-512 CPU with oneDNN; an AVX2 CPU runs other kernels

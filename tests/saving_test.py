@@ -23,9 +23,15 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import classification, colorization, colorization_tasks, experiment, models
-from resnet_keras import saving
-from resnet_keras import transfer_experiment
+from resnet_keras.classification import models as classification_models
+from resnet_keras.classification import task as classification_task
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.colorization import color
+from resnet_keras.colorization import models as colorization_models
+from resnet_keras.colorization import task as colorization_task
+from resnet_keras.run import saving
+from resnet_keras.transfer import task as transfer_task
+from resnet_keras.transfer.config import TransferOptions
 from tests import fixtures
 from tests.fixtures import run_script
 
@@ -63,18 +69,18 @@ def _train_one_step(model, x, y):
 
 
 def _classifier(kind):
-    config = experiment.TrainConfig(model=kind, n=1, opt="adam")
+    config = TrainConfig(model=kind, n=1, opt="adam")
     x = fixtures.random_images(8)
-    model = classification.build_model(config, 10, x)
-    classification.compile_for_run(model, config, len(x), top5=False)
+    model = classification_task.build_model(config, 10, x)
+    classification_task.compile_for_run(model, config, len(x), top5=False)
     return _train_one_step(model, x, np.arange(8) % 10), x
 
 
 def _colorizer(kind, space):
     x = fixtures.random_images(4, size=16)
-    model = colorization.build_colorizer(kind, (16, 16, 1), space, filters=(4, 8))
-    colorization_tasks.compile_colorizer(model, 1e-3)
-    gray, target = colorization.training_pair(x, space)
+    model = colorization_models.build_colorizer(kind, (16, 16, 1), space, filters=(4, 8))
+    colorization_task.compile_colorizer(model, 1e-3)
+    gray, target = color.training_pair(x, space)
     return _train_one_step(model, gray, target), gray.numpy()
 
 
@@ -85,11 +91,11 @@ def _transfer(base_kind, folder):
     if base_kind == "project":
         base, _ = _classifier("resnet")
         base_path = saving.save_model(base, os.path.join(folder, "base.h5"))
-        options = transfer_experiment.TransferOptions(base=base_path)
+        options = TransferOptions(base=base_path)
     else:
-        options = transfer_experiment.TransferOptions(weights="none")
-    model = transfer_experiment.build_model(options, 10, x.shape[1:])
-    classification.compile_for_run(model, experiment.TrainConfig(opt="adam"), len(x), top5=False)
+        options = TransferOptions(weights="none")
+    model = transfer_task.build_model(options, 10, x.shape[1:])
+    classification_task.compile_for_run(model, TrainConfig(opt="adam"), len(x), top5=False)
     return _train_one_step(model, x, np.arange(4)), x
 
 
@@ -138,7 +144,7 @@ class SavingTest(tf.test.TestCase, parameterized.TestCase):
     def setUp(self):
         super().setUp()
         self.dir = self.create_tempdir().full_path
-        self.model = models.build_resnet(1, num_classes=5, shortcut="identity")
+        self.model = classification_models.build_resnet(1, num_classes=5, shortcut="identity")
         self.model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         self.x = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3)).astype("float32")
         self.expected = self.model.predict(self.x, verbose=0)

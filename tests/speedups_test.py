@@ -8,7 +8,10 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from resnet_keras import classification, experiment, keras_private, models, speedups
+from resnet_keras import keras_private
+from resnet_keras.classification import models, task
+from resnet_keras.classification.config import TrainConfig
+from resnet_keras.run import speedups
 from tests import fixtures
 
 
@@ -49,7 +52,7 @@ class FusedBatchNormTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.parameters("float32", "mixed_bfloat16")
     def test_same_outputs_gradients_and_moving_statistics(self, policy):
-        from resnet_keras import distribute
+        from resnet_keras.run import distribute
 
         x = tf.constant(np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)), "float32")
         y = tf.constant(np.arange(8) % 10)
@@ -150,7 +153,7 @@ class RecomputeBlocksTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class TrainingPathTest(tf.test.TestCase, parameterized.TestCase):
-    """`classification.build_model` applies the speed-ups its config asks for: the
+    """`classification.task.build_model` applies the speed-ups its config asks for: the
     fused kernel by default, recomputation with `recompute`."""
 
     @parameterized.parameters("resnet", "plain")
@@ -162,20 +165,20 @@ class TrainingPathTest(tf.test.TestCase, parameterized.TestCase):
             ({"recompute": True}, True, True),
         ]
         for overrides, want_fused, want_recompute in cases:
-            config = experiment.TrainConfig(model=kind, n=1, **overrides)
-            model = classification.build_model(config, 10, x)
+            config = TrainConfig(model=kind, n=1, **overrides)
+            model = task.build_model(config, 10, x)
             bns = bn_layers(model)
             self.assertNotEmpty(bns)
             self.assertEqual([speedups.is_fused(l) for l in bns], [want_fused] * len(bns))
             self.assertEqual("call" in vars(model), want_recompute, overrides)
 
     def test_synchronized_batch_norm_keeps_keras_path(self):
-        config = experiment.TrainConfig(n=1)
-        model = classification.build_model(config, 10, fixtures.random_images(8), sync_bn=True)
+        config = TrainConfig(n=1)
+        model = task.build_model(config, 10, fixtures.random_images(8), sync_bn=True)
         self.assertFalse(any(speedups.is_fused(l) for l in bn_layers(model)))
         with self.assertRaisesRegex(ValueError, "needs the fused BatchNorm path"):
-            classification.build_model(
-                experiment.TrainConfig(n=1, recompute=True),
+            task.build_model(
+                TrainConfig(n=1, recompute=True),
                 10,
                 fixtures.random_images(8),
                 sync_bn=True,

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from resnet_keras import transfer_results
+from resnet_keras.transfer import report
 
 
 class ResultsTest(tf.test.TestCase):
@@ -25,13 +25,13 @@ class ResultsTest(tf.test.TestCase):
             test_accuracy=0.5,
             run="runs/a",
         )
-        transfer_results.record(out, row)
-        transfer_results.record(
+        report.record(out, row)
+        report.record(
             out,
             row
             | {"opt": "sgd", "run": "runs/b", "mode": "transfer_ft5", "fine_tune_start_epoch": 20},
         )
-        rows = transfer_results.record(out, row | {"test_accuracy": 0.75})
+        rows = report.record(out, row | {"test_accuracy": 0.75})
         # A rerun replaces its row (and moves it last); other rows stay.
         self.assertEqual(
             [(r["opt"], r["test_accuracy"]) for r in rows], [("sgd", 0.5), ("adam", 0.75)]
@@ -49,17 +49,17 @@ class ResultsTest(tf.test.TestCase):
             training_history = {"accuracy": list(np.linspace(0.1, 0.6, n)), "loss": [1.0] * n}
             with open(os.path.join(out, "runs", name, "history.json"), "w") as f:
                 json.dump(training_history, f)
-        path = transfer_results.plot_results(rows, out, "resnet50", "cifar10", 45_000)
+        path = report.plot_results(rows, out, "resnet50", "cifar10", 45_000)
         # One file per base, data set and size: no second copy under another name.
         self.assertEqual(os.path.basename(path), "question3_resnet50_cifar10_45000.png")
         self.assertEqual(os.listdir(os.path.join(out, "plots")), [os.path.basename(path)])
         with Image.open(path) as im:
             self.assertEqual(im.format, "PNG", path)
-        self.assertEqual(transfer_results.run_label(rows[0]), "sgd, frozen base + fine-tuning")
+        self.assertEqual(report.run_label(rows[0]), "sgd, frozen base + fine-tuning")
         with open(os.path.join(out, "results", "question3.json"), "w") as f:
             f.write("{not json")
         with self.assertRaisesRegex(ValueError, "question3.json: not a results table"):
-            transfer_results.record(out, row)
+            report.record(out, row)
 
 
 if __name__ == "__main__":

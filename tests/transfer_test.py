@@ -16,7 +16,9 @@ import tensorflow as tf
 from absl.testing import parameterized
 from keras.src.legacy.saving import legacy_h5_format
 
-from resnet_keras import models, saving, transfer
+from resnet_keras.classification import models as classification_models
+from resnet_keras.run import saving
+from resnet_keras.transfer import models as transfer_models
 from tests import fixtures
 
 RESNET50_NOTOP_PARAMS = 23_587_712  # keras.applications.ResNet50(include_top=False)
@@ -49,7 +51,7 @@ class PreprocessTest(tf.test.TestCase, parameterized.TestCase):
     def test_equals_keras_preprocess_input(self, base, module):
         x = fixtures.random_images(4).astype("float32")
         inputs = keras.Input((32, 32, 3))
-        out = transfer.preprocess(inputs, transfer.APPLICATIONS[base].preprocessing)
+        out = transfer_models.preprocess(inputs, transfer_models.APPLICATIONS[base].preprocessing)
         got = keras.Model(inputs, out).predict(x, verbose=0) if out is not inputs else x
         self.assertAllClose(got, module.preprocess_input(x.copy()), atol=1e-4)
 
@@ -61,7 +63,7 @@ class ResNet50Test(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         keras.utils.set_random_seed(0)
-        cls.model = transfer.build_transfer_model(10, weights=None)
+        cls.model = transfer_models.build_transfer_model(10, weights=None)
         cls.x = fixtures.random_images(4, seed=1).astype("float32")
         cls.y = np.arange(4)
 
@@ -73,7 +75,7 @@ class ResNet50Test(tf.test.TestCase):
         self.assertEqual(head, 527_114)
         # The 12 fixed weights of the 1x1 conv that does caffe preprocessing count, frozen.
         self.assertEqual(m.count_params(), RESNET50_NOTOP_PARAMS + 12 + head)
-        self.assertEqual(transfer.count_weights(m.trainable_weights), head)
+        self.assertEqual(classification_models.count_weights(m.trainable_weights), head)
         self.assertEqual(
             [w.path for w in m.trainable_weights],
             ["head_dense/kernel", "head_dense/bias", "predictions/kernel", "predictions/bias"],
@@ -90,9 +92,9 @@ class ResNet50Test(tf.test.TestCase):
         self.assertFalse(unchanged(head, m.get_layer("head_dense")))
 
     def test_cached_features_give_the_full_models_predictions(self):
-        features = transfer.feature_extractor(self.model).predict(self.x, verbose=0)
+        features = transfer_models.feature_extractor(self.model).predict(self.x, verbose=0)
         self.assertEqual(features.shape, (4, 2048))
-        head = transfer.head_model(self.model)
+        head = transfer_models.head_model(self.model)
         self.assertAllClose(
             head.predict(features, verbose=0), self.model.predict(self.x, verbose=0), atol=1e-5
         )
@@ -112,8 +114,8 @@ class ResNet50Test(tf.test.TestCase):
 class FineTuneTest(tf.test.TestCase):
     def test_unfreezing_conv5_trains_its_convs_and_nothing_below(self):
         keras.utils.set_random_seed(0)
-        m = transfer.build_transfer_model(10, weights=None)
-        unfrozen = transfer.unfreeze_top(m, transfer.RESNET_STAGES, 1)
+        m = transfer_models.build_transfer_model(10, weights=None)
+        unfrozen = transfer_models.unfreeze_top(m, transfer_models.RESNET_STAGES, 1)
         net = m.get_layer("base")
         convs = [
             l.name
@@ -126,7 +128,8 @@ class FineTuneTest(tf.test.TestCase):
         self.assertLen(unfrozen, 10)  # 3 blocks of 3 convs, and block 1's shortcut conv
         conv5 = sum(net.get_layer(n).count_params() for n in unfrozen)
         self.assertEqual(
-            transfer.count_weights(m.trainable_weights), conv5 + head_params(2048, 256, 10)
+            classification_models.count_weights(m.trainable_weights),
+            conv5 + head_params(2048, 256, 10),
         )
         bns = [l for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
         top, below = net.get_layer("conv5_block3_3_conv"), net.get_layer("conv4_block6_3_conv")
@@ -137,36 +140,40 @@ class FineTuneTest(tf.test.TestCase):
         self.assertTrue(unchanged(before[below.name], below))
         for l in bns:  # scale, shift and moving statistics: BatchNorm stays in inference mode
             self.assertTrue(unchanged(before[l.name], l), l.name)
-        self.assertIn("conv4_block1_1_conv", transfer.unfreeze_top(m, transfer.RESNET_STAGES, 2))
+        self.assertIn(
+            "conv4_block1_1_conv", transfer_models.unfreeze_top(m, transfer_models.RESNET_STAGES, 2)
+        )
         with self.assertRaisesRegex(ValueError, "--unfreeze must be between 1 and 5"):
-            transfer.unfreeze_top(m, transfer.RESNET_STAGES, 6)
+            transfer_models.unfreeze_top(m, transfer_models.RESNET_STAGES, 6)
 
 
 class OtherBasesTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.parameters("resnet101", "densenet121", "efficientnet_b0")
     def test_frozen_with_stages_covering_every_weighted_layer(self, base):
-        m = transfer.build_transfer_model(7, base=base, weights=None, head_units=32)
+        m = transfer_models.build_transfer_model(7, base=base, weights=None, head_units=32)
         self.assertEqual(m.output.shape, (None, 7))
         features = m.get_layer("pool").output.shape[-1]
-        self.assertEqual(transfer.count_weights(m.trainable_weights), head_params(features, 32, 7))
-        stages = transfer.APPLICATIONS[base].stages
+        self.assertEqual(
+            classification_models.count_weights(m.trainable_weights), head_params(features, 32, 7)
+        )
+        stages = transfer_models.APPLICATIONS[base].stages
         for layer in m.get_layer("base").layers:
             if layer.weights:
                 hits = [s for s in stages if layer.name.startswith(s)]
                 self.assertLen(hits, 1, layer.name)
-        unfrozen = transfer.unfreeze_top(m, stages, 1)
+        unfrozen = transfer_models.unfreeze_top(m, stages, 1)
         self.assertNotEmpty(unfrozen)
         self.assertTrue(all(n.startswith(stages[0]) for n in unfrozen), unfrozen)
 
     def test_image_size_resizes_inside_the_model(self):
-        m = transfer.build_transfer_model(10, weights=None, image_size=64)
+        m = transfer_models.build_transfer_model(10, weights=None, image_size=64)
         self.assertEqual(m.input.shape, (None, 32, 32, 3))
         self.assertEqual(m.get_layer("resize").output.shape, (None, 64, 64, 3))
         self.assertEqual(m.get_layer("base").input.shape, (None, 64, 64, 3))
         x = fixtures.random_images(2).astype("float32")
         self.assertEqual(m.predict(x, verbose=0).shape, (2, 10))
         with self.assertRaisesRegex(ValueError, "--image_size must be at least 32"):
-            transfer.build_transfer_model(10, weights=None, image_size=16)
+            transfer_models.build_transfer_model(10, weights=None, image_size=16)
 
 
 class WeightsTest(tf.test.TestCase, parameterized.TestCase):
@@ -183,18 +190,18 @@ class WeightsTest(tf.test.TestCase, parameterized.TestCase):
         else:
             source.save_weights(path)
         keras.utils.set_random_seed(2)
-        m = transfer.build_transfer_model(10, weights=path)
+        m = transfer_models.build_transfer_model(10, weights=path)
         loaded = m.get_layer("base").get_weights()
         self.assertTrue(all(np.array_equal(a, b) for a, b in zip(source.get_weights(), loaded)))
 
     def test_bad_weights_files(self):
         d = self.create_tempdir().full_path
         with self.assertRaisesRegex(ValueError, "missing.h5: no such file"):
-            transfer.build_transfer_model(10, weights=os.path.join(d, "missing.h5"))
+            transfer_models.build_transfer_model(10, weights=os.path.join(d, "missing.h5"))
         other = os.path.join(d, "other.weights.h5")
-        models.build_resnet(1).save_weights(other)
+        classification_models.build_resnet(1).save_weights(other)
         with self.assertRaisesRegex(ValueError, "other.weights.h5: not resnet50 notop weights"):
-            transfer.build_transfer_model(10, weights=other)
+            transfer_models.build_transfer_model(10, weights=other)
 
     def test_failed_download_names_the_offline_ways(self):
         error = Exception(
@@ -206,7 +213,7 @@ class WeightsTest(tf.test.TestCase, parameterized.TestCase):
                 r"^could not download ImageNet weights for resnet50 \(URL fetch failure.*\); "
                 r"offline, pass --weights PATH to a local notop .h5 file or --weights none$",
             ):
-                transfer.build_transfer_model(10, weights="imagenet")
+                transfer_models.build_transfer_model(10, weights="imagenet")
 
 
 class ProjectBaseTest(tf.test.TestCase):
@@ -214,36 +221,40 @@ class ProjectBaseTest(tf.test.TestCase):
         super().setUp()
         self.dir = self.create_tempdir().full_path
         keras.utils.set_random_seed(0)
-        self.source = models.build_resnet(1, num_classes=10)
+        self.source = classification_models.build_resnet(1, num_classes=10)
         self.path = saving.save_model(self.source, os.path.join(self.dir, "resnet_cifar10.h5"))
         self.x = fixtures.random_images(4, seed=3).astype("float32")
 
     def test_cut_at_pool_frozen_under_a_new_head(self):
-        m = transfer.build_from_saved_model(self.path, 100)
+        m = transfer_models.build_from_saved_model(self.path, 100)
         self.assertEqual(
             [l.name for l in m.layers], ["image", "base", "pool", "head_dense", "predictions"]
         )
         self.assertEqual(m.name, "resnet_cifar10_transfer")
         cut = keras.Model(self.source.inputs, self.source.get_layer("pool").output)
         self.assertAllClose(
-            transfer.feature_extractor(m).predict(self.x, verbose=0),
+            transfer_models.feature_extractor(m).predict(self.x, verbose=0),
             cut.predict(self.x, verbose=0),
             atol=1e-5,
         )
         old_head = 64 * 10 + 10
         total = self.source.count_params() - old_head + head_params(64, 256, 100)
         self.assertEqual(m.count_params(), total)
-        self.assertEqual(transfer.count_weights(m.trainable_weights), head_params(64, 256, 100))
+        self.assertEqual(
+            classification_models.count_weights(m.trainable_weights), head_params(64, 256, 100)
+        )
         base = weights_of(m.get_layer("base"))
         one_step(m, self.x, np.arange(4))
         self.assertTrue(unchanged(base, m.get_layer("base")))
-        unfrozen = transfer.unfreeze_top(m, transfer.stages_of(self.path), 1)
+        unfrozen = transfer_models.unfreeze_top(m, transfer_models.stages_of(self.path), 1)
         self.assertEqual(
             unfrozen, ["stage3_block1_conv1", "stage3_block1_conv2", "stage3_block1_proj_conv"]
         )
 
     def test_reinitialized_and_trained_base_is_the_same_network_from_scratch(self):
-        m = transfer.build_from_saved_model(self.path, 10, reinitialize=True, train_base=True)
+        m = transfer_models.build_from_saved_model(
+            self.path, 10, reinitialize=True, train_base=True
+        )
         net = m.get_layer("base")
         kernel = lambda model: model.get_layer("stem_conv").get_weights()[0]  # noqa: E731
         self.assertFalse(np.array_equal(kernel(net), kernel(self.source)))
@@ -251,8 +262,8 @@ class ProjectBaseTest(tf.test.TestCase):
         for a, b in zip(norm, self.source.get_layer("normalization").weights):
             self.assertAllClose(a, b.numpy())  # the input statistics are data, not weights
         self.assertEqual(
-            transfer.count_weights(m.trainable_weights),
-            transfer.count_weights(self.source.trainable_weights)
+            classification_models.count_weights(m.trainable_weights),
+            classification_models.count_weights(self.source.trainable_weights)
             - (64 * 10 + 10)
             + head_params(64, 256, 10),
         )
@@ -267,7 +278,7 @@ class ProjectBaseTest(tf.test.TestCase):
         out = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
         path = saving.save_model(keras.Model(inputs, out), os.path.join(self.dir, "flat.h5"))
         with self.assertRaisesRegex(ValueError, "flat.h5: no GlobalAveragePooling2D layer"):
-            transfer.build_from_saved_model(path, 10)
+            transfer_models.build_from_saved_model(path, 10)
 
 
 if __name__ == "__main__":

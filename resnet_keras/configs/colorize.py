@@ -1,0 +1,26 @@
+"""The colorization study: an autoencoder and a U-Net in sRGB and Lab.
+
+`python -m scripts.colorize train` trains one colorizer with `DEFAULTS`, over
+`colorization.config.ColorizeConfig`'s field defaults, under the flags given
+(`--model autoencoder|unet`, `--color_space rgb|lab`).
+"""
+
+DEFAULTS = dict(
+    model="autoencoder",
+    color_space="rgb",
+    image_size=32,
+    dataset="cifar10",
+    # train to the plateau of the validation MSE: stop after the first epoch,
+    # the 30th or later, that ends 10 in a row without a new best; at most 100.
+    epochs=100,
+    patience=10,
+    min_epochs=30,
+    probe_epochs=10,
+    batch_size=128,
+    lr=1e-3,
+    val_size=5000,
+    output_dir=".",
+    formats=["h5"],
+    out="colorized",
+    verbose=1,
+)

@@ -1,0 +1,142 @@
+"""Question 3's results: one row per transfer run in results/question3.{json,md},
+merged as runs come in, and the figures drawn from the runs' saved histories.
+
+    python -m scripts.question3 --report_only --data_dir path/to/cifar10
+"""
+
+import json
+import os
+
+from resnet_keras.run import plots, tables
+from resnet_keras.transfer.models import base_label
+
+RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
+RESULT_COLUMNS = [
+    ("base", "base"),
+    ("weights", "weights"),
+    ("mode", "mode"),
+    ("dataset", "data set"),
+    ("opt", "optimizer"),
+    ("train_images", "training images"),
+    ("cache_features", "cached features"),
+    ("params", "parameters"),
+    ("trainable_params", "trainable"),
+    ("test_accuracy", "test accuracy"),
+    ("test_loss", "test loss"),
+    ("epochs", "epochs"),
+    ("feature_time_s", "features (s)"),
+    ("train_time_s", "training (s)"),
+    ("wall_time_s", "wall (s)"),
+]
+RESULT_NOTES = """
+mode: transfer (frozen base, head only), transfer_ft<K> (then K epochs with the
+top of the base unfrozen), scratch (random weights, every layer trained), full
+(pre-trained weights, every layer trained). Test accuracy is measured once, on
+the test split, with the weights that did best on the validation split.
+features (s): one pass of the base over training, validation and test images
+(0 where an earlier run of the same invocation had extracted them); training
+(s): the summed epoch times; wall (s): from the run's first start to its test,
+resumes and pauses included.
+Each row's settings are in its run's flags.json, its machine in the JSON rows.
+"""
+
+
+def result_row(config, options, metrics, model_path=None):
+    """One row of results/question3: what ran, on what, and how well; paths relative."""
+    out = config.output_dir
+    row = {
+        "base": base_label(options.base),
+        "weights": options.weights_label,
+        "mode": options.mode,
+        "dataset": config.dataset,
+        "opt": config.opt,
+        "run": os.path.relpath(config.run_dir, out),
+        "model": os.path.relpath(model_path, out) if model_path else None,
+    }
+    keep = (
+        "train_images",
+        "cache_features",
+        "params",
+        "trainable_params",
+        "test_accuracy",
+        "test_loss",
+        "epochs",
+        "feature_time_s",
+        "train_time_s",
+        "wall_time_s",
+        "fine_tune_start_epoch",
+        "fine_tune_trainable_params",
+        "head_test_accuracy",
+        "hardware",
+    )
+    return row | {k: metrics[k] for k in keep if k in metrics}
+
+
+def record(output_dir, row):
+    """Merges `row` into results/question3.{json,md} under `output_dir` (a
+    report folder, `publish.report_dir`); returns all rows."""
+    stem = os.path.join(output_dir, "results", "question3")
+    title = "Question 3: transfer learning"
+    return tables.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
+
+
+def run_label(row):
+    """How a run is named in a figure: "adam, frozen base", "adam, from scratch", ..."""
+    kind = {"scratch": "from scratch", "full": "all layers trained"}.get(row["mode"])
+    if kind is None:
+        kind = "frozen random base" if row["weights"] == "random" else "frozen base"
+        if row.get("fine_tune_start_epoch"):
+            kind += " + fine-tuning"
+    return f"{row['opt']}, {kind}"
+
+
+def plot_rows(rows, output_dir, path, title):
+    """Curves of the given result rows, drawn from their saved history.json files.
+
+    Rows that differ only in how they ran (cached features or not) share a
+    label; the last one drawn wins. Rows whose history is gone are left out.
+    A fine-tuned run is drawn from its fine-tuning on: its head epochs are
+    those of the frozen-base run, which they would hide.
+    """
+    histories, marks, starts = {}, {}, {}
+    for row in rows:
+        # The run's folder, else the record the repository ships of it (results/runs/).
+        found = [
+            os.path.join(output_dir, folder, row["run"], "history.json")
+            for folder in ("", "results")
+        ]
+        history_path = next((p for p in found if os.path.isfile(p)), None)
+        if history_path is None:
+            continue
+        label = run_label(row)
+        with open(history_path) as f:
+            histories[label] = json.load(f)
+        start = row.get("fine_tune_start_epoch")
+        if start:
+            marks[f"fine-tuning starts (epoch {start + 1})"] = start
+            starts[label] = start + 1
+    return plots.plot_histories(
+        histories,
+        path,
+        title,
+        marks=marks,
+        starts=starts,
+        loss_label=plots.LOSS_WITH_L2,
+        legend_below=True,
+    )
+
+
+def plot_results(rows, output_dir, base, dataset, train_images, dest=None):
+    """Draws every recorded run of one base, data set and training-set size
+    into plots/question3_<base>_<dataset>_<images>.png under `dest` (default
+    `output_dir`, whose runs the rows name); returns its path."""
+    label = base_label(base)
+    key = (label, dataset, train_images)
+    group = [r for r in rows if (r["base"], r["dataset"], r.get("train_images")) == key]
+    epochs = max((r.get("epochs") or 0 for r in group), default=0)
+    title = (
+        f"Question 3: {label} on {dataset} ({train_images:,} training images, "
+        f"up to {epochs} epochs)"
+    )
+    name = f"question3_{label}_{dataset}_{train_images}.png"
+    return plot_rows(group, output_dir, os.path.join(dest or output_dir, "plots", name), title)

@@ -1,0 +1,154 @@
+"""The import rule of resnet_keras/__init__.py, checked on the source (AST only, no TensorFlow).
+
+Every module of resnet_keras/, scripts/ and benchmarks/ is parsed, every import
+in it (at the top or inside a function) resolved to the project module it names,
+and refused when it reaches a layer above its own or a sibling family.
+"""
+
+import ast
+import os
+import unittest
+
+# No tests.fixtures: it imports TensorFlow, and this test needs none.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BASE = {"checks", "files", "cpu", "keras_private", "stats"}
+# The layers each layer may import, its own included (resnet_keras/__init__.py).
+LOWER = {
+    "base": {"base"},
+    "data": {"base", "data"},
+    "run": {"base", "data", "run"},
+    "classification": {"base", "data", "run", "classification"},
+    "transfer": {"base", "data", "run", "classification", "transfer"},
+    "colorization": {"base", "data", "run", "colorization"},
+}
+FAMILIES = {"base", "data", "run", "classification", "transfer", "colorization"}
+# Above the families: export takes a model of either family, a config names the
+# runs of one experiment; scripts (and the benchmarks) use everything.
+LOWER["export"] = FAMILIES | {"export"}
+LOWER["configs"] = FAMILIES | {"configs"}
+LOWER["api"] = FAMILIES  # resnet_keras/__init__.py: the names it declares
+LOWER["scripts"] = FAMILIES | {"export", "configs", "api", "scripts"}
+
+
+def layer_of(module):
+    """The layer of a dotted module name of the project, or None for other packages."""
+    parts = module.split(".")
+    if parts[0] in ("scripts", "benchmarks"):
+        return "scripts"
+    if parts[0] != "resnet_keras":
+        return None
+    if len(parts) == 1:
+        return "api"
+    if parts[1] in BASE:
+        return "base"
+    if parts[1] in LOWER:
+        return parts[1]
+    raise AssertionError(
+        f"resnet_keras.{parts[1]}: in no layer; add it to tests/layout_test.py and to the "
+        "rule in resnet_keras/__init__.py"
+    )
+
+
+def module_name(path):
+    rel = os.path.relpath(path, ROOT)[: -len(".py")].split(os.sep)
+    if rel[-1] == "__init__":
+        rel = rel[:-1]
+    return ".".join(rel)
+
+
+def imported(tree, module, is_package):
+    """(line, dotted name) of every project module (or package name) an AST imports."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module
+            if node.level:
+                here = module.split(".") if is_package else module.split(".")[:-1]
+                here = here[: len(here) - node.level + 1]
+                base = ".".join(here + ([node.module] if node.module else []))
+            for alias in node.names:
+                # `from resnet_keras import files` names a module; `from
+                # resnet_keras.files import atomic_path` a name in one.
+                whole = base == "resnet_keras" or (node.level and not node.module)
+                yield node.lineno, f"{base}.{alias.name}" if whole else base
+
+
+def violations(source, module, is_package=False):
+    """The imports of `module` (its source text) that break the layer rule."""
+    own = layer_of(module)
+    out = []
+    for line, name in imported(ast.parse(source), module, is_package):
+        parts = name.split(".")
+        if parts[0] == "resnet_keras" and len(parts) > 1 and parts[1] not in BASE | set(LOWER):
+            name = "resnet_keras"  # a name `resnet_keras/__init__.py` declares
+        target = layer_of(name)
+        if target is not None and target not in LOWER[own]:
+            out.append(f"{module}:{line} ({own}) imports {name} ({target})")
+    return out
+
+
+def project_modules():
+    for top in ("resnet_keras", "scripts", "benchmarks"):
+        for folder, _, names in os.walk(os.path.join(ROOT, top)):
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    yield os.path.join(folder, name)
+
+
+class LayoutTest(unittest.TestCase):
+    def test_no_module_imports_above_its_layer_or_a_sibling_family(self):
+        found = []
+        for path in project_modules():
+            with open(path, encoding="utf-8") as f:
+                source = f.read()
+            found += violations(source, module_name(path), path.endswith("__init__.py"))
+        self.assertEqual(found, [])
+
+    def test_every_layer_is_checked(self):
+        modules = [module_name(p) for p in project_modules()]
+        self.assertEqual(
+            {layer_of(m) for m in modules},
+            {"api", "base", "data", "run", "classification", "transfer", "colorization"}
+            | {"export", "configs", "scripts"},
+        )
+
+    def test_refuses_an_upward_and_a_sideways_import(self):
+        cases = [
+            ("from resnet_keras.classification import models", "resnet_keras.run.folders"),
+            ("from resnet_keras.run import fit", "resnet_keras.data.pipeline"),
+            (
+                "from resnet_keras.transfer.models import base_label",
+                "resnet_keras.classification.task",
+            ),
+            ("from resnet_keras import colorization", "resnet_keras.classification.task"),
+            ("from resnet_keras.classification import models", "resnet_keras.colorization.probe"),
+            ("import resnet_keras.configs.question2", "resnet_keras.transfer.task"),
+            ("from scripts import common", "resnet_keras.configs.question2"),
+            ("from resnet_keras import build_resnet", "resnet_keras.run.lifecycle"),
+            ("from resnet_keras.data import cifar", "resnet_keras.files"),
+            ("from .. import run", "resnet_keras.data.cifar"),
+            ("from ..classification.models import MAX_N", "resnet_keras.run.config"),
+        ]
+        for source, module in cases:
+            with self.subTest(source=source, module=module):
+                self.assertEqual(len(violations(f"def f():\n    {source}\n", module)), 1)
+
+    def test_allows_the_layers_below_and_its_own(self):
+        cases = [
+            ("from resnet_keras.classification import models", "resnet_keras.transfer.models"),
+            ("from resnet_keras.run import fit, folders", "resnet_keras.colorization.task"),
+            ("from resnet_keras import files", "resnet_keras.data.cifar"),
+            ("from . import folders", "resnet_keras.run.publish"),
+            ("from resnet_keras.colorization import color", "resnet_keras.export"),
+            ("import numpy", "resnet_keras.checks"),
+        ]
+        for source, module in cases:
+            with self.subTest(source=source, module=module):
+                self.assertEqual(violations(source, module), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
