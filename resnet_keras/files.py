@@ -18,6 +18,7 @@ extracted tarballs are kept.
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import sys
@@ -201,3 +202,19 @@ def _jsonable(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return obj
+
+
+def sha256(path):
+    """The hash of a file, or of a folder's files (a SavedModel) in name order."""
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        for folder, dirs, names in sorted(os.walk(path)):
+            dirs.sort()
+            for name in sorted(names):
+                h.update(os.path.relpath(os.path.join(folder, name), path).encode())
+                h.update(sha256(os.path.join(folder, name)).encode())
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -24,8 +24,10 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from resnet_keras import files
 from resnet_keras.classification import conversion, pretrained, torch_checkpoint
 from resnet_keras.data.cifar import CIFAR10_CLASSES
+from resnet_keras.run import saving
 from tests import fixtures
 from tests.fixtures import run_in_process
 
@@ -198,13 +200,13 @@ class ConversionTest(tf.test.TestCase, parameterized.TestCase):
         self.assertLen(prov["files"], 4)
         for record in prov["files"]:
             path = os.path.join(pretrained.WEIGHTS_DIR, record["file"])
-            self.assertEqual(conversion.sha256(path), record["sha256"], record["file"])
+            self.assertEqual(files.sha256(path), record["sha256"], record["file"])
             self.assertLess(os.path.getsize(path), 4 * 2**20)
             source = os.path.join(REFERENCE, record["source"])
-            self.assertEqual(conversion.sha256(source), record["source_sha256"])
+            self.assertEqual(files.sha256(source), record["source_sha256"])
             preset = pretrained.PRESETS[record["file"].removesuffix(".h5")]
             self.assertEqual(preset.sha256, record["source_sha256"])
-            self.assertEqual(conversion.read_class_names(path), list(CIFAR10_CLASSES))
+            self.assertEqual(saving.class_names_of(path), list(CIFAR10_CLASSES))
         with open(os.path.join(pretrained.WEIGHTS_DIR, "LICENSE")) as a:
             with open(os.path.join(REFERENCE, "LICENSE")) as b:
                 self.assertEqual(a.read(), b.read())
@@ -233,9 +235,7 @@ class ConvertScriptTest(tf.test.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         written = os.path.join(out, "resnet20_cifar10.h5")
         # Bit for bit the shipped file: same weights, same graph, same attributes.
-        self.assertEqual(
-            conversion.sha256(written), conversion.sha256(pretrained.path("resnet20_cifar10"))
-        )
+        self.assertEqual(files.sha256(written), files.sha256(pretrained.path("resnet20_cifar10")))
         with open(os.path.join(out, "provenance.json")) as f:
             prov = json.load(f)
         self.assertEqual(

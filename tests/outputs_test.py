@@ -73,7 +73,7 @@ class PublishTest(tf.test.TestCase):
             self.assertEqual(f.read(), "weights")
         entry = publish.read_record(self.out)["saved_models/m.h5"]
         self.assertEqual((entry["owner"], entry["source"]), ("runs/a", "runs/a/m.h5"))
-        self.assertEqual(entry["sha256"], publish.sha256(os.path.join(self.run, "m.h5")))
+        self.assertEqual(entry["sha256"], files.sha256(os.path.join(self.run, "m.h5")))
         self.assertEqual(entry["settings"], {"epochs": 2})
         # A look-alike run name: another run's file is not replaced unasked.
         other = _finished(os.path.join(self.out, "runs", "b"), text="other weights")

@@ -16,12 +16,9 @@ The checkpoints are read without PyTorch (`torch_checkpoint`):
     python -m scripts.convert path/to/akamaster/pretrained_models/*.th --output_dir resnet_keras/classification/weights
 """
 
-import hashlib
-import json
 import os
 import re
 
-import h5py
 import numpy as np
 
 from resnet_keras import files
@@ -139,36 +136,10 @@ def convert_checkpoint(path):
         raise ValueError(f"{path}: {e}") from None
 
 
-def write_class_names(path, class_names=CIFAR10_CLASSES):
-    """Stores the class names in an .h5 model file as the root attribute
-    `class_names` (a JSON list), so plain Keras and h5py users can name a prediction."""
-    with h5py.File(path, "a") as f:
-        f.attrs["class_names"] = json.dumps(list(class_names))
-
-
-def read_class_names(path):
-    """The class names an .h5 file stores (`write_class_names`), or None."""
-    with h5py.File(path, "r") as f:
-        names = f.attrs.get("class_names")
-    return None if names is None else json.loads(names)
-
-
 def save_converted(model, path, class_names=CIFAR10_CLASSES):
-    """Saves a converted model as .h5 with its class names (`write_class_names`),
-    atomically: the file appears complete or not at all."""
-    with files.atomic_path(path) as tmp:
-        saving.save_model(model, tmp)
-        write_class_names(tmp, class_names)
-    return path
-
-
-def sha256(path):
-    """The hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Saves a converted model as .h5 with its class names, atomically: the
+    file appears complete or not at all (`saving.save_model`)."""
+    return saving.save_model(model, path, class_names=class_names)
 
 
 def convert_files(checkpoints, output_dir, log=print):
@@ -194,9 +165,9 @@ def convert_files(checkpoints, output_dir, log=print):
         records.append(
             dict(
                 source=os.path.basename(source),
-                source_sha256=sha256(source),
+                source_sha256=files.sha256(source),
                 file=os.path.basename(out),
-                sha256=sha256(out),
+                sha256=files.sha256(out),
                 n=(depth - 2) // 6,
             )
         )

@@ -26,7 +26,6 @@ into place, so a publish cut off half-way is completed by the same command.
 """
 
 import contextlib
-import hashlib
 import os
 import shutil
 import subprocess
@@ -98,22 +97,6 @@ def _class_names(model, run_dir):
 # --- publish: a finished run's files into the shared places ------------------
 
 
-def sha256(path):
-    """The hash of a file, or of a folder's files (a SavedModel) in name order."""
-    h = hashlib.sha256()
-    if os.path.isdir(path):
-        for folder, dirs, names in sorted(os.walk(path)):
-            dirs.sort()
-            for name in sorted(names):
-                h.update(os.path.relpath(os.path.join(folder, name), path).encode())
-                h.update(sha256(os.path.join(folder, name)).encode())
-        return h.hexdigest()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def git_tracked(path):
     """Whether `path` (a file, or a folder holding one) is a file the git
     checkout around it ships; False outside a checkout or without git."""
@@ -165,7 +148,7 @@ def check_publish(output_dir, files_map, owner, replace=(), check=None, early=Fa
             else:
                 raise ValueError(f"{source}: missing; nothing to publish as {target}")
         if os.path.exists(target):
-            if source is not None and sha256(target) == sha256(source):
+            if source is not None and files.sha256(target) == files.sha256(source):
                 continue  # the same bytes: no replacement
             why = _why_not_ours(target, rel, record, owner)
             if why and not named & {os.path.normpath(rel), os.path.normpath(target)}:
@@ -231,7 +214,7 @@ def _source(source, owner, output_dir):
     return {
         "owner": owner,
         "source": os.path.relpath(source, output_dir),
-        "sha256": sha256(source),
+        "sha256": files.sha256(source),
         "published_utc": provenance.now_utc(),
         "settings": flags or None,
         "commits": sorted({i.get("git_commit") for i in invocations if i.get("git_commit")}),
