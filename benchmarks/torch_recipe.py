@@ -3,7 +3,7 @@ trained with the original write-up's 100-epoch recipe on the CIFAR-10 image
 folder, to tell a data effect from a code effect when the project's accuracy
 differs from the write-up's.
 
-The recipe (deep-learning-lab.md, and `scripts.resnet_vs_plain`'s defaults):
+The recipe (deep-learning-lab.md, and `configs.resnet_vs_plain.DEFAULTS`):
 SGD 0.1, momentum 0.9, weight decay 1e-4, /10 at epochs 50 and 75, batch 128,
 per-image crop after 4-pixel padding and flip, per-channel normalisation,
 projection shortcuts, 100 epochs, tested on the 10,000 test images after every

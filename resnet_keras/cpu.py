@@ -1,6 +1,6 @@
 """What this CPU computes natively, and the oneDNN setting that follows from it.
 
-Nothing here imports TensorFlow: `scripts/common.py` calls `default_onednn()`
+Nothing here imports TensorFlow: `scripts/_env.py` calls `default_onednn()`
 before the first `import tensorflow`, when TensorFlow's oneDNN switch can
 still be set, and `distribute.precision_decision` asks `native_bfloat16`.
 
