@@ -7,7 +7,7 @@ merged as runs come in, and the figures drawn from the runs' saved histories.
 import json
 import os
 
-from resnet_keras.run import plots, tables
+from resnet_keras.run import plots, publish, tables
 from resnet_keras.transfer.models import base_label
 
 RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
@@ -101,12 +101,9 @@ def plot_rows(rows, output_dir, path, title):
     histories, marks, starts = {}, {}, {}
     for row in rows:
         # The run's folder, else the record the repository ships of it (results/runs/).
-        found = [
-            os.path.join(output_dir, folder, row["run"], "history.json")
-            for folder in ("", "results")
-        ]
-        history_path = next((p for p in found if os.path.isfile(p)), None)
-        if history_path is None:
+        run = publish.find_run(output_dir, os.path.basename(row["run"]), shipped=True)
+        history_path = os.path.join(run, "history.json")
+        if not os.path.isfile(history_path):
             continue
         label = run_label(row)
         with open(history_path) as f:
