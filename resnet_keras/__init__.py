@@ -18,8 +18,9 @@ the layers below it, never from one above or from a sibling family
     scripts/        (outside the package) flags to configs, on top of everything
 
 Each family has the same role files: `models.py` (builders), `config.py` (a
-run's settings), `task.py` (one run), `metrics.py`, `report.py` (tables and
-figures). The names below are the declared public API.
+run's settings), `task.py` (one run), `report.py` (tables and figures), and
+`metrics.py` where the family has metrics of its own (transfer is scored by
+classification's). The names below are the declared public API.
 """
 
 import importlib

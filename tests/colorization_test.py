@@ -2,7 +2,7 @@
 (D65) values, the models, metrics on known images, and colouring pictures
 of any size (colorize_image).
 
-The runs built on it are in colorization_tasks_test.py, the script in
+The runs built on it are in colorization_task_test.py, the script in
 colorize_test.py.
 """
 

@@ -281,7 +281,7 @@ class BadInputTest(tf.test.TestCase):
         folder = self.create_tempdir().full_path
         resnet = saving.save_model(models.build_resnet(1), os.path.join(folder, "resnet.h5"))
         # Each case costs a TensorFlow start-up; the config checks
-        # (colorization_tasks_test.ConfigTest) cover the rest.
+        # (colorization_task_test.ConfigTest) cover the rest.
         cases = [
             (["colour"], "Unknown command 'colour'; expected one of train, eval, apply, probe"),
             (["train", "--opt=sgd"], "--opt is not used by scripts.colorize; it is taken by"),

@@ -12,7 +12,7 @@ from PIL import Image, ImageFile
 
 from resnet_keras.data import cifar, image_folders
 from tests import fixtures
-from tests.data_test import DataTestCase
+from tests.cifar_test import DataTestCase
 
 
 class ImageFolderLoadTest(DataTestCase):

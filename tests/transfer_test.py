@@ -1,8 +1,8 @@
-"""resnet_keras.transfer: bases, heads, freezing and weights files.
+"""resnet_keras.transfer.models: bases, heads, freezing and weights files.
 
 No ImageNet weights exist on the test machines: bases use weights=None, or a
 notop weights file the test writes itself, or a tiny model of the project.
-The runs built on it are in transfer_experiment_test.py, the script in
+The runs built on it are in transfer_task_test.py, the script in
 question3_test.py.
 """
 

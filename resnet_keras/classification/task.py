@@ -198,7 +198,7 @@ def fit_and_test(
     )
     metrics = test_metrics | {
         "params": int(model.count_params()),
-        "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        "trainable_params": models.count_weights(model.trainable_weights),
         "epochs": len(history.get("loss", [])),
         "train_time_s": train_time,
         "img_per_s": float(np.mean(history["img_per_s"])) if "img_per_s" in history else None,

@@ -17,7 +17,7 @@ arrays of their shape and dtype (`torch.load(path, map_location="cpu")`
 gives the same numbers; tests/conversion_test.py checks it where torch is
 installed).
 
-    from resnet_keras import torch_checkpoint
+    from resnet_keras.classification import torch_checkpoint
     ckpt = torch_checkpoint.load("resnet20-12fca82f.th")  # {"state_dict": {...}, ...}
 """
 

@@ -77,7 +77,7 @@ APPLICATIONS = {
         ),
     ),
 }
-# The project's CIFAR ResNets (resnet_keras.models): three stages and a stem.
+# The project's CIFAR ResNets (resnet_keras.classification.models): three stages and a stem.
 PROJECT_STAGES = (("stage3_",), ("stage2_",), ("stage1_",), ("stem_", "normalization"))
 
 # keras.applications.imagenet_utils: "caffe" = RGB->BGR, then minus the

@@ -1,4 +1,4 @@
-"""resnet_keras.runs: what a new command may do with an existing run folder.
+"""resnet_keras.run.folders: what a new command may do with an existing run folder.
 
 These cases build the folders by hand; RunFolderTest runs the scripts on
 them (killed mid-retrain, a named trial run beside a finished one, two

@@ -1,6 +1,6 @@
-"""The steps every run shares (resnet_keras.experiment): seeded determinism
+"""The steps every run shares (resnet_keras.run.lifecycle): seeded determinism
 end to end. A whole classification run is classification_test's; the run
-settings are runs_test's."""
+settings are folders_test's."""
 
 import os
 

@@ -1,7 +1,7 @@
-"""resnet_keras.plotting: each figure is written whole, as a PNG, with nothing
+"""resnet_keras.run.plots: each figure is written whole, as a PNG, with nothing
 left beside it.
 
-What the figures are drawn from is checked where it is made (experiment_test,
+What the figures are drawn from is checked where it is made (lifecycle_test,
 resnet_vs_plain_test); here, that any such data draws."""
 
 import os

@@ -1,4 +1,4 @@
-"""resnet_keras.presets: the converted reference ResNets in one call, with
+"""resnet_keras.classification.pretrained: the converted reference ResNets in one call, with
 features (`include_top=False`, `pooling=`), and the same call converting the
 original checkpoint fetched through `keras.utils.get_file` (offline here: a
 file:// URL to the local copy, its sha256 checked)."""

@@ -1,4 +1,4 @@
-"""resnet_keras.colorization_tasks: the run's configuration checks, the
+"""resnet_keras.colorization.task: the run's configuration checks, the
 examples figure's images, and `eval` / `probe` with their results
 table, on an image folder the tests write and on real CIFAR-10 images (slow).
 

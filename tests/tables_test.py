@@ -1,4 +1,4 @@
-"""resnet_keras.results: the one writer of results tables (rows merged by key,
+"""resnet_keras.run.tables: the one writer of results tables (rows merged by key,
 their Markdown), and its refusals."""
 
 import json

@@ -1,4 +1,4 @@
-"""resnet_keras.transfer_results: question3's results table and figures."""
+"""resnet_keras.transfer.report: question3's results table and figures."""
 
 import json
 import os

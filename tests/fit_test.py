@@ -1,4 +1,4 @@
-"""fitting: resume after a kill, the run's log, best weights, NaN and plateau stops."""
+"""resnet_keras.run.fit: resume after a kill, the run's log, best weights, NaN and plateau stops."""
 
 import contextlib
 import io

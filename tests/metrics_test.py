@@ -1,4 +1,4 @@
-"""resnet_keras.evaluation: test metrics from predictions, TTA and the files they go to.
+"""resnet_keras.classification.metrics and resnet_keras.colorization.metrics: test metrics from predictions, TTA and the files they go to.
 
 Also the flip and shift views (FlipTtaTest); the colorization metrics are
 colorization_test's.

@@ -1,4 +1,4 @@
-"""resnet_keras.outputs: a run owns its outputs, and publishing is a step of its own.
+"""resnet_keras.run.publish: a run owns its outputs, and publishing is a step of its own.
 
 KillTest cuts real runs off (SIGKILL through RESNET_KERAS_KILL_AT) right
 after each output is written and checks the run is then resumable or

@@ -1,4 +1,4 @@
-"""resnet_keras.transfer_experiment: question3's options, runs (cached
+"""resnet_keras.transfer.task: question3's options, runs (cached
 features or not, fine-tuning, reuse) and results table, on data the tests
 write. The script end to end is in question3_test.py."""
 
