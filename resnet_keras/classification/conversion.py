@@ -136,12 +136,6 @@ def convert_checkpoint(path):
         raise ValueError(f"{path}: {e}") from None
 
 
-def save_converted(model, path, class_names=CIFAR10_CLASSES):
-    """Saves a converted model as .h5 with its class names, atomically: the
-    file appears complete or not at all (`saving.save_model`)."""
-    return saving.save_model(model, path, class_names=class_names)
-
-
 def convert_files(checkpoints, output_dir, log=print):
     """Converts reference checkpoints into `<output_dir>/resnet<depth>_cifar10.h5`.
 
@@ -161,14 +155,16 @@ def convert_files(checkpoints, output_dir, log=print):
     records = []
     for source, model in converted:
         depth = int(model.name.removeprefix("resnet"))  # the builder names it "resnet20"
-        out = save_converted(model, os.path.join(output_dir, f"resnet{depth}_cifar10.h5"))
+        out = saving.save_model(
+            model, os.path.join(output_dir, f"resnet{depth}_cifar10.h5"), CIFAR10_CLASSES
+        )
         records.append(
             dict(
                 source=os.path.basename(source),
                 source_sha256=files.sha256(source),
                 file=os.path.basename(out),
                 sha256=files.sha256(out),
-                n=(depth - 2) // 6,
+                n=models.depth_to_n(depth),
             )
         )
         log(f"wrote {out} from {source}")
