@@ -18,7 +18,6 @@ plots/ and results/. A finished run made with the same settings is reused,
 so an interrupted --all picks up where it stopped; --retrain trains again.
 """
 
-import dataclasses
 import os
 
 from scripts import _flags, common  # defines the shared flags  # noqa: I001
@@ -26,10 +25,9 @@ from scripts import _flags, common  # defines the shared flags  # noqa: I001
 from absl import flags
 
 from resnet_keras.classification.config import TrainConfig
-from resnet_keras.configs.question3 import DEFAULTS, LR, ORIGINAL_OPTIMIZERS, run_name
-from resnet_keras.run import distribute, folders, optim, publish, saving, tables
+from resnet_keras.configs.question3 import DEFAULTS, LR, ORIGINAL_OPTIMIZERS, make_configs
+from resnet_keras.run import distribute, folders, publish, saving, tables
 from resnet_keras.transfer import report, task
-from resnet_keras.transfer.config import TransferOptions
 from resnet_keras.transfer.models import MIN_IMAGE_SIZE
 
 FLAGS = flags.FLAGS
@@ -87,20 +85,7 @@ HELP = {
 
 def configure():
     """(options, [TrainConfig per optimizer]), all checked before any work."""
-    settings = common.resolve()
-    run_all = FLAGS.all
-    fields = [f.name for f in dataclasses.fields(TransferOptions)]
-    options = TransferOptions(**{name: settings.pop(name) for name in fields})
-    if run_all and FLAGS["opt"].present:
-        raise ValueError("--all runs rmsprop, adam and sgd; drop --opt")
-    configs = []
-    for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
-        name = run_name(options, settings["dataset"], opt, settings["run_name"], run_all)
-        lr = optim.base_learning_rate(opt, settings["lr"], LR)
-        config = TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
-        config.validate()
-        options.validate(config.augment)
-        configs.append(config)
+    options, configs = make_configs(common.resolve(), common.explicit_flags(), FLAGS.all)
     if task.is_saved_model(options.base):  # a file that is no model: refused before any run folder
         saving.load_model(task.model_file(options.base), compile=False)
     return options, configs

@@ -27,14 +27,17 @@ from absl import flags
 from resnet_keras import files
 from resnet_keras.classification import models, report, task
 from resnet_keras.classification.config import TrainConfig
-from resnet_keras.configs.resnet_vs_plain import DEFAULTS, pair_config
+from resnet_keras.configs.resnet_vs_plain import DEFAULTS, DEPTHS, MODELS, SEEDS, pair_config
 from resnet_keras.run import distribute, folders, publish
 
-flags.DEFINE_list("depths", ["20", "32"], "Depths to train, each 6n+2 (20, 32, 44, 56, 110).")
-flags.DEFINE_list("models", ["resnet", "plain"], "Networks to train: resnet, plain.")
+# The defaults are the experiment's (configs/resnet_vs_plain.py), as the flags' strings.
+flags.DEFINE_list(
+    "depths", [str(d) for d in DEPTHS], "Depths to train, each 6n+2 (20, 32, 44, 56, 110)."
+)
+flags.DEFINE_list("models", list(MODELS), "Networks to train: resnet, plain.")
 flags.DEFINE_list(
     "seeds",
-    ["0"],
+    [str(s) for s in SEEDS],
     "Seeds to train each network with (weights, validation split, shuffling, "
     "augmentation); a seed other than 0 is in the run's name: resnet-20-seed1.",
 )

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from resnet_keras.classification import models
+from resnet_keras.configs import question3 as experiment
 from resnet_keras.data import cifar, pipeline
 from resnet_keras.run import saving
 from tests import fixtures
@@ -140,6 +141,41 @@ class ScriptTest(tf.test.TestCase):
             self.assertIn(message, r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
         self.assertEqual(os.listdir(out), [])
+
+
+class MakeConfigsTest(tf.test.TestCase):
+    """configs/question3.py builds every run the script trains (no flags read)."""
+
+    def settings(self, **changes):
+        return dict(experiment.DEFAULTS, **{"lr": None, "run_name": None, **changes})
+
+    def test_all_trains_each_original_optimizer_at_its_keras_default_rate(self):
+        options, configs = experiment.make_configs(self.settings(), set(), run_all=True)
+        self.assertEqual(options.base, "resnet50")
+        self.assertEqual(
+            [(c.opt, c.lr, c.run_name) for c in configs],
+            [
+                ("rmsprop", 1e-3, "question3_resnet50_transfer_cifar10_rmsprop"),
+                ("adam", 1e-3, "question3_resnet50_transfer_cifar10_adam"),
+                ("sgd", 1e-2, "question3_resnet50_transfer_cifar10_sgd"),
+            ],
+        )
+        # A given --lr and --run_name hold for every optimizer, the name suffixed.
+        _, configs = experiment.make_configs(
+            self.settings(lr=0.05, run_name="trial"), {"lr", "run_name"}, run_all=True
+        )
+        self.assertEqual(
+            [(c.lr, c.run_name) for c in configs],
+            [(0.05, "trial_rmsprop"), (0.05, "trial_adam"), (0.05, "trial_sgd")],
+        )
+        (one,) = experiment.make_configs(self.settings(opt="sgd"), {"opt"})[1]
+        self.assertEqual((one.opt, one.lr), ("sgd", 1e-2))
+
+    def test_checks_before_any_work(self):
+        with self.assertRaisesRegex(ValueError, "^--all runs rmsprop, adam and sgd; drop --opt$"):
+            experiment.make_configs(self.settings(), {"opt"}, run_all=True)
+        with self.assertRaisesRegex(ValueError, "--unfreeze must be at most 5"):
+            experiment.make_configs(self.settings(unfreeze=6), set())
 
 
 if __name__ == "__main__":

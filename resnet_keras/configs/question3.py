@@ -3,11 +3,15 @@
 `python -m scripts.question3 --all` trains a head on the frozen base for each
 optimizer of `ORIGINAL_OPTIMIZERS`, each with `DEFAULTS` and Keras' default
 learning rate (`LR`), over `classification.config.TrainConfig`'s and
-`transfer.config.TransferOptions`' field defaults for the rest. A run is named
-after its base, mode, data set and optimizer (`run_name`).
+`transfer.config.TransferOptions`' field defaults for the rest (`make_configs`).
+A run is named after its base, mode, data set and optimizer (`run_name`).
 """
 
+import dataclasses
+
+from resnet_keras.classification.config import TrainConfig
 from resnet_keras.run import optim
+from resnet_keras.transfer.config import TransferOptions
 
 DEFAULTS = dict(
     dataset="cifar10",
@@ -43,3 +47,24 @@ def run_name(options, dataset, opt, given=None, run_all=False):
     if given is None:
         return f"question3_{options.stem(dataset, opt)}"
     return f"{given}_{opt}" if run_all else given
+
+
+def make_configs(settings, explicit, run_all=False):
+    """(TransferOptions, [TrainConfig per optimizer]) of the resolved `settings`,
+    each checked; `explicit`: the flags given; `run_all`: one run per
+    optimizer of `ORIGINAL_OPTIMIZERS` (--all)."""
+    settings = dict(settings)
+    fields = [f.name for f in dataclasses.fields(TransferOptions)]
+    options = TransferOptions(**{name: settings.pop(name) for name in fields})
+    if run_all and "opt" in explicit:
+        *first, last = ORIGINAL_OPTIMIZERS
+        raise ValueError(f"--all runs {', '.join(first)} and {last}; drop --opt")
+    configs = []
+    for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
+        name = run_name(options, settings["dataset"], opt, settings["run_name"], run_all)
+        lr = optim.base_learning_rate(opt, settings["lr"], LR)
+        config = TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
+        config.validate()
+        options.validate(config.augment)
+        configs.append(config)
+    return options, configs

@@ -1,7 +1,8 @@
 """He et al. 2015, section 4.2: ResNet against PlainNet on CIFAR-10 at several depths.
 
-`python -m scripts.resnet_vs_plain --depths 20,32 --models resnet,plain` trains
-one run per network, depth and seed (`pair_config`), each with `DEFAULTS`, the
+`python -m scripts.resnet_vs_plain` trains one run per network of `MODELS`,
+depth of `DEPTHS` and seed of `SEEDS` (`--models`, `--depths`, `--seeds`
+replace them; `pair_config`), each with `DEFAULTS`, the
 original write-up's 100-epoch recipe (SGD momentum 0.9, lr 0.1 /10 at epochs
 50 and 75, weight decay 1e-4, batch 128, crop + flip, per-channel
 normalisation, projection shortcuts), over
@@ -31,6 +32,11 @@ DEFAULTS = dict(
     output_dir=".",
     formats=["h5"],
 )
+# What trains unless --depths, --models and --seeds say otherwise: two depths,
+# both networks, one seed.
+DEPTHS = [20, 32]
+MODELS = ["resnet", "plain"]
+SEEDS = [0]
 
 
 def pair_config(model, depth, settings, paper, seed=0, explicit=()):
