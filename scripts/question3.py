@@ -121,7 +121,7 @@ def main(argv):
     for config, stem, reuse in zip(configs, stems, reused):
         if reuse:
             metrics = folders.load_run(config.run_dir)[1]
-            print(f"{config.run_name}: finished run reused (--retrain to train again)")
+            print(folders.reused_line(config.run_dir))
         else:
             _, metrics, _ = task.run_transfer(
                 config, options, feature_cache=features, retrain=FLAGS.retrain

@@ -12,7 +12,7 @@ from PIL import Image
 
 from resnet_keras.classification import models
 from resnet_keras.colorization import task
-from resnet_keras.run import saving
+from resnet_keras.run import folders, saving
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
 
@@ -180,8 +180,7 @@ class _Train:
             p: open(os.path.join(self.out, p), "rb").read()
             for p in ("saved_models/colorizer_unet_lab.h5",)
         }
-        r = run_script(
-            "scripts.colorize",
+        args = [
             "train",
             "--model=unet",
             "--color_space=lab",
@@ -194,7 +193,8 @@ class _Train:
             f"--output_dir={self.out}",
             "--verbose=0",
             "--run_name=trial",
-        )
+        ]
+        r = run_script("scripts.colorize", *args)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         # Unpublished, everything stays in the run's own folder.
         for part in ("trial.h5", "trial_eval.png", "trial_examples.png"):
@@ -202,6 +202,13 @@ class _Train:
         self.assertFalse(os.path.exists(os.path.join(self.out, "saved_models", "trial.h5")))
         for p, content in before.items():
             self.assertEqual(open(os.path.join(self.out, p), "rb").read(), content, p)
+        # The same command again reuses the run, in the words every run function uses.
+        trial = os.path.join(self.out, "runs", "trial")
+        kept = fixtures.tree_hashes(trial)
+        r = run_script("scripts.colorize", *args)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn(folders.reused_line(trial), r.stdout)
+        self.assertEqual(fixtures.tree_hashes(trial), kept)
 
     def test_eval_through_the_script_scores_the_test_of_the_run(self):
         r = run_script(

@@ -68,7 +68,7 @@ class _FromAProjectBase:
         before = [fixtures.tree_hashes(d) for d in kept]
         r = run_script("scripts.question3", *common, *scratch, "--publish")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertIn("finished run reused", r.stdout)
+        self.assertIn("finished run in", r.stdout)
         self.assertNotIn("features:", r.stdout)
         self.assertEqual([fixtures.tree_hashes(d) for d in kept], before)
         with open(os.path.join(out, "results", "question3.json")) as f:

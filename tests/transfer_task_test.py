@@ -177,6 +177,17 @@ class RunTest(tf.test.TestCase):
         opts = TransferOptions(base=self.base)
         self.assertEqual(folders.claim_runs([config], extra=opts), [True])
         self.assertEqual(folders.load_run(config.run_dir)[1], metrics)
+        # The run function reuses it too, as run_classification does: nothing
+        # trains, the record is read back and the log says so in the one wording.
+        lines = []
+        model, again, history = task.run_transfer(config, opts, log=lines.append)
+        self.assertIsNone(model)
+        self.assertEqual(again, metrics)
+        self.assertEqual(history, folders.load_run(config.run_dir)[0])
+        self.assertEqual(lines, [folders.reused_line(config.run_dir)])
+        self.assertStartsWith(lines[0], f"sgd: finished run in {config.run_dir} reused")
+        with self.assertRaisesRegex(folders.RunConflict, r"other settings \(unfreeze 1 -> 2\)"):
+            task.run_transfer(config, TransferOptions(base=self.base, unfreeze=2), log=len)
         with self.assertRaisesRegex(folders.RunConflict, r"other settings \(epochs 1 -> 2\)"):
             folders.claim_runs([dataclasses.replace(config, epochs=2)], extra=opts)
         with self.assertRaisesRegex(folders.RunConflict, r"other settings \(head_units 256 -> 8\)"):

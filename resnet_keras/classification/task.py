@@ -117,11 +117,8 @@ def run_classification(config, log=print, retrain=False, model_name=None, title=
     other settings is refused before any work).
     """
     config.validate()
-    done = lifecycle.finished_run(config, retrain)
+    done = lifecycle.finished_run(config, retrain, log=log)
     if done is not None:
-        log(
-            f"{config.run_name}: finished run in {config.run_dir} reused (--retrain to train again)"
-        )
         return None, done[1], done[0]
     strategy, run_dir = lifecycle.setup_run(config, retrain)
     with publish.discarded_on_failure(config, run_dir):
@@ -231,10 +228,7 @@ def train_study(configs, model_names, retrain=False, log=print):
     """
     for config, name, reuse in zip(configs, model_names, folders.claim_runs(configs, retrain)):
         if reuse:
-            log(
-                f"{config.run_name}: finished run in {config.run_dir} reused "
-                "(--retrain to train again)"
-            )
+            log(folders.reused_line(config.run_dir))
             continue
         log(f"{config.run_name}: training ({config.epochs} epochs)")
         run_classification(config, log=log, retrain=retrain, model_name=name)

@@ -95,9 +95,8 @@ def train(config, log=print, retrain=False):
         and of the gray baseline; paths are the files written.
     """
     config.validate()
-    done = lifecycle.finished_run(config, retrain)
+    done = lifecycle.finished_run(config, retrain, log=log)
     if done is not None:
-        log(f"{config.run_dir}: finished run reused (--retrain to train again)")
         metrics = done[1]
         return None, metrics, [os.path.join(config.run_dir, n) for n in metrics.get("outputs", [])]
     strategy, run_dir = lifecycle.setup_run(config, retrain)

@@ -21,8 +21,8 @@ for the life of the process; the kernel drops the lock when the process
 ends, however it ends, so a killed run never blocks the next one.
 
 Study scripts reuse a finished run made with the same settings instead of
-training it again (`claim_runs`; the settings are `run_settings`), and read
-its files back with `load_run`.
+training it again (`claim_runs`; the settings are `run_settings`), say so
+(`reused_line`) and read its files back with `load_run`.
 """
 
 import dataclasses
@@ -377,6 +377,12 @@ def claim_runs(configs, retrain=False, extra=None):
                 and not differences(wanted, read_flags(c.run_dir), defaults, no_effect)
             )
     return reused
+
+
+def reused_line(run_dir):
+    """What every run function and study says of a finished run it reuses."""
+    name = os.path.basename(os.path.normpath(run_dir))
+    return f"{name}: finished run in {run_dir} reused (--retrain to train again)"
 
 
 def load_run(run_dir):

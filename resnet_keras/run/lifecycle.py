@@ -168,11 +168,15 @@ def start_run(config, strategy, data, run_dir, log=print, **extra):
     return resolved
 
 
-def finished_run(config, retrain=False, extra=None):
+def finished_run(config, retrain=False, extra=None, log=print):
     """The files of `config`'s finished run if it was made with the same
-    settings (`folders.load_run`: history, metrics, flags, predictions), which
-    is then reused instead of trained again; None otherwise (or with `retrain`)."""
+    settings (`extra`: a dataclass of further ones), which is then reused
+    instead of trained again, as `log` is told (`folders.reused_line`):
+    `folders.load_run`'s history, metrics, flags, predictions. None otherwise
+    (or with `retrain`); a finished run with other settings is refused
+    (`folders.RunConflict`)."""
     files.check_writable(os.path.dirname(config.run_dir))  # the runs/ folder, before its lock
     if not folders.claim_runs([config], retrain, extra)[0]:
         return None
+    log(folders.reused_line(config.run_dir))
     return folders.load_run(config.run_dir)

@@ -97,14 +97,21 @@ def run_transfer(config, options, log=print, feature_cache=None, retrain=False):
         log: where progress lines go.
         feature_cache: a dict kept across calls (e.g. one per optimizer) so
             that runs on the same base and data extract features once.
-        retrain: replace a finished run of the same name once this one has finished.
+        retrain: replace a finished run of the same name once this one has
+            finished (without it, a finished run with other settings, options
+            included, is refused before any work).
 
     Returns:
         `(model, metrics, history)`; the history runs over the head's epochs,
-        then the fine-tuning epochs (`metrics["fine_tune_start_epoch"]`).
+        then the fine-tuning epochs (`metrics["fine_tune_start_epoch"]`). A
+        finished run made with the same settings is reused: model None, its
+        metrics and history read back.
     """
     config.validate()
     options.validate(config.augment)
+    done = lifecycle.finished_run(config, retrain, extra=options, log=log)
+    if done is not None:
+        return None, done[1], done[0]
     strategy, run_dir = lifecycle.setup_run(config, retrain, extra=options)
     with publish.discarded_on_failure(config, run_dir):
         return _run(config, options, strategy, run_dir, log, feature_cache)
