@@ -40,7 +40,6 @@ flags.DEFINE_string(
 
 def main(argv):
     settings = common.resolve()
-    depth = 6 * settings["n"] + 2
     dataset = settings["dataset"]
     if settings["run_name"] is None:
         settings["run_name"] = run_name(settings["n"], dataset)
@@ -58,7 +57,7 @@ def main(argv):
         config,
         retrain=common.FLAGS.retrain,
         model_name=model_name,
-        title=f"Question 1: ResNet-{depth} ({config.opt}) on {config.dataset}",
+        title=f"Question 1: ResNet-{config.depth} ({config.opt}) on {config.dataset}",
     )
     publish.publish_runs(items, config.output_dir, common.FLAGS.replace)
     print(

@@ -171,8 +171,12 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, "Unknown normalization"):
             classification_models.build_resnet(1, normalization="zca")
         self.assertEqual(classification_models.depth_to_n(110), 18)
-        with self.assertRaisesRegex(ValueError, "6n\\+2"):
-            classification_models.depth_to_n(21)
+        for n, depth in ((1, 8), (3, 20), (5, 32), (7, 44), (9, 56), (18, 110)):
+            self.assertEqual(classification_models.n_to_depth(n), depth)
+            self.assertEqual(classification_models.depth_to_n(depth), n)
+        for depth in (21, 7, 2, -4):
+            with self.assertRaisesRegex(ValueError, "6n\\+2", msg=depth):
+                classification_models.depth_to_n(depth)
 
     def test_builders_return_plain_keras_models(self):
         # Nothing patched: the speed-ups are the training code's (speedups_test).

@@ -53,7 +53,7 @@ class TrainConfig(RunConfig):
         check_minimums(self, [("n", 1), ("weight_decay", 0), ("label_smoothing", 0)])
         if self.n > models.MAX_N:
             raise ValueError(
-                f"--n must be at most {models.MAX_N} (ResNet-{6 * models.MAX_N + 2}): "
+                f"--n must be at most {models.MAX_N} (ResNet-{models.n_to_depth(models.MAX_N)}): "
                 "Keras cannot build or load deeper networks at Python's default "
                 f"recursion limit; got {self.n}"
             )
@@ -83,7 +83,7 @@ class TrainConfig(RunConfig):
         if got != wanted:
             expected = ", ".join(f"--{k} {v}" for k, v in wanted.items())
             raise ValueError(
-                f"--init {self.init} is ResNet-{6 * n + 2} with option-A shortcuts on CIFAR-10: "
+                f"--init {self.init} is ResNet-{models.n_to_depth(n)} with option-A shortcuts on CIFAR-10: "
                 f"it needs {expected}; got " + ", ".join(f"--{k} {v}" for k, v in got.items())
             )
 
@@ -98,7 +98,7 @@ class TrainConfig(RunConfig):
 
     @property
     def depth(self):
-        return 6 * self.n + 2
+        return models.n_to_depth(self.n)
 
     @property
     def run_dir(self):

@@ -202,7 +202,7 @@ def _cifar_net(
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_N:
         raise ValueError(
             f"n must be an integer from 1 to {MAX_N} (depth 6n+2, at most "
-            f"{6 * MAX_N + 2}); got {n!r}"
+            f"{n_to_depth(MAX_N)}); got {n!r}"
         )
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2; got {num_classes!r}")
@@ -234,7 +234,7 @@ def _cifar_net(
         dtype="float32",  # a float32 softmax under mixed precision
         name="predictions",
     )(x)
-    return keras.Model(inputs, outputs, name=f"{name}{6 * n + 2}")
+    return keras.Model(inputs, outputs, name=f"{name}{n_to_depth(n)}")
 
 
 def build_resnet(
@@ -308,16 +308,23 @@ def build_plainnet(
     )
 
 
+def n_to_depth(n):
+    """3 -> 20, 5 -> 32, ...: the weighted layers of the network with n blocks
+    a stage (the stem's conv, three stages of n two-conv blocks, the dense layer)."""
+    return 6 * n + 2
+
+
 def depth_to_n(depth):
-    """20 -> 3, 32 -> 5, ...; a depth that is not 6n+2 is refused."""
-    if depth < 8 or (depth - 2) % 6:
+    """20 -> 3, 32 -> 5, ... (`n_to_depth`'s inverse); a depth that is not 6n+2 is refused."""
+    n, rest = divmod(depth - 2, 6)
+    if n < 1 or rest:
         raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got {depth}")
-    if depth > 6 * MAX_N + 2:
+    if n > MAX_N:
         raise ValueError(
-            f"depth {depth} is deeper than the {6 * MAX_N + 2} layers (n = {MAX_N}) "
+            f"depth {depth} is deeper than the {n_to_depth(MAX_N)} layers (n = {MAX_N}) "
             "that Keras can build and load at Python's default recursion limit"
         )
-    return (depth - 2) // 6
+    return n
 
 
 def count_weights(variables):

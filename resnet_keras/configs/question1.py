@@ -5,6 +5,8 @@
 (weight decay, shortcuts, normalisation, augmentation, ...), under the flags given.
 """
 
+from resnet_keras.classification.models import n_to_depth
+
 DEFAULTS = dict(
     model="resnet",
     n=3,
@@ -22,11 +24,11 @@ DEFAULTS = dict(
 
 def run_name(n, dataset):
     """The run's folder under runs/ unless --run_name names another."""
-    return f"question1_resnet{6 * n + 2}_{dataset}"
+    return f"question1_resnet{n_to_depth(n)}_{dataset}"
 
 
 def model_name_for(n, dataset):
     """resnet_cifar10 (the assignment's file name) for its ResNet-20, and
     resnet<depth>_<dataset> at any other depth: each depth has its own run
     folder, so a run at another --n must not replace the ResNet-20's model."""
-    return f"resnet_{dataset}" if n == DEFAULTS["n"] else f"resnet{6 * n + 2}_{dataset}"
+    return f"resnet_{dataset}" if n == DEFAULTS["n"] else f"resnet{n_to_depth(n)}_{dataset}"
