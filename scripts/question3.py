@@ -25,6 +25,7 @@ from scripts import _flags, common  # defines the shared flags  # noqa: I001
 from absl import flags
 
 from resnet_keras.classification.config import TrainConfig
+from resnet_keras.configs.presets import PRESETS
 from resnet_keras.configs.question3 import DEFAULTS, LR, ORIGINAL_OPTIMIZERS, make_configs
 from resnet_keras.run import distribute, folders, publish, saving, tables
 from resnet_keras.transfer import report, task
@@ -76,7 +77,7 @@ flags.DEFINE_bool(
 
 HELP = {
     "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
-    f"({_flags.per_optimizer(LR)}); --schedule fast: its 0.2.",
+    f"({_flags.per_optimizer(LR)}); --schedule fast: its {PRESETS['fast']['lr']}.",
     "all": f"Run each of {', '.join(ORIGINAL_OPTIMIZERS)}, as the original; it sets --opt.",
     "image_size": f"Side the base sees, at least {MIN_IMAGE_SIZE} (CIFAR images are "
     "resized inside the model).",

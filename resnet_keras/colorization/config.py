@@ -5,7 +5,7 @@ import os
 
 from resnet_keras.checks import check_choice, check_minimums
 from resnet_keras.colorization import color, models
-from resnet_keras.run import folders
+from resnet_keras.run import folders, optim
 from resnet_keras.run.config import RunConfig
 
 
@@ -20,7 +20,7 @@ class ColorizeConfig(RunConfig):
     model: str = "autoencoder"
     color_space: str = "rgb"
     image_size: int = 32
-    lr: float = 1e-3  # Adam, the original's optimizer
+    lr: float = optim.base_learning_rate("adam")  # Adam, the original's optimizer
     # Stop after the first epoch, `min_epochs` or later, that ends `patience`
     # epochs in a row without a new best validation MSE (0: train all
     # `epochs`; `fit.StopOnPlateau`); the script's defaults train to the plateau.

@@ -7,7 +7,15 @@ from resnet_keras.run import optim
 
 
 def linear_probe(
-    model, color_space, train, test, num_classes, epochs=10, batch_size=256, lr=1e-3, seed=0
+    model,
+    color_space,
+    train,
+    test,
+    num_classes,
+    epochs=10,
+    batch_size=256,
+    lr=optim.base_learning_rate("adam"),
+    seed=0,
 ):
     """Accuracy of a linear classifier on a colorizer's frozen encoder features.
 

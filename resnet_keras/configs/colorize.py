@@ -5,6 +5,8 @@
 (`--model autoencoder|unet`, `--color_space rgb|lab`).
 """
 
+from resnet_keras.run import optim
+
 DEFAULTS = dict(
     model="autoencoder",
     color_space="rgb",
@@ -17,7 +19,7 @@ DEFAULTS = dict(
     min_epochs=30,
     probe_epochs=10,
     batch_size=128,
-    lr=1e-3,
+    lr=optim.base_learning_rate("adam"),  # Adam, the original's optimizer, at its default
     val_size=5000,
     output_dir=".",
     formats=["h5"],
