@@ -1,6 +1,9 @@
-"""The declared public API (`resnet_keras.__all__`): every name resolves, and
-importing the package imports no TensorFlow (its names load on first use)."""
+"""The declared public API (`resnet_keras.__all__`): every name resolves, has
+one meaning in the package, and importing the package imports no TensorFlow
+(its names load on first use)."""
 
+import ast
+import glob
 import os
 import subprocess
 import sys
@@ -46,6 +49,19 @@ class ApiTest(unittest.TestCase):
             "train_colorizer",
         ):
             self.assertIn(name, resnet_keras.__all__)
+
+    def test_no_module_defines_a_public_name_as_something_else(self):
+        # resnet_keras.evaluate_colorizer (a model file to a results row) must
+        # not share its name with another function, say one of arrays to metrics.
+        lazy = resnet_keras._LAZY
+        for path in glob.glob(os.path.join(ROOT, "resnet_keras", "**", "*.py"), recursive=True):
+            module = os.path.relpath(path, os.path.join(ROOT, "resnet_keras"))[:-3]
+            module = module.replace(os.sep, ".")
+            with open(path) as f:
+                tree = ast.parse(f.read())
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in lazy:
+                    self.assertEqual((module, node.name), lazy[node.name], f"{module}.{node.name}")
 
     def test_unknown_name_is_an_attribute_error(self):
         with self.assertRaisesRegex(AttributeError, "no attribute 'build_resnet50'"):

@@ -240,7 +240,7 @@ class MetricsTest(tf.test.TestCase):
     def test_evaluate_model_and_gray_baseline(self):
         images = fixtures.random_images(5, size=16)
         model = fixtures.small_colorizer("autoencoder", "rgb")
-        result = colorizer_metrics.evaluate_colorizer(model, images, "rgb", batch_size=2, keep=3)
+        result = colorizer_metrics.score_colorizer(model, images, "rgb", batch_size=2, keep=3)
         self.assertEqual(result["predicted"].shape, (3, 16, 16, 3))
         gray = color.training_pair(images, "rgb")[0]
         expected = colorizer_metrics.image_metrics(color.gray_as_color(gray), images / 255.0)

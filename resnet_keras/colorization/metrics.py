@@ -1,7 +1,7 @@
 """Test metrics of colorizers, computed from their predictions.
 
 Per-image MSE, PSNR and SSIM of the sRGB image in [0, 1], for the model and
-for the gray input taken as colour (`evaluate_colorizer`), and the model's
+for the gray input taken as colour (`score_colorizer`), and the model's
 PSNR against the gray input's by how colourful the image is (`against_gray`).
 How well a linear classifier reads the classes from the encoder's features
 trains a model and is in `probe.py`.
@@ -47,7 +47,7 @@ def image_metrics(predicted, target):
     }
 
 
-def evaluate_colorizer(model, images, color_space, batch_size=500, keep=8):
+def score_colorizer(model, images, color_space, batch_size=500, keep=8):
     """Per-image metrics of a colorizer and of the gray baseline on uint8 images.
 
     Args:

@@ -14,7 +14,7 @@ from); `eval` and `probe` merge their rows into results/colorization.md and
 
 A training run takes the steps every run takes (`run.lifecycle`; the fit is
 `fit.fit_with_resume`, as for classifiers). Metrics
-(`colorization.metrics.evaluate_colorizer`) are means over test images of per-image
+(`colorization.metrics.score_colorizer`) are means over test images of per-image
 MSE, PSNR and SSIM of the sRGB image in [0, 1], for both colour spaces, so
 their rows compare. The loss curves are in the model's own target space
 (sRGB, or a*b* / 128).
@@ -131,7 +131,7 @@ def _train(config, strategy, run_dir, log):
         min_epochs=config.min_epochs,
         log=log,
     )
-    result = colorizer_metrics.evaluate_colorizer(model, xt, config.color_space, keep=0)
+    result = colorizer_metrics.score_colorizer(model, xt, config.color_space, keep=0)
     metrics = {
         "test": colorizer_metrics.summarize(result["model"]),
         "gray_baseline": colorizer_metrics.summarize(result["gray"]),
@@ -146,7 +146,7 @@ def _train(config, strategy, run_dir, log):
     name = config.run_name or config.name
     title = f"{name} on {_data_name(config)}"
     shown = xt[example_indices(yt)]
-    predicted = colorizer_metrics.evaluate_colorizer(
+    predicted = colorizer_metrics.score_colorizer(
         model, shown, config.color_space, keep=len(shown)
     )["predicted"]
     gray = color.training_pair(shown, config.color_space)[0].numpy()
@@ -195,7 +195,7 @@ def evaluate_file(path, config, results_dir, log=print):
     model, kind, space = load_colorizer(path)
     size = model.input_shape[1]
     ds, _, _, (xt, _) = load_data(dataclasses.replace(config, val_size=0), size)
-    result = colorizer_metrics.evaluate_colorizer(model, xt, space)
+    result = colorizer_metrics.score_colorizer(model, xt, space)
     data_name = _data_name(config)
     row = {
         "model": kind,
