@@ -37,7 +37,7 @@ from resnet_keras import files
 from resnet_keras.checks import check_choice
 from resnet_keras.colorization import color, models, task
 from resnet_keras.colorization.config import ColorizeConfig
-from resnet_keras.configs.colorize import DEFAULTS
+from resnet_keras.configs.colorize import DEFAULTS, make_config
 from resnet_keras.run import publish
 
 flags.DEFINE_enum(
@@ -84,16 +84,7 @@ def main(argv):
         raise ValueError(f"--retrain is for train; {command} trains nothing")
     if common.FLAGS.overwrite and command != "apply":
         raise ValueError(f"--overwrite is for apply; {command} writes no pictures")
-    settings = common.resolve()
-    pictures, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
-    if command == "probe" and common.FLAGS["epochs"].present:
-        probe_epochs = settings["epochs"]
-    if command != "train":  # eval and probe train no colorizer: no stop to check
-        settings["patience"] = 0
-    if settings["patience"] == 0:  # no stop: --min_epochs means nothing, so it is
-        settings["min_epochs"] = 0  # no setting (a run from before the flag resumes)
-    config = ColorizeConfig(**settings)
-    config.validate()
+    config, probe_epochs, pictures = make_config(common.resolve(), command, common.explicit_flags())
     out = config.output_dir
     report = publish.report_dir(out, "colorize")
     results = os.path.join(report, "results")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from resnet_keras.classification import models
 from resnet_keras.colorization import task
+from resnet_keras.configs import colorize as experiment
 from resnet_keras.run import folders, saving
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
@@ -281,6 +282,32 @@ class PatienceSettingsTest(fixtures.FixtureImagesTestCase):
         # The model in its run folder: the run is the folder it is in.
         with open(os.path.join(out, "reports", "colorize", "results", "colorization.md")) as f:
             self.assertIn("- colorizer_autoencoder_rgb.h5: 1 epochs of at most 1, ", f.read())
+
+
+class MakeConfigTest(tf.test.TestCase):
+    """configs/colorize.py: each command's config from the resolved settings (no flags read)."""
+
+    def test_each_command_gets_its_settings(self):
+        settings = dict(experiment.DEFAULTS, run_name=None, epochs=3)
+        config, probe_epochs, pictures = experiment.make_config(settings, "train", {"epochs"})
+        self.assertEqual((config.epochs, config.patience, config.min_epochs), (3, 10, 30))
+        self.assertEqual(
+            (probe_epochs, pictures), (experiment.DEFAULTS["probe_epochs"], "colorized")
+        )
+        self.assertIn("out", settings)  # the caller's settings are left as they were
+        # eval and probe train no colorizer: no stop, so no --min_epochs either;
+        # probe's --epochs is its classifier's, and only when given.
+        for command in ("eval", "probe"):
+            config, _, _ = experiment.make_config(settings, command, set())
+            self.assertEqual((config.patience, config.min_epochs), (0, 0), command)
+        self.assertEqual(experiment.make_config(settings, "probe", {"epochs"})[1], 3)
+        self.assertEqual(
+            experiment.make_config(settings, "probe", set())[1], experiment.DEFAULTS["probe_epochs"]
+        )
+        no_stop = experiment.make_config(dict(settings, patience=0), "train", set())[0]
+        self.assertEqual(no_stop.min_epochs, 0)
+        with self.assertRaisesRegex(ValueError, "multiple of 8"):
+            experiment.make_config(dict(settings, image_size=12), "train", set())
 
 
 class BadInputTest(tf.test.TestCase):

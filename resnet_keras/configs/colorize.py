@@ -2,9 +2,11 @@
 
 `python -m scripts.colorize train` trains one colorizer with `DEFAULTS`, over
 `colorization.config.ColorizeConfig`'s field defaults, under the flags given
-(`--model autoencoder|unet`, `--color_space rgb|lab`).
+(`--model autoencoder|unet`, `--color_space rgb|lab`); `make_config` is the
+run's config for each command.
 """
 
+from resnet_keras.colorization.config import ColorizeConfig
 from resnet_keras.run import optim
 
 DEFAULTS = dict(
@@ -26,3 +28,20 @@ DEFAULTS = dict(
     out="colorized",
     verbose=1,
 )
+
+
+def make_config(settings, command, explicit):
+    """(ColorizeConfig, the probe's epochs, apply's output folder) of the
+    resolved `settings` for `command` (train, eval, apply, probe), checked;
+    `explicit`: the flags given."""
+    settings = dict(settings)
+    pictures, probe_epochs = settings.pop("out"), settings.pop("probe_epochs")
+    if command == "probe" and "epochs" in explicit:
+        probe_epochs = settings["epochs"]
+    if command != "train":  # eval and probe train no colorizer: no stop to check
+        settings["patience"] = 0
+    if settings["patience"] == 0:  # no stop: --min_epochs means nothing, so it is
+        settings["min_epochs"] = 0  # no setting (a run from before the flag resumes)
+    config = ColorizeConfig(**settings)
+    config.validate()
+    return config, probe_epochs, pictures
