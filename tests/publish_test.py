@@ -88,6 +88,18 @@ class PublishTest(tf.test.TestCase):
         files.write_text(os.path.join(other, "m.h5"), "retrained")
         self.assertLen(publish.publish(self.out, b, "runs/b", log=lambda _: None), 1)
 
+    def test_publish_into_the_working_directory_the_scripts_default(self):
+        # --output_dir's default is ".": its lock file is then "./.published.lock",
+        # whose folder os.path.dirname gives as "" (it once failed in makedirs).
+        here = os.getcwd()
+        os.chdir(self.out)
+        try:
+            done = publish.publish(".", {"saved_models/m.h5": "runs/a/m.h5"}, "runs/a", log=print)
+        finally:
+            os.chdir(here)
+        self.assertEqual(done, ["./saved_models/m.h5"])
+        self.assertTrue(os.path.isfile(os.path.join(self.out, ".published.lock")))
+
     def test_a_file_of_unknown_origin_or_shipped_by_the_repository_is_kept(self):
         target = os.path.join(self.out, "saved_models", "m.h5")
         os.makedirs(os.path.dirname(target))

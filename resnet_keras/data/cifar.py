@@ -281,8 +281,9 @@ def extract_tarball(path, dest=None):
     dest = dest or os.path.join(cache_dir(), "extracted", key)
     if os.path.isdir(dest):
         return dest
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(dest))
+    parent = os.path.dirname(os.path.abspath(dest))  # a bare name's folder is "" otherwise
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     try:
         with tarfile.open(path) as tar:
             members = tar.getmembers()

@@ -61,7 +61,9 @@ class RunConflict(ValueError):
 
 def _sibling(run_dir, suffix):
     parent, name = os.path.split(os.path.normpath(run_dir))
-    return os.path.join(parent, f".{name}.{suffix}")
+    # A folder in the working directory ("published" under --output_dir .)
+    # has parent "": "." keeps the lock's own folder a real path.
+    return os.path.join(parent or ".", f".{name}.{suffix}")
 
 
 def staging_dir(run_dir):
