@@ -114,7 +114,8 @@ class WriteTest(tf.test.TestCase):
         ]
         self.assertEqual(
             tables.run_lines(rows, ["a", "b", "c"]),
-            "- a: 2 epochs, 0.5 min of training, 1.5 min wall, cpu (avx2), 2 cores, "
+            "- a: 2 epochs, 0.5 min of training, 1.5 min from first start to finish over "
+            "2 starts, cpu (avx2), 2 cores, "
             "commit 0123456+changes\n"
             "- b: 3 epochs, 1.0 min of training, AMD EPYC, 2 cores (CPU flags not recorded), "
             "commit not recorded\n"

@@ -39,7 +39,7 @@ def run_lines(rows, names):
     """One Markdown line per row: what ran, how long, on what, from which code.
 
     rows: result rows with "epochs", "train_time_min" and "hardware", and
-    where recorded "wall_time_min" and "commit" (`record_fields`);
+    where recorded "wall_time_min", "starts" and "commit" (`record_fields`);
     names: the label of each row.
     """
     lines = []
@@ -47,7 +47,10 @@ def run_lines(rows, names):
         hardware = r.get("hardware") or "hardware not recorded"
         if "(" not in hardware:  # records from before the CPU flags were kept
             hardware += " (CPU flags not recorded)"
-        wall = f", {r['wall_time_min']} min wall" if r.get("wall_time_min") is not None else ""
+        wall = ""
+        if r.get("wall_time_min") is not None:  # interruptions and waits included
+            starts = f" over {r['starts']} starts" if r.get("starts", 1) > 1 else ""
+            wall = f", {r['wall_time_min']} min from first start to finish{starts}"
         commit = f", commit {r['commit']}" if r.get("commit") else ", commit not recorded"
         minutes = f"{r['train_time_min']} min of training{wall}"
         lines.append(run_line(name, f"{r['epochs']} epochs", minutes, hardware, commit))
@@ -56,8 +59,9 @@ def run_lines(rows, names):
 
 def record_fields(flags, metrics):
     """What a results row names of its run record: the first invocation's short
-    commit (marked "+changes" where its work tree had uncommitted changes) and
-    the wall time, where the record holds them (runs/<run>/flags.json and
+    commit (marked "+changes" where its work tree had uncommitted changes), the
+    wall time (first start to finish) and how many times it was started, where
+    the record holds them (runs/<run>/flags.json and
     metrics.json; `provenance`)."""
     out = {}
     first = (flags.get("invocations") or [{}])[0]
@@ -65,6 +69,7 @@ def record_fields(flags, metrics):
         out["commit"] = first["git_commit"][:7] + ("+changes" if first.get("git_dirty") else "")
     if metrics.get("wall_time_s") is not None:
         out["wall_time_min"] = round(metrics["wall_time_s"] / 60, 1)
+        out["starts"] = len(flags.get("invocations") or [None])
     return out
 
 
