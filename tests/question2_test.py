@@ -196,7 +196,7 @@ class _AllConfigurations:
         for n, row in zip(names, rows):  # a line per run: epochs, time, hardware
             self.assertIn(
                 f"- question2_{n} (cifar10): 1 epochs, {row['train_time_min']} min of training, "
-                f"{row['wall_time_min']} min wall, {row['hardware']}, commit {row['commit']}",
+                f"{row['wall_time_min']} min from first start to finish, {row['hardware']}, commit {row['commit']}",
                 md,
             )
         self.assertIn("TensorFlow", rows[0]["hardware"])
