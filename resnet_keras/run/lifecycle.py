@@ -169,12 +169,11 @@ def start_run(config, strategy, data, run_dir, log=print, **extra):
 
 
 def finished_run(config, retrain=False, extra=None, log=print):
-    """The files of `config`'s finished run if it was made with the same
-    settings (`extra`: a dataclass of further ones), which is then reused
-    instead of trained again, as `log` is told (`folders.reused_line`):
-    `folders.load_run`'s history, metrics, flags, predictions. None otherwise
-    (or with `retrain`); a finished run with other settings is refused
-    (`folders.RunConflict`)."""
+    """Reuses `config`'s finished run if it was made with the same settings
+    (`extra`: a dataclass of further ones): says so to `log`
+    (`folders.reused_line`) and returns `folders.load_run`'s (history,
+    metrics, flags, predictions). None when there is no finished run, or with
+    `retrain`; a finished run with other settings is refused (`folders.RunConflict`)."""
     files.check_writable(os.path.dirname(config.run_dir))  # the runs/ folder, before its lock
     if not folders.claim_runs([config], retrain, extra)[0]:
         return None
