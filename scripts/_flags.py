@@ -62,7 +62,8 @@ flags.DEFINE_enum(
     optim.SCHEDULES,
     "Learning-rate schedule: constant; step (/10 at 50% and 75% of the epochs); paper (/10 "
     "at 32k and 48k iterations); onecycle; fast (one-cycle with the fast preset: "
-    f"{as_flags(PRESETS['fast'])}, those the script takes, unless given).",
+    f"{as_flags(PRESETS['fast'])}, those the script takes, unless given; lr and "
+    "Nesterov momentum are SGD's: another optimizer keeps its default lr).",
 )
 flags.DEFINE_float(
     "weight_decay", None, "Paper-style L2 weight decay (gradient wd * w).", lower_bound=0

@@ -21,6 +21,7 @@ from scripts import _env  # noqa: F401, I001 (TensorFlow's environment, first)
 from absl import app, flags
 
 from resnet_keras.checks import check_bounds, check_choice
+from resnet_keras.configs import presets
 from resnet_keras.configs.presets import PRESETS
 from scripts._flags import (
     DEFINED_HERE,
@@ -109,7 +110,7 @@ def resolve():
             )
     if "formats" in out:
         out["formats"] = tuple(out["formats"])
-    return out
+    return presets.for_optimizer(out, out.get("opt"), explicit_flags())
 
 
 def fail(message):

@@ -77,7 +77,7 @@ flags.DEFINE_bool(
 
 HELP = {
     "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
-    f"({_flags.per_optimizer(LR)}); --schedule fast: its {PRESETS['fast']['lr']}.",
+    f"({_flags.per_optimizer(LR)}); --schedule fast: its {PRESETS['fast']['lr']} for SGD.",
     "all": f"Run each of {', '.join(ORIGINAL_OPTIMIZERS)}, as the original; it sets --opt.",
     "image_size": f"Side the base sees, at least {MIN_IMAGE_SIZE} (CIFAR images are "
     "resized inside the model).",

@@ -13,6 +13,7 @@ from absl.testing import parameterized
 
 from resnet_keras import files
 from resnet_keras.classification import task
+from resnet_keras.run import folders
 from scripts import _flags
 from tests import fixtures
 from tests.fixtures import run_in_process, run_script
@@ -114,6 +115,22 @@ class HelpTest(tf.test.TestCase):
         self.assertIn("--shortcut=identity --normalization=per_pixel", rvp)  # PRESETS["paper"]
 
 
+def question3_configs(*args):
+    """The TrainConfigs question3 would train (it claims their folders first)."""
+    got = []
+
+    def claim_runs(configs, *_, **__):
+        got.extend(configs)
+        raise _Stop
+
+    with unittest.mock.patch.object(folders, "claim_runs", claim_runs):
+        try:
+            r = run_in_process("scripts.question3", *args)
+        except _Stop:
+            return got
+    raise AssertionError(f"question3 {args} did not train: {r.returncode} {r.stderr}")
+
+
 class PrecedenceTest(tf.test.TestCase):
     """Script defaults < preset < flags given."""
 
@@ -126,6 +143,32 @@ class PrecedenceTest(tf.test.TestCase):
         )
         (c,) = configs_of("scripts.question1", "--schedule=fast", "--lr=0.05", "--nonesterov")
         self.assertEqual((c.opt, c.lr, c.nesterov), ("sgd", 0.05, False))
+
+    def test_fast_preset_lr_and_nesterov_are_sgds_only(self):
+        # Another optimizer under --schedule fast: the rest of the preset, its
+        # own default lr, plain momentum (the preset's Nesterov refused it before).
+        (c,) = configs_of("scripts.question1", "--schedule=fast", "--opt=adam")
+        self.assertEqual(
+            (c.opt, c.lr, c.learning_rate, c.nesterov, c.epochs, c.label_smoothing),
+            ("adam", None, 0.001, False, 180, 0.1),
+        )
+        got = configs_of("scripts.question2", "--schedule=fast", "--all")
+        self.assertEqual(
+            [(c.opt, c.lr, c.nesterov, c.schedule) for c in got],
+            [("rmsprop", 0.001, False, "fast"), ("adam", 0.001, False, "fast")]
+            + [("sgd", 0.01, True, "fast")],  # question2 keeps its per-optimizer lr
+        )
+        got = question3_configs("--schedule=fast", "--all")
+        self.assertEqual(
+            [(c.opt, c.lr, c.nesterov) for c in got],
+            [("rmsprop", 0.001, False), ("adam", 0.001, False), ("sgd", 0.2, True)],
+        )
+        # A flag given still wins, and Nesterov given with Adam is refused by name.
+        (c,) = configs_of("scripts.question1", "--schedule=fast", "--opt=adam", "--lr=0.01")
+        self.assertEqual((c.lr, c.nesterov), (0.01, False))
+        r = run_in_process("scripts.question1", "--schedule=fast", "--opt=adam", "--nesterov")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--nesterov is SGD's momentum; --opt is adam", r.stderr)
 
     def test_paper_preset_and_a_flag_given_over_it(self):
         c = configs_of("scripts.resnet_vs_plain", "--depths=20", "--models=resnet", "--paper")[0]

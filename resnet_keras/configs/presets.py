@@ -31,3 +31,18 @@ FAST = dict(
 )
 
 PRESETS = {"paper": PAPER, "fast": FAST}
+
+# FAST is an SGD recipe: its learning rate and Nesterov momentum are SGD's. A run
+# of another optimizer under it (--opt adam, or a run of question2's and
+# question3's --all) keeps the rest of the preset, but not these unless given as
+# flags: plain momentum, and the optimizer's own default learning rate (None).
+SGD_ONLY = {"lr": None, "nesterov": False}
+
+
+def for_optimizer(settings, opt, explicit):
+    """`settings` (defaults, presets, flags resolved) for a run of `opt`; under
+    `--schedule fast` a run of another optimizer than SGD takes `SGD_ONLY` in
+    place of the preset's values of the keys no flag in `explicit` gave."""
+    if settings.get("schedule") != "fast" or opt == "sgd":
+        return settings
+    return settings | {k: v for k, v in SGD_ONLY.items() if k in settings and k not in explicit}

@@ -17,6 +17,7 @@ per-optimizer ones.
 """
 
 from resnet_keras.classification.config import TrainConfig
+from resnet_keras.configs import presets
 from resnet_keras.run import optim
 
 DEFAULTS = dict(
@@ -48,7 +49,7 @@ def config_name(n, opt, dataset):
 
 def make_config(n, opt, settings, explicit):
     """The TrainConfig of one configuration; `explicit`: the flags given."""
-    s = dict(settings, n=n, opt=opt)
+    s = presets.for_optimizer(dict(settings, n=n, opt=opt), opt, explicit)
     if "batch_size" not in explicit:
         s["batch_size"] = BATCH_SIZE.get(opt, 128)
     if "lr" not in explicit:

@@ -10,6 +10,7 @@ A run is named after its base, mode, data set and optimizer (`run_name`).
 import dataclasses
 
 from resnet_keras.classification.config import TrainConfig
+from resnet_keras.configs import presets
 from resnet_keras.run import optim
 from resnet_keras.transfer.config import TransferOptions
 
@@ -62,8 +63,9 @@ def make_configs(settings, explicit, run_all=False):
     configs = []
     for opt in ORIGINAL_OPTIMIZERS if run_all else [settings["opt"]]:
         name = run_name(options, settings["dataset"], opt, settings["run_name"], run_all)
-        lr = optim.base_learning_rate(opt, settings["lr"], LR)
-        config = TrainConfig(**(settings | {"opt": opt, "run_name": name, "lr": lr}))
+        s = presets.for_optimizer(settings, opt, explicit)
+        lr = optim.base_learning_rate(opt, s["lr"], LR)
+        config = TrainConfig(**(s | {"opt": opt, "run_name": name, "lr": lr}))
         config.validate()
         options.validate(config.augment)
         configs.append(config)
