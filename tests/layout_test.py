@@ -61,32 +61,55 @@ DYNAMIC = "<computed name>"
 
 
 def import_module_call(node):
-    """The name argument of an `importlib.import_module(...)` / `import_module(...)` /
-    `__import__(...)` call, or None when `node` is no such call."""
-    if not isinstance(node, ast.Call) or not node.args:
+    """(name argument, level) of an `importlib.import_module(...)`, `import_module(...)`
+    or `__import__(...)` call, or None when `node` is no such call. A relative
+    `import_module(".x")` has its dots as the level; `__import__`'s level is its
+    fifth argument; a level that is not a literal gives the name DYNAMIC."""
+    if not isinstance(node, ast.Call):
         return None
-    f = node.func
-    name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
-    return node.args[0] if name in ("import_module", "__import__") else None
+    f, kw = node.func, {k.arg: k.value for k in node.keywords}
+    if isinstance(f, ast.Attribute):
+        is_importlib = isinstance(f.value, ast.Name) and f.value.id == "importlib"
+        kind = f.attr if is_importlib else None
+    else:
+        kind = getattr(f, "id", None)
+    if kind not in ("import_module", "__import__"):
+        return None
+    arg = node.args[0] if node.args else kw.get("name")
+    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+        return DYNAMIC, 0
+    name = arg.value
+    if kind == "import_module":
+        level = len(name) - len(name.lstrip("."))
+        return name[level:], level
+    level = node.args[4] if len(node.args) > 4 else kw.get("level", ast.Constant(0))
+    if not (isinstance(level, ast.Constant) and isinstance(level.value, int)):
+        return DYNAMIC, 0
+    return name, level.value
+
+
+def absolute(module, is_package, level, name):
+    """The dotted name a relative import of `name` at `level` in `module` means."""
+    here = module.split(".") if is_package else module.split(".")[:-1]
+    here = here[: len(here) - level + 1]
+    return ".".join(here + ([name] if name else []))
 
 
 def imported(tree, module, is_package):
     """(line, dotted name) of every project module (or package name) an AST imports,
     `import_module("...")` calls included; a name computed at run time gives DYNAMIC."""
     for node in ast.walk(tree):
-        arg = import_module_call(node)
-        if arg is not None:
-            literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
-            yield node.lineno, arg.value if literal else DYNAMIC
+        call = import_module_call(node)
+        if call is not None:
+            name, level = call
+            yield node.lineno, absolute(module, is_package, level, name) if level else name
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
         elif isinstance(node, ast.ImportFrom):
             base = node.module
             if node.level:
-                here = module.split(".") if is_package else module.split(".")[:-1]
-                here = here[: len(here) - node.level + 1]
-                base = ".".join(here + ([node.module] if node.module else []))
+                base = absolute(module, is_package, node.level, node.module)
             for alias in node.names:
                 # `from resnet_keras import files` names a module; `from
                 # resnet_keras.files import atomic_path` a name in one.
@@ -174,6 +197,10 @@ class LayoutTest(unittest.TestCase):
             ('importlib.import_module("resnet_keras.colorization.task")', "resnet_keras.run.fit"),
             ('__import__("resnet_keras.transfer")', "resnet_keras.classification.task"),
             ("importlib.import_module(name)", "resnet_keras.run.fit"),
+            ('importlib.import_module("..colorization.task", __package__)', "resnet_keras.run.fit"),
+            ('importlib.import_module(name="resnet_keras.transfer")', "resnet_keras.run.fit"),
+            ('__import__("colorization.task", globals(), None, ["x"], 2)', "resnet_keras.run.fit"),
+            ('__import__("resnet_keras.transfer", level=lvl)', "resnet_keras.run.fit"),
         ]
         for source, module in cases:
             with self.subTest(source=source, module=module):
@@ -189,6 +216,9 @@ class LayoutTest(unittest.TestCase):
             ("import numpy", "resnet_keras.checks"),
             ('importlib.import_module("resnet_keras.data.cifar")', "resnet_keras.run.fit"),
             ('importlib.import_module(f"resnet_keras.{module}")', "resnet_keras"),
+            ('importlib.import_module(".folders", __package__)', "resnet_keras.run.fit"),
+            ('__import__("numpy")', "resnet_keras.run.fit"),
+            ("plugins.import_module(name)", "resnet_keras.run.fit"),  # not importlib's
         ]
         for source, module in cases:
             with self.subTest(source=source, module=module):
