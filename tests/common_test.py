@@ -101,16 +101,17 @@ class HelpTest(tf.test.TestCase):
         # From the config dataclass where DEFAULTS says nothing.
         self.assertEqual(default_shown(q1, "weight_decay"), "0.0001")
         self.assertEqual(default_shown(q3, "augment"), "false")
-        self.assertEqual(default_shown(rvp, "lr"), "0.1")
         self.assertEqual(default_shown(colorize, "model"), "autoencoder")
         # Per optimizer, as the help says: no single default.
         self.assertIsNone(default_shown(q2, "batch_size"))
         self.assertIsNone(default_shown(q2, "lr"))
+        self.assertIsNone(default_shown(rvp, "lr"))
         q1, q2, q3, rvp = (" ".join(text.split()) for text in (q1, q2, q3, rvp))  # unwrapped
         self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.01)", q2)
         self.assertIn("(adam 64, rmsprop 128, sgd 256)", q2)
         self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.01)", q3)
         self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.1)", q1)
+        self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.1)", rvp)  # the recipe's SGD 0.1
         self.assertIn("--opt=sgd --lr=0.2 --batch_size=128 --epochs=180", q1)  # PRESETS["fast"]
         self.assertIn("--shortcut=identity --normalization=per_pixel", rvp)  # PRESETS["paper"]
 
@@ -163,12 +164,23 @@ class PrecedenceTest(tf.test.TestCase):
             [(c.opt, c.lr, c.nesterov) for c in got],
             [("rmsprop", 0.001, False), ("adam", 0.001, False), ("sgd", 0.2, True)],
         )
+        # Unset lr is the optimizer's in resnet_vs_plain too (SGD 0.1, the recipe's).
+        pairs = ["--depths=20", "--models=resnet"]
+        for args, want in [
+            ([], ("sgd", 0.1, False)),
+            (["--opt=adam"], ("adam", 0.001, False)),
+            (["--schedule=onecycle", "--opt=adam"], ("adam", 0.001, False)),
+            (["--schedule=fast", "--opt=adam"], ("adam", 0.001, False)),
+            (["--schedule=fast"], ("sgd", 0.2, True)),
+        ]:
+            c = configs_of("scripts.resnet_vs_plain", *pairs, *args)[0]
+            self.assertEqual((c.opt, c.learning_rate, c.nesterov), want, args)
         # A flag given still wins, and Nesterov given with Adam is refused by name.
         (c,) = configs_of("scripts.question1", "--schedule=fast", "--opt=adam", "--lr=0.01")
         self.assertEqual((c.lr, c.nesterov), (0.01, False))
         r = run_in_process("scripts.question1", "--schedule=fast", "--opt=adam", "--nesterov")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("--nesterov is SGD's momentum; --opt is adam", r.stderr)
+        self.assertIn("--nesterov is SGD's momentum; a run with adam cannot use it", r.stderr)
 
     def test_paper_preset_and_a_flag_given_over_it(self):
         c = configs_of("scripts.resnet_vs_plain", "--depths=20", "--models=resnet", "--paper")[0]

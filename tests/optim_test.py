@@ -84,7 +84,9 @@ class ScheduleTest(tf.test.TestCase, parameterized.TestCase):
         self.assertIsInstance(optim.make_optimizer("rmsprop", 1e-3), keras.optimizers.RMSprop)
         self.assertFalse(sgd.nesterov)
         self.assertTrue(optim.make_optimizer("sgd", 0.1, nesterov=True).nesterov)
-        with self.assertRaisesRegex(ValueError, "--nesterov is SGD's momentum; --opt is adam"):
+        with self.assertRaisesRegex(
+            ValueError, "--nesterov is SGD's momentum; a run with adam cannot use it"
+        ):
             optim.make_optimizer("adam", 1e-3, nesterov=True)
 
 

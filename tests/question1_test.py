@@ -154,7 +154,7 @@ class BadInputTest(tf.test.TestCase):
             ([f"--data_dir={os.path.join(out, 'missing')}"], "no such file or folder"),
             (["--label_smoothing=1"], "--label_smoothing must be below 1; got 1.0"),
             (["--label_smoothing=-0.1"], "--label_smoothing must be at least 0"),
-            (["--nesterov"], "--nesterov is SGD's momentum; --opt is adam"),
+            (["--nesterov"], "--nesterov is SGD's momentum; a run with adam cannot use it"),
             (["--recompute", "--nofused_bn"], "--recompute needs --fused_bn"),
             (["--init=resnet18"], "Unknown init 'resnet18'; expected one of random, resnet20_"),
             (

@@ -41,8 +41,9 @@ SGD_ONLY = {"lr": None, "nesterov": False}
 
 def for_optimizer(settings, opt, explicit):
     """`settings` (defaults, presets, flags resolved) for a run of `opt`; under
-    `--schedule fast` a run of another optimizer than SGD takes `SGD_ONLY` in
-    place of the preset's values of the keys no flag in `explicit` gave."""
+    `--schedule fast` a run of another optimizer than SGD takes `SGD_ONLY` for
+    the keys no flag in `explicit` gave (whether the preset or the script's
+    defaults set them)."""
     if settings.get("schedule") != "fast" or opt == "sgd":
         return settings
     return settings | {k: v for k, v in SGD_ONLY.items() if k in settings and k not in explicit}

@@ -21,7 +21,7 @@ from resnet_keras.run import optim
 DEFAULTS = dict(
     dataset="cifar10",
     opt="sgd",
-    lr=0.1,
+    lr=None,  # unset: the optimizer's (optim.DEFAULT_LR; SGD 0.1, the recipe's)
     schedule="step",
     epochs=100,
     batch_size=128,

@@ -40,7 +40,7 @@ def base_learning_rate(opt, lr=None, defaults=DEFAULT_LR):
 def check_nesterov(opt, nesterov):
     """Nesterov momentum is SGD's; refused with any other optimizer."""
     if nesterov and opt != "sgd":
-        raise ValueError(f"--nesterov is SGD's momentum; --opt is {opt}")
+        raise ValueError(f"--nesterov is SGD's momentum; a run with {opt} cannot use it")
 
 
 def schedule_boundaries(schedule, lr, steps_per_epoch, epochs, warmup_steps=0):
