@@ -56,15 +56,21 @@ flags.DEFINE_float(
     "Base learning rate; where no default is shown, the optimizer's "
     f"({per_optimizer(optim.DEFAULT_LR)}).",
 )
-flags.DEFINE_enum(
-    "schedule",
-    None,
-    optim.SCHEDULES,
-    "Learning-rate schedule: constant; step (/10 at 50% and 75% of the epochs); paper (/10 "
-    "at 32k and 48k iterations); onecycle; fast (one-cycle with the fast preset: "
-    f"{as_flags(PRESETS['fast'])}, those the script takes, unless given; lr and "
-    "Nesterov momentum are SGD's: another optimizer keeps its default lr).",
-)
+
+
+def schedule_help(kept=()):
+    """--schedule's help; `kept`: the preset's keys a script keeps its own value
+    of (question2's per-optimizer lr and batch size), left out of the list."""
+    fast = {k: v for k, v in PRESETS["fast"].items() if k not in kept}
+    return (
+        "Learning-rate schedule: constant; step (/10 at 50% and 75% of the epochs); paper (/10 "
+        "at 32k and 48k iterations); onecycle; fast (one-cycle with the fast preset: "
+        f"{as_flags(fast)}, those the script takes, unless given; lr and "
+        "Nesterov momentum are SGD's: another optimizer keeps its default lr)."
+    )
+
+
+flags.DEFINE_enum("schedule", None, optim.SCHEDULES, schedule_help())
 flags.DEFINE_float(
     "weight_decay", None, "Paper-style L2 weight decay (gradient wd * w).", lower_bound=0
 )

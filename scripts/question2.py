@@ -34,6 +34,7 @@ HELP = {
     f"({_flags.per_optimizer(BATCH_SIZE)}); --schedule fast keeps these.",
     "lr": "Base learning rate. Unset: the optimizer's Keras default, as in the original "
     f"({_flags.per_optimizer(LR)}); --schedule fast keeps these.",
+    "schedule": _flags.schedule_help(kept=("lr", "batch_size")),
     "all": "Run the original three configurations, each with its own --n and --opt: "
     + ", ".join(f"--n={n} --opt={opt}" for n, opt in ALL)
     + ".",

@@ -113,6 +113,8 @@ class HelpTest(tf.test.TestCase):
         self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.1)", q1)
         self.assertIn("(adam 0.001, rmsprop 0.001, sgd 0.1)", rvp)  # the recipe's SGD 0.1
         self.assertIn("--opt=sgd --lr=0.2 --batch_size=128 --epochs=180", q1)  # PRESETS["fast"]
+        # question2 keeps its per-optimizer lr and batch size under the preset.
+        self.assertIn("fast preset: --opt=sgd --epochs=180", q2)
         self.assertIn("--shortcut=identity --normalization=per_pixel", rvp)  # PRESETS["paper"]
 
 
