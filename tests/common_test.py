@@ -2,6 +2,7 @@
 through the scripts' own command lines, in this process; and the flags every
 training script shares reaching its run, in a subprocess as a user runs it."""
 
+import contextlib
 import json
 import os
 import re
@@ -37,23 +38,24 @@ class _Stop(Exception):
     """Raised by a stand-in for the training call, once it has the configs."""
 
 
+# The calls a script hands its configs to: one run, a study's runs, and
+# question3's runs, whose folders it claims before training any.
+TRAINING_CALLS = ((task, "run_classification"), (task, "train_study"), (folders, "claim_runs"))
+
+
 def configs_of(module, *args):
-    """The TrainConfigs the script would train, for a command line."""
+    """The TrainConfigs the script would train, for a command line: the first
+    of TRAINING_CALLS it makes receives them, and stops the script."""
     got = []
 
-    def run_classification(config, **_):
-        got.append(config)
+    def capture(configs, *_, **__):
+        got.extend(configs if isinstance(configs, (list, tuple)) else [configs])
         raise _Stop
 
-    def train_study(configs, *_, **__):
-        got.extend(configs)
-        raise _Stop
-
-    with (
-        unittest.mock.patch.object(task, "run_classification", run_classification),
-        unittest.mock.patch.object(task, "train_study", train_study),
-        unittest.mock.patch.object(files, "check_writable", lambda *_: None),
-    ):
+    with contextlib.ExitStack() as stack:
+        for owner, name in TRAINING_CALLS:
+            stack.enter_context(unittest.mock.patch.object(owner, name, capture))
+        stack.enter_context(unittest.mock.patch.object(files, "check_writable", lambda *_: None))
         try:
             r = run_in_process(module, *args)
         except _Stop:
@@ -118,22 +120,6 @@ class HelpTest(tf.test.TestCase):
         self.assertIn("--shortcut=identity --normalization=per_pixel", rvp)  # PRESETS["paper"]
 
 
-def question3_configs(*args):
-    """The TrainConfigs question3 would train (it claims their folders first)."""
-    got = []
-
-    def claim_runs(configs, *_, **__):
-        got.extend(configs)
-        raise _Stop
-
-    with unittest.mock.patch.object(folders, "claim_runs", claim_runs):
-        try:
-            r = run_in_process("scripts.question3", *args)
-        except _Stop:
-            return got
-    raise AssertionError(f"question3 {args} did not train: {r.returncode} {r.stderr}")
-
-
 class PrecedenceTest(tf.test.TestCase):
     """Script defaults < preset < flags given."""
 
@@ -161,7 +147,7 @@ class PrecedenceTest(tf.test.TestCase):
             [("rmsprop", 0.001, False, "fast"), ("adam", 0.001, False, "fast")]
             + [("sgd", 0.01, True, "fast")],  # question2 keeps its per-optimizer lr
         )
-        got = question3_configs("--schedule=fast", "--all")
+        got = configs_of("scripts.question3", "--schedule=fast", "--all")
         self.assertEqual(
             [(c.opt, c.lr, c.nesterov) for c in got],
             [("rmsprop", 0.001, False), ("adam", 0.001, False), ("sgd", 0.2, True)],
