@@ -112,8 +112,10 @@ def interval_text(correct, total):
 
 def comparison_text(name_a, name_b, test):
     """One line for a paired comparison, as the result tables print it."""
+    # Below the smallest float64 the exact p underflows to 0: say so, not "p = 0".
+    p = "< 1e-300" if test["p_value"] == 0 else f"= {test['p_value']:.3g}"
     return (
         f"{name_a} vs {name_b}: {name_a} alone right on {test['a_only']} images, "
-        f"{name_b} alone on {test['b_only']} (exact McNemar p = {test['p_value']:.3g}, "
+        f"{name_b} alone on {test['b_only']} (exact McNemar p {p}, "
         f"z = {test['z']:.2f})"
     )

@@ -105,6 +105,8 @@ def main(argv):
         )
         if not sizes:
             raise ValueError(f"{dest}/results/question3.json holds no run of {label} on {dataset}")
+        rows = report.record(dest, runs_dir=out)  # intervals and paired tests from the runs
+        print(f"wrote {os.path.join(dest, 'results', 'question3.md')} and .json")
         for images in sizes:
             path = report.plot_results(rows, out, options.base, dataset, images, dest)
             print(f"wrote {path}")
@@ -131,7 +133,7 @@ def main(argv):
                 continue
         path = os.path.join(config.run_dir, saving.model_path(stem, config.formats[0]))
         row = report.result_row(config, options, metrics, path)
-        rows = report.record(dest, row)
+        rows = report.record(dest, row, runs_dir=out)
         print(f"wrote {os.path.join(dest, 'results', 'question3.md')} and .json")
         print(f"Test accuracy: {metrics['test_accuracy']:.4f} ({stem})")
     if distribute.is_chief():

@@ -43,6 +43,13 @@ class _FromAProjectBase:
             metrics = json.load(f)
         self.assertTrue(metrics["cache_features"])
         self.assertEqual((metrics["epochs"], metrics["fine_tune_start_epoch"]), (3, 2))
+        # The run's kept predictions are the fine-tuned model's, the head's beside them.
+        for name, key in (
+            ("test_predictions.npz", "test_accuracy"),
+            ("head_test_predictions.npz", "head_test_accuracy"),
+        ):
+            with np.load(os.path.join(os.path.dirname(h5), name)) as p:
+                self.assertAlmostEqual(np.mean(p["y_pred"] == p["y_true"]), metrics[key], places=4)
         # The saved model takes raw 32x32 images and gives the logged accuracy.
         (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
@@ -60,6 +67,9 @@ class _FromAProjectBase:
             [(r["mode"], r["train_images"]) for r in rows],
             [("transfer_ft1", 300), ("scratch", 300)],
         )
+        self.assertTrue(all(r["interval_pct"] for r in rows))
+        with open(os.path.join(out, "results", "question3.md")) as f:
+            self.assertIn("transfer_ft1/adam vs resnet_cifar10/random/scratch/adam", f.read())
         plot = os.path.join(out, "plots", "question3_resnet_cifar10_cifar10_300.png")
         self.assertTrue(os.path.isfile(plot))
         # The same command again reuses the finished run instead of training:

@@ -38,6 +38,13 @@ class RecordsTest(tf.test.TestCase):
             metrics = json.load(f)
         if accuracy_pct is not None:
             self.assertEqual(round(100 * metrics["test_accuracy"], 2), accuracy_pct, run)
+        # The kept predictions are the tested model's: the tables' intervals and
+        # paired tests are computed from them.
+        predictions = os.path.join(folder, "test_predictions.npz")
+        if os.path.isfile(predictions):
+            with np.load(predictions) as p:
+                accuracy = float(np.mean(p["y_pred"] == p["y_true"]))
+            self.assertAllClose(accuracy, metrics["test_accuracy"], atol=5e-5, msg=run)
         with open(os.path.join(folder, "flags.json")) as f:
             flags = json.load(f)
         for invocation in flags.get("invocations", []):  # records made since they are kept

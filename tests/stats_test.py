@@ -69,6 +69,14 @@ class McNemarTest(tf.test.TestCase):
         # equal counts: the largest p, capped at 1
         self.assertEqual(stats.mcnemar(*self._case(5, 5, 1, 1))["p_value"], 1.0)
 
+    def test_a_p_value_below_float64_is_said_as_a_bound(self):
+        # 2 * 0.5**5000 underflows to 0: the line must not claim p = 0.
+        m = stats.mcnemar(*self._case(5000, 0, 10, 10))
+        self.assertEqual(m["p_value"], 0.0)
+        self.assertIn("exact McNemar p < 1e-300,", stats.comparison_text("a", "b", m))
+        m = stats.mcnemar(*self._case(10, 2, 50, 8))
+        self.assertIn("exact McNemar p = 0.0386,", stats.comparison_text("a", "b", m))
+
     def test_different_test_sets_are_refused(self):
         with self.assertRaisesRegex(ValueError, "not tested on the same images"):
             stats.mcnemar([0, 1], [0, 1], [0])

@@ -61,6 +61,49 @@ class ResultsTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "question3.json: not a results table"):
             report.record(out, row)
 
+    def test_intervals_and_paired_tests_from_the_runs_predictions(self):
+        # 20 test images: A right on 15 (7 of them alone), B on 10 (2 alone).
+        # Clopper-Pearson 15/20: 50.90-91.34 %, 10/20: 27.20-72.80 %; McNemar 7 against 2:
+        # 2 * P(X <= 2; 9, 1/2) = 2 * 46 / 512 = 0.1797.
+        out = self.create_tempdir().full_path
+        y = np.arange(20) % 10
+        right_a = np.r_[np.ones(15), np.zeros(5)].astype(bool)
+        right_b = np.r_[np.ones(8), np.zeros(7), np.ones(2), np.zeros(3)].astype(bool)
+        base = dict(base="b", weights="own", dataset="cifar10", opt="adam", train_images=90)
+        runs = {
+            "head": (base | {"mode": "transfer", "cache_features": True}, right_a),
+            "scratch": (base | {"mode": "scratch", "cache_features": False}, right_b),
+            # the head again without the feature cache: trained the same way, not compared
+            "head_nocache": (base | {"mode": "transfer", "cache_features": False}, right_a),
+        }
+        for name, (row, right) in runs.items():
+            os.makedirs(os.path.join(out, "runs", name))
+            y_pred = np.where(right, y, (y + 1) % 10)
+            np.savez(
+                os.path.join(out, "runs", name, "test_predictions.npz"), y_true=y, y_pred=y_pred
+            )
+            report.record(out, row | {"run": f"runs/{name}", "test_accuracy": right.mean()})
+        rows = report.record(out)  # no new row: the table is redrawn
+        self.assertEqual(
+            [r["interval_pct"] for r in rows], ["50.90-91.34", "27.20-72.80", "50.90-91.34"]
+        )
+        with open(os.path.join(out, "results", "question3.md")) as f:
+            text = f.read()
+        lines = [l for l in text.splitlines() if l.startswith("- ")]
+        self.assertEqual(
+            lines,
+            [
+                "- b/own/transfer/adam vs b/own/scratch/adam: b/own/transfer/adam alone right "
+                "on 7 images, b/own/scratch/adam alone on 2 (exact McNemar p = 0.18, z = 1.67)"
+            ],
+        )
+        # Predictions gone: the row keeps the interval they gave, the test goes.
+        os.remove(os.path.join(out, "runs", "scratch", "test_predictions.npz"))
+        rows = report.record(out)
+        self.assertEqual(rows[1]["interval_pct"], "27.20-72.80")
+        with open(os.path.join(out, "results", "question3.md")) as f:
+            self.assertNotIn("Paired tests", f.read())
+
 
 if __name__ == "__main__":
     tf.test.main()

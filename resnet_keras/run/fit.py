@@ -94,7 +94,14 @@ class SpaceCheck(keras.callbacks.Callback):
 
 
 # What a run folder holds besides its configuration; a fresh run removes them.
-RUN_OUTPUTS = ("log.csv", "history.json", "metrics.json", "test_predictions.npz", "best.weights.h5")
+RUN_OUTPUTS = (
+    "log.csv",
+    "history.json",
+    "metrics.json",
+    "test_predictions.npz",
+    "head_test_predictions.npz",  # a fine-tuned transfer run's head phase (transfer.task)
+    "best.weights.h5",
+)
 
 
 def resume_epoch(run_dir):

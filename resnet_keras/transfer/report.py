@@ -7,6 +7,9 @@ merged as runs come in, and the figures drawn from the runs' saved histories.
 import json
 import os
 
+import numpy as np
+
+from resnet_keras import stats
 from resnet_keras.run import plots, publish, tables
 from resnet_keras.transfer.models import base_label
 
@@ -22,6 +25,7 @@ RESULT_COLUMNS = [
     ("params", "parameters"),
     ("trainable_params", "trainable"),
     ("test_accuracy", "test accuracy"),
+    ("interval_pct", "95 % interval (%)"),
     ("test_loss", "test loss"),
     ("epochs", "epochs"),
     ("feature_time_s", "features (s)"),
@@ -32,7 +36,8 @@ RESULT_NOTES = """
 mode: transfer (frozen base, head only), transfer_ft<K> (then K epochs with the
 top of the base unfrozen), scratch (random weights, every layer trained), full
 (pre-trained weights, every layer trained). Test accuracy is measured once, on
-the test split, with the weights that did best on the validation split.
+the test split, with the weights that did best on the validation split; its
+exact 95 % interval is over the test images.
 features (s): one pass of the base over training, validation and test images
 (0 where an earlier run of the same invocation had extracted them); training
 (s): the summed epoch times; wall (s): from the run's first start to its test,
@@ -72,12 +77,71 @@ def result_row(config, options, metrics, model_path=None):
     return row | {k: metrics[k] for k in keep if k in metrics}
 
 
-def record(output_dir, row):
-    """Merges `row` into results/question3.{json,md} under `output_dir` (a
-    report folder, `publish.report_dir`); returns all rows."""
+def record(output_dir, row=None, runs_dir=None):
+    """Merges `row` (None: no new row) into results/question3.{json,md} under
+    `output_dir` (a report folder, `publish.report_dir`) and redraws the table:
+    each row's interval and the paired tests come from the test predictions of
+    its run, found under `runs_dir` (default `output_dir`: its runs/, else the
+    records the repository ships in results/runs/). Returns all rows."""
     stem = os.path.join(output_dir, "results", "question3")
     title = "Question 3: transfer learning"
-    return tables.write_results(stem, [row], RESULT_COLUMNS, RESULT_KEY, title, RESULT_NOTES)
+    rows = tables.merge_rows(tables.load_rows(f"{stem}.json"), [row] if row else [], RESULT_KEY)
+    predictions = [_predictions(runs_dir or output_dir, r) for r in rows]
+    rows = [_with_interval(r, p) for r, p in zip(rows, predictions)]
+    notes = RESULT_NOTES + paired_tests(rows, predictions)
+    return tables.write_results(stem, rows, RESULT_COLUMNS, RESULT_KEY, title, notes)
+
+
+def _predictions(runs_dir, row):
+    """The test predictions of a row's run, or None where they are not kept."""
+    run = publish.find_run(runs_dir, os.path.basename(row["run"]), shipped=True)
+    path = os.path.join(run, "test_predictions.npz")
+    if not os.path.isfile(path):
+        return None
+    with np.load(path) as f:
+        return {"y_true": f["y_true"], "y_pred": f["y_pred"]}
+
+
+def _with_interval(row, predictions):
+    if predictions is None:
+        return row
+    right = int(np.sum(predictions["y_pred"] == predictions["y_true"]))
+    return row | {"interval_pct": stats.interval_text(right, len(predictions["y_true"]))}
+
+
+def comparison_label(row):
+    """resnet_cifar10/own/transfer_ft5/adam: the row's table cells, in order."""
+    return "/".join(str(row[k]) for k in ("base", "weights", "mode", "opt"))
+
+
+def paired_tests(rows, predictions):
+    """Exact McNemar tests between every two rows tested on the same images
+    (same data set, training-set size and test labels), as Markdown lines.
+    Rows that differ only in whether features were cached trained the same
+    way: the first of them stands for all."""
+    training = [k for k in RESULT_KEY if k != "cache_features"]
+    kept, seen = [], set()
+    for row, p in zip(rows, predictions):
+        if p is not None and tuple(row.get(k) for k in training) not in seen:
+            seen.add(tuple(row.get(k) for k in training))
+            kept.append((row, p))
+    lines = []
+    for i, (a, pa) in enumerate(kept):
+        for b, pb in kept[i + 1 :]:
+            same_data = all(a.get(k) == b.get(k) for k in ("dataset", "train_images"))
+            if not same_data or not np.array_equal(pa["y_true"], pb["y_true"]):
+                continue
+            test = stats.mcnemar(pa["y_true"], pa["y_pred"], pb["y_pred"])
+            lines.append(
+                "- " + stats.comparison_text(comparison_label(a), comparison_label(b), test)
+            )
+    if not lines:
+        return ""
+    return (
+        "\nPaired tests on the test images (exact McNemar: of the images exactly one of "
+        "the two gets right, how many each gets; p is two-sided), rows named "
+        "base/weights/mode/optimizer:\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def run_label(row):

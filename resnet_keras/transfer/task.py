@@ -7,8 +7,10 @@ an image never change, so the head trains on features computed once: 20 head
 epochs then cost one pass through the base instead of twenty.
 
 Files, under the output folder: runs/<run_name>/ as every run (flags, log,
-the model <stem>.h5, history.png, history.json, metrics.json; the
-fine-tuning phase's log and resume state in runs/<run_name>/fine_tune/).
+the model <stem>.h5, history.png, history.json, metrics.json,
+test_predictions.npz; the fine-tuning phase's log and resume state in
+runs/<run_name>/fine_tune/, and with it the head's test predictions in
+head_test_predictions.npz).
 `transfer.report` puts each run's row in question3's results table.
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
@@ -17,10 +19,12 @@ fine-tuning phase's log and resume state in runs/<run_name>/fine_tune/).
 
 import dataclasses
 import os
+import shutil
 import time
 
 import numpy as np
 
+from resnet_keras import files
 from resnet_keras.classification import metrics as classifier_metrics
 from resnet_keras.classification.models import count_weights
 from resnet_keras.classification import task as classification_task
@@ -36,6 +40,10 @@ from resnet_keras.transfer.models import (
     stages_of,
     unfreeze_top,
 )
+
+# The head phase's test predictions in a fine-tuned run's folder; its
+# test_predictions.npz is the kept (fine-tuned) model's.
+HEAD_PREDICTIONS = "head_test_predictions.npz"
 
 
 def build_model(options, num_classes, input_shape):
@@ -209,6 +217,7 @@ def _run(config, options, strategy, run_dir, log, feature_cache):
             }
         )
         history = _concat(history, ft_history)
+        _keep_final_predictions(run_dir, options)
     # This process's time from building the model to the test; wall_time_s
     # (provenance) counts from the run's first start, resumes and pauses included.
     metrics["process_time_s"] = time.perf_counter() - t_start
@@ -217,6 +226,20 @@ def _run(config, options, strategy, run_dir, log, feature_cache):
     name = options.stem(config.dataset, config.opt)
     publish.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
     return model, metrics, history
+
+
+def _keep_final_predictions(run_dir, options):
+    """Makes the run's test_predictions.npz the fine-tuned model's, as its
+    metrics are (the table's interval and paired tests read it), and keeps the
+    head phase's beside it as head_test_predictions.npz. Each copy is atomic;
+    a resumed run tests both phases again and comes back here."""
+    top = os.path.join(run_dir, "test_predictions.npz")
+    for source, target in (
+        (top, os.path.join(run_dir, HEAD_PREDICTIONS)),
+        (os.path.join(run_dir, *options.PHASES, "test_predictions.npz"), top),
+    ):
+        with files.atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 def _features(model, config, options, arrays, feature_cache, log):
