@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import files
+from resnet_keras import files, stats
 from resnet_keras.colorization import color, models, probe, report, task
 from resnet_keras.colorization import metrics as colorizer_metrics
 from resnet_keras.colorization.config import ColorizeConfig
@@ -102,6 +102,11 @@ class LinearProbeTest(tf.test.TestCase):
         self.assertGreater(result["random_accuracy"], 0.3)
         for a, b in zip(before, model.get_weights()):
             self.assertAllEqual(a, b)  # the probed model is left as it was
+        # Each probe's predicted classes, for a paired test: they give its accuracy.
+        y_test = split(10, 100)[1].reshape(-1)
+        for e in ("trained", "random"):
+            got = np.mean(result[f"{e}_predictions"] == y_test)
+            self.assertAlmostEqual(got, result[f"{e}_accuracy"], places=6)
 
 
 class _ResultsTable:
@@ -212,12 +217,26 @@ class _ResultsTable:
         )
         for k in ("trained_accuracy", "random_accuracy"):
             self.assertAlmostEqual(row[k], want[k], places=6, msg=k)
+        # The paired test of the two probes, from their predictions.
+        y_test = self.split("test", 100)[1]
+        test = stats.mcnemar(y_test, want["trained_predictions"], want["random_predictions"])
+        self.assertEqual(row["paired"], {k: test[k] for k in row["paired"]})
+        self.assertEqual(row["invocation"]["cores"], os.cpu_count())  # its record
         with open(os.path.join(results, "colorization.md")) as f:
-            self.assertIn(
-                "| colorizer_unet_lab.h5 | 10 (cifar10) | 200 / 100 | 2 | "
-                f"{row['trained_accuracy']:.4f} | {row['random_accuracy']:.4f} |",
-                f.read(),
-            )
+            text = f.read()
+        right = [round(row[f"{e}_accuracy"] * 100) for e in ("trained", "random")]
+        self.assertIn(
+            "| colorizer_unet_lab.h5 | 10 (cifar10) | 200 / 100 | 2 | "
+            f"{row['trained_accuracy']:.4f} ({stats.interval_text(right[0], 100)}) | "
+            f"{row['random_accuracy']:.4f} ({stats.interval_text(right[1], 100)}) |",
+            text,
+        )
+        self.assertIn(
+            "- colorizer_unet_lab.h5: "
+            + stats.comparison_text("trained encoder", "random encoder", test),
+            text,
+        )
+        self.assertIn("- colorizer_unet_lab.h5: `python ", text)
 
 
 class ResultsTableTest(_ResultsTable, fixtures.FixtureImagesTestCase):

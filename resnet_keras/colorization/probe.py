@@ -33,7 +33,9 @@ def linear_probe(
         seed: the random encoder's weights and the classifier's.
 
     Returns:
-        {"trained_accuracy", "random_accuracy", "feature_dim"}.
+        {"trained_accuracy", "random_accuracy", "feature_dim"}, and each probe's
+        predicted test classes ("trained_predictions", "random_predictions")
+        for a paired test of the two.
     """
     keras.utils.set_random_seed(seed)
     random_model = keras.models.clone_model(model)  # same layers, fresh initial weights
@@ -64,5 +66,6 @@ def linear_probe(
         probe.fit(feats[0], train[1].reshape(-1), epochs=epochs, batch_size=batch_size, verbose=0)
         _, acc = probe.evaluate(feats[1], test[1].reshape(-1), verbose=0)
         out[f"{label}_accuracy"] = float(acc)
+        out[f"{label}_predictions"] = probe.predict(feats[1], verbose=0).argmax(-1)
         out["feature_dim"] = int(feats[0].shape[1])
     return out

@@ -7,6 +7,7 @@ when its run folder sits beside it.
 import json
 import os
 
+from resnet_keras import stats
 from resnet_keras.run import publish, tables
 
 
@@ -143,16 +144,58 @@ def markdown(table):
             "## Linear probe (colorization as a pretext task)",
             "",
             "A linear classifier on the frozen encoder's pooled bottleneck features, "
-            "against the same probe on a randomly initialised encoder.",
+            "against the same probe on a randomly initialised encoder; test accuracy "
+            "with its exact 95 % interval over the test images.",
             "",
             "| Model file | Classes | Train / test images | Epochs | Trained encoder | "
             "Random encoder |",
             "|---|---|---|---|---|---|",
         ]
+        paired, made = [], []
         for key, r in sorted(probes.items()):
+            cells = [
+                f"{r[f'{e}_accuracy']:.4f} ({_interval(r[f'{e}_accuracy'], r['test_images'])})"
+                for e in ("trained", "random")
+            ]
             lines.append(
                 f"| {key} | {r['classes']} ({r['data']}) | {r['train_images']} / "
-                f"{r['test_images']} | {r['epochs']} | {r['trained_accuracy']:.4f} | "
-                f"{r['random_accuracy']:.4f} |"
+                f"{r['test_images']} | {r['epochs']} | {cells[0]} | {cells[1]} |"
             )
+            if "paired" in r:
+                test = stats.comparison_text("trained encoder", "random encoder", r["paired"])
+                paired.append(f"- {key}: {test}")
+            else:
+                paired.append(f"- {key}: no paired test (probed before the predictions were kept)")
+            made.append(f"- {key}: {_probe_record(r.get('invocation'))}")
+        lines += [
+            "",
+            "Paired tests on the test images (exact McNemar: of the images exactly one of "
+            "the two probes gets right, how many each gets; p is two-sided):",
+            "",
+            *paired,
+            "",
+            "The probes:",
+            "",
+            *made,
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _interval(accuracy, images):
+    """A probe's 95 % interval from its accuracy: Keras' accuracy is the count
+    right over `images` (in float32), so the count is recovered by rounding."""
+    return stats.interval_text(round(accuracy * images), images)
+
+
+def _probe_record(invocation):
+    """What made a probe's row, from the record it keeps in the JSON table."""
+    if not invocation:
+        return "command, commit and machine not recorded (probed before rows kept them)"
+    commit = (invocation.get("git_commit") or "not recorded")[:7]
+    versions = invocation.get("versions", {})
+    return (
+        f"`{' '.join(invocation['argv'])}` at {invocation['started_utc']}, commit {commit}"
+        f"{'+changes' if invocation.get('git_dirty') else ''}, {invocation.get('cpu')} "
+        f"({invocation.get('cpu_flags')}), {invocation.get('cores')} cores, TensorFlow "
+        f"{versions.get('tensorflow')}, Keras {versions.get('keras')}"
+    )

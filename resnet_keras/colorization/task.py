@@ -26,7 +26,7 @@ import os
 import keras
 import numpy as np
 
-from resnet_keras import files
+from resnet_keras import files, stats
 from resnet_keras.checks import DataError
 from resnet_keras.colorization import color, models, probe, report
 from resnet_keras.colorization import data as color_data
@@ -38,6 +38,7 @@ from resnet_keras.run import (
     lifecycle,
     optim,
     plots,
+    provenance,
     publish,
     saving,
     tables,
@@ -248,6 +249,10 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
     ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size, classifier=True)
     keras.utils.set_random_seed(config.seed)
     result = probe.linear_probe(model, space, train, test, ds.num_classes, epochs, seed=config.seed)
+    # Trained against random encoder on the same test images: a paired test.
+    paired = stats.mcnemar(
+        test[1], result.pop("trained_predictions"), result.pop("random_predictions")
+    )
     row = {
         "train_images": len(train[0]),
         "test_images": len(test[0]),
@@ -255,6 +260,8 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
         "data": _data_name(config),
         "classes": ds.num_classes,
         **result,
+        "paired": {k: paired[k] for k in ("a_only", "b_only", "p_value", "z")},
+        "invocation": provenance.invocation(),  # the probe's record: command, commit, CPU
     }
     report.update(results_dir, {"probes": {os.path.basename(path): row}})
     log(
