@@ -471,7 +471,8 @@ best on the validation split ("last epoch" where no images were held out).
 "95 % interval" is the exact binomial (Clopper-Pearson) interval of the test
 accuracy over the test images. "paper error %" is He et al. 2015, Table 6
 (ResNet, option A, 64k iterations); "original write-up accuracy %" is
-deep-learning-lab.md (100 epochs). Each row's run record (command line,
-commit, versions, CPU flags, settings, history) is in runs/<run>/; a short
-run is not the paper's setting.
+deep-learning-lab.md (100 epochs). Each row's run record (settings,
+history, test predictions; the command line, commit, versions and CPU flags
+for runs made since records kept them, as the run lines below say) is in
+runs/<run>/; a short run is not the paper's setting.
 """
