@@ -85,7 +85,7 @@ def mcnemar(y_true, pred_a, pred_b):
     ra, rb = pred_a == y_true, pred_b == y_true
     b, c = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
     n = b + c
-    p = 1.0 if n == 0 else min(1.0, 2 * binom_cdf(min(b, c), n, 0.5))
+    p = _two_sided(b, c)
     return {
         "a_only": b,
         "b_only": c,
@@ -93,6 +93,29 @@ def mcnemar(y_true, pred_a, pred_b):
         "neither": int(np.sum(~ra & ~rb)),
         "p_value": p,
         "z": 0.0 if n == 0 else (b - c) / math.sqrt(n),
+    }
+
+
+def _two_sided(b, c):
+    """The exact two-sided binomial p of counts b against c at 1/2 (1 for none)."""
+    n = b + c
+    return 1.0 if n == 0 else min(1.0, 2 * binom_cdf(min(b, c), n, 0.5))
+
+
+def sign_test(a, b):
+    """The exact sign test of paired values (per-image scores of two models on
+    the same images): `above` (a > b), `below` (a < b), `ties` (dropped) and
+    `p_value`, the two-sided binomial test of above against below at 1/2 (the
+    same arithmetic as `mcnemar`'s, for scores instead of right or wrong)."""
+    a, b = (np.asarray(v, dtype=float).reshape(-1) for v in (a, b))
+    if len(a) != len(b):
+        raise ValueError(f"a sign test needs paired values; got {len(a)} and {len(b)}")
+    above, below = int(np.sum(a > b)), int(np.sum(a < b))
+    return {
+        "above": above,
+        "below": below,
+        "ties": len(a) - above - below,
+        "p_value": _two_sided(above, below),
     }
 
 
@@ -110,10 +133,16 @@ def interval_text(correct, total):
     return f"{100 * lo:.2f}-{100 * hi:.2f}"
 
 
+def p_text(p):
+    """A p value for a table: 3 significant digits; below the smallest float64
+    the exact p underflows to 0, which is said as "< 1e-300", not 0."""
+    return "< 1e-300" if p == 0 else f"{p:.3g}"
+
+
 def comparison_text(name_a, name_b, test):
     """One line for a paired comparison, as the result tables print it."""
-    # Below the smallest float64 the exact p underflows to 0: say so, not "p = 0".
-    p = "< 1e-300" if test["p_value"] == 0 else f"= {test['p_value']:.3g}"
+    p = p_text(test["p_value"])
+    p = p if p.startswith("<") else f"= {p}"
     return (
         f"{name_a} vs {name_b}: {name_a} alone right on {test['a_only']} images, "
         f"{name_b} alone on {test['b_only']} (exact McNemar p {p}, "

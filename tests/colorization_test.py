@@ -213,6 +213,8 @@ class MetricsTest(tf.test.TestCase):
             [np.mean(model), np.mean(gray), 3 / 7],
         )
         self.assertAllClose([everything["median_psnr"], everything["gray_median_psnr"]], [26, 30])
+        # 3 images above gray, 4 below: sign test p = 2 * P(X <= 3; 7, 1/2) = 2 * 64 / 128
+        self.assertAllClose([everything["below_gray"], everything["sign_p"]], [4 / 7, 1.0])
         # least colourful: chroma 1, 2, 3 (images 1, 6, 4), where gray wins
         self.assertEqual(least["chroma"], [1.0, 3.0])
         self.assertAllClose(
@@ -231,6 +233,8 @@ class MetricsTest(tf.test.TestCase):
         tied = colorizer_metrics.against_gray([1, 2, 3, 4], [0, 0, 9, 9], [5, 5, 5, 5], groups=2)
         self.assertEqual([r["psnr"] for r in tied[1:]], [1.5, 3.5])
         self.assertEqual([r["above_gray"] for r in tied[1:]], [1, 0])
+        # 2 above, 2 below overall; within each group: 2 against 0, p = 2 * 1/4
+        self.assertEqual([r["sign_p"] for r in tied], [1.0, 0.5, 0.5])
         for bad in (([], [], []), ([1], [1, 2], [3])):
             with self.assertRaisesRegex(ValueError, "same number"):
                 colorizer_metrics.against_gray(*bad)

@@ -77,6 +77,19 @@ class McNemarTest(tf.test.TestCase):
         m = stats.mcnemar(*self._case(10, 2, 50, 8))
         self.assertIn("exact McNemar p = 0.0386,", stats.comparison_text("a", "b", m))
 
+    def test_sign_test_by_hand(self):
+        # 3 above, 1 below, 1 tie dropped: 2 * P(X <= 1; 4, 1/2) = 2 * 5 / 16
+        t = stats.sign_test([1, 2, 3, 4, 5], [0, 0, 0, 9, 5])
+        self.assertEqual((t["above"], t["below"], t["ties"]), (3, 1, 1))
+        self.assertAlmostEqual(t["p_value"], 10 / 16)
+        # 10 against 2: the McNemar test's arithmetic (test_exact_p_value_by_hand)
+        self.assertAlmostEqual(
+            stats.sign_test([1] * 10 + [0] * 2, [0] * 10 + [1] * 2)["p_value"], 158 / 4096
+        )
+        self.assertEqual(stats.sign_test([1, 1], [1, 1])["p_value"], 1.0)
+        with self.assertRaisesRegex(ValueError, "paired values"):
+            stats.sign_test([1, 2], [1])
+
     def test_different_test_sets_are_refused(self):
         with self.assertRaisesRegex(ValueError, "not tested on the same images"):
             stats.mcnemar([0, 1], [0, 1], [0])

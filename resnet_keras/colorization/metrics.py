@@ -10,6 +10,7 @@ trains a model and is in `probe.py`.
 import numpy as np
 import tensorflow as tf
 
+from resnet_keras import stats
 from resnet_keras.colorization import color
 
 # One 8-bit level, 1/255, as the smallest error an image stored in 8 bits can
@@ -108,7 +109,9 @@ def against_gray(model_psnr, gray_psnr, chroma, groups=4):
     Returns:
         [{"chroma": [min, max] or None for all images, "images", "psnr",
         "gray_psnr", "median_psnr", "gray_median_psnr", "above_gray": share
-        of images where the model's PSNR is higher (a tie is not)}], all
+        of images where the model's PSNR is higher (a tie is not), "below_gray",
+        "sign_p": the exact sign test's p of above against below
+        (`stats.sign_test`)}], all
         images first. An image scored exactly gets PSNR inf (`image_metrics`),
         and the means of its groups are then inf; the medians and shares stay.
     """
@@ -121,6 +124,7 @@ def against_gray(model_psnr, gray_psnr, chroma, groups=4):
 
     def row(index, chroma_range):
         m, g = model_psnr[index], gray_psnr[index]
+        sign = stats.sign_test(m, g)
         return {
             "chroma": chroma_range,
             "images": int(len(index)),
@@ -129,6 +133,8 @@ def against_gray(model_psnr, gray_psnr, chroma, groups=4):
             "median_psnr": float(np.median(m)),
             "gray_median_psnr": float(np.median(g)),
             "above_gray": float(np.mean(m > g)),
+            "below_gray": float(np.mean(m < g)),
+            "sign_p": sign["p_value"],
         }
 
     # By rank, not by quantile value, so the groups are equal however many ties.

@@ -82,11 +82,14 @@ def against_gray_section(colorizers):
         "",
         "Per-image PSNR capped at one 8-bit level (48.13 dB), as in the main table. "
         "Each model's test images in equal groups by colourfulness (an image's "
-        "mean Lab chroma; the column gives the group's range), least colourful first.",
+        "mean Lab chroma; the column gives the group's range), least colourful first. "
+        "Sign test: the exact two-sided binomial test of the images where the model's "
+        "PSNR is higher against those where it is lower (ties dropped), a paired test "
+        "on the same images.",
         "",
         "| Model file | Test images | Chroma range | Mean PSNR, model / gray (dB) | "
-        "Median PSNR, model / gray (dB) | Model's PSNR higher on |",
-        "|---|---|---|---|---|---|",
+        "Median PSNR, model / gray (dB) | Model's PSNR higher / lower on | Sign test p |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, groups in rows:
         for g in groups:
@@ -94,10 +97,14 @@ def against_gray_section(colorizers):
                 images, chroma = f"all {g['images']}", "any"
             else:
                 images, chroma = str(g["images"]), f"{g['chroma'][0]:.1f}-{g['chroma'][1]:.1f}"
+            if "sign_p" in g:
+                share = f"{g['above_gray'] * 100:.1f} / {g['below_gray'] * 100:.1f} %"
+                sign = stats.p_text(g["sign_p"])
+            else:  # evaluated before the sign test was kept
+                share, sign = f"{g['above_gray'] * 100:.1f} % / not kept", "not kept"
             lines.append(
                 f"| {key} | {images} | {chroma} | {g['psnr']:.2f} / {g['gray_psnr']:.2f} | "
-                f"{g['median_psnr']:.2f} / {g['gray_median_psnr']:.2f} | "
-                f"{g['above_gray'] * 100:.1f} % |"
+                f"{g['median_psnr']:.2f} / {g['gray_median_psnr']:.2f} | {share} | {sign} |"
             )
     return lines
 
