@@ -194,6 +194,13 @@ class _ResultsTable:
             md,
         )
         self.assertEqual(md.count("| older.h5 |"), 1)  # a row without the comparison: none
+        # The paired sign test over the same images, and the evaluation's own record.
+        sign = stats.sign_test(psnr, gray_psnr)
+        self.assertAllClose(everything["sign_p"], sign["p_value"])
+        self.assertAllClose(everything["below_gray"], sign["below"] / 100)
+        self.assertEqual(row["evaluation"]["cores"], os.cpu_count())
+        self.assertIn("- colorizer_unet_lab.h5: `python ", md)
+        self.assertIn("- older.h5: command, commit and machine not recorded", md)
 
     def test_unreadable_results_file_is_refused_not_replaced(self):
         results = self.create_tempdir().full_path

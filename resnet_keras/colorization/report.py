@@ -137,12 +137,14 @@ def markdown(table):
             f"| {key} | {r['model']} | {r['color_space']} | {r['test_images']} {r['data']} | "
             f"{r['mse']:.5f} | {capped} | {of_mean} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
         )
-    trained = [
-        (k, r["run"]) for k, r in sorted(table.get("colorizers", {}).items()) if r.get("run")
-    ]
+    colorizers = sorted(table.get("colorizers", {}).items())
+    trained = [(k, r["run"]) for k, r in colorizers if r.get("run")]
     if trained:
         lines += ["", "The runs that trained them:", ""]
         lines += [run_line(k, run) for k, run in trained]
+    if colorizers:
+        lines += ["", "The evaluations (each model's row and its gray baseline):", ""]
+        lines += [f"- {k}: {_invocation_text(r.get('evaluation'))}" for k, r in colorizers]
     lines += against_gray_section(table.get("colorizers", {}))
     probes = table.get("probes", {})
     if probes:
@@ -173,7 +175,7 @@ def markdown(table):
                 paired.append(f"- {key}: {test}")
             else:
                 paired.append(f"- {key}: no paired test (probed before the predictions were kept)")
-            made.append(f"- {key}: {_probe_record(r.get('invocation'))}")
+            made.append(f"- {key}: {_invocation_text(r.get('invocation'))}")
         lines += [
             "",
             "Paired tests on the test images (exact McNemar: of the images exactly one of "
@@ -194,10 +196,10 @@ def _interval(accuracy, images):
     return stats.interval_text(round(accuracy * images), images)
 
 
-def _probe_record(invocation):
-    """What made a probe's row, from the record it keeps in the JSON table."""
+def _invocation_text(invocation):
+    """What made an eval or probe row, from the record it keeps in the JSON table."""
     if not invocation:
-        return "command, commit and machine not recorded (probed before rows kept them)"
+        return "command, commit and machine not recorded (made before rows kept them)"
     commit = (invocation.get("git_commit") or "not recorded")[:7]
     versions = invocation.get("versions", {})
     return (

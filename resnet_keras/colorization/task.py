@@ -213,6 +213,7 @@ def evaluate_file(path, config, results_dir, log=print):
             colorizer_metrics.colorfulness(xt),
         ),
         "run": report.run_of(path),
+        "evaluation": provenance.invocation(),  # this evaluation's record: command, commit, CPU
     }
     gray_kind = "luma" if space == "rgb" else "luminance"
     gray = {
