@@ -11,7 +11,10 @@ averaged with the mirrored test images, `--tta_shifts` its six-view figures
 interval, and every pair of models with an exact McNemar test on the images
 one gets right and the other wrong (`stats`). `--predictions_out` keeps one
 model's predictions as a run's test_predictions.npz, from which the result
-tables draw their intervals and paired tests. Models load in Keras' safe mode.
+tables draw their intervals and paired tests. `--record` writes what was
+printed, with the evaluation's record (command line, commit, versions, CPU), to
+a JSON file: the record of a number published from an evaluation alone
+(results/pretrained.json). Models load in Keras' safe mode.
 """
 
 import itertools
@@ -23,16 +26,22 @@ from scripts import common  # defines the shared flags  # noqa: I001
 
 from absl import flags
 
-from resnet_keras import stats
+from resnet_keras import files, stats
 from resnet_keras.classification import metrics as classifier_metrics
 from resnet_keras.data import cifar, pipeline
-from resnet_keras.run import saving
+from resnet_keras.run import provenance, saving
 
 flags.DEFINE_string(
     "predictions_out",
     None,
     "With one model: write its test predictions (labels, predictions, softmax, a sample "
     "of misclassified images) to this new .npz file, as a run's test_predictions.npz.",
+)
+flags.DEFINE_string(
+    "record",
+    None,
+    "Also write each model's scores and the paired tests, with this evaluation's record "
+    "(command line, commit, versions, CPU), to this new .json file.",
 )
 FLAGS = flags.FLAGS
 DEFAULTS = dict(
@@ -64,18 +73,31 @@ def check_classifier(model, path, num_classes, image_shape):
 
 
 def report(name, test, class_names, top5):
+    """Prints a model's scores; returns them as a row of the --record file."""
     right = int(np.sum(test["y_pred"] == test["y_true"]))
+    interval = stats.interval_text(right, len(test["y_true"]))
     print(
         f"{name}: test accuracy {test['accuracy']:.4f} "
-        f"(95 % interval {stats.interval_text(right, len(test['y_true']))} %), "
+        f"(95 % interval {interval} %), "
         f"test loss {test['loss']:.4f}"
         + (f", top-5 accuracy {test['top5_accuracy']:.4f}" if top5 else "")
     )
     accuracy = classifier_metrics.per_class_accuracy(
         test["y_true"], test["y_pred"], len(class_names)
     )
-    per_class = [f"{c} {a:.3f}" for c, a in zip(class_names, accuracy) if not np.isnan(a)]
-    print("  per class: " + ", ".join(per_class))
+    per_class = {c: float(a) for c, a in zip(class_names, accuracy) if not np.isnan(a)}
+    print("  per class: " + ", ".join(f"{c} {a:.3f}" for c, a in per_class.items()))
+    row = {"test_accuracy": float(test["accuracy"]), "interval_pct": interval}
+    row |= {"test_loss": float(test["loss"]), "per_class_accuracy": per_class}
+    return row | ({"top5_accuracy": float(test["top5_accuracy"])} if top5 else {})
+
+
+def check_new_file(flag, path, ending):
+    """Refuses an output file that exists or has another ending, before any work."""
+    if not path.endswith(ending):
+        raise ValueError(f"--{flag} {path}: give a file name ending in {ending}")
+    if os.path.exists(path):
+        raise ValueError(f"--{flag} {path}: exists; move it aside or name a new file")
 
 
 def main(argv):
@@ -87,10 +109,10 @@ def main(argv):
     if out is not None:
         if len(paths) != 1:
             raise ValueError("--predictions_out takes the predictions of one model; give one")
-        if not out.endswith(".npz"):
-            raise ValueError(f"--predictions_out {out}: give a file name ending in .npz")
-        if os.path.exists(out):
-            raise ValueError(f"--predictions_out {out}: exists; move it aside or name a new file")
+        check_new_file("predictions_out", out, ".npz")
+    if FLAGS.record is not None:
+        check_new_file("record", FLAGS.record, ".json")
+    record = {"invocation": provenance.invocation(), "models": {}, "paired": []}
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
     ds = cifar.load_dataset(
         s["dataset"],
@@ -102,18 +124,22 @@ def main(argv):
     for path, model in zip(paths, loaded):
         check_classifier(model, path, ds.num_classes, xt.shape[1:])
     print(f"data: {ds.source}: {len(xt)} test images, {ds.num_classes} classes")
+    record |= {"data": ds.source, "test_images": len(xt)}
     top5 = classifier_metrics.reports_top5(ds.num_classes)
     probs = []
     for path, model in zip(paths, loaded):
         p = model.predict(xt, batch_size=s["batch_size"], verbose=0)
         probs.append(p)
-        report(path, classifier_metrics.evaluate_predictions(p, yt), ds.class_names, top5)
+        scores = classifier_metrics.evaluate_predictions(p, yt)
+        record["models"][path] = report(path, scores, ds.class_names, top5)
+        record["models"][path]["sha256"] = files.sha256(path)  # which file was scored
         augmented = classifier_metrics.predict_tta(
             model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"]
         )
         for name, views in augmented.items():
-            report(
-                f"{path} {classifier_metrics.TTA_LABELS[name]}",
+            label = f"{path} {classifier_metrics.TTA_LABELS[name]}"
+            record["models"][label] = report(
+                label,
                 classifier_metrics.evaluate_predictions(views, yt),
                 ds.class_names,
                 top5,
@@ -127,13 +153,18 @@ def main(argv):
     for (i, a), (j, b) in itertools.combinations(enumerate(paths), 2):
         test = stats.mcnemar(yt, probs[i].argmax(-1), probs[j].argmax(-1))
         print(stats.comparison_text(a, b, test))
+        record["paired"].append({"a": a, "b": b, **test})
     if len(paths) > 1:
-        report(
+        record["models"][f"ensemble of {len(paths)}"] = report(
             f"ensemble of {len(paths)}",
             classifier_metrics.evaluate_predictions(np.mean(probs, 0), yt),
             ds.class_names,
             top5,
         )
+    if FLAGS.record is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.record)), exist_ok=True)
+        files.write_json(FLAGS.record, record | {"finished_utc": provenance.now_utc()})
+        print(f"wrote {FLAGS.record}")
 
 
 def cli(argv=None):

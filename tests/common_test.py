@@ -27,7 +27,7 @@ OWN = {
     "cache_features".split(),
     "resnet_vs_plain": ["depths", "models", "seeds"],
     "colorize": ["color_space", "overwrite", "patience", "min_epochs"],
-    "evaluate": ["predictions_out"],
+    "evaluate": ["predictions_out", "record"],
     "export": ["to", "tolerance"],
     "convert": [],
     "benchmark": ["steps", "warmup", "eval_batch_size", "steps_per_execution"],

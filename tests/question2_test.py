@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from resnet_keras import stats
+from resnet_keras import files, stats
 from resnet_keras.classification import metrics as classifier_metrics
 from resnet_keras.classification import report
 from resnet_keras.configs import question2 as experiment
@@ -132,6 +132,28 @@ class Cifar100Test(tf.test.TestCase):
         views = classifier_metrics.predict_tta(model, xt, probs, tta=True, tta_shifts=True)
         self.assertPrinted(r.stdout, f"{q1} with flips", views["tta"], yt)
         self.assertPrinted(r.stdout, f"{q1} with flips and shifts", views["tta_shifts"], yt)
+        # --record: the printed scores and paired test in a JSON file, with its record.
+        record = os.path.join(root, "evaluation.json")
+        both = [q1, q1, f"--data_dir={root}", "--dataset=cifar100", f"--record={record}"]
+        r = run_script("scripts.evaluate", *both)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        with open(record) as f:
+            saved = json.load(f)
+        self.assertEqual(saved["test_images"], len(yt))
+        self.assertIn("scripts.evaluate", " ".join(saved["invocation"]["argv"]))
+        accuracy, loss = printed_scores(r.stdout, q1)
+        row = saved["models"][q1]
+        self.assertEqual(
+            (round(row["test_accuracy"], 4), round(row["test_loss"], 4)), (accuracy, loss)
+        )
+        self.assertEqual(row["sha256"], files.sha256(q1))
+        (paired,) = saved["paired"]
+        self.assertEqual((paired["a_only"], paired["b_only"], paired["p_value"]), (0, 0, 1.0))
+        # An existing record is never overwritten: one line, exit 2, before any work.
+        r = run_script("scripts.evaluate", *both)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("evaluation.json: exists; move it aside", r.stderr)
+        self.assertLen(r.stderr.strip().splitlines(), 1)
         # A 20-class model on the 100-class labels: one line, exit 2.
         r = run_script("scripts.evaluate", q2, f"--data_dir={root}", "--dataset=cifar100")
         self.assertEqual(r.returncode, 2)
