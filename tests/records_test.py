@@ -13,6 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from resnet_keras import files
 from tests.fixtures import ROOT
 
 RESULTS = os.path.join(ROOT, "results")
@@ -89,6 +90,25 @@ class RecordsTest(tf.test.TestCase):
         with open(os.path.join(ROOT, "README.md")) as f:
             line = next(l for l in f if l.startswith("| Question 1: ResNet-20"))
         self.assertIn(f"**{100 * metrics['test_accuracy']:.2f} %**", line)
+
+    def test_pretrained(self):
+        # The converted reference models on the JPEG copy: an evaluation's record
+        # (scripts.evaluate --record) of the very files the package ships, and the
+        # accuracies docs/pretrained.md quotes from it.
+        record = _load("pretrained")
+        for key in ("argv", "git_commit", "versions", "cpu_flags", "started_utc"):
+            self.assertIn(key, record["invocation"])
+        self.assertEqual(record["test_images"], 10_000)
+        with open(os.path.join(ROOT, "docs", "pretrained.md")) as f:
+            page = f.read()
+        for depth in (20, 32, 44, 56):
+            path = f"resnet_keras/classification/weights/resnet{depth}_cifar10.h5"
+            row = record["models"][path]
+            self.assertEqual(row["sha256"], files.sha256(os.path.join(ROOT, path)), path)
+            line = next(
+                l for l in page.splitlines() if l.startswith(f"| ResNet-{depth}, akamaster")
+            )
+            self.assertIn(f"**{100 * row['test_accuracy']:.2f} %**", line)
 
     def test_the_rows_awaiting_a_rerun_are_said_to_be_so(self):
         with open(os.path.join(ROOT, "README.md")) as f:
