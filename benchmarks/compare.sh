@@ -19,6 +19,7 @@ PY=${PY:-.venv/bin/python}
 TORCH_PY=${TORCH_PY:-python3}
 ISA=native
 ROUNDS=3
+ARGS=("$@")  # as given, for the record below
 while [ $# -gt 0 ]; do
   case "$1" in
     --isa) ISA=${2:-}; shift 2 ;;
@@ -37,6 +38,17 @@ case "$ISA" in
   *) echo "error: --isa must be avx2 or native; got '$ISA'" >&2; exit 2 ;;
 esac
 export TF_CPP_MIN_LOG_LEVEL=2
+# The sitting's record first (command, commit, versions, CPU flags, kernel
+# variables), so a log kept in results/bench/ says what made its figures.
+$PY - "$0" "${ARGS[@]}" <<'PYEOF'
+import json, sys
+import keras, numpy, tensorflow  # noqa: F401 (their versions go into the record)
+from resnet_keras.run import provenance
+record = provenance.invocation()
+record["argv"] = ["bash", *sys.argv[1:]]
+print("== record " + json.dumps(record))
+PYEOF
+echo "== torch $($TORCH_PY -c 'import torch; print(torch.__version__)')"
 echo "== isa $ISA${ONEDNN_MAX_CPU_ISA:+ (ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA)}"
 bench() { $PY -m scripts.benchmark "$@" | tail -1; }
 torch_ref() {
