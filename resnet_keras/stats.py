@@ -110,6 +110,8 @@ def sign_test(a, b):
     a, b = (np.asarray(v, dtype=float).reshape(-1) for v in (a, b))
     if len(a) != len(b):
         raise ValueError(f"a sign test needs paired values; got {len(a)} and {len(b)}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("a sign test needs values to compare; got NaN")
     above, below = int(np.sum(a > b)), int(np.sum(a < b))
     return {
         "above": above,
@@ -133,10 +135,25 @@ def interval_text(correct, total):
     return f"{100 * lo:.2f}-{100 * hi:.2f}"
 
 
+def interval_of(y_true, y_pred):
+    """`interval_text` of a model's predicted classes against the labels."""
+    y_true, y_pred = (np.asarray(v).reshape(-1) for v in (y_true, y_pred))
+    return interval_text(int(np.sum(y_pred == y_true)), len(y_true))
+
+
+def mcnemar_header(who="", images="test images"):
+    """The sentence that opens a table's list of `comparison_text` lines."""
+    two = f"the two {who}".strip()
+    return (
+        f"Paired tests on the {images} (exact McNemar: of the images exactly one of "
+        f"{two} gets right, how many each gets; p is two-sided)"
+    )
+
+
 def p_text(p):
-    """A p value for a table: 3 significant digits; below the smallest float64
-    the exact p underflows to 0, which is said as "< 1e-300", not 0."""
-    return "< 1e-300" if p == 0 else f"{p:.3g}"
+    """A p value for a table: 3 significant digits; below 1e-300 (where the
+    exact p nears float64's smallest and then underflows to 0) "< 1e-300"."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.3g}"
 
 
 def comparison_text(name_a, name_b, test):

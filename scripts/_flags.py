@@ -62,11 +62,15 @@ def schedule_help(kept=()):
     """--schedule's help; `kept`: the preset's keys a script keeps its own value
     of (question2's per-optimizer lr and batch size), left out of the list."""
     fast = {k: v for k, v in PRESETS["fast"].items() if k not in kept}
+    sgd_only = (
+        "Nesterov momentum is SGD's"
+        if "lr" in kept
+        else "lr and Nesterov momentum are SGD's: another optimizer keeps its default lr"
+    )
     return (
         "Learning-rate schedule: constant; step (/10 at 50% and 75% of the epochs); paper (/10 "
         "at 32k and 48k iterations); onecycle; fast (one-cycle with the fast preset: "
-        f"{as_flags(fast)}, those the script takes, unless given; lr and "
-        "Nesterov momentum are SGD's: another optimizer keeps its default lr)."
+        f"{as_flags(fast)}, those the script takes, unless given; {sgd_only})."
     )
 
 

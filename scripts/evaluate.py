@@ -93,11 +93,13 @@ def report(name, test, class_names, top5):
 
 
 def check_new_file(flag, path, ending):
-    """Refuses an output file that exists or has another ending, before any work."""
+    """Refuses an output file that exists, has another ending or cannot be
+    written where it is named, before any work."""
     if not path.endswith(ending):
         raise ValueError(f"--{flag} {path}: give a file name ending in {ending}")
     if os.path.exists(path):
         raise ValueError(f"--{flag} {path}: exists; move it aside or name a new file")
+    files.check_writable(os.path.dirname(os.path.abspath(path)), flag)
 
 
 def main(argv):
@@ -112,7 +114,9 @@ def main(argv):
         check_new_file("predictions_out", out, ".npz")
     if FLAGS.record is not None:
         check_new_file("record", FLAGS.record, ".json")
-    record = {"invocation": provenance.invocation(), "models": {}, "paired": []}
+    # Built only when asked for: the record runs git.
+    record = {"invocation": provenance.invocation()} if FLAGS.record else {}
+    record |= {"models": {}, "paired": []}
     loaded = [saving.load_model(p, compile=False) for p in paths]  # fail before reading data
     ds = cifar.load_dataset(
         s["dataset"],
@@ -132,7 +136,8 @@ def main(argv):
         probs.append(p)
         scores = classifier_metrics.evaluate_predictions(p, yt)
         record["models"][path] = report(path, scores, ds.class_names, top5)
-        record["models"][path]["sha256"] = files.sha256(path)  # which file was scored
+        if FLAGS.record:
+            record["models"][path]["sha256"] = files.sha256(path)  # which file was scored
         augmented = classifier_metrics.predict_tta(
             model, xt, p, s["tta"], s["tta_shifts"], s["batch_size"]
         )
@@ -162,7 +167,7 @@ def main(argv):
             top5,
         )
     if FLAGS.record is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.record)), exist_ok=True)
+        check_new_file("record", FLAGS.record, ".json")  # still new: never replace a record
         files.write_json(FLAGS.record, record | {"finished_utc": provenance.now_utc()})
         print(f"wrote {FLAGS.record}")
 

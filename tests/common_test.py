@@ -117,6 +117,8 @@ class HelpTest(tf.test.TestCase):
         self.assertIn("--opt=sgd --lr=0.2 --batch_size=128 --epochs=180", q1)  # PRESETS["fast"]
         # question2 keeps its per-optimizer lr and batch size under the preset.
         self.assertIn("fast preset: --opt=sgd --epochs=180", q2)
+        self.assertIn("unless given; Nesterov momentum is SGD's).", q2)
+        self.assertNotIn("keeps its default lr", q2)
         self.assertIn("--shortcut=identity --normalization=per_pixel", rvp)  # PRESETS["paper"]
 
 

@@ -44,18 +44,24 @@ class _FromAProjectBase:
         self.assertTrue(metrics["cache_features"])
         self.assertEqual((metrics["epochs"], metrics["fine_tune_start_epoch"]), (3, 2))
         # The run's kept predictions are the fine-tuned model's, the head's beside them.
+        run = os.path.dirname(h5)
         for name, key in (
             ("test_predictions.npz", "test_accuracy"),
             ("head_test_predictions.npz", "head_test_accuracy"),
         ):
-            with np.load(os.path.join(os.path.dirname(h5), name)) as p:
+            with np.load(os.path.join(run, name)) as p:
                 self.assertAlmostEqual(np.mean(p["y_pred"] == p["y_true"]), metrics[key], places=4)
+        with np.load(os.path.join(run, "test_predictions.npz")) as p:
+            final = p["y_pred"]
+        with np.load(os.path.join(run, "fine_tune", "test_predictions.npz")) as p:
+            self.assertAllEqual(final, p["y_pred"])
         # The saved model takes raw 32x32 images and gives the logged accuracy.
         (_, _), (xt, yt) = cifar.load_cifar("cifar10", self.data_dir)
         xt, yt = pipeline.limit(xt, yt, 200, seed=0)
         model = keras.models.load_model(h5)
-        acc = np.mean(model.predict(xt, verbose=0).argmax(1) == yt[:, 0])
-        self.assertAlmostEqual(acc, metrics["test_accuracy"], places=4)
+        predicted = model.predict(xt, verbose=0).argmax(1)
+        self.assertAlmostEqual(np.mean(predicted == yt[:, 0]), metrics["test_accuracy"], places=4)
+        self.assertAllEqual(predicted, final)  # the saved (fine-tuned) model's predictions
         self.assertEqual(saving.class_names_of(h5), list(cifar.CIFAR10_CLASSES))
         # The same network from scratch: a second row, a second curve in the same figure.
         scratch = ["--epochs=1", "--weights=none", "--train_base"]

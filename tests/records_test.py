@@ -46,6 +46,11 @@ class RecordsTest(tf.test.TestCase):
             with np.load(predictions) as p:
                 accuracy = float(np.mean(p["y_pred"] == p["y_true"]))
             self.assertAllClose(accuracy, metrics["test_accuracy"], atol=5e-5, msg=run)
+        head = os.path.join(folder, "head_test_predictions.npz")  # a fine-tuned transfer run's
+        if os.path.isfile(head):
+            with np.load(head) as p:
+                accuracy = float(np.mean(p["y_pred"] == p["y_true"]))
+            self.assertAllClose(accuracy, metrics["head_test_accuracy"], atol=5e-5, msg=run)
         with open(os.path.join(folder, "flags.json")) as f:
             flags = json.load(f)
         for invocation in flags.get("invocations", []):  # records made since they are kept

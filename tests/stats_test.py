@@ -89,6 +89,11 @@ class McNemarTest(tf.test.TestCase):
         self.assertEqual(stats.sign_test([1, 1], [1, 1])["p_value"], 1.0)
         with self.assertRaisesRegex(ValueError, "paired values"):
             stats.sign_test([1, 2], [1])
+        with self.assertRaisesRegex(ValueError, "got NaN"):
+            stats.sign_test([1, np.nan], [1, 2])
+        # Near float64's smallest the p is said as a bound, as its underflow is.
+        self.assertEqual([stats.p_text(p) for p in (4.55e-307, 0.0)], ["< 1e-300"] * 2)
+        self.assertEqual(stats.p_text(2.09e-88), "2.09e-88")
 
     def test_different_test_sets_are_refused(self):
         with self.assertRaisesRegex(ValueError, "not tested on the same images"):

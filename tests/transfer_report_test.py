@@ -77,11 +77,14 @@ class ResultsTest(tf.test.TestCase):
             "head_nocache": (base | {"mode": "transfer", "cache_features": False}, right_a),
         }
         for name, (row, right) in runs.items():
-            os.makedirs(os.path.join(out, "runs", name))
+            folder = os.path.join(out, "runs", name)
+            os.makedirs(folder)
             y_pred = np.where(right, y, (y + 1) % 10)
-            np.savez(
-                os.path.join(out, "runs", name, "test_predictions.npz"), y_true=y, y_pred=y_pred
-            )
+            np.savez(os.path.join(folder, "test_predictions.npz"), y_true=y, y_pred=y_pred)
+            finished = {"history.json": {}, "flags.json": {}, "metrics.json": {"train_images": 90}}
+            for file, content in finished.items():  # a finished run's files
+                with open(os.path.join(folder, file), "w") as f:
+                    json.dump(content, f)
             report.record(out, row | {"run": f"runs/{name}", "test_accuracy": right.mean()})
         rows = report.record(out)  # no new row: the table is redrawn
         self.assertEqual(
@@ -97,12 +100,26 @@ class ResultsTest(tf.test.TestCase):
                 "on 7 images, b/own/scratch/adam alone on 2 (exact McNemar p = 0.18, z = 1.67)"
             ],
         )
-        # Predictions gone: the row keeps the interval they gave, the test goes.
-        os.remove(os.path.join(out, "runs", "scratch", "test_predictions.npz"))
-        rows = report.record(out)
-        self.assertEqual(rows[1]["interval_pct"], "27.20-72.80")
+        # The run folder now holds another run of that name (other training
+        # images), or predictions that do not give the row's accuracy (a
+        # fine-tuned run that kept its head's): not the row's, so the row keeps
+        # the interval its own predictions gave, and no test is drawn from them.
+        scratch = os.path.join(out, "runs", "scratch")
+        with open(os.path.join(scratch, "metrics.json"), "w") as f:
+            json.dump({"train_images": 2000}, f)
+        self.assertEqual(report.record(out)[1]["interval_pct"], "27.20-72.80")
         with open(os.path.join(out, "results", "question3.md")) as f:
             self.assertNotIn("Paired tests", f.read())
+        with open(os.path.join(scratch, "metrics.json"), "w") as f:
+            json.dump({"train_images": 90}, f)
+        y_other = np.where(right_a, y, (y + 1) % 10)  # 75 %, not the row's 50 %
+        np.savez(os.path.join(scratch, "test_predictions.npz"), y_true=y, y_pred=y_other)
+        self.assertEqual(report.record(out)[1]["interval_pct"], "27.20-72.80")
+        with open(os.path.join(out, "results", "question3.md")) as f:
+            self.assertNotIn("Paired tests", f.read())
+        # Predictions gone: the same.
+        os.remove(os.path.join(scratch, "test_predictions.npz"))
+        self.assertEqual(report.record(out)[1]["interval_pct"], "27.20-72.80")
 
 
 if __name__ == "__main__":

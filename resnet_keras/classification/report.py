@@ -110,14 +110,13 @@ def ensemble_row(members, dataset):
     if len(members) < 2 or any(not np.array_equal(y, labels) for _, y, _ in members):
         return None
     test = classifier_metrics.evaluate_predictions(np.mean([p for p, _, _ in members], 0), labels)
-    right = int(np.sum(test["y_pred"] == labels))
     return {
         "configuration": f"ensemble of these {len(members)} (mean softmax)",
         "dataset": dataset,
         "run": "ensemble",
         "params": sum(params for _, _, params in members),
         "test_accuracy_pct": round(100 * test["accuracy"], 2),
-        "interval_pct": stats.interval_text(right, len(labels)),
+        "interval_pct": stats.interval_of(labels, test["y_pred"]),
         "test_top5_accuracy_pct": (
             round(100 * test["top5_accuracy"], 2)
             if classifier_metrics.reports_top5(members[0][0].shape[-1])
@@ -139,10 +138,7 @@ def question2_comparisons(predicted, labels):
     ]
     if not lines:
         return ""
-    return (
-        "\n\nPaired tests on the test images (exact McNemar: of the images exactly one "
-        "of the two gets right, how many each gets; p is two-sided):\n\n" + "\n".join(lines)
-    )
+    return f"\n\n{stats.mcnemar_header()}:\n\n" + "\n".join(lines)
 
 
 def question2_report(configs, output_dir, dataset, dest, shipped=False):
@@ -162,8 +158,7 @@ def question2_report(configs, output_dir, dataset, dest, shipped=False):
         histories[label] = history
         interval = None
         if preds is not None:
-            right = int(np.sum(preds["y_pred"] == preds["y_true"]))
-            interval = stats.interval_text(right, len(preds["y_true"]))
+            interval = stats.interval_of(preds["y_true"], preds["y_pred"])
             if labels is None or np.array_equal(labels, preds["y_true"]):
                 labels, predicted[c.run_name] = preds["y_true"], preds["y_pred"]
         rows.append(
@@ -326,10 +321,8 @@ def resnet_vs_plain_report(pairs, output_dir, dest, settings, shipped=False):
             plots.plot_history(
                 history, os.path.join(plot_dir, f"{name}.png"), title, plots.LOSS_WITH_L2
             )
-            correct = None
             if preds is not None:
                 preds_of[name] = preds
-                correct = int(np.sum(preds["y_true"] == preds["y_pred"]))
             if seed == 0 and not val0:
                 histories[(model, depth)] = history
                 steps = steps or config.get("steps_per_epoch")
@@ -344,8 +337,8 @@ def resnet_vs_plain_report(pairs, output_dir, dest, settings, shipped=False):
                     "params": metrics["params"],
                     "test_accuracy_pct": round(100 * metrics["test_accuracy"], 2),
                     "interval_pct": (
-                        stats.interval_text(correct, len(preds["y_true"]))
-                        if correct is not None
+                        stats.interval_of(preds["y_true"], preds["y_pred"])
+                        if preds is not None
                         else None
                     ),
                     "test_loss": round(metrics["test_loss"], 4),
@@ -455,11 +448,7 @@ def depth_comparisons(rows, preds_of):
     ]
     if not lines:
         return ""
-    return (
-        "\n\nPaired tests on the 10,000 test images (exact McNemar: of the images exactly "
-        "one of the two networks gets right, how many each gets; p is two-sided):\n\n"
-        + "\n".join(lines)
-    )
+    return f"\n\n{stats.mcnemar_header('networks', '10,000 test images')}:\n\n" + "\n".join(lines)
 
 
 RESNET_VS_PLAIN_NOTES = """

@@ -178,8 +178,7 @@ def markdown(table):
             made.append(f"- {key}: {_invocation_text(r.get('invocation'))}")
         lines += [
             "",
-            "Paired tests on the test images (exact McNemar: of the images exactly one of "
-            "the two probes gets right, how many each gets; p is two-sided):",
+            f"{stats.mcnemar_header('probes')}:",
             "",
             *paired,
             "",
@@ -200,11 +199,13 @@ def _invocation_text(invocation):
     """What made an eval or probe row, from the record it keeps in the JSON table."""
     if not invocation:
         return "command, commit and machine not recorded (made before rows kept them)"
-    commit = (invocation.get("git_commit") or "not recorded")[:7]
+    commit = tables.record_fields({"invocations": [invocation]}, {}).get("commit", "not recorded")
+    when = invocation["started_utc"]
+    if invocation.get("finished_utc"):
+        when = f"{when} to {invocation['finished_utc']}"
     versions = invocation.get("versions", {})
     return (
-        f"`{' '.join(invocation['argv'])}` at {invocation['started_utc']}, commit {commit}"
-        f"{'+changes' if invocation.get('git_dirty') else ''}, {invocation.get('cpu')} "
+        f"`{' '.join(invocation['argv'])}`, {when}, commit {commit}, {invocation.get('cpu')} "
         f"({invocation.get('cpu_flags')}), {invocation.get('cores')} cores, TensorFlow "
         f"{versions.get('tensorflow')}, Keras {versions.get('keras')}"
     )

@@ -193,6 +193,7 @@ def evaluate_file(path, config, results_dir, log=print):
     The test images are the config's test split (`test_limit` of it), resized
     to the model's input size. Returns the model's row.
     """
+    invocation = provenance.invocation()  # before the work: its started_utc is the start
     model, kind, space = load_colorizer(path)
     size = model.input_shape[1]
     ds, _, _, (xt, _) = load_data(dataclasses.replace(config, val_size=0), size)
@@ -213,7 +214,8 @@ def evaluate_file(path, config, results_dir, log=print):
             colorizer_metrics.colorfulness(xt),
         ),
         "run": report.run_of(path),
-        "evaluation": provenance.invocation(),  # this evaluation's record: command, commit, CPU
+        # This evaluation's record: command, commit, CPU, start and end.
+        "evaluation": invocation | {"finished_utc": provenance.now_utc()},
     }
     gray_kind = "luma" if space == "rgb" else "luminance"
     gray = {
@@ -245,6 +247,7 @@ def evaluate_file(path, config, results_dir, log=print):
 
 def probe_file(path, config, results_dir, epochs=10, log=print):
     """`linear_probe` of a saved colorizer on the config's data; records its row."""
+    invocation = provenance.invocation()  # before the work: its started_utc is the start
     model, _, space = load_colorizer(path)
     size = model.input_shape[1]
     ds, train, _, test = load_data(dataclasses.replace(config, val_size=0), size, classifier=True)
@@ -262,7 +265,8 @@ def probe_file(path, config, results_dir, epochs=10, log=print):
         "classes": ds.num_classes,
         **result,
         "paired": {k: paired[k] for k in ("a_only", "b_only", "p_value", "z")},
-        "invocation": provenance.invocation(),  # the probe's record: command, commit, CPU
+        # The probe's record: command, commit, CPU, start and end.
+        "invocation": invocation | {"finished_utc": provenance.now_utc()},
     }
     report.update(results_dir, {"probes": {os.path.basename(path): row}})
     log(

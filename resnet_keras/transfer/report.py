@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from resnet_keras import stats
-from resnet_keras.run import plots, publish, tables
+from resnet_keras.run import folders, plots, publish, tables
 from resnet_keras.transfer.models import base_label
 
 RESULT_KEY = ("base", "weights", "mode", "dataset", "opt", "train_images", "cache_features")
@@ -93,25 +93,33 @@ def record(output_dir, row=None, runs_dir=None):
 
 
 def _predictions(runs_dir, row):
-    """The test predictions of a row's run, or None where they are not kept."""
-    run = publish.find_run(runs_dir, os.path.basename(row["run"]), shipped=True)
-    path = os.path.join(run, "test_predictions.npz")
-    if not os.path.isfile(path):
+    """The test predictions of a row's finished run, or None where they are not
+    kept or are not the row's: runs/<name> may since hold another run of that
+    name (another --train_limit), or a fine-tuned run made before its
+    test_predictions.npz was the fine-tuned model's (it held the head's)."""
+    run = folders.load_run(publish.find_run(runs_dir, os.path.basename(row["run"]), shipped=True))
+    if run is None or run[3] is None:
         return None
-    with np.load(path) as f:
-        return {"y_true": f["y_true"], "y_pred": f["y_pred"]}
+    metrics, predictions = run[1], run[3]
+    accuracy = float(np.mean(predictions["y_pred"] == predictions["y_true"]))
+    same_run = metrics.get("train_images") == row.get("train_images")
+    if not same_run or abs(accuracy - row["test_accuracy"]) > 5e-5:
+        return None
+    return predictions
 
 
 def _with_interval(row, predictions):
-    if predictions is None:
+    if predictions is None:  # the interval stored with the row stays
         return row
-    right = int(np.sum(predictions["y_pred"] == predictions["y_true"]))
-    return row | {"interval_pct": stats.interval_text(right, len(predictions["y_true"]))}
+    return row | {"interval_pct": stats.interval_of(predictions["y_true"], predictions["y_pred"])}
 
 
-def comparison_label(row):
-    """resnet_cifar10/own/transfer_ft5/adam: the row's table cells, in order."""
-    return "/".join(str(row[k]) for k in ("base", "weights", "mode", "opt"))
+def comparison_label(row, full=False):
+    """resnet_cifar10/own/transfer_ft5/adam: the row's table cells, in order
+    (`full`: with its data set and training images, where the table has more
+    than one of those)."""
+    keys = ("base", "weights", "mode", "opt") + (("dataset", "train_images") if full else ())
+    return "/".join(str(row.get(k)) for k in keys)
 
 
 def paired_tests(rows, predictions):
@@ -125,6 +133,7 @@ def paired_tests(rows, predictions):
         if p is not None and tuple(row.get(k) for k in training) not in seen:
             seen.add(tuple(row.get(k) for k in training))
             kept.append((row, p))
+    full = len({(r.get("dataset"), r.get("train_images")) for r, _ in kept}) > 1
     lines = []
     for i, (a, pa) in enumerate(kept):
         for b, pb in kept[i + 1 :]:
@@ -132,16 +141,12 @@ def paired_tests(rows, predictions):
             if not same_data or not np.array_equal(pa["y_true"], pb["y_true"]):
                 continue
             test = stats.mcnemar(pa["y_true"], pa["y_pred"], pb["y_pred"])
-            lines.append(
-                "- " + stats.comparison_text(comparison_label(a), comparison_label(b), test)
-            )
+            names = comparison_label(a, full), comparison_label(b, full)
+            lines.append("- " + stats.comparison_text(*names, test))
     if not lines:
         return ""
-    return (
-        "\nPaired tests on the test images (exact McNemar: of the images exactly one of "
-        "the two gets right, how many each gets; p is two-sided), rows named "
-        "base/weights/mode/optimizer:\n\n" + "\n".join(lines) + "\n"
-    )
+    named = "base/weights/mode/optimizer" + ("/data set/training images" if full else "")
+    return f"\n{stats.mcnemar_header()}, rows named {named}:\n\n" + "\n".join(lines) + "\n"
 
 
 def run_label(row):

@@ -8,9 +8,9 @@ epochs then cost one pass through the base instead of twenty.
 
 Files, under the output folder: runs/<run_name>/ as every run (flags, log,
 the model <stem>.h5, history.png, history.json, metrics.json,
-test_predictions.npz; the fine-tuning phase's log and resume state in
-runs/<run_name>/fine_tune/, and with it the head's test predictions in
-head_test_predictions.npz).
+test_predictions.npz of the saved model); with fine-tuning also
+head_test_predictions.npz there (the head phase's), and the fine-tuning
+phase's log, resume state and test predictions in runs/<run_name>/fine_tune/.
 `transfer.report` puts each run's row in question3's results table.
 
     python -m scripts.question3 --base saved_models/resnet_cifar10.h5 \\
