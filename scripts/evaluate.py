@@ -74,8 +74,7 @@ def check_classifier(model, path, num_classes, image_shape):
 
 def report(name, test, class_names, top5):
     """Prints a model's scores; returns them as a row of the --record file."""
-    right = int(np.sum(test["y_pred"] == test["y_true"]))
-    interval = stats.interval_text(right, len(test["y_true"]))
+    interval = stats.interval_of(test["y_true"], test["y_pred"])
     print(
         f"{name}: test accuracy {test['accuracy']:.4f} "
         f"(95 % interval {interval} %), "

@@ -132,8 +132,8 @@ def against_gray(model_psnr, gray_psnr, chroma, groups=4):
             "gray_psnr": float(np.mean(g)),
             "median_psnr": float(np.median(m)),
             "gray_median_psnr": float(np.median(g)),
-            "above_gray": float(np.mean(m > g)),
-            "below_gray": float(np.mean(m < g)),
+            "above_gray": sign["above"] / len(index),
+            "below_gray": sign["below"] / len(index),
             "sign_p": sign["p_value"],
         }
 
