@@ -83,6 +83,36 @@ class PairConfigTest(tf.test.TestCase):
             resnet_vs_plain.parse_pairs(["20"], ["dense"])
 
 
+class SeedDifferencesTest(tf.test.TestCase):
+    def test_pairs_matched_by_seed_only(self):
+        def row(model, depth, seed, acc, images=45000):
+            return dict(
+                model=model, depth=depth, seed=seed, test_accuracy_pct=acc, train_images=images
+            )
+
+        rows = [
+            row("resnet", 20, 0, 3.0),
+            row("resnet", 20, 1, 5.0),
+            row("resnet", 20, 2, 7.0),
+            row("plain", 20, 0, 2.0),
+            row("plain", 20, 1, 3.0),
+            row("plain", 20, 2, 4.0),
+            row("plain", 20, 3, 99.0),  # no ResNet partner: left out of the pairing
+            row("resnet", 32, 0, 9.0),  # one seed against depth 20: no test
+            row("resnet", 20, 0, 50.0, images=50000),  # another training set: its own network
+        ]
+        text = report.seed_differences(rows)
+        # differences 1, 2, 3 (the stats test's case): +2.00 +- 1.00, t = 3.46, p = 0.0742
+        self.assertIn(
+            "ResNet-20 minus PlainNet-20, 45000 training images, seeds 0, 1, 2: +2.00 +- 1.00 "
+            "points (mean +- sd of the per-seed differences; paired t = 3.46, 2 df, "
+            "two-sided p = 0.0742)",
+            text,
+        )
+        self.assertEqual(text.count("\n- "), 1)
+        self.assertEqual(report.seed_differences(rows[:1] + rows[3:4]), "")
+
+
 class _EndToEnd:
     """The study on a few hundred images of `data_dir`: train, report, reuse."""
 

@@ -104,5 +104,48 @@ class McNemarTest(tf.test.TestCase):
         self.assertEqual(stats.mean_sd([4]), (4.0, None))
 
 
+class PairedTTest(tf.test.TestCase):
+    def test_t_distribution_against_closed_forms_and_tables(self):
+        # 1 df is the Cauchy distribution, 2 df has a closed form too; the
+        # rest are the textbook table's critical values (two-sided 0.05, 0.01).
+        for t in (0.1, 1.0, 3.0, 30.0):
+            self.assertAllClose(stats.t_two_sided(t, 1), 1 - 2 * np.arctan(t) / np.pi, atol=1e-12)
+            self.assertAllClose(stats.t_two_sided(t, 2), 1 - t / np.sqrt(2 + t * t), atol=1e-12)
+        for t, df, p in ((12.706, 1, 0.05), (4.303, 2, 0.05), (2.228, 10, 0.05), (2.845, 20, 0.01)):
+            self.assertAllClose(stats.t_two_sided(t, df), p, atol=2e-4)
+        self.assertAllClose(stats.t_two_sided(1.959964, 10**7), 0.05, atol=1e-6)  # the normal's
+        self.assertEqual(stats.t_two_sided(0.0, 5), 1.0)
+
+    def test_incomplete_beta_by_hand(self):
+        # I_x(1, 1) = x, I_x(2, 1) = x^2, I_x(a, b) = 1 - I_(1-x)(b, a)
+        for x in (0.1, 0.5, 0.9):
+            self.assertAllClose(stats.beta_inc(1, 1, x), x, atol=1e-14)
+            self.assertAllClose(stats.beta_inc(2, 1, x), x * x, atol=1e-14)
+            self.assertAllClose(stats.beta_inc(2.5, 0.5, x), 1 - stats.beta_inc(0.5, 2.5, 1 - x))
+        with self.assertRaisesRegex(ValueError, "in \\[0, 1\\]"):
+            stats.beta_inc(1, 1, 1.5)
+
+    def test_paired_t_by_hand(self):
+        # differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 2 sqrt 3, 2 df
+        t = stats.paired_t([3, 5, 7], [2, 3, 4])
+        self.assertEqual((t["n"], t["df"], t["mean"], t["sd"]), (3, 2, 2.0, 1.0))
+        self.assertAllClose(t["t"], 2 * np.sqrt(3))
+        self.assertAllClose(t["p_value"], 1 - 2 * np.sqrt(3) / np.sqrt(2 + 12))
+        # the sign follows a - b; the p does not
+        u = stats.paired_t([2, 3, 4], [3, 5, 7])
+        self.assertAllClose((u["t"], u["p_value"]), (-t["t"], t["p_value"]))
+        # pairing matters: the same values unpaired-shuffled give another answer
+        self.assertNotAllClose(stats.paired_t([3, 5, 7], [4, 2, 3])["p_value"], t["p_value"])
+
+    def test_degenerate_and_bad_input(self):
+        self.assertEqual(stats.paired_t([1, 2], [1, 2])["p_value"], 1.0)
+        same_gap = stats.paired_t([2, 3], [1, 2])
+        self.assertEqual((same_gap["t"], same_gap["p_value"]), (np.inf, 0.0))
+        with self.assertRaisesRegex(ValueError, "matched by seed"):
+            stats.paired_t([1, 2, 3], [1, 2])
+        with self.assertRaisesRegex(ValueError, "two or more pairs"):
+            stats.paired_t([1], [2])
+
+
 if __name__ == "__main__":
     tf.test.main()

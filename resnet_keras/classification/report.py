@@ -378,6 +378,7 @@ def resnet_vs_plain_report(pairs, output_dir, dest, settings, shipped=False):
             title="ResNet against PlainNet on CIFAR-10",
             notes=RESNET_VS_PLAIN_NOTES.strip()
             + seed_summary(rows)
+            + seed_differences(rows)
             + depth_comparisons(rows, preds_of),
             run_name=lambda r: r.get("run") or run_name(r["model"], r["depth"]),
         )
@@ -424,6 +425,43 @@ def seed_summary(rows):
             f"(mean +- sd over seeds {seeds})"
         )
     return "\n\nOver seeds:\n\n" + "\n".join(lines) if lines else ""
+
+
+def seed_differences(rows):
+    """The paired t-test across seeds of the pairs `depth_comparisons` tests
+    image by image (ResNet against PlainNet at a depth, a network against the
+    next depth), where two or more seeds have both: the per-image tests say
+    whether two trained models differ, this says whether the gap exceeds what
+    retraining with another seed moves."""
+    acc = {
+        (r["model"], r["depth"], r["train_images"], r["seed"]): r["test_accuracy_pct"] for r in rows
+    }
+    nets = sorted({k[:3] for k in acc})
+    pairs = [
+        (("resnet", d, i), ("plain", d, i))
+        for m, d, i in nets
+        if m == "resnet" and ("plain", d, i) in nets
+    ]
+    for m, d, i in nets:
+        deeper = sorted(e for n, e, j in nets if (n, j) == (m, i) and e > d)
+        if deeper:
+            pairs.append(((m, deeper[0], i), (m, d, i)))
+    lines = []
+    for a, b in pairs:
+        seeds = sorted(s for *k, s in acc if tuple(k) == a and (*b, s) in acc)
+        if len(seeds) < 2:
+            continue
+        t = stats.paired_t([acc[(*a, s)] for s in seeds], [acc[(*b, s)] for s in seeds])
+        p = stats.p_text(t["p_value"])
+        lines.append(
+            f"- {_label(a[0], a[1])} minus {_label(b[0], b[1])}, {a[2]} training images, "
+            f"seeds {', '.join(map(str, seeds))}: {t['mean']:+.2f} +- {t['sd']:.2f} points "
+            f"(mean +- sd of the per-seed differences; paired t = {t['t']:.2f}, "
+            f"{t['df']} df, two-sided p {p if p.startswith('<') else '= ' + p})"
+        )
+    if not lines:
+        return ""
+    return "\n\nAcross seeds (each seed's test accuracies paired):\n\n" + "\n".join(lines)
 
 
 def depth_comparisons(rows, preds_of):
