@@ -113,6 +113,39 @@ class SeedDifferencesTest(tf.test.TestCase):
         self.assertEqual(report.seed_differences(rows[:1] + rows[3:4]), "")
 
 
+class DepthComparisonsTest(tf.test.TestCase):
+    def test_which_runs_are_paired_on_the_test_images(self):
+        y = np.zeros(8, int)
+
+        def run(name, model, depth, seed, images, right):
+            pred = np.where(np.arange(8) < right, 0, 1)
+            return dict(run=name, model=model, depth=depth, seed=seed, train_images=images), {
+                "y_true": y,
+                "y_pred": pred,
+            }
+
+        made = [
+            run("resnet-20", "resnet", 20, 0, 45000, 5),
+            run("plainnet-20", "plain", 20, 0, 45000, 4),
+            run("resnet-32", "resnet", 32, 0, 45000, 6),
+            run("resnet-20-val0", "resnet", 20, 0, 50000, 7),
+            run("plainnet-20-seed1", "plain", 20, 1, 45000, 3),  # no partner at seed 1
+        ]
+        rows = [r for r, _ in made]
+        preds = {r["run"]: p for r, p in made}
+        text = report.depth_comparisons(rows, preds)
+        pairs = [line.split(":")[0] for line in text.splitlines() if line.startswith("- ")]
+        self.assertEqual(
+            pairs,
+            [
+                "- resnet-20 vs plainnet-20",
+                "- resnet-32 vs resnet-20",
+                "- resnet-20-val0 vs resnet-20",  # all 50k images against 45k, same seed
+            ],
+        )
+        self.assertIn("resnet-20-val0 alone right on 2 images, resnet-20 alone on 0", text)
+
+
 class _EndToEnd:
     """The study on a few hundred images of `data_dir`: train, report, reuse."""
 

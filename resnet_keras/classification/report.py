@@ -466,7 +466,8 @@ def seed_differences(rows):
 
 def depth_comparisons(rows, preds_of):
     """Paired tests on the test images: ResNet against PlainNet at each depth
-    and seed, and each network against the next depth at each seed."""
+    and seed, each network against the next depth at each seed, and a network
+    trained on more images (no held-out split) against the same seed on fewer."""
     by = {(r["model"], r["depth"], r["seed"], r["train_images"]): r["run"] for r in rows}
     pairs = []
     for (model, depth, seed, images), run in sorted(by.items()):
@@ -476,6 +477,10 @@ def depth_comparisons(rows, preds_of):
         deeper = sorted(d for m, d, s, i in by if (m, s, i) == (model, seed, images) and d > depth)
         if deeper:
             pairs.append((by[(model, deeper[0], seed, images)], run))
+    for (model, depth, seed, images), run in sorted(by.items()):
+        fewer = sorted(i for m, d, s, i in by if (m, d, s) == (model, depth, seed) and i < images)
+        if fewer:
+            pairs.append((run, by[(model, depth, seed, fewer[-1])]))
     lines = [
         "- "
         + stats.comparison_text(
