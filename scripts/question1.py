@@ -57,7 +57,10 @@ def main(argv):
         config,
         retrain=common.FLAGS.retrain,
         model_name=model_name,
-        title=f"Question 1: ResNet-{config.depth} ({config.opt}) on {config.dataset}",
+        title=(
+            f"Question 1: {config.run_name}, ResNet-{config.depth} ({config.opt}, "
+            f"{config.schedule} schedule) on {config.dataset}, {config.epochs} epochs"
+        ),
     )
     publish.publish_runs(items, config.output_dir, common.FLAGS.replace)
     print(

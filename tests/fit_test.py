@@ -161,7 +161,7 @@ class CrashSafeTest(tf.test.TestCase):
 
 
 class FitWithResumeTest(tf.test.TestCase):
-    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print, verbose=0, **stop):
+    def fit(self, run_dir, epochs=3, lr=0.05, val=True, log=print, verbose=0, test=False, **stop):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
         optim.compile_classifier(model, optim.make_optimizer("sgd", lr))
@@ -177,9 +177,33 @@ class FitWithResumeTest(tf.test.TestCase):
             16,
             verbose=verbose,
             log=log,
+            test_data=data.skip(1) if test else None,
             **stop,
         )
         return model, history, seconds
+
+    def test_a_run_without_held_out_images_watches_the_test_set(self):
+        run = self.create_tempdir().full_path
+        model, history, _ = self.fit(run, val=False, test=True, epochs=2)
+        self.assertLen(history["test_accuracy"], 2)
+        self.assertNotIn("val_accuracy", history)
+        # The last epoch's entry is the final weights' score on those batches.
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(16, 4)).astype("float32"), np.arange(16) % 3
+        scores = model.evaluate(x[8:], y[8:], verbose=0, return_dict=True)
+        self.assertAllClose(history["test_accuracy"][-1], scores["accuracy"])
+        self.assertAllClose(history["test_loss"][-1], scores["loss"])
+        # Resumed by the same command, the column goes on.
+        _, history, _ = self.fit(run, val=False, test=True, epochs=3)
+        self.assertLen(history["test_accuracy"], 3)
+        # A log begun without the column is resumed without it: CSVLogger
+        # appends under the file's header, and a new column would shift the rest.
+        old = self.create_tempdir().full_path
+        self.fit(old, val=False, epochs=1)
+        _, history, _ = self.fit(old, val=False, test=True, epochs=2)
+        self.assertLen(history["loss"], 2)
+        self.assertNotIn("test_accuracy", history)
+        self.assertAllEqual(np.isfinite(history["img_per_s"]), [True, True])
 
     def test_history_read_back_and_the_best_weights_loaded(self):
         run = os.path.join(self.create_tempdir().full_path, "new")  # made if missing

@@ -5,6 +5,7 @@ What the figures are drawn from is checked where it is made (lifecycle_test,
 resnet_vs_plain_test); here, that any such data draws."""
 
 import os
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -46,6 +47,20 @@ class FiguresTest(tf.test.TestCase):
             path = os.path.join(folder, f"{name}.png")
             self.assertEqual(draw(path), path)
             self.assertPng(path, folder)
+
+    def test_a_run_watched_on_the_test_set_draws_its_test_curve(self):
+        drawn = {}
+
+        def keep(fig, path):
+            drawn.update({ax.get_ylabel(): [ln.get_label() for ln in ax.lines] for ax in fig.axes})
+            return path
+
+        history = {"accuracy": [0.3, 0.5], "loss": [2.0, 1.5], "test_accuracy": [0.2, 0.4]}
+        history["test_loss"] = [2.2, 1.7]
+        with mock.patch.object(plots, "save_figure", keep):
+            plots.plot_history(history, "unused.png")
+        want = ["training", "test (watched, not used to choose weights)"]
+        self.assertEqual(drawn, {"accuracy": want, "loss": want})
 
 
 if __name__ == "__main__":

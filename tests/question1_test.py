@@ -204,6 +204,15 @@ class BadInputTest(tf.test.TestCase):
         self.assertNotEmpty(events)
         # --val_size 0 (no validation, as --schedule fast): the last weights are tested.
         self.assertRegex(r.stdout, r"Test accuracy: 0\.\d{4}")
+        # ... and the test images are scored after each epoch for the curves,
+        # the last entry being the tested weights' accuracy.
+        run = os.path.join(root, "out", "runs", "question1_resnet8_cifar10")
+        with open(os.path.join(run, "history.json")) as f:
+            history = json.load(f)
+        with open(os.path.join(run, "metrics.json")) as f:
+            metrics = json.load(f)
+        self.assertNotIn("val_accuracy", history)
+        self.assertAllClose(history["test_accuracy"][-1], metrics["test_accuracy"])
 
 
 class FastScheduleTest(tf.test.TestCase):

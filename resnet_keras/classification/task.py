@@ -175,6 +175,10 @@ def fit_and_test(
     one_hot = model.output.shape[-1] if config.label_smoothing else 0
     train_ds = pipeline.train_dataset(x, y, config.batch_size, config.seed, augment, one_hot)
     val_ds = pipeline.eval_dataset(*val, batch_size=1000, one_hot=one_hot) if val else None
+    # Without held-out images the curves would show training alone: the test
+    # images are scored after each epoch for them (the weights tested are the
+    # last epoch's either way, so nothing is chosen by the test set).
+    watched = None if val else pipeline.eval_dataset(xt, yt, batch_size=1000, one_hot=one_hot)
     history, train_time = fit.fit_with_resume(
         model,
         train_ds,
@@ -185,6 +189,7 @@ def fit_and_test(
         verbose=config.verbose,
         tensorboard=config.tensorboard,
         log=log,
+        test_data=watched,
     )
     scores, test_metrics = classifier_metrics.test_classifier(
         model, xt, yt, config.tta, config.tta_shifts

@@ -40,6 +40,34 @@ class EpochTimer(keras.callbacks.Callback):
             logs["img_per_s"] = self.num_images / dt
 
 
+class TestMonitor(keras.callbacks.Callback):
+    """Scores the test images after every epoch as `test_accuracy` and
+    `test_loss` (the loss as Keras' validation loss counts it, L2 term
+    included), for the curves of a run that holds no images out. The run
+    still tests its last epoch's weights once at the end: these values are
+    watched, never used to choose weights or stop. Placed after EpochTimer,
+    so an epoch's time is its training alone."""
+
+    def __init__(self, test_data):
+        super().__init__()
+        self.test_data = test_data
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        scores = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        logs["test_accuracy"] = scores["accuracy"]
+        logs["test_loss"] = scores["loss"]
+
+
+def _csv_columns(path):
+    """The header of a run's log.csv ([] if there is none)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
+
+
 def read_csv_history(path):
     """The CSVLogger file as {metric: [values per epoch]}; {} if absent.
 
@@ -298,6 +326,7 @@ def callbacks_for_run(
     mode="max",
     patience=0,
     min_epochs=0,
+    test_data=None,
 ):
     """Keras' own callbacks, set up so that a killed run resumes cleanly.
 
@@ -308,7 +337,9 @@ def callbacks_for_run(
     Best-model selection (on `monitor`, "max" or "min" by `mode`) resumes
     from the best value already logged; so does the stop once `patience`
     epochs in a row bring no new best of `monitor`, `min_epochs` or more in
-    (`StopOnPlateau`; patience 0: no such stop).
+    (`StopOnPlateau`; patience 0: no such stop). `test_data`: batches scored
+    after every epoch for the curves (`TestMonitor`), unless the run resumes
+    a log.csv begun without them (CSVLogger appends under the file's header).
     """
     start = resume_epoch(run_dir)
     log_path = os.path.join(run_dir, "log.csv")
@@ -325,6 +356,8 @@ def callbacks_for_run(
         _truncate_csv(log_path, start)
     # Before the checkpoints: the best weights and two copies of the resume state.
     cbs = [EpochTimer(num_train_images), StopOnNaN(), SpaceCheck(run_dir, 3)]
+    if test_data is not None and (start == 0 or "test_accuracy" in _csv_columns(log_path)):
+        cbs.insert(1, TestMonitor(test_data))
     if has_validation:
         logged = read_csv_history(log_path).get(monitor, [])
         at = best_index(logged, mode)
@@ -383,6 +416,7 @@ def fit_with_resume(
     patience=0,
     min_epochs=0,
     log=print,
+    test_data=None,
 ):
     """Fits a compiled model in `run_dir` so that the same command resumes a
     killed run, and leaves it with its best weights on validation.
@@ -409,6 +443,8 @@ def fit_with_resume(
             `min_epochs` or later, that ends `patience` epochs in a row without
             a new best of `monitor` (0: no such stop; it needs `val_data`).
         log: where the warning about an unreadable best-weights file goes.
+        test_data: test batches to score after every epoch for the curves
+            (`TestMonitor`: watched, never used to choose weights).
 
     Returns:
         `(history, train_time_s)`: {metric: [value per epoch]}, and the
@@ -422,7 +458,15 @@ def fit_with_resume(
     if patience and not has_val:
         raise ValueError("a stop on a plateau needs validation data")
     callbacks = callbacks_for_run(
-        run_dir, num_train_images, has_val, tensorboard, monitor, mode, patience, min_epochs
+        run_dir,
+        num_train_images,
+        has_val,
+        tensorboard,
+        monitor,
+        mode,
+        patience,
+        min_epochs,
+        test_data=test_data,
     )
     plateau = next((c for c in callbacks if isinstance(c, StopOnPlateau)), None)
     stopped_before = plateau is not None and plateau.done

@@ -51,7 +51,8 @@ def plot_histories(
     starts=None,
     legend_below=False,
 ):
-    """Overlays several runs: {label: history}. Solid = training, dashed = validation.
+    """Overlays several runs: {label: history}. Solid = training, dashed =
+    validation, dotted = test scored each epoch (runs without held-out images).
 
     `marks` ({text: epoch}) draws a dotted grey line after each epoch, e.g.
     {"fine-tuning starts": 20} where fine-tuning followed 20 head epochs.
@@ -80,6 +81,14 @@ def plot_histories(
                     "--",
                     color=color if not single else "C1",
                     label=f"{name}validation",
+                )
+            if f"test_{metric}" in h:  # a run without held-out images (fit.TestMonitor)
+                ax.plot(
+                    epochs,
+                    h[f"test_{metric}"][first - 1 :],
+                    ":",
+                    color=color if not single else "C2",
+                    label=f"{name}test (watched, not used to choose weights)",
                 )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
