@@ -29,6 +29,16 @@ def save_figure(fig, path):
 LOSS_WITH_L2 = "loss (cross-entropy + L2 term)"
 
 
+# Each run's curves: the history's key prefix, line style, colour when one run
+# is drawn alone (else the run's), and legend text. "test_": a run without
+# held-out images, scored on the test images after each epoch (fit.TestMonitor).
+CURVES = (
+    ("", "-", None, "training"),
+    ("val_", "--", "C1", "validation"),
+    ("test_", ":", "C2", "test (watched, not used to choose weights)"),
+)
+
+
 def plot_history(history, path, title="", loss_label="loss"):
     """Training/validation accuracy (left) and loss (right) per epoch.
 
@@ -72,24 +82,15 @@ def plot_histories(
             name = "" if single else f"{label} "
             if first > 1:
                 name += f"(from epoch {first}) "
-            if metric in h:
-                ax.plot(epochs, h[metric][first - 1 :], "-", color=color, label=f"{name}training")
-            if f"val_{metric}" in h:
-                ax.plot(
-                    epochs,
-                    h[f"val_{metric}"][first - 1 :],
-                    "--",
-                    color=color if not single else "C1",
-                    label=f"{name}validation",
-                )
-            if f"test_{metric}" in h:  # a run without held-out images (fit.TestMonitor)
-                ax.plot(
-                    epochs,
-                    h[f"test_{metric}"][first - 1 :],
-                    ":",
-                    color=color if not single else "C2",
-                    label=f"{name}test (watched, not used to choose weights)",
-                )
+            for prefix, style, own_color, what in CURVES:
+                if prefix + metric in h:
+                    ax.plot(
+                        epochs,
+                        h[prefix + metric][first - 1 :],
+                        style,
+                        color=own_color if single and own_color else color,
+                        label=f"{name}{what}",
+                    )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(loss_label if metric == "loss" else metric)
