@@ -62,6 +62,14 @@ class FiguresTest(tf.test.TestCase):
         want = ["training", "test (watched, not used to choose weights)"]
         self.assertEqual(drawn, {"accuracy": want, "loss": want})
 
+    def test_the_loss_axis_says_what_the_loss_holds(self):
+        self.assertEqual(plots.classifier_loss_label(1e-4, 0), "loss (cross-entropy + L2 term)")
+        self.assertEqual(plots.classifier_loss_label(0, 0), "loss (cross-entropy)")
+        self.assertEqual(
+            plots.classifier_loss_label(5e-4, 0.1),
+            "loss (label-smoothed (0.1) cross-entropy + L2 term)",
+        )
+
 
 if __name__ == "__main__":
     tf.test.main()

@@ -22,6 +22,7 @@ from resnet_keras.run import (
     folders,
     lifecycle,
     optim,
+    plots,
     publish,
     saving,
     speedups,
@@ -134,9 +135,22 @@ def run_classification(config, log=print, retrain=False, model_name=None, title=
         settings = resolved_settings(ds, lr, steps_per_epoch)
         lifecycle.start_run(config, strategy, data, run_dir, log, depth=config.depth, **settings)
         metrics, history = fit_and_test(model, config, (x, y), val, (xt, yt), run_dir, log=log)
-        title = title or f"{config.run_name}: {config.model}-{config.depth} ({config.opt})"
+        title = title or (
+            f"{config.run_name}: {config.model}-{config.depth} ({config.opt}), "
+            f"{metrics['epochs']} epochs"
+        )
         name = model_name or config.run_name
-        publish.finish(config, run_dir, metrics, history, model, name, title=title, log=log)
+        publish.finish(
+            config,
+            run_dir,
+            metrics,
+            history,
+            model,
+            name,
+            title=title,
+            log=log,
+            loss_label=plots.classifier_loss_label(config.weight_decay, config.label_smoothing),
+        )
     return model, metrics, history
 
 

@@ -26,7 +26,19 @@ def save_figure(fig, path):
 # Keras' training and validation losses add the model's regularization losses
 # (the L2 weight-decay term) to the cross-entropy; the result tables give the
 # plain cross-entropy, so a classifier's loss axis says which it shows.
-LOSS_WITH_L2 = "loss (cross-entropy + L2 term)"
+def classifier_loss_label(weight_decay, label_smoothing):
+    """What a classifier's training loss curve holds: the cross-entropy
+    (label-smoothed if the run smooths) plus, with weight decay, the L2 term
+    Keras adds to it; the test tables give plain cross-entropy."""
+    loss = (
+        f"label-smoothed ({label_smoothing:g}) cross-entropy"
+        if label_smoothing
+        else "cross-entropy"
+    )
+    return f"loss ({loss} + L2 term)" if weight_decay else f"loss ({loss})"
+
+
+LOSS_WITH_L2 = classifier_loss_label(weight_decay=True, label_smoothing=0)
 
 
 # Each run's curves: the history's key prefix, line style, colour when one run

@@ -38,7 +38,16 @@ crash_point = files.crash_point
 
 
 def finish(
-    config, run_dir, metrics, history, model=None, model_name=None, extras=(), title=None, log=print
+    config,
+    run_dir,
+    metrics,
+    history,
+    model=None,
+    model_name=None,
+    extras=(),
+    title=None,
+    log=print,
+    loss_label="loss",
 ):
     """Writes a tested run's outputs into `run_dir`, metrics.json last, then
     ends the run: resume state removed, a --retrain run put in place.
@@ -53,6 +62,7 @@ def finish(
         extras: [(file name, write(path))]: further outputs (figures, per-image
             scores), each written into the run folder by its function.
         title: given, the curves are drawn too, as history.png.
+        loss_label: the loss axis' label there (what the loss holds).
         log: where the "wrote" lines go.
 
     Returns:
@@ -68,7 +78,8 @@ def finish(
         written.append(saving.save_model(model, path, class_names))
     written.append(files.write_json(os.path.join(run_dir, "history.json"), history))
     if title is not None:
-        extras = [("history.png", lambda p: plots.plot_history(history, p, title)), *extras]
+        draw = lambda p: plots.plot_history(history, p, title, loss_label)  # noqa: E731
+        extras = [("history.png", draw), *extras]
     for name, write in extras:
         written.append(write(os.path.join(run_dir, name)))
     names = sorted(os.path.relpath(p, run_dir) for p in written)
