@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from resnet_keras import files
+from resnet_keras import files, stats
 from tests.fixtures import ROOT
 
 RESULTS = os.path.join(ROOT, "results")
@@ -114,6 +114,51 @@ class RecordsTest(tf.test.TestCase):
                 l for l in page.splitlines() if l.startswith(f"| ResNet-{depth}, akamaster")
             )
             self.assertIn(f"**{100 * row['test_accuracy']:.2f} %**", line)
+
+    def test_results_page_quotes_the_reference_models_records(self):
+        # docs/results.md's table of the converted reference models and the
+        # runs that use them: each accuracy and interval as its record says.
+        with open(os.path.join(ROOT, "docs", "results.md")) as f:
+            page = f.read().splitlines()
+
+        def line(start):
+            return next(l for l in page if l.startswith(start))
+
+        models = _load("pretrained")["models"]
+        for depth in (20, 32, 44, 56):
+            row = models[f"resnet_keras/classification/weights/resnet{depth}_cifar10.h5"]
+            self.assertIn(
+                f"**{100 * row['test_accuracy']:.2f} %** ({row['interval_pct']})",
+                line(f"| ResNet-{depth}, akamaster"),
+            )
+        for depth in (20, 32):
+            row = models[f"saved_models/resnet-{depth}.h5"]
+            self.assertIn(
+                f"**{100 * row['test_accuracy']:.2f} %** ({row['interval_pct']})",
+                line(f"| ResNet-{depth}, this project"),
+            )
+        tuned = np.load(os.path.join(RECORDS, "resnet20_cifar10_finetune", "test_predictions.npz"))
+        scratch = np.load(os.path.join(RECORDS, "resnet-20", "test_predictions.npz"))
+        paired = stats.mcnemar(tuned["y_true"], tuned["y_pred"], scratch["y_pred"])
+        acc = 100 * np.mean(tuned["y_pred"] == tuned["y_true"])
+        self.assertIn(
+            f"**{acc:.2f} %** ({stats.interval_of(tuned['y_true'], tuned['y_pred'])}), "
+            f"against 86.25 % from scratch (McNemar {paired['a_only']} against "
+            f"{paired['b_only']}, p = {paired['p_value']:.2g})".replace("e-0", "e-"),
+            line("| converted ResNet-20 fine-tuned"),
+        )
+        rows = {(r["base"], r["mode"]): r for r in _load("question3")["rows"]}
+        for mode, start in (
+            ("transfer", "| Question 3 on 5,000"),
+            ("transfer_ft5", "| the same, then"),
+        ):
+            row = rows[("resnet56_cifar10", mode)]
+            own = rows[("resnet_cifar10", mode)]
+            self.assertIn(
+                f"**{100 * row['test_accuracy']:.2f} %** ({row['interval_pct']}), against "
+                f"{100 * own['test_accuracy']:.2f} %",
+                line(start),
+            )
 
     def test_the_rows_awaiting_a_rerun_are_said_to_be_so(self):
         with open(os.path.join(ROOT, "README.md")) as f:
