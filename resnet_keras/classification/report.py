@@ -292,9 +292,10 @@ def found_runs(pairs, output_dir, shipped=False):
     return found
 
 
-def _label(model, depth, seed=0, val0=False):
+def _label(model, depth, seed=None, val0=False):
+    """ "ResNet-20", or with a run's seed "ResNet-20 (seed 0, all 50k images)"."""
     name = f"{'ResNet' if model == 'resnet' else 'PlainNet'}-{depth}"
-    extras = ([f"seed {seed}"] if seed else []) + (["all 50k images"] if val0 else [])
+    extras = ([f"seed {seed}"] if seed is not None else []) + (["all 50k images"] if val0 else [])
     return f"{name} ({', '.join(extras)})" if extras else name
 
 
@@ -317,7 +318,7 @@ def resnet_vs_plain_report(pairs, output_dir, dest, settings, shipped=False):
             name = os.path.basename(folder)
             history, metrics, config, preds = folders.load_run(folder)
             label = _label(model, depth, seed, val0)
-            title = f"{label}: {metrics['epochs']} epochs"
+            title = f"{label}, {metrics['epochs']} epochs"
             plots.plot_history(
                 history, os.path.join(plot_dir, f"{name}.png"), title, plots.LOSS_WITH_L2
             )
@@ -326,7 +327,7 @@ def resnet_vs_plain_report(pairs, output_dir, dest, settings, shipped=False):
             if seed == 0 and not val0:
                 histories[(model, depth)] = history
                 steps = steps or config.get("steps_per_epoch")
-                _draw_test_figures(model, depth, name, label, config, preds, plot_dir)
+                _draw_test_figures(model, depth, name, title, config, preds, plot_dir)
             original = ORIGINAL.get((model, depth))
             rows.append(
                 {
@@ -386,7 +387,8 @@ def resnet_vs_plain_report(pairs, output_dir, dest, settings, shipped=False):
 
 
 def _draw_test_figures(model, depth, name, label, config, preds, plot_dir):
-    """The confusion matrix and (ResNets) the misclassified grid of a seed-0 run."""
+    """The confusion matrix and (ResNets) the misclassified grid of a seed-0
+    run; `label` names the run and its length."""
     if preds is None:
         return
     names = config["class_names"]
