@@ -30,9 +30,32 @@ class ProvenanceTest(tf.test.TestCase):
         if head.returncode == 0:  # a git checkout, as CI's clone is
             self.assertEqual(record["git_commit"], head.stdout.strip())
             self.assertIsInstance(record["git_dirty"], bool)
+            self.assertEqual(record["git_dirty"], bool(record["git_changed_files"]))
 
     def test_no_git_checkout_records_none(self):
         self.assertEqual(provenance.git_state(self.create_tempdir().full_path), (None, None))
+
+    def test_a_dirty_tree_names_its_changed_files(self):
+        root = self.create_tempdir().full_path
+
+        def git(*args):
+            subprocess.run(["git", "-C", root, *args], check=True, capture_output=True)
+
+        git("init", "-q")
+        for name in ("code.py", "table.md"):
+            with open(os.path.join(root, name), "w") as f:
+                f.write("first\n")
+        git("add", ".")
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+        commit, changed = provenance.git_changes(root)
+        self.assertEqual((len(commit), changed), (40, []))
+        self.assertEqual(provenance.git_state(root), (commit, False))
+        with open(os.path.join(root, "table.md"), "a") as f:
+            f.write("a row a command published\n")
+        with open(os.path.join(root, "new.txt"), "w") as f:
+            f.write("untracked: not code that ran\n")
+        self.assertEqual(provenance.git_changes(root), (commit, ["table.md"]))
+        self.assertEqual(provenance.git_state(root), (commit, True))
 
     def test_the_kernel_variables_are_recorded(self):
         with mock.patch.dict(os.environ, {"ONEDNN_MAX_CPU_ISA": "AVX2"}):

@@ -53,22 +53,30 @@ def command_line():
     return argv
 
 
-def git_state(root=_ROOT):
-    """(commit, dirty) of the checkout the code runs from; (None, None) where it
-    is no git checkout (an installed wheel) or git is missing."""
+def git_changes(root=_ROOT):
+    """(commit, changed) of the checkout the code runs from: the tracked files
+    that differ from the commit ([] for a clean tree), so a record tells code
+    changes from, say, a table an earlier command published; (None, None)
+    where it is no git checkout (an installed wheel) or git is missing."""
 
     def git(*args):
         return subprocess.run(
             ["git", "-C", root, *args], capture_output=True, text=True, timeout=20, check=True
-        ).stdout.strip()
+        ).stdout
 
     try:
-        commit = git("rev-parse", "HEAD")
+        commit = git("rev-parse", "HEAD").strip()
         # Tracked files only: runs/ and caches are ignored, new files are not code that ran.
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        status = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None, None
-    return commit, dirty
+    return commit, [line[3:] for line in status.splitlines() if line.strip()]
+
+
+def git_state(root=_ROOT):
+    """(commit, dirty) of the checkout the code runs from (`git_changes`)."""
+    commit, changed = git_changes(root)
+    return commit, None if changed is None else bool(changed)
 
 
 def versions():
@@ -84,13 +92,14 @@ def versions():
 
 def invocation():
     """One process's record: what ran, from where, with which code, on what."""
-    commit, dirty = git_state()
+    commit, changed = git_changes()
     flags = cpu.cpu_flags()
     return {
         "argv": command_line(),
         "cwd": os.getcwd(),
         "git_commit": commit,
-        "git_dirty": dirty,
+        "git_dirty": None if changed is None else bool(changed),
+        "git_changed_files": changed,
         "versions": versions(),
         "cpu": cpu.cpu_model(),
         "cpu_flags": cpu.reported_flags(flags),
