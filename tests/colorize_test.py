@@ -4,6 +4,7 @@ slow), apply to pictures of every kind, and bad input."""
 
 import json
 import os
+import shutil
 from unittest import mock
 
 import numpy as np
@@ -211,15 +212,18 @@ class _Train:
         self.assertIn(folders.reused_line(trial), r.stdout)
         self.assertEqual(fixtures.tree_hashes(trial), kept)
 
-    def test_eval_through_the_script_scores_the_test_of_the_run(self):
-        r = run_script(
+    def evaluate(self, test_limit):
+        return run_script(
             "scripts.colorize",
             "eval",
             self.model_path,
             f"--output_dir={self.out}",
             f"--data_dir={self.data_dir}",
-            "--test_limit=100",
+            f"--test_limit={test_limit}",
         )
+
+    def test_eval_through_the_script_scores_the_test_of_the_run(self):
+        r = self.evaluate(100)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("gray input as colour: MSE", r.stdout)
         # The saved model on the run's 100 test images: the run's own figures.
@@ -246,6 +250,16 @@ class _Train:
             r"- colorizer_unet_lab.h5: 2 epochs of at most 2 \(best validation MSE at epoch "
             r"[12]\), \d+\.\d min of training, .*TensorFlow",
         )
+        # The run's figures drawn again beside the table, from its record and
+        # the same 100 test images; an eval of fewer images draws none.
+        plots = os.path.join(self.out, "reports", "colorize", "plots", "colorization")
+        self.assertCountEqual(
+            os.listdir(plots), ["colorizer_unet_lab_eval.png", "colorizer_unet_lab_examples.png"]
+        )
+        shutil.rmtree(plots)
+        r = self.evaluate(50)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertFalse(os.path.exists(plots))
 
 
 class TrainTest(_Train, fixtures.FixtureImagesTestCase):

@@ -11,12 +11,11 @@ from resnet_keras import stats
 from resnet_keras.run import publish, tables
 
 
-def run_of(path):
-    """What the run that trained the model at `path` recorded (its epochs,
-    best epoch, training time, hardware): from the run folder the model is
-    in (runs/<name>/<name>.h5), or for a published model
-    (<out>/saved_models/<name>.h5) from the run published.json names, else
-    the record the repository ships in <out>/results/runs/<name>/, else
+def run_folder_of(path):
+    """The folder of the run that trained the model at `path`: the run folder
+    the model is in (runs/<name>/<name>.h5), or for a published model
+    (<out>/saved_models/<name>.h5) the run published.json names, else the
+    record the repository ships in <out>/results/runs/<name>/, else
     <out>/runs/<name>/; None for a model without one."""
     folder, file = os.path.split(os.path.abspath(path))
     name = os.path.splitext(file)[0]
@@ -33,12 +32,21 @@ def run_of(path):
     for run in candidates:
         try:
             with open(os.path.join(run, "metrics.json")) as f:
-                metrics = json.load(f)
-            break
+                json.load(f)
+            return run
         except (OSError, ValueError):
             continue
-    else:
+    return None
+
+
+def run_of(path):
+    """What the run that trained the model at `path` recorded (its epochs,
+    best epoch, training time, hardware; `run_folder_of`), or None."""
+    folder = run_folder_of(path)
+    if folder is None:
         return None
+    with open(os.path.join(folder, "metrics.json")) as f:
+        metrics = json.load(f)
     keys = ("epochs", "max_epochs", "best_epoch", "train_time_s", "hardware")
     return {k: metrics.get(k) for k in keys}
 

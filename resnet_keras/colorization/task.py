@@ -35,6 +35,7 @@ from resnet_keras.data import image_folders
 from resnet_keras.run import (
     distribute,
     fit,
+    folders,
     lifecycle,
     optim,
     plots,
@@ -145,23 +146,9 @@ def _train(config, strategy, run_dir, log):
     per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
     # A run named with --run_name names its files too.
     name = config.run_name or config.name
-    title = f"{name} on {_data_name(config)}"
-    shown = xt[example_indices(yt)]
-    predicted = colorizer_metrics.score_colorizer(
-        model, shown, config.color_space, keep=len(shown)
-    )["predicted"]
-    gray = color.training_pair(shown, config.color_space)[0].numpy()
-    extras = [
-        ("test_mse.json", lambda p: files.write_json(p, per_image)),
-        (
-            f"{name}_eval.png",
-            lambda p: plots.plot_colorization_eval(history, per_image, p, title),
-        ),
-        (
-            f"{name}_examples.png",
-            lambda p: plots.plot_colorization_examples(gray[..., 0], predicted, shown, p, title),
-        ),
-    ]
+    title = figure_title(name, _data_name(config), metrics)
+    extras = [("test_mse.json", lambda p: files.write_json(p, per_image))]
+    extras += _figures(name, model, config.color_space, history, per_image, xt, yt, title)
     paths = publish.finish(
         config, run_dir, metrics, history, model, name, extras, log=lambda _: None
     )
@@ -187,6 +174,50 @@ def load_colorizer(path):
     return model, kind, space
 
 
+def figure_title(name, data_name, metrics):
+    """A colorizer's figures' title: the run, its data and its length."""
+    title = f"{name} on {data_name}, {metrics['epochs']} epochs"
+    if metrics.get("best_epoch"):
+        title += f" (best validation MSE at epoch {metrics['best_epoch']})"
+    return title
+
+
+def _figures(name, model, space, history, per_image, xt, yt, title):
+    """[(file name, write(path))] of a colorizer's two figures: its loss
+    curves beside the test MSE spread, and examples of the test images."""
+    shown = xt[example_indices(yt)]
+    predicted = colorizer_metrics.score_colorizer(model, shown, space, keep=len(shown))["predicted"]
+    gray = color.training_pair(shown, space)[0].numpy()
+    return [
+        (
+            f"{name}_eval.png",
+            lambda p: plots.plot_colorization_eval(history, per_image, p, title),
+        ),
+        (
+            f"{name}_examples.png",
+            lambda p: plots.plot_colorization_examples(gray[..., 0], predicted, shown, p, title),
+        ),
+    ]
+
+
+def _redraw_figures(path, model, space, config, result, xt, yt, results_dir, log):
+    """Draws a saved colorizer's figures again beside the eval's table, where
+    the run that trained it kept its history and was tested on as many test
+    images as this eval scored, so `eval --publish --replace` can put right
+    the figures older code drew (a subset's figures never replace them)."""
+    folder = report.run_folder_of(path)
+    loaded = folders.load_run(folder) if folder else None
+    if loaded is None or loaded[2].get("test_images") != len(xt):
+        return
+    history, metrics, _, _ = loaded
+    name = os.path.splitext(os.path.basename(path))[0]
+    per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
+    title = figure_title(name, _data_name(config), metrics)
+    plot_dir = os.path.join(os.path.dirname(results_dir), "plots", "colorization")
+    for file_name, write in _figures(name, model, space, history, per_image, xt, yt, title):
+        log(f"wrote {write(os.path.join(plot_dir, file_name))}")
+
+
 def evaluate_file(path, config, results_dir, log=print):
     """Tests a saved colorizer against the gray baseline and records both rows.
 
@@ -196,8 +227,9 @@ def evaluate_file(path, config, results_dir, log=print):
     invocation = provenance.invocation()  # before the work: its started_utc is the start
     model, kind, space = load_colorizer(path)
     size = model.input_shape[1]
-    ds, _, _, (xt, _) = load_data(dataclasses.replace(config, val_size=0), size)
+    ds, _, _, (xt, yt) = load_data(dataclasses.replace(config, val_size=0), size)
     result = colorizer_metrics.score_colorizer(model, xt, space)
+    _redraw_figures(path, model, space, config, result, xt, yt, results_dir, log)
     data_name = _data_name(config)
     row = {
         "model": kind,
