@@ -79,18 +79,22 @@ from torch_reference import ResNet, augment  # noqa: E402
 
 
 def load(split):
-    """Images in the project's order: sorted class folders, sorted files."""
+    """Images in the project's order: sorted class folders, sorted files; and
+    their paths under the data folder (kept with the test predictions, so a
+    comparison can check it pairs the same images)."""
     classes = sorted(os.listdir(os.path.join(a.data_dir, split)))
-    xs, ys = [], []
+    xs, ys, names = [], [], []
     for i, c in enumerate(classes):
         for f in sorted(glob.glob(os.path.join(a.data_dir, split, c, "*"))):
             xs.append(np.asarray(Image.open(f).convert("RGB")))
             ys.append(i)
-    return torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous(), torch.tensor(ys)
+            names.append(os.path.relpath(f, a.data_dir))
+    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()
+    return x, torch.tensor(ys), names
 
 
-xtr, ytr = load("train")
-xte, yte = load("test")
+xtr, ytr, _ = load("train")
+xte, yte, test_files = load("test")
 if a.split:
     with np.load(a.split) as s:
         if not np.array_equal(s["y_train"], ytr.numpy()):
@@ -205,6 +209,7 @@ def record():
         "cpu_flags": ",".join(f for f in wanted if f in flags),
         "kernel_env": {k: os.environ[k] for k in env if k in os.environ},
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data_dir": os.path.realpath(a.data_dir),
         "train_images": len(ytr),
         "val_images": 0 if yval is None else len(yval),
         "options": {k: getattr(a, k) for k in ("decay", "init", "pad", "momentum", "std")},
@@ -289,5 +294,8 @@ with open(a.log, "a") as log:
             flush=True,
         )
         np.savez_compressed(
-            a.log + ".best_predictions.npz", y_true=yte.numpy(), y_pred=preds.numpy()
+            a.log + ".best_predictions.npz",
+            y_true=yte.numpy(),
+            y_pred=preds.numpy(),
+            test_files=np.array(test_files),
         )

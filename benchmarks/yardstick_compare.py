@@ -10,8 +10,10 @@ run is the one that held out the same images (the split exported for it); it
 is paired with the yardstick image by image (exact McNemar on the test
 images). Further runs, other seeds of the same network, give the seed-to-seed
 spread the difference is set against. Both sides read the image folder in
-the same order (sorted class folders, sorted file names); the labels are
-checked to agree. Nothing is trained or written: the report goes to stdout.
+the same order (sorted class folders, sorted file names): the labels are
+checked to agree, and where the yardstick kept its test file names, that
+they are the project's listing of the same folder; the paired run must have
+held out the images of the yardstick's --split (its seed and size). Nothing is trained or written: the report goes to stdout.
 """
 
 import argparse
@@ -19,12 +21,19 @@ import csv
 import json
 import os
 import sys
+import zipfile
 
 import numpy as np
 
 from resnet_keras import stats
+from resnet_keras.data import image_folders
 
 EPOCHS_SHOWN = (1, 10, 20, 30, 40, 50, 51, 60, 75, 76, 90, 100)
+
+
+def _fields(tokens):
+    """{key: value} of a log line's "key=value" tokens."""
+    return {key: float(v) for key, v in (t.split("=") for t in tokens)}
 
 
 def read_log(path):
@@ -35,19 +44,53 @@ def read_log(path):
     with open(path) as f:
         for line in f:
             line = line.strip()
-            if line.startswith("# "):
-                records.append(
-                    json.loads(line.split(" ", 2)[-1] if "resumed:" in line else line[2:])
-                )
+            if line.startswith("# resumed: "):
+                records.append(json.loads(line[len("# resumed: ") :]))
+            elif line.startswith("# "):
+                records.append(json.loads(line[2:]))
             elif line.startswith("epoch "):
-                _, count, *fields = line.split()
-                k = int(count.split("/")[0])
-                epochs[k] = {key: float(v) for key, v in (x.split("=") for x in fields)}
+                _, count, *tokens = line.split()
+                epochs[int(count.split("/")[0])] = _fields(tokens)
             elif line.startswith("final "):
-                final = {key: float(v) for key, v in (x.split("=") for x in line.split()[1:])}
-    if not records or final is None:
-        raise ValueError(f"{path}: not a finished torch_recipe.py log (no record or no final line)")
+                final = _fields(line.split()[1:])
+    if not records or not epochs:
+        raise ValueError(f"{path}: not a torch_recipe.py log (no run record or no epoch line)")
+    if final is None:
+        raise ValueError(
+            f"{path}: no final line: the yardstick writes it once its last epoch is done, "
+            "and only with --split (held-out images to choose the best weights)"
+        )
     return records, epochs, final
+
+
+def check_same_images(first, npz, run):
+    """Refuses a pairing of different test images, or of a run that held out
+    other training images than the yardstick's --split."""
+    flags = run["flags"]
+    if "test_files" in npz:  # the yardstick's test files, in its order
+        data_dir = first.get("data_dir", "")
+        listed = image_folders._list_images(os.path.join(data_dir, "test"))[1]
+        ours = [os.path.relpath(f, data_dir) for c in sorted(listed) for f in listed[c]]
+        source = flags.get("data_source", "")  # "image folder /abs/path" in newer records
+        other_folder = source.startswith("image folder ") and os.path.realpath(
+            source[len("image folder ") :]
+        ) != os.path.realpath(data_dir)
+        if list(npz["test_files"]) != ours or other_folder:
+            raise ValueError(
+                f"{run['name']} and the yardstick were not tested on the same image files "
+                f"in the same order ({data_dir})"
+            )
+    argv = first.get("argv", [])
+    split = argv[argv.index("--split") + 1] if "--split" in argv else None
+    if split and os.path.isfile(split):
+        with np.load(split) as z:
+            held = (int(z["seed"]), int(z["val_size"]))
+        if held != (flags.get("seed"), flags.get("val_images")):
+            raise ValueError(
+                f"{run['name']} held out other training images than the yardstick's "
+                f"{split} (seed {flags.get('seed')}, {flags.get('val_images')} images; the "
+                f"split: seed {held[0]}, {held[1]})"
+            )
 
 
 def read_run(path):
@@ -76,13 +119,20 @@ def _pct(x):
 def report(log_path, run_paths):
     records, epochs, final = read_log(log_path)
     with np.load(log_path + ".best_predictions.npz") as z:
-        torch_true, torch_pred = z["y_true"], z["y_pred"]
+        npz = {k: z[k] for k in z.files}
+    torch_true, torch_pred = npz["y_true"], npz["y_pred"]
     runs = [read_run(p) for p in run_paths]
     paired = runs[0]
     if not np.array_equal(paired["preds"]["y_true"], torch_true):
         raise ValueError(
             f"{paired['name']} and the yardstick were not tested on the same images in the "
             f"same order (their test labels differ)"
+        )
+    check_same_images(records[0], npz, paired)
+    if "best_val_accuracy" not in paired["metrics"]:
+        raise ValueError(
+            f"{paired['name']} held no images out; the yardstick is paired with the run "
+            "whose held-out images it took (--split)"
         )
     n = len(torch_true)
     last_right = round(final["last"] * n)
@@ -171,7 +221,7 @@ def main():
             sys.exit(2)
     try:
         sys.stdout.write(report(a.log, a.runs))
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

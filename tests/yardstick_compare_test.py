@@ -25,11 +25,11 @@ RECORD = {
 }
 
 
-def write_log(path, y_true, y_pred, epochs=3):
+def write_log(path, y_true, y_pred, epochs=3, record=None, **npz):
     # The lines torch_recipe.py prints; epoch 1 twice, as after a kill
     # between its line and its checkpoint (the later line is the one kept).
     with open(path, "w") as f:
-        print(f"# {json.dumps(RECORD)}", file=f)
+        print(f"# {json.dumps(record or RECORD)}", file=f)
         for ep in range(1, epochs + 1):
             if ep == 1:
                 print(
@@ -48,14 +48,14 @@ def write_log(path, y_true, y_pred, epochs=3):
             "best_val_acc=0.6000",
             file=f,
         )
-    np.savez_compressed(path + ".best_predictions.npz", y_true=y_true, y_pred=y_pred)
+    np.savez_compressed(path + ".best_predictions.npz", y_true=y_true, y_pred=y_pred, **npz)
 
 
 def write_run(path, y_true, y_pred, acc, commit="abc1234"):
     os.makedirs(path)
     inv = [{"git_commit": commit}] if commit else []
     with open(os.path.join(path, "flags.json"), "w") as f:
-        json.dump({"invocations": inv} if commit else {}, f)
+        json.dump({"seed": 0, "val_images": 5} | ({"invocations": inv} if commit else {}), f)
     with open(os.path.join(path, "metrics.json"), "w") as f:
         json.dump(
             {
@@ -130,7 +130,43 @@ class YardstickCompareTest(tf.test.TestCase):
         np.savez(unfinished + ".best_predictions.npz", y_true=y, y_pred=y)
         r = self.run_script(unfinished, os.path.join(tmp, "other"))
         self.assertEqual(r.returncode, 2)
-        self.assertIn("not a finished torch_recipe.py log", r.stderr)
+        self.assertIn("not a torch_recipe.py log (no run record or no epoch line)", r.stderr)
+
+    def test_the_same_image_files_and_held_out_images_are_checked(self):
+        tmp = self.get_temp_dir()
+        data = os.path.join(tmp, "data")
+        names = []
+        for c in ("cat", "dog"):
+            os.makedirs(os.path.join(data, "test", c))
+            for i in range(3):
+                open(os.path.join(data, "test", c, f"{i:04d}.jpg"), "wb").close()
+                names.append(f"test/{c}/{i:04d}.jpg")
+        y = np.repeat([0, 1], 3)
+        write_run(os.path.join(tmp, "run"), y, y, 1.0)
+        split = os.path.join(tmp, "split.npz")
+        np.savez(split, seed=0, val_size=5)
+        record = RECORD | {"data_dir": data, "argv": ["python", "t.py", "--split", split]}
+        log = os.path.join(tmp, "y.log")
+        write_log(log, y, y, record=record, test_files=np.array(names))
+        self.assertEqual(self.run_script(log, os.path.join(tmp, "run")).returncode, 0)
+        # The same labels, the files in another order: refused.
+        write_log(log, y, y, record=record, test_files=np.array(names[::-1][3:] + names[3:]))
+        r = self.run_script(log, os.path.join(tmp, "run"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not tested on the same image files in the same order", r.stderr)
+        # The run held out other images than the yardstick's split.
+        np.savez(split, seed=1, val_size=5)
+        write_log(log, y, y, record=record, test_files=np.array(names))
+        r = self.run_script(log, os.path.join(tmp, "run"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("held out other training images than the yardstick's", r.stderr)
+        # A log the yardstick wrote without --split has no final line.
+        with open(log, "w") as f:
+            print(f"# {json.dumps(RECORD)}", file=f)
+            print("epoch 1/1 train_acc=0.1 test_acc=0.1 test_loss=2.0 minutes=0.1", file=f)
+        r = self.run_script(log, os.path.join(tmp, "run"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no final line", r.stderr)
 
 
 if __name__ == "__main__":
