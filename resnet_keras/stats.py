@@ -222,10 +222,15 @@ def p_text(p):
     return "< 1e-300" if p < 1e-300 else f"{p:.3g}"
 
 
+def p_equals(p):
+    """ "= 0.0414", or "< 1e-300": a p value after "p" in a sentence."""
+    text = p_text(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def comparison_text(name_a, name_b, test):
     """One line for a paired comparison, as the result tables print it."""
-    p = p_text(test["p_value"])
-    p = p if p.startswith("<") else f"= {p}"
+    p = p_equals(test["p_value"])
     return (
         f"{name_a} vs {name_b}: {name_a} alone right on {test['a_only']} images, "
         f"{name_b} alone on {test['b_only']} (exact McNemar p {p}, "

@@ -20,6 +20,9 @@ given, and pictures over 16.8 megapixels (4096x4096). It exits with status
 1 when it skipped an unreadable file (each gets one line on stderr) and 2
 on bad input, as every script here.
 
+eval --figures also draws each model's figures again beside the table, from
+the record of the run that trained it (the same test images only).
+
 --epochs is the colorizer's training epochs for train and the linear
 classifier's for probe (defaults 100 and 10 below); train stops sooner
 after the first epoch, --min_epochs or later, that ends --patience epochs in
@@ -48,6 +51,13 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_bool(
     "overwrite", False, "apply: replace colorized pictures already in --out (else refused)."
+)
+flags.DEFINE_bool(
+    "figures",
+    False,
+    "eval: also draw each model's two figures again, from the record of the run that "
+    "trained it and this eval's scores (the same test images only), beside the table; "
+    "--publish --replace puts them in plots/colorization/.",
 )
 flags.DEFINE_integer(
     "patience",
@@ -84,6 +94,8 @@ def main(argv):
         raise ValueError(f"--retrain is for train; {command} trains nothing")
     if common.FLAGS.overwrite and command != "apply":
         raise ValueError(f"--overwrite is for apply; {command} writes no pictures")
+    if common.FLAGS.figures and command != "eval":
+        raise ValueError(f"--figures is for eval; {command} redraws no figures")
     config, probe_epochs, pictures = make_config(common.resolve(), command, common.explicit_flags())
     out = config.output_dir
     report = publish.report_dir(out, "colorize")
@@ -106,12 +118,15 @@ def main(argv):
         return
     if not args:
         raise ValueError(f"{command} needs a model file; usage: scripts.colorize {USAGE}")
+    if common.FLAGS.figures:
+        for path in args:  # every model's record, before any of them is scored
+            task.run_record(path)
     if command in ("eval", "probe"):
         files.check_writable(results)  # before any model runs, not after
         publish.start_table(report, out, os.path.join("results", "colorization.json"))
     if command == "eval":
         for path in args:
-            task.evaluate_file(path, config, results)
+            task.evaluate_file(path, config, results, figures=common.FLAGS.figures)
     elif command == "probe":
         for path in args:
             task.probe_file(path, config, results, epochs=probe_epochs)

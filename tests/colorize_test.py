@@ -212,7 +212,7 @@ class _Train:
         self.assertIn(folders.reused_line(trial), r.stdout)
         self.assertEqual(fixtures.tree_hashes(trial), kept)
 
-    def evaluate(self, test_limit):
+    def evaluate(self, test_limit, *extra):
         return run_script(
             "scripts.colorize",
             "eval",
@@ -220,10 +220,11 @@ class _Train:
             f"--output_dir={self.out}",
             f"--data_dir={self.data_dir}",
             f"--test_limit={test_limit}",
+            *extra,
         )
 
     def test_eval_through_the_script_scores_the_test_of_the_run(self):
-        r = self.evaluate(100)
+        r = self.evaluate(100, "--figures")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("gray input as colour: MSE", r.stdout)
         # The saved model on the run's 100 test images: the run's own figures.
@@ -250,13 +251,25 @@ class _Train:
             r"- colorizer_unet_lab.h5: 2 epochs of at most 2 \(best validation MSE at epoch "
             r"[12]\), \d+\.\d min of training, .*TensorFlow",
         )
-        # The run's figures drawn again beside the table, from its record and
-        # the same 100 test images; an eval of fewer images draws none.
+        # --figures: the run's figures drawn again beside the table, from its
+        # record and the same 100 test images.
         plots = os.path.join(self.out, "reports", "colorize", "plots", "colorization")
         self.assertCountEqual(
             os.listdir(plots), ["colorizer_unet_lab_eval.png", "colorizer_unet_lab_examples.png"]
         )
         shutil.rmtree(plots)
+        # Other test images than the run's: one line, status 2, no figure, the
+        # table as it was; without --figures none are drawn.
+        with open(os.path.join(report, "colorization.json")) as f:
+            before = f.read()
+        r = self.evaluate(50, "--figures")
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(
+            r.stderr, r"--figures: the run that trained .*\(test_images 100 against 50\)"
+        )
+        self.assertFalse(os.path.exists(plots))
+        with open(os.path.join(report, "colorization.json")) as f:
+            self.assertEqual(f.read(), before)
         r = self.evaluate(50)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertFalse(os.path.exists(plots))

@@ -182,6 +182,16 @@ class FitWithResumeTest(tf.test.TestCase):
         )
         return model, history, seconds
 
+    def test_the_test_set_is_scored_after_the_epoch_timer_and_before_the_log(self):
+        run = self.create_tempdir().full_path
+        cbs = fit.callbacks_for_run(run, 16, has_validation=False, test_data=object())
+        kinds = [type(c) for c in cbs]
+        # EpochTimer ends the epoch's clock before the test pass; CSVLogger
+        # writes after it, so the column is in the epoch's row.
+        self.assertLess(kinds.index(fit.EpochTimer), kinds.index(fit.TestMonitor))
+        self.assertLess(kinds.index(fit.TestMonitor), kinds.index(keras.callbacks.CSVLogger))
+        self.assertNotIn(fit.TestMonitor, [type(c) for c in fit.callbacks_for_run(run, 16, False)])
+
     def test_a_run_without_held_out_images_watches_the_test_set(self):
         run = self.create_tempdir().full_path
         model, history, _ = self.fit(run, val=False, test=True, epochs=2)

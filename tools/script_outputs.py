@@ -102,6 +102,7 @@ VOLATILE_KEYS = {
     "commits",
     "git_commit",
     "git_dirty",
+    "git_changed_files",
     "published_by_commit",
 }
 # Times and speeds inside text (Markdown tables, logs, stdout).

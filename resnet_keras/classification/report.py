@@ -454,12 +454,11 @@ def seed_differences(rows):
         if len(seeds) < 2:
             continue
         t = stats.paired_t([acc[(*a, s)] for s in seeds], [acc[(*b, s)] for s in seeds])
-        p = stats.p_text(t["p_value"])
         lines.append(
             f"- {_label(a[0], a[1])} minus {_label(b[0], b[1])}, {a[2]} training images, "
             f"seeds {', '.join(map(str, seeds))}: {t['mean']:+.2f} +- {t['sd']:.2f} points "
             f"(mean +- sd of the per-seed differences; paired t = {t['t']:.2f}, "
-            f"{t['df']} df, two-sided p {p if p.startswith('<') else '= ' + p})"
+            f"{t['df']} df, two-sided p {stats.p_equals(t['p_value'])})"
         )
     if not lines:
         return ""

@@ -107,8 +107,10 @@ def resolved_settings(ds, lr, steps_per_epoch):
 def run_classification(config, log=print, retrain=False, model_name=None, title=None):
     """Trains and tests one classifier; returns (model, metrics, history).
 
-    The test split is evaluated once, at the end, with the weights that did
-    best on the validation split (the last weights when `val_size` is 0).
+    The test split is tested once, at the end, with the weights that did
+    best on the validation split (the last weights when `val_size` is 0;
+    such a run also scores the test split after each epoch for its curves,
+    `fit.TestMonitor`, never to choose weights).
     Everything goes into the run folder (`publish.finish`): the model as
     `model_name` (default: the run's name) in each of `config.formats`, its
     curves as history.png (titled `title`), history.json, then metrics.json.

@@ -143,7 +143,7 @@ def _train(config, strategy, run_dir, log):
         "train_time_s": train_time,
         "hardware": tables.hardware(),
     }
-    per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
+    per_image = _per_image(result)
     # A run named with --run_name names its files too.
     name = config.run_name or config.name
     title = figure_title(name, _data_name(config), metrics)
@@ -200,36 +200,69 @@ def _figures(name, model, space, history, per_image, xt, yt, title):
     ]
 
 
-def _redraw_figures(path, model, space, config, result, xt, yt, results_dir, log):
-    """Draws a saved colorizer's figures again beside the eval's table, where
-    the run that trained it kept its history and was tested on as many test
-    images as this eval scored, so `eval --publish --replace` can put right
-    the figures older code drew (a subset's figures never replace them)."""
+def _redraw_figures(path, model, space, config, source, result, xt, yt, plot_dir):
+    """Draws a saved colorizer's figures again into `plot_dir` from the record
+    of the run that trained it and this eval's scores, so `eval --figures
+    --publish --replace` can put right figures older code drew. Refused
+    (ValueError, before any row is written) unless that run was tested on the
+    same data: the same data set and folder, test images and image size."""
+    history, metrics, flags, _ = run_record(path)
+    this = {
+        "dataset": config.dataset,
+        "data_source": source.removesuffix(" (cached)"),  # the same files, read from the cache
+        "test_images": len(xt),
+        "image_size": model.input_shape[1],
+    }
+    recorded = flags | {"data_source": str(flags.get("data_source")).removesuffix(" (cached)")}
+    differs = [k for k, v in this.items() if recorded.get(k) != v]
+    if differs:
+        said = ", ".join(f"{k} {recorded.get(k)!r} against {this[k]!r}" for k in differs)
+        raise ValueError(
+            f"--figures: the run that trained {os.path.basename(path)} was tested on other "
+            f"data ({said}); its figures are drawn only from the same test images"
+        )
+    name = os.path.splitext(os.path.basename(path))[0]
+    title = figure_title(name, _data_name(config), metrics)
+    per_image = _per_image(result)
+    return [
+        (os.path.join(plot_dir, file_name), write)
+        for file_name, write in _figures(name, model, space, history, per_image, xt, yt, title)
+    ]
+
+
+def run_record(path):
+    """(history, metrics, flags, predictions) of the run that trained the
+    colorizer at `path` (`report.run_folder_of`); ValueError if it has none."""
     folder = report.run_folder_of(path)
     loaded = folders.load_run(folder) if folder else None
-    if loaded is None or loaded[2].get("test_images") != len(xt):
-        return
-    history, metrics, _, _ = loaded
-    name = os.path.splitext(os.path.basename(path))[0]
-    per_image = {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
-    title = figure_title(name, _data_name(config), metrics)
-    plot_dir = os.path.join(os.path.dirname(results_dir), "plots", "colorization")
-    for file_name, write in _figures(name, model, space, history, per_image, xt, yt, title):
-        log(f"wrote {write(os.path.join(plot_dir, file_name))}")
+    if loaded is None:
+        raise ValueError(f"--figures: {path} has no run record with its history to draw from")
+    return loaded
 
 
-def evaluate_file(path, config, results_dir, log=print):
+def _per_image(result):
+    """The per-image test MSEs the eval figure is drawn from."""
+    return {"model_mse": result["model"]["mse"], "gray_mse": result["gray"]["mse"]}
+
+
+def evaluate_file(path, config, results_dir, log=print, figures=False):
     """Tests a saved colorizer against the gray baseline and records both rows.
 
     The test images are the config's test split (`test_limit` of it), resized
-    to the model's input size. Returns the model's row.
+    to the model's input size. `figures`: also draw the model's two figures
+    again, beside the table (`_redraw_figures`). Returns the model's row.
     """
     invocation = provenance.invocation()  # before the work: its started_utc is the start
     model, kind, space = load_colorizer(path)
     size = model.input_shape[1]
     ds, _, _, (xt, yt) = load_data(dataclasses.replace(config, val_size=0), size)
     result = colorizer_metrics.score_colorizer(model, xt, space)
-    _redraw_figures(path, model, space, config, result, xt, yt, results_dir, log)
+    plot_dir = os.path.join(os.path.dirname(results_dir), "plots", "colorization")
+    drawn = (
+        _redraw_figures(path, model, space, config, ds.source, result, xt, yt, plot_dir)
+        if figures
+        else []
+    )
     data_name = _data_name(config)
     row = {
         "model": kind,
@@ -274,6 +307,8 @@ def evaluate_file(path, config, results_dir, log=print):
         f"SSIM {gray['ssim']:.4f}; the model's capped PSNR is "
         f"higher on {row['against_gray'][0]['above_gray'] * 100:.1f} % of the images"
     )
+    for figure, write in drawn:  # after the row: a figure cannot cost the table its row
+        log(f"wrote {write(figure)}")
     return row
 
 
