@@ -26,7 +26,7 @@ OWN = {
     "question3": "base weights head_units train_base fine_tune_epochs unfreeze fine_tune_lr "
     "cache_features".split(),
     "resnet_vs_plain": ["depths", "models", "seeds"],
-    "colorize": ["color_space", "overwrite", "patience", "min_epochs"],
+    "colorize": ["color_space", "overwrite", "figures", "patience", "min_epochs"],
     "evaluate": ["predictions_out", "record"],
     "export": ["to", "tolerance"],
     "convert": [],
